@@ -1,0 +1,226 @@
+"""The ``storefence`` command.
+
+    storefence simulate   fill a warehouse with a simulated shop and its labelled incidents
+    storefence shop-api   serve a simulated shop over HTTP, as a platform API would
+    storefence warehouse  init | summary | docs
+    storefence airflow-setup   migrate Airflow's metadata DB, create the pool and the default connection
+    storefence demo       the main job on the embedded default (what `make demo` runs)
+
+Errors the user can fix (bad arguments, a missing connection) print one line and exit with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from threshold_operators.warehouse import WAREHOUSE_CONN_ID, WAREHOUSE_POOL
+
+DEMO = {"shops": 1, "skus": 500, "days": 400, "orders_per_day": 2000, "seed": 7}
+
+
+class UsageError(Exception):
+    pass
+
+
+def _timestamp(value: str) -> datetime:
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 timestamp: {value!r}") from None
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def _hook(args):
+    from threshold_operators.warehouse.hook import WarehouseHook
+
+    if getattr(args, "warehouse", None):
+        return WarehouseHook(url=args.warehouse)
+    return WarehouseHook(warehouse_conn_id=args.conn_id)
+
+
+def _add_warehouse_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--warehouse", metavar="URL", help="SQLAlchemy URL (default: the Airflow connection)")
+    p.add_argument("--conn-id", default=WAREHOUSE_CONN_ID, help=f"Airflow connection of the warehouse (default {WAREHOUSE_CONN_ID})")
+
+
+def _add_simulation_args(p: argparse.ArgumentParser, defaults: dict) -> None:
+    p.add_argument("--shops", type=int, default=defaults["shops"])
+    p.add_argument("--skus", type=int, default=defaults["skus"], help="SKUs per shop")
+    p.add_argument("--days", type=int, default=defaults["days"])
+    p.add_argument("--orders-per-day", type=int, default=defaults["orders_per_day"], help="average orders a day per shop")
+    p.add_argument("--seed", type=int, default=defaults["seed"])
+    p.add_argument("--end", type=_timestamp, help="end of the window, exclusive (default: this hour, UTC)")
+    p.add_argument("--incidents", default="default", help="default, none, or an incident YAML file")
+    p.add_argument("--timezone", default="Asia/Shanghai", help="IANA timezone of the shops")
+
+
+def _spec(args):
+    from threshold_operators.simulator.run import SimulationSpec
+
+    return SimulationSpec(shops=args.shops, skus=args.skus, days=args.days, orders_per_day=args.orders_per_day,
+                          seed=args.seed, end=args.end, incidents=args.incidents, timezone=args.timezone)
+
+
+def cmd_simulate(args) -> int:
+    from threshold_operators.simulator.run import simulate
+
+    hook = _hook(args)
+    print(f"Simulating {args.shops} shop(s) x {args.skus} SKUs x {args.days} days into {hook.describe()} ...", flush=True)
+    result = simulate(_spec(args), hook, labels_out=args.labels_out, replace=args.replace, progress=print)
+    total = sum(result.rows.values())
+    print(f"Wrote {total:,} rows ({result.order_lines:,} order lines) in {result.seconds:.1f} s "
+          f"= {total / result.seconds:,.0f} rows/s; window {result.window_start:%Y-%m-%d %H:%M} .. {result.window_end:%Y-%m-%d %H:%M} UTC")
+    if args.labels_out:
+        print(f"Labels: {args.labels_out} ({len(result.labels['incidents'])} incidents)")
+    return 0
+
+
+def cmd_shop_api(args) -> int:
+    from threshold_operators.shop_api.faults import FaultPolicy
+    from threshold_operators.shop_api.server import serve
+
+    source = args.source
+    if not source:
+        import tempfile
+
+        from threshold_operators.simulator.run import simulate
+        from threshold_operators.warehouse.hook import WarehouseHook
+
+        source = str(Path(tempfile.mkdtemp(prefix="storefence-shop-")) / "shop.duckdb")
+        print(f"Simulating the shop into {source} ...", file=sys.stderr, flush=True)
+        simulate(_spec(args), WarehouseHook(url=f"duckdb:///{source}"), labels_out=args.labels_out)
+    faults = FaultPolicy(rate_limit=args.rate_limit, error_rate=args.error_rate, seed=args.seed)
+    serve(source, host=args.host, port=args.port, faults=faults, token=os.environ.get("STOREFENCE_SHOP_API_TOKEN"), as_of=args.as_of)
+    return 0
+
+
+def cmd_warehouse(args) -> int:
+    if args.action == "docs":
+        from threshold_operators.warehouse.schema import render_markdown
+
+        print(render_markdown())
+        return 0
+    hook = _hook(args)
+    if args.action == "init":
+        from threshold_operators.warehouse.schema import create_schema
+
+        created = create_schema(hook.engine)
+        hook.engine.dispose()
+        print(f"{hook.describe()}: created {', '.join(created) if created else 'nothing (schema complete)'}")
+        return 0
+    import yaml
+
+    from threshold_operators.warehouse.summary import render, table_stats
+
+    labels = yaml.safe_load(Path(args.labels).read_text(encoding="utf-8")) if args.labels else None
+    print(render(table_stats(hook), labels, hook.describe()))
+    return 0
+
+
+def airflow_home() -> Path:
+    return Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser()
+
+
+def cmd_airflow_setup(args) -> int:
+    """Idempotent: migrate the metadata DB, create the warehouse pool and the default connection."""
+    from airflow.models.connection import Connection
+    from airflow.models.pool import Pool
+    from airflow.utils.db import upgradedb
+    from airflow.utils.session import create_session
+
+    home = airflow_home()
+    home.mkdir(parents=True, exist_ok=True)
+    upgradedb()
+    with create_session() as session:
+        Pool.create_or_update_pool(
+            WAREHOUSE_POOL, args.pool_slots,
+            "Serialises Storefence warehouse tasks (DuckDB: one process at a time). Raise it on PostgreSQL.",
+            include_deferred=False, session=session,
+        )
+        exists = session.query(Connection).filter(Connection.conn_id == WAREHOUSE_CONN_ID).first()
+        if not exists:
+            session.add(Connection(conn_id=WAREHOUSE_CONN_ID, conn_type="duckdb", host=str(home / "storefence.duckdb"),
+                                   description="Storefence warehouse (embedded DuckDB default)"))
+    print(f"Airflow home {home}: metadata DB migrated, pool '{WAREHOUSE_POOL}' ({args.pool_slots} slot), "
+          f"connection '{WAREHOUSE_CONN_ID}' {'kept' if exists else 'created (DuckDB ' + str(home / 'storefence.duckdb') + ')'}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """Simulate the demo shop with the default incidents into the default warehouse and summarise it."""
+    import yaml
+
+    from threshold_operators.simulator.run import SimulationSpec, simulate
+    from threshold_operators.warehouse.hook import WarehouseHook
+    from threshold_operators.warehouse.summary import render, table_stats
+
+    hook = WarehouseHook(warehouse_conn_id=args.conn_id)
+    labels_path = airflow_home() / "storefence-labels.yaml"
+    spec = SimulationSpec(**DEMO, end=args.end, incidents="default")
+    print(f"Storefence demo: simulating the demo shop ({DEMO['skus']} SKUs, {DEMO['days']} days, "
+          f"~{DEMO['orders_per_day']} orders a day, default incidents) into {hook.describe()}", flush=True)
+    result = simulate(spec, hook, labels_out=labels_path, replace=True, progress=print)
+    total = sum(result.rows.values())
+    print(f"Wrote {total:,} rows in {result.seconds:.1f} s ({total / result.seconds:,.0f} rows/s). Labels: {labels_path}\n")
+    print(render(table_stats(hook), yaml.safe_load(labels_path.read_text(encoding="utf-8")), hook.describe()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="storefence", description="E-commerce threshold alerts on Apache Airflow.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("simulate", help="fill a warehouse with a simulated shop and labelled incidents")
+    _add_warehouse_args(p)
+    _add_simulation_args(p, DEMO)
+    p.add_argument("--labels-out", metavar="FILE", help="write the incidents as they landed (YAML)")
+    p.add_argument("--replace", action="store_true", help="empty the canonical tables first")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("shop-api", help="serve a simulated shop over HTTP (paginated JSON per table)")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--source", metavar="FILE.duckdb", help="serve this simulated DuckDB file (default: simulate one now)")
+    _add_simulation_args(p, {**DEMO, "days": 60})
+    p.add_argument("--labels-out", metavar="FILE")
+    p.add_argument("--rate-limit", type=float, help="requests per second before 429 + Retry-After")
+    p.add_argument("--error-rate", type=float, default=0.0, help="share of requests answered with a 5xx")
+    p.add_argument("--as-of", type=_timestamp, help="serve the shop as it was at this time")
+    p.set_defaults(func=cmd_shop_api)
+
+    p = sub.add_parser("warehouse", help="init the schema, summarise the warehouse, print the schema docs")
+    p.add_argument("action", choices=["init", "summary", "docs"])
+    _add_warehouse_args(p)
+    p.add_argument("--labels", metavar="FILE", help="with summary: list the incidents of this labels file")
+    p.set_defaults(func=cmd_warehouse)
+
+    p = sub.add_parser("airflow-setup", help="migrate the metadata DB, create the pool and the default connection")
+    p.add_argument("--pool-slots", type=int, default=1)
+    p.set_defaults(func=cmd_airflow_setup)
+
+    p = sub.add_parser("demo", help="the main job on the embedded default")
+    p.add_argument("--conn-id", default=WAREHOUSE_CONN_ID)
+    p.add_argument("--end", type=_timestamp, help="end of the simulated window (default: this hour)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from threshold_operators.simulator.incidents import IncidentError
+    from threshold_operators.simulator.run import SimulationError
+    from threshold_operators.warehouse.hook import WarehouseConfigError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (WarehouseConfigError, SimulationError, IncidentError, UsageError, FileNotFoundError) as exc:
+        print(f"storefence {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

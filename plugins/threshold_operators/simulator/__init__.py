@@ -1,0 +1,1 @@
+"""A realistic, deterministic e-commerce shop with labelled incidents (``storefence simulate``)."""

@@ -1,0 +1,167 @@
+"""``simulate``: fill a warehouse with a realistic, deterministic shop and its labelled incidents.
+
+The window is generated one day at a time; rows are buffered as Arrow tables and flushed to the
+warehouse's bulk loader every ``flush_rows`` rows, so memory stays bounded whatever the volume.
+The whole load is one transaction: a failed run leaves the warehouse as it was.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import yaml
+
+from threshold_operators.simulator.calendar import LocalClock, Window, planned_events
+from threshold_operators.simulator.catalogue import build_catalogue
+from threshold_operators.simulator.demand import expected_orders
+from threshold_operators.simulator.incidents import compile_effects, labels, load_incidents, place
+from threshold_operators.simulator.inventory import Inventory
+from threshold_operators.simulator.shop_day import ShopDay
+from threshold_operators.warehouse.bulk_load import bulk_loader
+from threshold_operators.warehouse.schema import TABLE_NAMES, create_schema
+
+
+class SimulationError(ValueError):
+    """Arguments or a warehouse state the simulator cannot work with."""
+
+
+@dataclass
+class SimulationSpec:
+    shops: int = 1
+    skus: int = 500
+    days: int = 400
+    orders_per_day: int = 2000
+    seed: int = 7
+    end: datetime | None = None  # exclusive; default: the start of the current UTC hour
+    incidents: str = "default"  # default | none | path to a YAML file
+    timezone: str = "Asia/Shanghai"
+    currency: str = "CNY"
+
+    def validate(self) -> None:
+        problems = []
+        for name, low in (("shops", 1), ("skus", 24), ("days", 1), ("orders_per_day", 1)):
+            if getattr(self, name) < low:
+                problems.append(f"--{name.replace('_', '-')} must be at least {low}")
+        try:
+            from zoneinfo import ZoneInfo
+
+            ZoneInfo(self.timezone)
+        except Exception:
+            problems.append(f"--timezone {self.timezone!r} is not an IANA timezone")
+        if problems:
+            raise SimulationError("; ".join(problems))
+
+    def resolved_end(self) -> datetime:
+        end = self.end or datetime.now(UTC)
+        return end.replace(tzinfo=end.tzinfo or UTC).astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+@dataclass
+class SimulationResult:
+    rows: dict[str, int]
+    seconds: float
+    window_start: datetime
+    window_end: datetime
+    labels: dict = field(repr=False, default_factory=dict)
+
+    @property
+    def order_lines(self) -> int:
+        return self.rows.get("order_items", 0)
+
+
+def _existing_rows(hook) -> dict[str, int]:
+    from sqlalchemy import text
+
+    with hook.engine.connect() as con:
+        return {t: con.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one() for t in TABLE_NAMES}
+
+
+def _truncate(hook) -> None:
+    from sqlalchemy import text
+
+    with hook.engine.begin() as con:
+        for t in TABLE_NAMES:
+            con.execute(text(f"DELETE FROM {t}"))
+
+
+def simulate(
+    spec: SimulationSpec,
+    hook,
+    *,
+    labels_out: str | Path | None = None,
+    replace: bool = False,
+    flush_rows: int = 500_000,
+    progress: Callable[[str], None] | None = None,
+) -> SimulationResult:
+    """Generate the shop described by ``spec`` into the warehouse behind ``hook``."""
+    spec.validate()
+    started = time.perf_counter()
+    say = progress or (lambda _msg: None)
+    rng = np.random.default_rng(spec.seed)
+    window = Window(spec.resolved_end(), spec.days)
+    incident_specs = load_incidents(spec.incidents)
+
+    catalogue = build_catalogue(rng, spec.shops, spec.skus, spec.timezone,
+                                customers_per_shop=max(2000, min(200_000, spec.orders_per_day * 20)))
+    clock_by_tz: dict[str, LocalClock] = {}
+    clocks = [clock_by_tz.setdefault(tz, LocalClock.build(window, tz)) if tz not in clock_by_tz else clock_by_tz[tz]
+              for tz in catalogue.timezones]
+    shop_base = spec.orders_per_day * np.concatenate([[1.0], rng.uniform(0.7, 1.3, spec.shops - 1)])
+    lam = expected_orders(rng, window, clocks, shop_base)
+    placed = place(incident_specs, window, catalogue)
+    effects = compile_effects(placed, window, catalogue)
+    label_doc = labels(placed, window, catalogue, planned_events(window, spec.timezone),
+                       {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(spec).items()} | {"end": window.end.isoformat()})
+    day = ShopDay(rng, window, catalogue, clocks, lam, effects, spec.currency)
+    inventory = Inventory(rng, window, catalogue, clocks, lam, effects)
+
+    create_schema(hook.engine)
+    existing = {t: n for t, n in _existing_rows(hook).items() if n}
+    if existing and not replace:
+        raise SimulationError(
+            f"the warehouse {hook.describe()} already holds rows ({', '.join(f'{t}={n}' for t, n in existing.items())}); "
+            "pass --replace to empty the canonical tables first"
+        )
+    if existing:
+        _truncate(hook)
+    hook.engine.dispose()
+
+    buffered: dict[str, list[pa.Table]] = {t: [] for t in TABLE_NAMES}
+    pending = 0
+    with bulk_loader(hook) as loader:
+
+        def flush():
+            nonlocal pending
+            for t in TABLE_NAMES:
+                if buffered[t]:
+                    loader.append(t, pa.concat_tables(buffered[t]))
+                    buffered[t] = []
+            pending = 0
+
+        loader.append("shops", catalogue.shops_table(spec.currency))
+        loader.append("products", catalogue.products_table(window.start_s))
+        buffered["inventory_snapshots"].append(inventory.initial_snapshot())
+        step = max(1, spec.days // 10)
+        for d in range(spec.days):
+            out = day.generate(d * 24)
+            out.tables["inventory_snapshots"] = inventory.advance(d * 24, out.units_sold)
+            for t, tbl in out.tables.items():
+                buffered[t].append(tbl)
+                pending += tbl.num_rows
+            if pending >= flush_rows:
+                flush()
+            if (d + 1) % step == 0 or d + 1 == spec.days:
+                say(f"  day {d + 1}/{spec.days}: {sum(loader.rows_written.values()) + pending:,} rows")
+        flush()
+        rows = dict(loader.rows_written)
+
+    if labels_out:
+        Path(labels_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(labels_out).write_text(yaml.safe_dump(label_doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return SimulationResult({t: rows.get(t, 0) for t in TABLE_NAMES}, time.perf_counter() - started, window.start, window.end, label_doc)

@@ -1,0 +1,246 @@
+"""WarehouseHook: the one way Storefence code reaches the warehouse.
+
+The warehouse is named by the Airflow connection ``storefence_warehouse`` (any conn id can be
+passed). Supported connection types:
+
+- ``duckdb``   - an embedded DuckDB file; the path is the connection's host (or ``extra.path``),
+  relative paths are taken from ``$AIRFLOW_HOME``. The default set-up points it at
+  ``$AIRFLOW_HOME/storefence.duckdb``.
+- ``postgres`` - PostgreSQL; login, password, host, port and database (schema field) as usual,
+  optional ``extra.search_path`` to keep Storefence's tables in their own schema.
+- anything else with ``extra.sqlalchemy_url`` - any SQLAlchemy URL (for other warehouses).
+
+A DuckDB file can be open in only one process at a time, and LocalExecutor runs each task in a
+process of its own. So on DuckDB this hook never keeps the file open between uses (no pool),
+retries while another process holds the lock (``extra.lock_timeout`` seconds, default 120), and
+the DAGs put warehouse tasks in the one-slot ``storefence_warehouse`` pool.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+from threshold_operators.warehouse import WAREHOUSE_CONN_ID
+
+DEFAULT_LOCK_TIMEOUT_S = 120.0
+
+HOW_TO_SET = (
+    "set it with `airflow connections add {conn_id} --conn-type duckdb --conn-host /path/warehouse.duckdb` "
+    "(or --conn-type postgres ...), or the environment variable AIRFLOW_CONN_{env} (see README, 'Warehouse')"
+)
+
+
+class WarehouseConfigError(Exception):
+    """The warehouse connection is missing or wrong. The message is one line saying how to fix it."""
+
+
+def _how_to_set(conn_id: str) -> str:
+    return HOW_TO_SET.format(conn_id=conn_id, env=conn_id.upper())
+
+
+def _is_duckdb_lock_error(exc: BaseException) -> bool:
+    return "Could not set lock on file" in str(exc) or "Conflicting lock" in str(exc)
+
+
+def connect_duckdb(path: str, *, read_only: bool = False, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S):
+    """Open a DuckDB file, waiting (with backoff) while another process holds its lock."""
+    import duckdb
+
+    deadline = time.monotonic() + lock_timeout
+    delay = 0.05
+    while True:
+        try:
+            con = duckdb.connect(path, read_only=read_only)
+            con.execute("SET TimeZone = 'UTC'")
+            con.execute("SET enable_progress_bar = false")
+            return con
+        except duckdb.IOException as exc:
+            if not _is_duckdb_lock_error(exc) or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+def url_from_connection(conn: Any) -> str:
+    """The SQLAlchemy URL of an Airflow connection (pure: no lookups)."""
+    from sqlalchemy.engine import URL
+
+    conn_type = (conn.conn_type or "").lower()
+    extra = conn.extra_dejson or {}
+    if extra.get("sqlalchemy_url"):
+        return str(extra["sqlalchemy_url"])
+    if conn_type == "duckdb":
+        path = extra.get("path") or conn.host or conn.schema
+        if not path:
+            raise WarehouseConfigError(
+                f"connection '{conn.conn_id}' (duckdb) names no file: {_how_to_set(conn.conn_id)}"
+            )
+        if path != ":memory:" and not os.path.isabs(path):
+            path = str(Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / path)
+        return f"duckdb:///{path}"
+    if conn_type in ("postgres", "postgresql"):
+        return URL.create(
+            "postgresql+psycopg2",
+            username=conn.login or None,
+            password=conn.password or None,
+            host=conn.host or "localhost",
+            port=conn.port or None,
+            database=conn.schema or None,
+        ).render_as_string(hide_password=False)
+    raise WarehouseConfigError(
+        f"connection '{conn.conn_id}' has type '{conn_type or 'none'}', which Storefence cannot use as a "
+        f"warehouse: use duckdb, postgres, or put a SQLAlchemy URL in extra.sqlalchemy_url; {_how_to_set(conn.conn_id)}"
+    )
+
+
+class WarehouseHook(DbApiHook):
+    """Reach the Storefence warehouse (DuckDB, PostgreSQL, or any SQLAlchemy URL).
+
+    :param warehouse_conn_id: Airflow connection id (default ``storefence_warehouse``).
+    :param url: a SQLAlchemy URL to use instead of a connection (the CLI's ``--warehouse``).
+    """
+
+    conn_name_attr = "warehouse_conn_id"
+    default_conn_name = WAREHOUSE_CONN_ID
+    conn_type = "duckdb"
+    hook_name = "Storefence warehouse"
+    supports_autocommit = True
+
+    def __init__(self, *args, url: str | None = None, search_path: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._url = url
+        self._search_path = search_path
+
+    # --- configuration -------------------------------------------------------------------------
+    @cached_property
+    def _extra(self) -> dict:
+        if self._url:
+            return {}
+        return dict(self._lookup_connection().extra_dejson or {})
+
+    def _lookup_connection(self):
+        conn_id = self.get_conn_id()
+        try:
+            try:
+                return self.get_connection(conn_id)
+            except Exception:
+                # Outside a running task (the CLI, tests) the Task SDK sees only environment
+                # variables and secrets backends; the metadata DB is read through the core model.
+                from airflow.models.connection import Connection
+
+                return Connection.get_connection_from_secrets(conn_id)
+        except Exception as exc:  # AirflowNotFoundException, or a secrets backend failure
+            if "isn't defined" in str(exc) or type(exc).__name__ == "AirflowNotFoundException":
+                raise WarehouseConfigError(f"connection '{conn_id}' is not defined: {_how_to_set(conn_id)}") from None
+            raise WarehouseConfigError(f"connection '{conn_id}' could not be read ({exc}): {_how_to_set(conn_id)}") from exc
+
+    @cached_property
+    def sqlalchemy_url(self):  # type: ignore[override]
+        from sqlalchemy.engine import make_url
+
+        raw = self._url or url_from_connection(self._lookup_connection())
+        try:
+            return make_url(raw)
+        except Exception as exc:
+            raise WarehouseConfigError(
+                f"connection '{self.get_conn_id()}' has an unreadable SQLAlchemy URL ({exc}): {_how_to_set(self.get_conn_id())}"
+            ) from None
+
+    @property
+    def dialect_name(self) -> str:  # type: ignore[override]
+        return self.sqlalchemy_url.get_backend_name()
+
+    @property
+    def is_duckdb(self) -> bool:
+        return self.dialect_name == "duckdb"
+
+    @property
+    def duckdb_path(self) -> str:
+        return self.sqlalchemy_url.database or ":memory:"
+
+    @property
+    def search_path(self) -> str | None:
+        return self._search_path or self._extra.get("search_path")
+
+    @property
+    def lock_timeout(self) -> float:
+        return float(self._extra.get("lock_timeout", DEFAULT_LOCK_TIMEOUT_S))
+
+    # --- connections ---------------------------------------------------------------------------
+    def get_sqlalchemy_engine(self, engine_kwargs=None):
+        """An engine that holds nothing open between uses on DuckDB and waits out its file lock."""
+        from sqlalchemy import create_engine, event
+        from sqlalchemy.pool import NullPool
+
+        kwargs = dict(engine_kwargs or {})
+        url = self.sqlalchemy_url
+        if self.is_duckdb:
+            kwargs.setdefault("poolclass", NullPool)
+            engine = create_engine(url, **kwargs)
+            lock_timeout = self.lock_timeout
+
+            @event.listens_for(engine, "do_connect")
+            def _wait_for_lock(dialect, conn_rec, cargs, cparams):
+                deadline = time.monotonic() + lock_timeout
+                delay = 0.05
+                while True:
+                    try:
+                        return dialect.connect(*cargs, **cparams)
+                    except Exception as exc:
+                        if not _is_duckdb_lock_error(exc) or time.monotonic() + delay > deadline:
+                            raise
+                        time.sleep(delay)
+                        delay = min(delay * 2, 2.0)
+
+            @event.listens_for(engine, "connect")
+            def _utc(dbapi_conn, conn_rec):
+                dbapi_conn.execute("SET TimeZone = 'UTC'")
+
+            return engine
+        if url.get_backend_name() == "postgresql":
+            options = "-c timezone=UTC"
+            if self.search_path:
+                options += f" -c search_path={self.search_path}"
+            kwargs.setdefault("connect_args", {}).setdefault("options", options)
+            kwargs.setdefault("pool_pre_ping", True)
+        return create_engine(url, **kwargs)
+
+    @cached_property
+    def engine(self):
+        return self.get_sqlalchemy_engine()
+
+    def get_conn(self):
+        """A DB-API connection: the native DuckDB connection, or the driver's (psycopg2, ...)."""
+        if self.is_duckdb:
+            return connect_duckdb(self.duckdb_path, lock_timeout=self.lock_timeout)
+        return self.engine.raw_connection()
+
+    @contextmanager
+    def native_connection(self):
+        """A DB-API connection closed on exit; commits on success, rolls back on error."""
+        conn = self.get_conn()
+        try:
+            yield conn
+            conn.commit()
+        except BaseException:
+            try:
+                conn.rollback()
+            except Exception:  # noqa: S110 - DuckDB without an open transaction
+                pass
+            raise
+        finally:
+            conn.close()
+
+    def get_uri(self) -> str:
+        return self.sqlalchemy_url.render_as_string(hide_password=False)
+
+    def describe(self) -> str:
+        """The URL without its password, for logs and summaries."""
+        return self.sqlalchemy_url.render_as_string(hide_password=True)

@@ -1,0 +1,347 @@
+"""The canonical e-commerce warehouse schema, defined once.
+
+Everything else is derived from these definitions: the DDL for every dialect
+(``create_schema``), the analysts' reference ``docs/warehouse.md`` (``render_markdown``),
+the bulk loaders' column order and the shop API's endpoints.
+
+Rules of the schema (also stated in the docs):
+- every timestamp is stored in UTC (``TIMESTAMP WITH TIME ZONE``); a shop's IANA timezone is
+  in ``shops.timezone`` and is used wherever a rule speaks of days or hours of the day;
+- money is ``NUMERIC(14, 2)`` in the order's currency;
+- tables and columns may be added, never renamed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    Numeric,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+TS = DateTime(timezone=True)
+MONEY = Numeric(14, 2)
+
+
+def _col(name: str, type_, doc: str, *, key: bool = False, nullable: bool = False, unit: str = "") -> Column:
+    return Column(
+        name,
+        type_,
+        primary_key=key,
+        nullable=nullable,
+        comment=doc,
+        info={"unit": unit},
+    )
+
+
+def _table(name: str, doc: str, *columns: Column, updated_field: str | None = None) -> Table:
+    """A table with its description and the column that tells when a row last changed.
+
+    ``updated_field`` is what incremental extraction and the shop API's ``updated_since``
+    filter read; ``None`` marks a small dimension that is always read whole.
+    """
+    return Table(name, metadata, *columns, comment=doc, info={"updated_field": updated_field})
+
+
+shops = _table(
+    "shops",
+    "One row per shop (store front) the pack watches.",
+    _col("shop_id", String(32), "Shop identifier, stable across platforms.", key=True),
+    _col("name", String(200), "Display name."),
+    _col("timezone", String(64), "IANA timezone of the shop; days and hours of the day in rules are local to it.", unit="IANA tz, default Asia/Shanghai"),
+    _col("currency", String(3), "Currency of the shop's amounts.", unit="ISO 4217"),
+)
+
+products = _table(
+    "products",
+    "The catalogue: one row per SKU and shop, with its current production batch and supplier.",
+    _col("shop_id", String(32), "Shop that sells the SKU.", key=True),
+    _col("sku", String(64), "Stock keeping unit.", key=True),
+    _col("name", String(200), "Product title."),
+    _col("brand", String(100), "Brand."),
+    _col("category", String(64), "Category code (infant_formula, fresh_food, clothing, ...)."),
+    _col("batch_id", String(64), "Current production batch of the stock being sold."),
+    _col("unit_cost", MONEY, "Purchase cost of one unit.", unit="shop currency"),
+    _col("lead_time_days", SmallInteger, "Supplier lead time from purchase order to receipt.", unit="days"),
+    _col("supplier_id", String(64), "Supplier of the SKU."),
+    _col("updated_at", TS, "Last change of the catalogue entry.", unit="UTC"),
+    updated_field="updated_at",
+)
+
+orders = _table(
+    "orders",
+    "One row per order, in its latest state.",
+    _col("order_id", String(64), "Order identifier from the platform.", key=True),
+    _col("shop_id", String(32), "Shop."),
+    _col("channel", String(32), "Sales channel the order came through (app, web, douyin, wechat)."),
+    _col("customer_id", String(64), "Customer, hashed (no personal data in the warehouse)."),
+    _col("status", String(16), "pending, paid, shipped, completed, cancelled or refunded."),
+    _col("amount", MONEY, "Order total.", unit="order currency"),
+    _col("currency", String(3), "Currency of amount.", unit="ISO 4217"),
+    _col("created_at", TS, "When the order was placed.", unit="UTC"),
+    _col("paid_at", TS, "When payment succeeded; NULL if never paid.", nullable=True, unit="UTC"),
+    _col("updated_at", TS, "Last change of the order (status, payment, refund).", unit="UTC"),
+    updated_field="updated_at",
+)
+
+order_items = _table(
+    "order_items",
+    "Order lines. created_at repeats the order's so SKU rollups need no join.",
+    _col("order_id", String(64), "Order the line belongs to.", key=True),
+    _col("line_no", SmallInteger, "Line number within the order, from 1.", key=True),
+    _col("shop_id", String(32), "Shop."),
+    _col("sku", String(64), "SKU ordered."),
+    _col("quantity", Integer, "Units ordered.", unit="units"),
+    _col("unit_price", MONEY, "Price of one unit.", unit="order currency"),
+    _col("created_at", TS, "When the order was placed (copied from orders).", unit="UTC"),
+    updated_field="created_at",
+)
+
+payments = _table(
+    "payments",
+    "Payment attempts; an order may have several (a failure, then a retry).",
+    _col("payment_id", String(64), "Payment attempt identifier.", key=True),
+    _col("order_id", String(64), "Order paid for."),
+    _col("shop_id", String(32), "Shop."),
+    _col("gateway", String(32), "Payment gateway (alipay, wechatpay, unionpay)."),
+    _col("status", String(16), "succeeded or failed."),
+    _col("failure_code", String(64), "Gateway's failure code; NULL when succeeded.", nullable=True),
+    _col("attempted_at", TS, "When the attempt was made.", unit="UTC"),
+    updated_field="attempted_at",
+)
+
+refunds = _table(
+    "refunds",
+    "Refund and return requests, one row per refunded order line.",
+    _col("refund_id", String(64), "Refund identifier.", key=True),
+    _col("order_id", String(64), "Order refunded."),
+    _col("shop_id", String(32), "Shop."),
+    _col("sku", String(64), "SKU refunded."),
+    _col("amount", MONEY, "Amount refunded.", unit="order currency"),
+    _col("reason", String(32), "quality, size, not_as_described, damaged, late, changed_mind."),
+    _col("requested_at", TS, "When the buyer asked for the refund.", unit="UTC"),
+    updated_field="requested_at",
+)
+
+complaints = _table(
+    "complaints",
+    "Customer complaints, tied to the production batch of the item.",
+    _col("complaint_id", String(64), "Complaint identifier.", key=True),
+    _col("shop_id", String(32), "Shop."),
+    _col("order_id", String(64), "Order complained about."),
+    _col("sku", String(64), "SKU complained about."),
+    _col("batch_id", String(64), "Production batch of the item delivered."),
+    _col("category", String(32), "quality, damaged, wrong_item, delivery, service."),
+    _col("created_at", TS, "When the complaint was filed.", unit="UTC"),
+    updated_field="created_at",
+)
+
+inventory_snapshots = _table(
+    "inventory_snapshots",
+    "Stock positions. A row is written at the end of every hour in which a SKU's stock changed, "
+    "and for every SKU at the start of each week; the latest row per SKU and warehouse is the current stock.",
+    _col("shop_id", String(32), "Shop.", key=True),
+    _col("sku", String(64), "SKU.", key=True),
+    _col("warehouse_id", String(32), "Warehouse holding the stock.", key=True),
+    _col("on_hand", Integer, "Units physically in the warehouse, never negative.", unit="units"),
+    _col("reserved", Integer, "Units ordered by buyers and not yet shipped.", unit="units"),
+    _col("in_transit", Integer, "Units on open purchase orders, not yet received.", unit="units"),
+    _col("snapshot_at", TS, "Time the position refers to.", key=True, unit="UTC"),
+    updated_field="snapshot_at",
+)
+
+shipments = _table(
+    "shipments",
+    "Parcels, in their latest tracking state.",
+    _col("shipment_id", String(64), "Shipment identifier.", key=True),
+    _col("order_id", String(64), "Order shipped."),
+    _col("shop_id", String(32), "Shop."),
+    _col("warehouse_id", String(32), "Warehouse it left from."),
+    _col("carrier", String(32), "Carrier (sf, zto, yto, jd)."),
+    _col("tracking_no", String(64), "Carrier's tracking number."),
+    _col("status", String(16), "in_transit or delivered."),
+    _col("shipped_at", TS, "When the carrier picked it up.", unit="UTC"),
+    _col("last_tracking_at", TS, "Latest tracking event from the carrier.", unit="UTC"),
+    _col("delivered_at", TS, "When it was delivered; NULL while in transit.", nullable=True, unit="UTC"),
+    _col("updated_at", TS, "Last change of the row (a tracking event or delivery).", unit="UTC"),
+    updated_field="updated_at",
+)
+
+reviews = _table(
+    "reviews",
+    "Product reviews written by buyers.",
+    _col("review_id", String(64), "Review identifier.", key=True),
+    _col("shop_id", String(32), "Shop."),
+    _col("order_id", String(64), "Order reviewed."),
+    _col("sku", String(64), "SKU reviewed."),
+    _col("rating", SmallInteger, "Stars, 1 (worst) to 5 (best).", unit="1-5"),
+    _col("body", Text, "Review text.", nullable=True),
+    _col("created_at", TS, "When the review was posted.", unit="UTC"),
+    updated_field="created_at",
+)
+
+traffic = _table(
+    "traffic",
+    "Visitors per shop, channel, source and hour.",
+    _col("shop_id", String(32), "Shop.", key=True),
+    _col("channel", String(32), "Channel (app, web, douyin, wechat).", key=True),
+    _col("source", String(16), "paid or organic.", key=True),
+    _col("hour", TS, "Start of the hour.", key=True, unit="UTC"),
+    _col("visitors", Integer, "Unique visitors in the hour.", unit="visitors"),
+    updated_field="hour",
+)
+
+ad_spend = _table(
+    "ad_spend",
+    "Paid advertising per campaign and hour, with the orders the platform attributes to it.",
+    _col("shop_id", String(32), "Shop.", key=True),
+    _col("channel", String(32), "Channel the campaign runs on.", key=True),
+    _col("campaign_id", String(64), "Campaign.", key=True),
+    _col("hour", TS, "Start of the hour.", key=True, unit="UTC"),
+    _col("impressions", Integer, "Ad impressions.", unit="impressions"),
+    _col("clicks", Integer, "Clicks; each is a paid visitor.", unit="clicks"),
+    _col("spend", MONEY, "Cost of the hour.", unit="shop currency"),
+    _col("orders", Integer, "Orders attributed to the campaign.", unit="orders"),
+    _col("revenue", MONEY, "Revenue of the attributed orders.", unit="shop currency"),
+    updated_field="hour",
+)
+
+#: Tables in load order (dimensions first, so references resolve).
+TABLES: tuple[Table, ...] = (
+    shops,
+    products,
+    orders,
+    order_items,
+    payments,
+    refunds,
+    complaints,
+    inventory_snapshots,
+    shipments,
+    reviews,
+    traffic,
+    ad_spend,
+)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """What the loaders and the shop API need to know of a table, without SQLAlchemy."""
+
+    name: str
+    columns: tuple[str, ...]
+    key: tuple[str, ...]
+    updated_field: str | None
+    timestamp_columns: tuple[str, ...]
+
+
+def table_spec(name: str) -> TableSpec:
+    table = metadata.tables[name]
+    return TableSpec(
+        name=name,
+        columns=tuple(c.name for c in table.columns),
+        key=tuple(c.name for c in table.primary_key.columns),
+        updated_field=table.info["updated_field"],
+        timestamp_columns=tuple(c.name for c in table.columns if isinstance(c.type, DateTime)),
+    )
+
+
+TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in TABLES)
+
+
+def create_schema(engine) -> list[str]:
+    """Create every missing table; existing tables are left as they are. Returns the created names."""
+    from sqlalchemy import inspect
+
+    existing = set(inspect(engine).get_table_names())
+    metadata.create_all(engine, checkfirst=True)
+    return [name for name in TABLE_NAMES if name not in existing]
+
+
+def render_markdown() -> str:
+    """The analysts' reference, docs/warehouse.md. A test keeps the committed file in step."""
+    lines = [
+        "# The Storefence warehouse",
+        "",
+        "<!-- Generated by `storefence warehouse docs`; edit plugins/threshold_operators/warehouse/schema.py. -->",
+        "",
+        "The pack keeps its data in one warehouse, reached through the Airflow connection",
+        "`storefence_warehouse`: an embedded DuckDB file by default, PostgreSQL in production",
+        "(see the README). `storefence warehouse init` (and the `storefence_warehouse_setup` DAG)",
+        "creates any missing table; existing tables and rows are never touched.",
+        "",
+        "Conventions:",
+        "- Every timestamp is UTC (`TIMESTAMP WITH TIME ZONE`). Each shop has an IANA timezone in",
+        "  `shops.timezone` (default `Asia/Shanghai`); rules that speak of days or hours of the day",
+        "  use it: `created_at AT TIME ZONE s.timezone` works on both DuckDB and PostgreSQL.",
+        "- Money is `NUMERIC(14, 2)` in the shop's currency.",
+        "- Tables and columns may be added; none is ever renamed.",
+        "- *Key* marks the primary key; loaders upsert on it, so a row is never stored twice.",
+        "- *Changes tracked by* is the column incremental extraction reads (`updated_since`).",
+        "",
+    ]
+    for table in TABLES:
+        updated = table.info["updated_field"]
+        key = ", ".join(c.name for c in table.primary_key.columns)
+        lines += [
+            f"## `{table.name}`",
+            "",
+            table.comment,
+            "",
+            f"Key: `{key}`. Changes tracked by: {f'`{updated}`' if updated else 'none (read whole)'}.",
+            "",
+            "| column | type | unit | key | null | meaning |",
+            "|---|---|---|---|---|---|",
+        ]
+        for c in table.columns:
+            type_name = "TIMESTAMPTZ" if isinstance(c.type, DateTime) else str(c.type)
+            lines.append(
+                f"| `{c.name}` | {type_name} | {c.info.get('unit') or ''} | {'yes' if c.primary_key else ''} "
+                f"| {'yes' if c.nullable else ''} | {c.comment} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+@cache
+def arrow_schema(name: str):
+    """The Arrow schema of a table (money as float64: loaders cast it to NUMERIC exactly at 2 places)."""
+    import pyarrow as pa
+
+    def arrow_type(col):
+        if isinstance(col.type, DateTime):
+            return pa.timestamp("us", tz="UTC")
+        if isinstance(col.type, SmallInteger):
+            return pa.int16()
+        if isinstance(col.type, Integer):
+            return pa.int32()
+        if isinstance(col.type, Numeric):
+            return pa.float64()
+        return pa.string()
+
+    table = metadata.tables[name]
+    return pa.schema([pa.field(c.name, arrow_type(c)) for c in table.columns])
+
+
+def arrow_table(name: str, columns: dict):
+    """An Arrow table of ``name`` from column arrays (numpy, lists or Arrow), cast to its schema."""
+    import pyarrow as pa
+
+    schema = arrow_schema(name)
+    arrays = []
+    for f in schema:
+        col = columns[f.name]
+        if not isinstance(col, pa.Array | pa.ChunkedArray):
+            col = pa.array(col)
+        arrays.append(col.cast(f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
