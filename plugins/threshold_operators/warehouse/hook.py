@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from airflow.providers.common.sql.hooks.sql import DbApiHook
+from airflow.sdk.exceptions import AirflowFailException
 
 from threshold_operators.warehouse import WAREHOUSE_CONN_ID
 
@@ -37,8 +38,12 @@ HOW_TO_SET = (
 )
 
 
-class WarehouseConfigError(Exception):
-    """The warehouse connection is missing or wrong. The message is one line saying how to fix it."""
+class WarehouseConfigError(AirflowFailException):
+    """The warehouse connection is missing or wrong. The message is one line saying how to fix it.
+
+    A configuration error does not heal by itself, so a task that meets it fails at once,
+    without retries (``AirflowFailException``).
+    """
 
 
 def _how_to_set(conn_id: str) -> str:
@@ -230,10 +235,8 @@ class WarehouseHook(DbApiHook):
             yield conn
             conn.commit()
         except BaseException:
-            try:
+            with suppress(Exception):  # DuckDB without an open transaction
                 conn.rollback()
-            except Exception:  # noqa: S110 - DuckDB without an open transaction
-                pass
             raise
         finally:
             conn.close()

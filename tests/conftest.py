@@ -1,0 +1,112 @@
+"""Test harness: a private Airflow home with a migrated SQLite metadata DB, and the warehouses.
+
+- ``AIRFLOW_HOME`` is a temporary folder made before Airflow is imported; the metadata DB is
+  migrated once per session (``airflow_db``).
+- ``pg_url``: a schema of its own on the PostgreSQL server at 127.0.0.1:5432 (database
+  ``test``), dropped at the end. Unreachable: the test skips with the reason, except under
+  ``CI=true``, where it fails.
+- ``warehouse``: a WarehouseHook on a fresh DuckDB file, and (second parameter) on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+_HOME = tempfile.mkdtemp(prefix="storefence-airflow-")
+os.environ["AIRFLOW_HOME"] = _HOME
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
+os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
+os.environ.pop("AIRFLOW_CONN_STOREFENCE_WAREHOUSE", None)
+if str(REPO / "plugins") not in sys.path:
+    sys.path.insert(0, str(REPO / "plugins"))
+
+PG_ADMIN_URL = os.environ.get("STOREFENCE_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def airflow_home() -> Path:
+    return Path(_HOME)
+
+
+@pytest.fixture(scope="session")
+def airflow_db(airflow_home):
+    """Migrate the metadata DB once and create the warehouse pool."""
+    from airflow.models.pool import Pool
+    from airflow.utils.db import upgradedb
+    from airflow.utils.session import create_session
+
+    from threshold_operators.warehouse import WAREHOUSE_POOL
+
+    upgradedb()
+    with create_session() as session:
+        Pool.create_or_update_pool(WAREHOUSE_POOL, 1, "tests", include_deferred=False, session=session)
+    return airflow_home
+
+
+def _pg_unavailable(reason: str):
+    if IN_CI:
+        pytest.fail(f"PostgreSQL is required under CI=true: {reason}")
+    pytest.skip(f"PostgreSQL at 127.0.0.1:5432 unreachable ({reason})")
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """Admin engine on the shared server; skips (or fails in CI) when it cannot be reached."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as con:
+            con.execute(sa.text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure to connect means "unreachable"
+        engine.dispose()
+        _pg_unavailable(str(exc).splitlines()[0])
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(pg_server) -> str:
+    return PG_ADMIN_URL
+
+
+@pytest.fixture
+def pg_schema(pg_server):
+    """A PostgreSQL schema of this test's own, dropped afterwards: the server is shared."""
+    import sqlalchemy as sa
+
+    name = f"sf_test_{os.getpid()}_{secrets.token_hex(4)}"
+    with pg_server.begin() as con:
+        con.execute(sa.text(f"CREATE SCHEMA {name}"))
+    yield name
+    with pg_server.begin() as con:
+        con.execute(sa.text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse(request, tmp_path):
+    """A WarehouseHook on an empty warehouse of each supported kind."""
+    from threshold_operators.warehouse.hook import WarehouseHook
+
+    if request.param == "duckdb":
+        hook = WarehouseHook(url=f"duckdb:///{tmp_path / 'warehouse.duckdb'}")
+    else:
+        schema = request.getfixturevalue("pg_schema")
+        hook = WarehouseHook(url=PG_ADMIN_URL, search_path=schema)
+    yield hook
+    hook.engine.dispose()

@@ -1,0 +1,95 @@
+"""The canonical schema: created idempotently on DuckDB and PostgreSQL, documented in docs/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from threshold_operators.warehouse.schema import (
+    TABLE_NAMES,
+    arrow_schema,
+    create_schema,
+    metadata,
+    render_markdown,
+    table_spec,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+CANONICAL_KEYS = {
+    "shops": ("shop_id",),
+    "products": ("shop_id", "sku"),
+    "orders": ("order_id",),
+    "order_items": ("order_id", "line_no"),
+    "payments": ("payment_id",),
+    "refunds": ("refund_id",),
+    "complaints": ("complaint_id",),
+    "inventory_snapshots": ("shop_id", "sku", "warehouse_id", "snapshot_at"),
+    "shipments": ("shipment_id",),
+    "reviews": ("review_id",),
+    "traffic": ("shop_id", "channel", "source", "hour"),
+    "ad_spend": ("shop_id", "channel", "campaign_id", "hour"),
+}
+
+
+def test_keys_are_the_canonical_ones():
+    assert {t: table_spec(t).key for t in TABLE_NAMES} == CANONICAL_KEYS
+
+
+def test_every_column_is_documented_with_a_meaning():
+    for table in metadata.sorted_tables:
+        assert table.comment, table.name
+        for col in table.columns:
+            assert col.comment, f"{table.name}.{col.name}"
+
+
+def test_create_schema_is_idempotent_and_keeps_rows(warehouse):
+    assert create_schema(warehouse.engine) == list(TABLE_NAMES)
+    with warehouse.engine.begin() as con:
+        con.execute(sa.text("INSERT INTO shops VALUES ('s1', 'Shop', 'Asia/Shanghai', 'CNY')"))
+    assert create_schema(warehouse.engine) == []
+    assert set(TABLE_NAMES) <= set(sa.inspect(warehouse.engine).get_table_names())
+    with warehouse.engine.connect() as con:
+        for name in TABLE_NAMES:
+            cols = list(con.execute(sa.text(f"SELECT * FROM {name} LIMIT 0")).keys())
+            assert cols == list(table_spec(name).columns), name
+        assert con.execute(sa.text("SELECT COUNT(*) FROM shops")).scalar_one() == 1
+
+
+def test_primary_key_refuses_a_second_copy(warehouse):
+    create_schema(warehouse.engine)
+    insert = sa.text("INSERT INTO shops VALUES ('s1', 'Shop', 'Asia/Shanghai', 'CNY')")
+    with warehouse.engine.begin() as con:
+        con.execute(insert)
+    try:
+        with warehouse.engine.begin() as con:
+            con.execute(insert)
+    except sa.exc.DBAPIError as exc:  # IntegrityError on PostgreSQL, ConstraintException on DuckDB
+        assert "shop_id" in str(exc).lower() or "duplicate" in str(exc).lower() or "unique" in str(exc).lower()
+    else:
+        raise AssertionError("a duplicate key was accepted")
+
+
+def test_timestamps_are_utc_and_local_time_is_one_expression(warehouse):
+    """`ts AT TIME ZONE shops.timezone` gives the shop's wall-clock time on both dialects."""
+    create_schema(warehouse.engine)
+    with warehouse.engine.begin() as con:
+        con.execute(sa.text("INSERT INTO shops VALUES ('s1', 'Shop', 'Asia/Shanghai', 'CNY')"))
+        con.execute(sa.text(
+            "INSERT INTO traffic VALUES ('s1', 'app', 'paid', TIMESTAMP WITH TIME ZONE '2026-03-01 07:00:00+00', 10)"
+        ))
+        local = con.execute(sa.text(
+            "SELECT t.hour AT TIME ZONE s.timezone FROM traffic t JOIN shops s USING (shop_id)"
+        )).scalar_one()
+    assert (local.hour, local.day) == (15, 1)
+
+
+def test_docs_are_generated_from_the_schema():
+    committed = (REPO / "docs" / "warehouse.md").read_text(encoding="utf-8")
+    assert committed.strip() == render_markdown().strip(), "run: storefence warehouse docs > docs/warehouse.md"
+
+
+def test_arrow_schema_follows_the_table():
+    for name in TABLE_NAMES:
+        assert arrow_schema(name).names == list(table_spec(name).columns)
