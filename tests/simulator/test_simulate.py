@@ -128,3 +128,46 @@ def test_incidents_move_off_singles_day_together(tmp_path):
     assert (refund - spike) % timedelta(days=1) == timedelta(hours=8, minutes=30)  # order and spacing kept
     assert incidents["warehouse_tracking_stall"]["start_local"].startswith("2026-11-22")  # anchored to the end
     assert [e["name"] for e in result.labels["planned_events"]] == ["Singles' Day pre-sale", "Singles' Day", "Singles' Day tail"]
+
+
+def test_a_run_that_fails_half_way_leaves_no_half_shop(tmp_path, monkeypatch):
+    from threshold_operators.simulator import shop_day
+
+    hook = WarehouseHook(url=f"duckdb:///{tmp_path / 'w.duckdb'}")
+    real = shop_day.ShopDay.generate
+
+    def generate(self, h0):
+        if h0 >= 30 * 24:
+            raise RuntimeError("disk full")
+        return real(self, h0)
+
+    monkeypatch.setattr(shop_day.ShopDay, "generate", generate)
+    with pytest.raises(RuntimeError, match="disk full"):
+        simulate(SimulationSpec(seed=1, incidents="none", **SMALL), hook, flush_rows=5_000)  # many commits first
+    assert all(n == 0 for n in fingerprint(hook).values() for n in n[:1])
+
+
+def test_dry_run_counts_the_same_rows_without_a_warehouse(tmp_path):
+    spec = dict(seed=2, incidents="none", **SMALL)
+    counted = simulate(SimulationSpec(**spec), None)
+    loaded = simulate(SimulationSpec(**spec), WarehouseHook(url=f"duckdb:///{tmp_path / 'w.duckdb'}"))
+    assert counted.rows == loaded.rows
+
+
+def test_stock_snapshots_follow_every_change_and_the_monthly_stocktake(tmp_path):
+    path = tmp_path / "w.duckdb"
+    simulate(SimulationSpec(seed=4, incidents="none", **SMALL), WarehouseHook(url=f"duckdb:///{path}"))
+    con = duckdb.connect(str(path), read_only=True)
+    con.execute("SET TimeZone = 'UTC'")
+    n_skus = con.execute("SELECT COUNT(*) FROM products").fetchone()[0]
+    full = con.execute(
+        "SELECT snapshot_at AT TIME ZONE 'Asia/Shanghai', COUNT(*) FROM inventory_snapshots GROUP BY 1 HAVING COUNT(*) = ? ORDER BY 1",
+        [n_skus]).fetchall()
+    # the window start and 1 September 00:00 local (the stocktake), every SKU of both shops
+    assert [(ts.month, ts.day, ts.hour) for ts, _ in full][-1] == (9, 1, 0)
+    # an hour in which a SKU sold has its snapshot at the end of that hour
+    missing = con.execute(
+        "SELECT COUNT(*) FROM (SELECT DISTINCT shop_id, sku, date_trunc('hour', created_at) + INTERVAL 1 HOUR AS at FROM order_items) s "
+        "ANTI JOIN inventory_snapshots i ON i.shop_id = s.shop_id AND i.sku = s.sku AND i.snapshot_at = s.at").fetchone()[0]
+    con.close()
+    assert missing == 0

@@ -75,3 +75,19 @@ def test_generic_loader_works_on_any_sqlalchemy_warehouse(tmp_path):
         loader.append("orders", _orders(["o1"]))
     with hook.engine.connect() as con:
         assert con.execute(sa.text("SELECT COUNT(*) FROM orders")).scalar_one() == 1
+
+
+def test_a_batch_of_many_tiny_chunks_loads_intact(warehouse):
+    """A day's table often has 0 or 1 rows; a flush concatenates hundreds of them."""
+    create_schema(warehouse.engine)
+    warehouse.engine.dispose()
+    pieces = []
+    for i in range(300):
+        ids = [f"o{i:04d}"] if i % 3 else []
+        pieces.append(_orders(ids).take(pa.array(list(range(len(ids))), pa.int64())))
+    batch = pa.concat_tables(pieces)
+    with bulk_loader(warehouse) as loader:
+        loader.append("orders", batch)
+    with warehouse.engine.connect() as con:
+        got = sorted(con.execute(sa.text("SELECT order_id FROM orders")).scalars())
+    assert got == sorted(f"o{i:04d}" for i in range(300) if i % 3)

@@ -7,7 +7,8 @@ incident with ``stock_hours_left`` also delays the brand's purchase order, so th
 about that many hours of stock (the seed's "stock left for 5 hours").
 
 Snapshots are written at the end of every hour in which a SKU's stock changed, plus a full
-snapshot of every SKU at the start of the window and at 00:00 local time each Monday.
+snapshot of every SKU at the start of the window and at 00:00 local time on the first of each
+month (the stocktake). The latest row per SKU and warehouse is its stock at any time.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pyarrow as pa
 from threshold_operators.simulator.calendar import HOUR_S, LocalClock, Window
 from threshold_operators.simulator.catalogue import MEAN_LINES, MEAN_QUANTITY, Catalogue
 from threshold_operators.simulator.incidents import Effects
-from threshold_operators.simulator.shop_day import ts
+from threshold_operators.simulator.shop_day import UnitsSold, ts
 from threshold_operators.warehouse.schema import arrow_table
 
 REORDER_DAYS = 25
@@ -44,10 +45,12 @@ class Inventory:
         self.blocked_until = np.full(n, -1, dtype=np.int64)
         self.reorder_point = self.rate * (catalogue.lead_time_days + REORDER_DAYS)
         self.order_up_to = np.ceil(self.rate * (catalogue.lead_time_days + ORDER_UP_TO_DAYS)).astype(np.int64) + 3
-        self.ring = np.zeros((RESERVED_HOURS, n), dtype=np.int64)
+        empty = np.array([], dtype=np.int64)
+        self.ring = [(empty, empty)] * RESERVED_HOURS  # (SKUs, units) sold in each of the last hours
+        self.arrivals: dict[int, list[np.ndarray]] = {}  # hour -> SKUs whose purchase order arrives
         self.reserved = np.zeros(n, dtype=np.int64)
-        # Monday 00:00 local: a full snapshot is taken at the start of that hour, per shop.
-        self.full_at = np.stack([(c.weekday == 0) & (c.hour == 0) for c in clocks])
+        # The monthly stocktake: a full snapshot at 00:00 local on the 1st, per shop.
+        self.full_at = np.stack([(c.date.astype("datetime64[M]").astype("datetime64[D]") == c.date) & (c.hour == 0) for c in clocks])
         self.shop_ids = pa.array(catalogue.shop_ids)
         self.warehouse_ids = pa.array([catalogue.warehouse_id(sh, w) for sh, w in zip(s, catalogue.warehouse, strict=True)])
         self.shortfalls = self._plan_shortfalls(effects)
@@ -85,40 +88,53 @@ class Inventory:
             "snapshot_at": ts(np.full(len(g), at_s, dtype=np.int64)),
         })
 
-    def advance(self, h0: int, units_sold: np.ndarray) -> pa.Table:
-        """Run the hours from h0 with the units sold per hour; return the snapshots written."""
+    def _schedule(self, g: np.ndarray, hours: np.ndarray) -> None:
+        self.arrival[g] = hours
+        for h in np.unique(hours):
+            self.arrivals.setdefault(int(h), []).append(g[hours == h])
+
+    def advance(self, h0: int, units_sold: UnitsSold) -> pa.Table:
+        """Run the hours from h0 with the units sold per hour; return the snapshots written.
+
+        Work per hour is proportional to the SKUs that sold, received or reordered in it, not
+        to the size of the catalogue.
+        """
         out = []
         W, cat = self.window, self.cat
-        for k in range(units_sold.shape[0]):
+        for k in range(units_sold.hours):
             t = h0 + k
-            changed = np.zeros(cat.n, dtype=bool)
+            touched = []
             for g, level, release, restock in self.shortfalls.get(t, []):
                 self.available[g] = level
                 self.in_transit[g] = restock
-                self.arrival[g] = release
                 self.blocked_until[g] = release
-                changed[g] = True
-            arrived = self.arrival == t
-            self.available[arrived] += self.in_transit[arrived]
-            self.in_transit[arrived] = 0
-            self.arrival[arrived] = -1
-            sold = units_sold[k].astype(np.int64)
-            self.available = np.maximum(0, self.available - sold)
+                self._schedule(g, np.full(len(g), release))
+                touched.append(g)
+            for g in self.arrivals.pop(t, []):
+                g = g[self.arrival[g] == t]
+                self.available[g] += self.in_transit[g]
+                self.in_transit[g] = 0
+                self.arrival[g] = -1
+                touched.append(g)
+            sold, qty = units_sold.hour(k)
+            self.available[sold] = np.maximum(0, self.available[sold] - qty)
             slot = t % RESERVED_HOURS
-            self.reserved += sold - self.ring[slot]
-            self.ring[slot] = sold
-            need = (self.available + self.in_transit < self.reorder_point) & (self.arrival < 0) & (t >= self.blocked_until)
-            if need.any():
-                qty = np.maximum(self.order_up_to[need] - self.available[need] - self.in_transit[need], 1)
-                self.in_transit[need] += qty
-                self.arrival[need] = t + self.lead_h[need] + self.rng.integers(-12, 13, need.sum())
-            changed |= (sold > 0) | arrived | need
+            old_g, old_q = self.ring[slot]
+            self.reserved[old_g] -= old_q
+            self.reserved[sold] += qty
+            self.ring[slot] = (sold, qty)
+            touched.append(sold)
+            cand = np.unique(np.concatenate(touched))
+            need = cand[(self.available[cand] + self.in_transit[cand] < self.reorder_point[cand])
+                        & (self.arrival[cand] < 0) & (t >= self.blocked_until[cand])]
+            if len(need):
+                self.in_transit[need] += np.maximum(self.order_up_to[need] - self.available[need] - self.in_transit[need], 1)
+                self._schedule(need, t + self.lead_h[need] + self.rng.integers(-12, 13, len(need)))
             nxt = t + 1
-            if nxt < W.n_hours:
-                full_shops = np.flatnonzero(self.full_at[:, nxt])
-                if len(full_shops):
-                    changed |= np.isin(cat.shop_of, full_shops)
-            g = np.flatnonzero(changed)
-            if len(g):
-                out.append(self._rows(g, W.start_s + nxt * HOUR_S, self.available + self.reserved, self.reserved, self.in_transit))
-        return pa.concat_tables(out) if out else self._rows(np.array([], dtype=np.int64), 0, self.available, self.reserved, self.in_transit)
+            if nxt < W.n_hours and self.full_at[:, nxt].any():
+                cand = np.union1d(cand, np.flatnonzero(np.isin(cat.shop_of, np.flatnonzero(self.full_at[:, nxt]))))
+            if len(cand):
+                out.append(self._rows(cand, W.start_s + nxt * HOUR_S, self.available + self.reserved, self.reserved, self.in_transit))
+        if not out:
+            return self._rows(np.array([], dtype=np.int64), 0, self.available, self.reserved, self.in_transit)
+        return pa.concat_tables(out)

@@ -2,7 +2,9 @@
 
 The window is generated one day at a time; rows are buffered as Arrow tables and flushed to the
 warehouse's bulk loader every ``flush_rows`` rows, so memory stays bounded whatever the volume.
-The whole load is one transaction: a failed run leaves the warehouse as it was.
+Each flush is committed (a single transaction for the whole load would keep every row and key
+in DuckDB's memory); a run that fails empties the canonical tables again, so the warehouse is
+never left half-simulated.
 """
 
 from __future__ import annotations
@@ -90,37 +92,28 @@ def _truncate(hook) -> None:
             con.execute(text(f"DELETE FROM {t}"))
 
 
-def simulate(
-    spec: SimulationSpec,
-    hook,
-    *,
-    labels_out: str | Path | None = None,
-    replace: bool = False,
-    flush_rows: int = 500_000,
-    progress: Callable[[str], None] | None = None,
-) -> SimulationResult:
-    """Generate the shop described by ``spec`` into the warehouse behind ``hook``."""
-    spec.validate()
-    started = time.perf_counter()
-    say = progress or (lambda _msg: None)
-    rng = np.random.default_rng(spec.seed)
-    window = Window(spec.resolved_end(), spec.days)
-    incident_specs = load_incidents(spec.incidents)
+class CountingSink:
+    """Counts rows instead of loading them: ``simulate(spec, None)`` (a dry run, and the
+    benchmark's floor: generation alone)."""
 
-    catalogue = build_catalogue(rng, spec.shops, spec.skus, spec.timezone,
-                                customers_per_shop=max(2000, min(200_000, spec.orders_per_day * 20)))
-    clock_by_tz: dict[str, LocalClock] = {}
-    clocks = [clock_by_tz.setdefault(tz, LocalClock.build(window, tz)) if tz not in clock_by_tz else clock_by_tz[tz]
-              for tz in catalogue.timezones]
-    shop_base = spec.orders_per_day * np.concatenate([[1.0], rng.uniform(0.7, 1.3, spec.shops - 1)])
-    lam = expected_orders(rng, window, clocks, shop_base)
-    placed = place(incident_specs, window, catalogue)
-    effects = compile_effects(placed, window, catalogue)
-    label_doc = labels(placed, window, catalogue, planned_events(window, spec.timezone),
-                       {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(spec).items()} | {"end": window.end.isoformat()})
-    day = ShopDay(rng, window, catalogue, clocks, lam, effects, spec.currency)
-    inventory = Inventory(rng, window, catalogue, clocks, lam, effects)
+    def __init__(self):
+        self.rows_written: dict[str, int] = {}
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def append(self, table: str, data: pa.Table) -> None:
+        self.rows_written[table] = self.rows_written.get(table, 0) + data.num_rows
+
+    def commit(self) -> None:
+        pass
+
+
+def _prepare(hook, replace: bool) -> None:
+    """Create the schema; refuse to mix with existing rows unless ``replace`` empties them."""
     create_schema(hook.engine)
     existing = {t: n for t, n in _existing_rows(hook).items() if n}
     if existing and not replace:
@@ -132,9 +125,57 @@ def simulate(
         _truncate(hook)
     hook.engine.dispose()
 
+
+def simulate(
+    spec: SimulationSpec,
+    hook,
+    *,
+    labels_out: str | Path | None = None,
+    replace: bool = False,
+    flush_rows: int = 500_000,
+    progress: Callable[[str], None] | None = None,
+) -> SimulationResult:
+    """Generate the shop described by ``spec`` into the warehouse behind ``hook`` (None: count only)."""
+    spec.validate()
+    started = time.perf_counter()
+    say = progress or (lambda _msg: None)
+    rng = np.random.default_rng(spec.seed)
+    window = Window(spec.resolved_end(), spec.days)
+    incident_specs = load_incidents(spec.incidents)
+
+    catalogue = build_catalogue(rng, spec.shops, spec.skus, spec.timezone,
+                                customers_per_shop=max(2000, min(200_000, spec.orders_per_day * 20)))
+    clock_by_tz = {tz: LocalClock.build(window, tz) for tz in set(catalogue.timezones)}
+    clocks = [clock_by_tz[tz] for tz in catalogue.timezones]
+    shop_base = spec.orders_per_day * np.concatenate([[1.0], rng.uniform(0.7, 1.3, spec.shops - 1)])
+    lam = expected_orders(rng, window, clocks, shop_base)
+    placed = place(incident_specs, window, catalogue)
+    effects = compile_effects(placed, window, catalogue)
+    label_doc = labels(placed, window, catalogue, planned_events(window, spec.timezone),
+                       {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(spec).items()} | {"end": window.end.isoformat()})
+    day = ShopDay(rng, window, catalogue, clocks, lam, effects, spec.currency)
+    inventory = Inventory(rng, window, catalogue, clocks, lam, effects)
+
+    if hook is not None:
+        _prepare(hook, replace)
+
+    try:
+        rows = _generate(spec, hook, day, inventory, catalogue, window, flush_rows, say)
+    except BaseException:
+        if hook is not None:
+            _truncate(hook)
+            hook.engine.dispose()
+        raise
+    if labels_out:
+        Path(labels_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(labels_out).write_text(yaml.safe_dump(label_doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return SimulationResult({t: rows.get(t, 0) for t in TABLE_NAMES}, time.perf_counter() - started, window.start, window.end, label_doc)
+
+
+def _generate(spec, hook, day, inventory, catalogue, window, flush_rows, say) -> dict[str, int]:
     buffered: dict[str, list[pa.Table]] = {t: [] for t in TABLE_NAMES}
     pending = 0
-    with bulk_loader(hook) as loader:
+    with bulk_loader(hook) if hook is not None else CountingSink() as loader:
 
         def flush():
             nonlocal pending
@@ -143,6 +184,7 @@ def simulate(
                     loader.append(t, pa.concat_tables(buffered[t]))
                     buffered[t] = []
             pending = 0
+            loader.commit()  # bounded memory: DuckDB keeps a transaction's rows and keys in RAM
 
         loader.append("shops", catalogue.shops_table(spec.currency))
         loader.append("products", catalogue.products_table(window.start_s))
@@ -159,9 +201,4 @@ def simulate(
             if (d + 1) % step == 0 or d + 1 == spec.days:
                 say(f"  day {d + 1}/{spec.days}: {sum(loader.rows_written.values()) + pending:,} rows")
         flush()
-        rows = dict(loader.rows_written)
-
-    if labels_out:
-        Path(labels_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(labels_out).write_text(yaml.safe_dump(label_doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    return SimulationResult({t: rows.get(t, 0) for t in TABLE_NAMES}, time.perf_counter() - started, window.start, window.end, label_doc)
+        return dict(loader.rows_written)

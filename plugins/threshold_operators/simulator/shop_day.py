@@ -82,9 +82,24 @@ def timed_factor(effects: list[TimedFactor], shop: np.ndarray, at_s: np.ndarray,
 
 
 @dataclass
+class UnitsSold:
+    """Units sold per hour and SKU, sparse: ``key = hour_offset * n_skus + sku``, sorted."""
+
+    hours: int
+    n_skus: int
+    key: np.ndarray
+    qty: np.ndarray
+
+    def hour(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(SKUs, units) sold in hour offset k."""
+        lo, hi = np.searchsorted(self.key, [k * self.n_skus, (k + 1) * self.n_skus])
+        return self.key[lo:hi] - k * self.n_skus, self.qty[lo:hi]
+
+
+@dataclass
 class DayOutput:
     tables: dict[str, pa.Table]
-    units_sold: np.ndarray  # [24, n_skus]
+    units_sold: UnitsSold
 
 
 class ShopDay:
@@ -311,8 +326,8 @@ class ShopDay:
         })
         tables["traffic"], tables["ad_spend"] = self._marketing(hrs, vis, shop, off, channel, source, amount)
 
-        units = np.bincount(off[line_order] * cat.n + g, weights=qty, minlength=len(hrs) * cat.n).reshape(len(hrs), cat.n)
-        return DayOutput(tables, units)
+        key, inverse = np.unique(off[line_order] * cat.n + g, return_inverse=True)
+        return DayOutput(tables, UnitsSold(len(hrs), cat.n, key, np.bincount(inverse, weights=qty).astype(np.int64)))
 
     def _marketing(self, hrs, vis, shop, off, channel, source, amount):
         rng, W = self.rng, self.window

@@ -4,8 +4,9 @@
 - PostgreSQL: ``COPY ... FROM STDIN (FORMAT csv)``, the CSV written by Arrow's C++ writer.
 - anything else: SQLAlchemy ``executemany`` (correct, slower).
 
-A loader keeps one connection for its whole life (a load is one job in one process) and
-commits once per ``flush``; on an error nothing of the unflushed part stays.
+A loader keeps one connection for its whole life (a load is one job in one process). Rows are
+committed when the caller calls ``commit()`` and when the loader closes without error; on an
+error, what was not committed is rolled back.
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ class PostgresBulkLoader(BulkLoader):
         import pyarrow.csv as pcsv
 
         buf = io.BytesIO()
-        pcsv.write_csv(data, buf, pcsv.WriteOptions(include_header=False))
+        # one chunk: pyarrow 26 writes garbage for columns made of many tiny chunks
+        pcsv.write_csv(data.combine_chunks(), buf, pcsv.WriteOptions(include_header=False))
         buf.seek(0)
         cols = ", ".join(data.column_names)
         with self.con.cursor() as cur:

@@ -150,7 +150,8 @@ complaints = _table(
 inventory_snapshots = _table(
     "inventory_snapshots",
     "Stock positions. A row is written at the end of every hour in which a SKU's stock changed, "
-    "and for every SKU at the start of each week; the latest row per SKU and warehouse is the current stock.",
+    "and for every SKU at 00:00 shop time on the first of each month (the stocktake); the latest row "
+    "per SKU and warehouse at or before a time is the stock at that time.",
     _col("shop_id", String(32), "Shop.", key=True),
     _col("sku", String(64), "SKU.", key=True),
     _col("warehouse_id", String(32), "Warehouse holding the stock.", key=True),
