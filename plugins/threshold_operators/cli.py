@@ -68,8 +68,9 @@ def _spec(args):
 def cmd_simulate(args) -> int:
     from threshold_operators.simulator.run import simulate
 
-    hook = _hook(args)
-    print(f"Simulating {args.shops} shop(s) x {args.skus} SKUs x {args.days} days into {hook.describe()} ...", flush=True)
+    hook = None if args.dry_run else _hook(args)
+    target = "nowhere (dry run: rows are counted, not loaded)" if hook is None else hook.describe()
+    print(f"Simulating {args.shops} shop(s) x {args.skus} SKUs x {args.days} days into {target} ...", flush=True)
     result = simulate(_spec(args), hook, labels_out=args.labels_out, replace=args.replace, progress=print)
     total = sum(result.rows.values())
     print(f"Wrote {total:,} rows ({result.order_lines:,} order lines) in {result.seconds:.1f} s "
@@ -179,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_simulation_args(p, DEMO)
     p.add_argument("--labels-out", metavar="FILE", help="write the incidents as they landed (YAML)")
     p.add_argument("--replace", action="store_true", help="empty the canonical tables first")
+    p.add_argument("--dry-run", action="store_true", help="generate and count the rows without loading them")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("shop-api", help="serve a simulated shop over HTTP (paginated JSON per table)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pytest
@@ -91,3 +91,50 @@ def test_a_batch_of_many_tiny_chunks_loads_intact(warehouse):
     with warehouse.engine.connect() as con:
         got = sorted(con.execute(sa.text("SELECT order_id FROM orders")).scalars())
     assert got == sorted(f"o{i:04d}" for i in range(300) if i % 3)
+
+
+def _order_versions(rows):
+    """rows: (order_id, status, updated hour)"""
+    base = datetime(2026, 3, 1, tzinfo=UTC)
+    n = len(rows)
+    return arrow_table("orders", {
+        "order_id": [r[0] for r in rows], "shop_id": ["s1"] * n, "channel": ["app"] * n, "customer_id": ["c"] * n,
+        "status": [r[1] for r in rows], "amount": [10.0] * n, "currency": ["CNY"] * n,
+        "created_at": pa.array([base] * n, pa.timestamp("us", tz="UTC")),
+        "paid_at": pa.array([base] * n, pa.timestamp("us", tz="UTC")),
+        "updated_at": pa.array([base + timedelta(hours=r[2]) for r in rows], pa.timestamp("us", tz="UTC")),
+    })
+
+
+def _statuses(hook):
+    with hook.engine.connect() as con:
+        out = dict(con.execute(sa.text("SELECT order_id, status FROM orders")).all())
+    hook.engine.dispose()
+    return out
+
+
+def test_upsert_is_idempotent_and_keeps_the_latest_version(warehouse):
+    create_schema(warehouse.engine)
+    warehouse.engine.dispose()
+    first = _order_versions([("o1", "paid", 1), ("o2", "paid", 1)])
+    for _ in range(2):  # a retry, a re-run
+        with bulk_loader(warehouse) as loader:
+            loader.upsert("orders", first)
+    assert _statuses(warehouse) == {"o1": "paid", "o2": "paid"}
+    # later: o1 refunded; a backfill re-delivers o2's old version; o3 arrives twice in one batch
+    with bulk_loader(warehouse) as loader:
+        loader.upsert("orders", _order_versions([("o1", "refunded", 5), ("o2", "pending", 0),
+                                                  ("o3", "paid", 2), ("o3", "shipped", 3)]))
+    assert _statuses(warehouse) == {"o1": "refunded", "o2": "paid", "o3": "shipped"}
+
+
+def test_upsert_on_a_generic_sqlalchemy_warehouse(tmp_path):
+    from threshold_operators.warehouse.hook import WarehouseHook
+
+    hook = WarehouseHook(url=f"sqlite:///{tmp_path / 'w.sqlite'}")
+    create_schema(hook.engine)
+    with bulk_loader(hook) as loader:
+        loader.upsert("orders", _order_versions([("o1", "paid", 1), ("o2", "paid", 1)]))
+    with bulk_loader(hook) as loader:
+        loader.upsert("orders", _order_versions([("o1", "refunded", 5), ("o3", "paid", 2)]))
+    assert _statuses(hook) == {"o1": "refunded", "o2": "paid", "o3": "paid"}

@@ -54,25 +54,12 @@ class Target(BaseModel):
     gateway: str | None = None
     warehouse: int | None = Field(None, ge=1)
 
-    @field_validator("category")
+    @field_validator("category", "channel", "gateway")
     @classmethod
-    def _category(cls, v):
-        if v is not None and v not in CATEGORY_CODES:
-            raise ValueError(f"unknown category {v!r}; one of {', '.join(CATEGORY_CODES)}")
-        return v
-
-    @field_validator("channel")
-    @classmethod
-    def _channel(cls, v):
-        if v is not None and v not in CHANNELS:
-            raise ValueError(f"unknown channel {v!r}; one of {', '.join(CHANNELS)}")
-        return v
-
-    @field_validator("gateway")
-    @classmethod
-    def _gateway(cls, v):
-        if v is not None and v not in GATEWAYS:
-            raise ValueError(f"unknown gateway {v!r}; one of {', '.join(GATEWAYS)}")
+    def _known(cls, v, info):
+        allowed = {"category": CATEGORY_CODES, "channel": CHANNELS, "gateway": GATEWAYS}[info.field_name]
+        if v is not None and v not in allowed:
+            raise ValueError(f"unknown {info.field_name} {v!r}; one of {', '.join(allowed)}")
         return v
 
 

@@ -12,6 +12,7 @@ error, what was not committed is rolled back.
 from __future__ import annotations
 
 import io
+from datetime import UTC
 from typing import TYPE_CHECKING
 
 from threshold_operators.warehouse.schema import table_spec
@@ -41,15 +42,58 @@ class BulkLoader:
         self.close()
         return False
 
-    def append(self, table: str, data: pa.Table) -> None:
-        if data.num_rows == 0:
-            return
+    def _conform(self, table: str, data: pa.Table) -> pa.Table:
         columns = table_spec(table).columns
         missing = [c for c in columns if c not in data.column_names]
         if missing:
             raise ValueError(f"{table}: the batch lacks columns {missing}")
-        self._append(table, data.select(list(columns)))
+        return data.select(list(columns))
+
+    def append(self, table: str, data: pa.Table) -> None:
+        """Insert rows that are new (a key already present is an error)."""
+        if data.num_rows == 0:
+            return
+        self._append(table, self._conform(table, data))
         self.rows_written[table] = self.rows_written.get(table, 0) + data.num_rows
+
+    def upsert(self, table: str, data: pa.Table) -> None:
+        """Insert or replace by key, so a re-run, a retry or a backfill never duplicates a row.
+
+        Within the batch the latest version of a key wins; against the warehouse a row is
+        replaced only by a version at least as recent (by the table's change-tracking column),
+        so a backfill of an old interval never overwrites a newer state.
+        """
+        if data.num_rows == 0:
+            return
+        self._upsert(table, self._conform(table, data))
+        self.rows_written[table] = self.rows_written.get(table, 0) + data.num_rows
+
+    @staticmethod
+    def _upsert_sql(table: str, source: str) -> str:
+        spec = table_spec(table)
+        cols = ", ".join(spec.columns)
+        key = ", ".join(spec.key)
+        rest = [c for c in spec.columns if c not in spec.key]
+        newer = f" WHERE EXCLUDED.{spec.updated_field} >= {table}.{spec.updated_field}" if spec.updated_field and spec.updated_field not in spec.key else ""
+        action = f"DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in rest)}{newer}" if rest else "DO NOTHING"
+        return f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {source} ON CONFLICT ({key}) {action}"
+
+    @staticmethod
+    def _latest_per_key(table: str) -> tuple[str, str]:
+        """(PARTITION BY, ORDER BY) that keep the latest version of each key."""
+        spec = table_spec(table)
+        order = f"{spec.updated_field} DESC" if spec.updated_field else "1"
+        return ", ".join(spec.key), order
+
+    def existing(self, table: str, column: str, values: list) -> set:
+        """The ``values`` that ``table.column`` holds (in this loader's transaction)."""
+        if not values:
+            return set()
+        return self._existing(table, column, values)
+
+    def scalar(self, sql: str):
+        """One value from a query, in this loader's transaction (e.g. a new high-water mark)."""
+        return self._scalar(sql)
 
     # dialect hooks
     def open(self) -> None: ...
@@ -71,6 +115,30 @@ class DuckDBBulkLoader(BulkLoader):
             self.con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _storefence_batch")
         finally:
             self.con.unregister("_storefence_batch")
+
+    def _upsert(self, table: str, data: pa.Table) -> None:
+        key, order = self._latest_per_key(table)
+        self.con.register("_storefence_raw", data)
+        try:
+            self.con.execute(f"CREATE OR REPLACE TEMP VIEW _storefence_batch AS SELECT * FROM _storefence_raw "
+                             f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {order}) = 1")
+            self.con.execute(self._upsert_sql(table, "_storefence_batch"))
+        finally:
+            self.con.execute("DROP VIEW IF EXISTS _storefence_batch")
+            self.con.unregister("_storefence_raw")
+
+    def _existing(self, table: str, column: str, values: list) -> set:
+        import pyarrow as pa
+
+        self.con.register("_storefence_values", pa.table({"v": pa.array(values)}))
+        try:
+            rows = self.con.execute(f"SELECT DISTINCT t.{column} FROM {table} t JOIN _storefence_values v ON t.{column} = v.v").fetchall()
+        finally:
+            self.con.unregister("_storefence_values")
+        return {r[0] for r in rows}
+
+    def _scalar(self, sql: str):
+        return self.con.execute(sql).fetchall()[0][0]
 
     def commit(self) -> None:
         self.con.execute("COMMIT")
@@ -98,6 +166,27 @@ class PostgresBulkLoader(BulkLoader):
         with self.con.cursor() as cur:
             cur.copy_expert(f"COPY {table} ({cols}) FROM STDIN WITH (FORMAT csv)", buf)
 
+    def _upsert(self, table: str, data: pa.Table) -> None:
+        key, order = self._latest_per_key(table)
+        with self.con.cursor() as cur:
+            cur.execute(f"CREATE TEMP TABLE _storefence_raw (LIKE {table}) ON COMMIT DROP")
+        self._append("_storefence_raw", data)
+        with self.con.cursor() as cur:
+            cur.execute(f"CREATE TEMP VIEW _storefence_batch AS SELECT DISTINCT ON ({key}) * FROM _storefence_raw "
+                        f"ORDER BY {key}, {order}")
+            cur.execute(self._upsert_sql(table, "_storefence_batch"))
+            cur.execute("DROP VIEW _storefence_batch; DROP TABLE _storefence_raw")
+
+    def _existing(self, table: str, column: str, values: list) -> set:
+        with self.con.cursor() as cur:
+            cur.execute(f"SELECT DISTINCT {column} FROM {table} WHERE {column} = ANY(%s)", (list(values),))
+            return {r[0] for r in cur.fetchall()}
+
+    def _scalar(self, sql: str):
+        with self.con.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchone()[0]
+
     def commit(self) -> None:
         self.con.commit()
 
@@ -117,6 +206,49 @@ class SQLAlchemyBulkLoader(BulkLoader):
         from threshold_operators.warehouse.schema import metadata
 
         self.con.execute(metadata.tables[table].insert(), data.to_pylist())
+
+    def _upsert(self, table: str, data: pa.Table) -> None:
+        """Portable upsert: delete the batch's keys that hold an older version, insert the rest."""
+        from sqlalchemy import and_, tuple_
+
+        from threshold_operators.warehouse.schema import metadata
+
+        spec = table_spec(table)
+        t = metadata.tables[table]
+        latest: dict[tuple, dict] = {}
+        for row in data.to_pylist():
+            k = tuple(row[c] for c in spec.key)
+            if k not in latest or (spec.updated_field and row[spec.updated_field] >= latest[k][spec.updated_field]):
+                latest[k] = row
+        key_cols = tuple_(*(t.c[c] for c in spec.key))
+        existing = {}
+        if latest:
+            for row in self.con.execute(t.select().where(key_cols.in_(list(latest)))).mappings():
+                existing[tuple(row[c] for c in spec.key)] = row
+        def utc(v):  # some drivers (SQLite) hand back naive datetimes; the warehouse is UTC
+            return v.replace(tzinfo=UTC) if getattr(v, "tzinfo", 1) is None else v
+
+        fresh = []
+        for k, row in latest.items():
+            old = existing.get(k)
+            if old is not None:
+                if spec.updated_field and utc(old[spec.updated_field]) > utc(row[spec.updated_field]):
+                    continue
+                self.con.execute(t.delete().where(and_(*(t.c[c] == v for c, v in zip(spec.key, k, strict=True)))))
+            fresh.append(row)
+        if fresh:
+            self.con.execute(t.insert(), fresh)
+
+    def _existing(self, table: str, column: str, values: list) -> set:
+        from threshold_operators.warehouse.schema import metadata
+
+        col = metadata.tables[table].c[column]
+        return set(self.con.execute(col.table.select().with_only_columns(col).where(col.in_(values)).distinct()).scalars())
+
+    def _scalar(self, sql: str):
+        from sqlalchemy import text
+
+        return self.con.execute(text(sql)).scalar()
 
     def commit(self) -> None:
         self.tx.commit()

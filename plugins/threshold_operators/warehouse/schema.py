@@ -235,6 +235,55 @@ TABLES: tuple[Table, ...] = (
 )
 
 
+# --- The pack's own tables: what extraction did and refused. Not part of the canonical shop
+# schema (simulations and summaries leave them alone), created alongside it.
+
+quarantine = _table(
+    "quarantine",
+    "Rows an extract refused, with the reason; nothing is silently dropped.",
+    _col("run_id", String(250), "Airflow run that refused the row.", key=True),
+    _col("table_name", String(64), "Warehouse table the row was meant for.", key=True),
+    _col("row_no", Integer, "Position of the row in the batch.", key=True),
+    _col("source", String(64), "Source id (include/sources/<source>.yaml)."),
+    _col("record_key", String(500), "The row's key values, as text, when it has them.", nullable=True),
+    _col("failed_checks", Text, "The expectations the row failed, separated by '; '."),
+    _col("raw_record", Text, "The record as the source delivered it (JSON)."),
+    _col("quarantined_at", TS, "When the row was refused.", unit="UTC"),
+    updated_field="quarantined_at",
+)
+
+extract_runs = _table(
+    "extract_runs",
+    "One row per table and extract run: the window read, what loaded, what was refused, the new high-water mark.",
+    _col("run_id", String(250), "Airflow run.", key=True),
+    _col("source", String(64), "Source id.", key=True),
+    _col("table_name", String(64), "Warehouse table.", key=True),
+    _col("updated_since", TS, "Start of the change window read; NULL for a full read.", nullable=True, unit="UTC"),
+    _col("updated_before", TS, "End of the window read; NULL for open-ended.", nullable=True, unit="UTC"),
+    _col("rows_fetched", Integer, "Rows delivered by the source.", unit="rows"),
+    _col("rows_loaded", Integer, "Rows upserted into the table.", unit="rows"),
+    _col("rows_quarantined", Integer, "Rows refused into quarantine.", unit="rows"),
+    _col("high_water_mark", TS, "Latest change-tracking value in the table after the run.", nullable=True, unit="UTC"),
+    _col("finished_at", TS, "When the run finished.", unit="UTC"),
+    updated_field="finished_at",
+)
+
+data_quality_events = _table(
+    "data_quality_events",
+    "Quality and freshness failures of extracted tables; alerting holds back the rules that read a failing table.",
+    _col("event_id", String(300), "Run, table and kind.", key=True),
+    _col("source", String(64), "Source id."),
+    _col("table_name", String(64), "Warehouse table concerned."),
+    _col("kind", String(16), "quality (rows refused) or freshness (nothing new for longer than max_lag)."),
+    _col("detail", Text, "What failed, for people."),
+    _col("observed_at", TS, "When the failure was observed.", unit="UTC"),
+    updated_field="observed_at",
+)
+
+PACK_TABLES: tuple[Table, ...] = (quarantine, extract_runs, data_quality_events)
+PACK_TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in PACK_TABLES)
+
+
 @dataclass(frozen=True)
 class TableSpec:
     """What the loaders and the shop API need to know of a table, without SQLAlchemy."""
@@ -261,12 +310,13 @@ TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in TABLES)
 
 
 def create_schema(engine) -> list[str]:
-    """Create every missing table; existing tables are left as they are. Returns the created names."""
+    """Create every missing table (canonical and the pack's); existing tables are left as they
+    are. Returns the created names."""
     from sqlalchemy import inspect
 
     existing = set(inspect(engine).get_table_names())
     metadata.create_all(engine, checkfirst=True)
-    return [name for name in TABLE_NAMES if name not in existing]
+    return [name for name in (*TABLE_NAMES, *PACK_TABLE_NAMES) if name not in existing]
 
 
 def render_markdown() -> str:
@@ -291,7 +341,10 @@ def render_markdown() -> str:
         "- *Changes tracked by* is the column incremental extraction reads (`updated_since`).",
         "",
     ]
-    for table in TABLES:
+    for table in (*TABLES, *PACK_TABLES):
+        if table is PACK_TABLES[0]:
+            lines += ["# The pack's own tables", "",
+                      "What extraction did and refused. Simulations and summaries leave them alone.", ""]
         updated = table.info["updated_field"]
         key = ", ".join(c.name for c in table.primary_key.columns)
         lines += [

@@ -1,0 +1,144 @@
+"""One DAG factory for every source: ``storefence_extract_<source>`` from include/sources/<source>.yaml.
+
+For each table of the source: ``fetch_<table>`` reads the changes into staging (HTTP through
+the source's Airflow connection; it does not hold the warehouse), then ``load_<table>`` runs the
+quality gate and upserts, in the ``storefence_warehouse`` pool. A table whose suite checks
+references to another table of the source loads after it. When a load brought new rows, it
+emits the table's Asset (``storefence.<table>``, URI ``storefence://warehouse/<table>``) with
+``rows``, ``quarantined`` and ``high_water_mark`` as extra, so the alert DAGs run when their
+data lands; a run that brought nothing emits nothing.
+
+Parse time: this module imports the Task SDK and pydantic only; the hooks, GX, pandas and the
+drivers are imported inside the tasks.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import DAG, Asset, AssetAlias, task
+
+from threshold_operators.extract.sources import SourceSpec
+from threshold_operators.warehouse import WAREHOUSE_CONN_ID, WAREHOUSE_POOL
+
+START = pendulum.datetime(2025, 1, 1, tz="UTC")
+
+
+def table_asset(table: str) -> Asset:
+    """The Asset an extract emits when ``table`` received new rows; alert DAGs schedule on it."""
+    return Asset(name=f"storefence.{table}", uri=f"storefence://warehouse/{table}", group="storefence")
+
+
+def _load_order(spec: SourceSpec) -> dict[str, list[str]]:
+    """table -> tables of this source it must load after (its ``references`` checks)."""
+    from threshold_operators.extract.quality_gate import load_suite
+
+    names = {t.table for t in spec.tables}
+    return {t.table: sorted({c.table for c in load_suite(t.suite).checks if c.check == "references" and c.table in names and c.table != t.table})
+            for t in spec.tables}
+
+
+def build_extract_dag(spec: SourceSpec, warehouse_conn_id: str = WAREHOUSE_CONN_ID) -> DAG:
+    default_args = {
+        "owner": spec.owner,
+        "retries": 3,
+        "retry_delay": timedelta(seconds=30),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+    }
+    with DAG(
+        dag_id=spec.dag_id,
+        schedule=spec.schedule,
+        start_date=START,
+        catchup=False,
+        max_active_runs=1,
+        default_args=default_args,
+        tags=["storefence", "extract", spec.source],
+        doc_md=f"Extract **{spec.source}** ({spec.type}): {spec.description}\n\n"
+               f"Tables: {', '.join(t.table for t in spec.tables)}. Defined in `include/sources/{spec.source}.yaml`.",
+    ) as dag:
+        loads = {}
+        for ts in spec.tables:
+            fetch = _fetch_task(spec, ts, warehouse_conn_id)
+            load = _load_task(spec, ts, warehouse_conn_id)
+            f = fetch.override(task_id=f"fetch_{ts.table}")()
+            loads[ts.table] = load.override(task_id=f"load_{ts.table}")(f)
+        for table, after in _load_order(spec).items():
+            for other in after:
+                loads[other] >> loads[table]
+    return dag
+
+
+def _fetch_task(spec: SourceSpec, ts, warehouse_conn_id: str):
+    @task
+    def fetch(**context) -> dict:
+        from airflow.providers.http.hooks.http import HttpHook
+
+        from threshold_operators.extract.fetch import fetch_http_table
+        from threshold_operators.warehouse.hook import WarehouseHook
+
+        http = HttpHook(method="GET", http_conn_id=spec.conn_id)
+        session = http.get_conn()
+        interval = (context.get("data_interval_start"), context.get("data_interval_end"))
+        manifest = fetch_http_table(spec, ts, session=session, base_url=http.base_url,
+                                    warehouse=WarehouseHook(warehouse_conn_id=warehouse_conn_id),
+                                    run_id=context["run_id"], interval=interval if all(interval) else None)
+        print(f"{spec.source}.{ts.table}: {manifest.rows} rows in {manifest.pages} pages "
+              f"(since {manifest.updated_since or 'the beginning'}; {manifest.throttled} throttled, "
+              f"{manifest.server_errors} server errors, waited {manifest.waited_s} s)")
+        return {"rows": manifest.rows, "pages": manifest.pages, "updated_since": manifest.updated_since}
+
+    return fetch
+
+
+def _load_task(spec: SourceSpec, ts, warehouse_conn_id: str):
+    alias = AssetAlias(name=f"storefence.extract.{ts.table}")
+
+    @task(pool=WAREHOUSE_POOL, outlets=[alias])
+    def load(fetched: dict, **context) -> dict:
+        from threshold_operators.extract import staging
+        from threshold_operators.extract.load import load_staged
+        from threshold_operators.warehouse.hook import WarehouseHook
+
+        now = pendulum.now("UTC")
+        result = load_staged(spec, ts, warehouse=WarehouseHook(warehouse_conn_id=warehouse_conn_id),
+                             run_id=context["run_id"], now=now)
+        print(f"{spec.source}.{ts.table}: fetched {result.fetched}, loaded {result.loaded}, "
+              f"quarantined {result.quarantined}, superseded {result.superseded}; "
+              f"high-water mark {result.high_water_mark}; {'fresh' if result.fresh else 'STALE'}")
+        if result.loaded:
+            context["outlet_events"][alias].add(table_asset(ts.table), extra={
+                "rows": result.loaded, "quarantined": result.quarantined,
+                "high_water_mark": result.high_water_mark, "source": spec.source,
+            })
+        staging.remove(staging.staging_dir(context["run_id"], spec.source, ts.table))
+        return result.as_dict()
+
+    return load
+
+
+def broken_source_dag(path: str, problems: list[str]) -> DAG:
+    """A stand-in for a source file that does not validate: one task that fails with its problems."""
+    from pathlib import Path
+
+    name = Path(path).stem
+    text = "\n".join(problems)
+    with DAG(
+        dag_id=f"storefence_extract_{name}",
+        schedule=None,
+        start_date=START,
+        catchup=False,
+        tags=["storefence", "extract", "config-error"],
+        doc_md=f"**The source file `{path}` does not validate:**\n\n" + "\n".join(f"- `{p}`" for p in problems),
+        default_args={"owner": "data-engineering", "retries": 0},
+    ) as dag:
+
+        @task(task_id="source_file_is_invalid")
+        def invalid():
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(f"{path} does not validate:\n{text}")
+
+        invalid()
+    return dag

@@ -1,0 +1,136 @@
+"""Source files (``include/sources/*.yaml``): what to read, from where, how often, how fresh.
+
+Parsed into ``SourceSpec`` models; every problem of every file is reported at once with its
+file, line and field. This module is read at DAG-parse time: it imports pydantic and PyYAML
+only, and reads local files only.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from threshold_operators import located_yaml
+from threshold_operators.warehouse.schema import TABLE_NAMES, table_spec
+
+SOURCES_DIR = Path(__file__).resolve().parents[3] / "include" / "sources"
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def _duration(value):
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    m = _DURATION.match(str(value))
+    if not m:
+        raise ValueError(f"{value!r} is not a duration like 30s, 15m, 2h or 1d")
+    return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+class TableSource(BaseModel):
+    """One warehouse table fed by the source."""
+
+    model_config = ConfigDict(extra="forbid")
+    table: str
+    endpoint: str | None = Field(None, description="API path (http sources)")
+    pattern: str | None = Field(None, description="file name glob (file sources), e.g. orders_*.csv")
+    mapping: dict[str, str] = Field(default_factory=dict, description="source field -> warehouse column")
+    max_lag: Duration | None = Field(None, description="overrides the source's max_lag for this table")
+    freshness: bool = Field(True, description="false: no freshness check (dimensions that rarely change)")
+    quality_suite: str | None = Field(None, description="suite in include/rules/quality/ (default: the table name)")
+
+    @field_validator("table")
+    @classmethod
+    def _known_table(cls, v):
+        if v not in TABLE_NAMES:
+            raise ValueError(f"unknown table {v!r}; the warehouse has {', '.join(TABLE_NAMES)}")
+        return v
+
+    @model_validator(mode="after")
+    def _mapping_targets_columns(self):
+        columns = table_spec(self.table).columns
+        bad = [c for c in self.mapping.values() if c not in columns]
+        if bad:
+            raise ValueError(f"mapping targets columns {bad} that {self.table} does not have")
+        return self
+
+    @property
+    def cursor_field(self) -> str | None:
+        return table_spec(self.table).updated_field
+
+    @property
+    def suite(self) -> str:
+        return self.quality_suite or self.table
+
+
+class SourceSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str = ""
+    type: Literal["http", "file"]
+    conn_id: str | None = Field(None, description="http: the Airflow HTTP connection (base URL, credentials)")
+    folder: str | None = Field(None, description="file: the drop folder; relative paths are under $AIRFLOW_HOME")
+    schedule: str = "*/5 * * * *"
+    overlap: Duration = timedelta(minutes=15)
+    max_lag: Duration = timedelta(hours=2)
+    page_size: int = Field(1000, ge=1, le=5000)
+    owner: str = "data-engineering"
+    tables: list[TableSource] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _by_type(self):
+        if self.type == "http":
+            if not self.conn_id:
+                raise ValueError("an http source needs conn_id (the Airflow HTTP connection)")
+            missing = [t.table for t in self.tables if not t.endpoint]
+            if missing:
+                raise ValueError(f"tables without an endpoint: {missing}")
+        if self.type == "file":
+            if not self.folder:
+                raise ValueError("a file source needs folder")
+            missing = [t.table for t in self.tables if not t.pattern]
+            if missing:
+                raise ValueError(f"tables without a file pattern: {missing}")
+        names = [t.table for t in self.tables]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"tables listed twice: {twice}")
+        return self
+
+    @property
+    def dag_id(self) -> str:
+        return f"storefence_extract_{self.source}"
+
+    def max_lag_of(self, table: TableSource) -> timedelta | None:
+        """The table's freshness limit; None when its freshness is not checked."""
+        if not table.freshness:
+            return None
+        return table.max_lag or self.max_lag
+
+
+def load_source(path: str | Path) -> SourceSpec:
+    return located_yaml.validate(SourceSpec, path)
+
+
+def load_sources(folder: str | Path = SOURCES_DIR) -> tuple[list[SourceSpec], dict[str, list[str]]]:
+    """(valid sources, {file: problems}): one broken file does not stop the others."""
+    specs, errors = [], {}
+    for path in sorted(Path(folder).glob("*.yaml")):
+        try:
+            specs.append(load_source(path))
+        except located_yaml.ConfigFileError as exc:
+            errors[str(path)] = exc.problems
+    ids = [s.source for s in specs]
+    for s in specs:
+        if ids.count(s.source) > 1:
+            errors.setdefault(s.source, []).append(f"source id {s.source!r} is used by more than one file")
+    return [s for s in specs if ids.count(s.source) == 1], errors
