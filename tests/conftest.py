@@ -15,6 +15,7 @@ import secrets
 import shutil
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,29 @@ def warehouse(request, tmp_path):
         hook = WarehouseHook(url=PG_ADMIN_URL, search_path=schema)
     yield hook
     hook.engine.dispose()
+
+
+# --- A simulated shop in a DuckDB file of its own: the source the extract tests read through
+# the shop API. Tests that change the source work on a copy (shop_copy).
+SHOP_END = datetime(2026, 9, 30, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def shop_file(tmp_path_factory):
+    """A 20-day, one-shop simulation (no incidents)."""
+    from threshold_operators.simulator.run import SimulationSpec, simulate
+    from threshold_operators.warehouse.hook import WarehouseHook
+
+    path = tmp_path_factory.mktemp("shop") / "shop.duckdb"
+    simulate(SimulationSpec(shops=1, skus=48, days=20, orders_per_day=300, incidents="none", end=SHOP_END, seed=21),
+             WarehouseHook(url=f"duckdb:///{path}"))
+    return path
+
+
+@pytest.fixture
+def shop_copy(shop_file, tmp_path):
+    path = tmp_path / "shop.duckdb"
+    shutil.copy(shop_file, path)
+    return path
+
+

@@ -6,7 +6,8 @@ quality gate and upserts, in the ``storefence_warehouse`` pool. A table whose su
 references to another table of the source loads after it. When a load brought new rows, it
 emits the table's Asset (``storefence.<table>``, URI ``storefence://warehouse/<table>``) with
 ``rows``, ``quarantined`` and ``high_water_mark`` as extra, so the alert DAGs run when their
-data lands; a run that brought nothing emits nothing.
+data lands. Only a load that moved the table's high-water mark emits: re-reading the overlap,
+a re-run or a backfill of an old interval triggers nothing.
 
 Parse time: this module imports the Task SDK and pydantic only; the hooks, GX, pandas and the
 drivers are imported inside the tasks.
@@ -107,7 +108,7 @@ def _load_task(spec: SourceSpec, ts, warehouse_conn_id: str):
         print(f"{spec.source}.{ts.table}: fetched {result.fetched}, loaded {result.loaded}, "
               f"quarantined {result.quarantined}, superseded {result.superseded}; "
               f"high-water mark {result.high_water_mark}; {'fresh' if result.fresh else 'STALE'}")
-        if result.loaded:
+        if result.advanced:  # new data landed; a re-read of the overlap or a backfill triggers nothing
             context["outlet_events"][alias].add(table_asset(ts.table), extra={
                 "rows": result.loaded, "quarantined": result.quarantined,
                 "high_water_mark": result.high_water_mark, "source": spec.source,

@@ -9,7 +9,7 @@ alerting uses to hold back the rules that read the table. Either all of it lands
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from threshold_operators.extract import staging
 from threshold_operators.extract.quality_gate import load_suite, validate_batch
@@ -29,6 +29,7 @@ class LoadResult:
     high_water_mark: str | None
     fresh: bool
     quality_ok: bool
+    advanced: bool  # the high-water mark moved: new data landed (what triggers the alert DAGs)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -58,7 +59,9 @@ def load_staged(source: SourceSpec, table: TableSource, *, warehouse, run_id: st
     warehouse.engine.dispose()
     loaded = quarantined = superseded = 0
     offset = 0
+    cursor = table.cursor_field
     with bulk_loader(warehouse) as loader:
+        before = _utc(loader.scalar(f"SELECT MAX({cursor}) FROM {table.table}")) if cursor else None
         for part in staging.read_parts(folder, manifest):
             records = [map_fields(r, table.mapping) for r in part]
             gate = validate_batch(records, table.table, suite, now=now, known_keys=loader.existing, source=source.source)
@@ -78,14 +81,7 @@ def load_staged(source: SourceSpec, table: TableSource, *, warehouse, run_id: st
             quarantined += len(gate.refused)
             superseded += gate.superseded
             offset += len(part)
-        cursor = table.cursor_field
-        hwm = loader.scalar(f"SELECT MAX({cursor}) FROM {table.table}") if cursor else None
-        if isinstance(hwm, str):  # SQLite hands timestamps back as text
-            hwm = datetime.fromisoformat(hwm)
-        if hwm is not None and hwm.tzinfo is None:
-            from datetime import UTC
-
-            hwm = hwm.replace(tzinfo=UTC)
+        hwm = _utc(loader.scalar(f"SELECT MAX({cursor}) FROM {table.table}")) if cursor else None
         max_lag = source.max_lag_of(table)
         fresh = cursor is None or max_lag is None or (hwm is not None and now - hwm <= max_lag)
         loader.upsert("extract_runs", arrow_table("extract_runs", {
@@ -106,8 +102,17 @@ def load_staged(source: SourceSpec, table: TableSource, *, warehouse, run_id: st
                 "source": [source.source] * len(events), "table_name": [table.table] * len(events),
                 "kind": [k for k, _ in events], "detail": [d for _, d in events], "observed_at": [now] * len(events),
             }))
+    advanced = hwm is not None and (before is None or hwm > before)
     return LoadResult(source.source, table.table, run_id, manifest.rows, loaded, quarantined, superseded,
-                      hwm.isoformat() if hwm else None, fresh, quarantined == 0)
+                      hwm.isoformat() if hwm else None, fresh, quarantined == 0, advanced)
+
+
+def _utc(value):
+    if isinstance(value, str):  # SQLite hands timestamps back as text
+        value = datetime.fromisoformat(value)
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
 
 
 def _ts(value: str | None):

@@ -7,6 +7,7 @@ only, and reads local files only.
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -121,8 +122,12 @@ def load_source(path: str | Path) -> SourceSpec:
     return located_yaml.validate(SourceSpec, path)
 
 
-def load_sources(folder: str | Path = SOURCES_DIR) -> tuple[list[SourceSpec], dict[str, list[str]]]:
-    """(valid sources, {file: problems}): one broken file does not stop the others."""
+def load_sources(folder: str | Path | None = None) -> tuple[list[SourceSpec], dict[str, list[str]]]:
+    """(valid sources, {file: problems}): one broken file does not stop the others.
+
+    The folder defaults to ``$STOREFENCE_SOURCES_DIR``, else the pack's include/sources/.
+    """
+    folder = folder or os.environ.get("STOREFENCE_SOURCES_DIR") or SOURCES_DIR
     specs, errors = [], {}
     for path in sorted(Path(folder).glob("*.yaml")):
         try:

@@ -1,0 +1,103 @@
+"""The extract DAGs, run for real with dag.test(): HTTP connection, warehouse connection, Assets."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from tests.dags.test_dag_integrity import DAGS
+from threshold_operators.shop_api.server import ShopApiServer
+
+
+@pytest.fixture
+def extract_dags(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS / "storefence_extract.py"))
+    assert bag.import_errors == {}
+    return bag
+
+
+def _events(asset_name):
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as s:
+        return [e.extra for e in s.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+                .filter(AssetModel.name == asset_name).order_by(AssetEvent.id)]
+
+
+def test_one_dag_per_source_with_fetch_then_load(extract_dags):
+    assert set(extract_dags.dags) == {"storefence_extract_shop_api", "storefence_extract_ads_api", "storefence_extract_reviews_api"}
+    shop = extract_dags.get_dag("storefence_extract_shop_api")
+    assert shop.get_task("load_orders").downstream_task_ids >= {"load_order_items", "load_payments", "load_refunds", "load_shipments"}
+    assert shop.get_task("fetch_orders").downstream_task_ids == {"load_orders"}
+    assert shop.get_task("load_orders").pool == "storefence_warehouse"
+    assert shop.get_task("fetch_orders").pool != "storefence_warehouse"  # fetching does not hold the DuckDB file
+
+
+def test_reviews_dag_loads_and_emits_its_asset_once(extract_dags, shop_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_STOREFENCE_WAREHOUSE", json.dumps({"conn_type": "duckdb", "host": str(tmp_path / "w.duckdb")}))
+    dag = extract_dags.get_dag("storefence_extract_reviews_api")
+    before = len(_events("storefence.reviews"))
+    with ShopApiServer(shop_file, token="t0k3n") as api:
+        port = int(api.url.rsplit(":", 1)[1])
+        monkeypatch.setenv("AIRFLOW_CONN_REVIEWS_API_DEFAULT", json.dumps(
+            {"conn_type": "http", "host": "127.0.0.1", "port": port, "schema": "http",
+             "extra": {"Authorization": "Bearer t0k3n"}}))  # the credential lives in the connection only
+        first = dag.test()
+        assert first.state == "success", {ti.task_id: ti.state for ti in first.get_task_instances()}
+        events = _events("storefence.reviews")[before:]
+        assert len(events) == 1 and events[0]["rows"] > 1000 and events[0]["source"] == "reviews_api"
+        second = dag.test()  # nothing new at the source
+        assert second.state == "success"
+        assert len(_events("storefence.reviews")) == before + 1  # the re-run triggered nothing
+
+    import duckdb
+
+    con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
+    loaded = con.execute("SELECT COUNT(*), COUNT(DISTINCT review_id) FROM reviews").fetchone()
+    con.close()
+    src = duckdb.connect(str(shop_file), read_only=True)
+    expected = src.execute("SELECT COUNT(*) FROM reviews").fetchone()[0]
+    src.close()
+    assert loaded == (expected, expected)
+
+
+def test_an_unreachable_api_fails_the_fetch_and_loads_nothing(extract_dags, tmp_path, monkeypatch):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there
+    monkeypatch.setenv("AIRFLOW_CONN_STOREFENCE_WAREHOUSE", json.dumps({"conn_type": "duckdb", "host": str(tmp_path / "w.duckdb")}))
+    monkeypatch.setenv("AIRFLOW_CONN_REVIEWS_API_DEFAULT", json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": port}))
+    from threshold_operators.extract import paged_api
+
+    monkeypatch.setattr(paged_api.RetryPolicy, "backoff", lambda self, attempt: 0.01)
+    dag = extract_dags.get_dag("storefence_extract_reviews_api")
+    for t in dag.tasks:
+        t.retries = 0
+    run = dag.test()
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states == {"fetch_reviews": "failed", "load_reviews": "upstream_failed"}
+
+
+def test_a_broken_source_file_breaks_only_its_own_dag(airflow_db, tmp_path, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    from threshold_operators.extract.sources import SOURCES_DIR
+
+    folder = tmp_path / "sources"
+    shutil.copytree(SOURCES_DIR, folder)
+    (folder / "marketplace.yaml").write_text("source: marketplace\ntype: http\ntables:\n  - {table: nope, endpoint: /x}\n", encoding="utf-8")
+    monkeypatch.setenv("STOREFENCE_SOURCES_DIR", str(folder))
+    bag = DagBag(dag_folder=str(DAGS / "storefence_extract.py"))
+    assert bag.import_errors == {}
+    assert {"storefence_extract_shop_api", "storefence_extract_ads_api", "storefence_extract_reviews_api"} <= set(bag.dags)
+    broken = bag.get_dag("storefence_extract_marketplace")
+    assert "config-error" in broken.tags and "marketplace.yaml:4: tables.0.table" in broken.doc_md
+    run = broken.test()
+    assert run.state == "failed"
