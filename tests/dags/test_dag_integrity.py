@@ -56,3 +56,12 @@ def test_parsing_imports_nothing_heavy(dag_file):
     baseline = _heavy_modules_after("from airflow.sdk import dag, task, DAG, Asset")
     parsed = _heavy_modules_after(f"import runpy; runpy.run_path({str(DAGS / dag_file)!r})")
     assert parsed - baseline == set(), f"{dag_file} imports at parse time: {parsed - baseline}"
+
+
+def test_the_plugin_scan_leaves_the_package_alone():
+    """Airflow imports every .py under plugins/ by its bare name (a module named calendar.py
+    would replace the standard library's); .airflowignore keeps the package out of that scan."""
+    from airflow._shared.module_loading.file_discovery import find_path_from_directory
+
+    scanned = [p for p in find_path_from_directory(str(REPO / "plugins"), ".airflowignore", "regexp") if p.endswith(".py")]
+    assert not [p for p in scanned if "threshold_operators" in p]

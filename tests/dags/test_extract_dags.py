@@ -101,3 +101,45 @@ def test_a_broken_source_file_breaks_only_its_own_dag(airflow_db, tmp_path, monk
     assert "config-error" in broken.tags and "marketplace.yaml:4: tables.0.table" in broken.doc_md
     run = broken.test()
     assert run.state == "failed"
+
+
+ORDERS_CSV = """订单号,店铺,渠道,买家,状态,金额,币种,下单时间,付款时间,更新时间
+X-1,shop-09,web,c1,paid,120.50,CNY,2026-09-28T10:00:00Z,2026-09-28T10:02:00Z,2026-09-28T10:02:00Z
+X-2,shop-09,app,c2,pending,80.00,CNY,2026-09-28T11:00:00Z,,2026-09-28T11:00:00Z
+X-3,shop-09,app,c3,paid,-5.00,CNY,2026-09-28T12:00:00Z,2026-09-28T12:01:00Z,2026-09-28T12:01:00Z
+"""
+ITEMS_CSV = """order_id,line_no,shop_id,sku,quantity,unit_price,created_at
+X-1,1,shop-09,SKU-A,1,120.50,2026-09-28T10:00:00Z
+X-2,1,shop-09,SKU-B,2,40.00,2026-09-28T11:00:00Z
+X-404,1,shop-09,SKU-C,1,10.00,2026-09-28T11:30:00Z
+"""
+
+
+def test_csv_drop_loads_good_rows_quarantines_bad_ones_and_files_move(extract_dags, airflow_home, tmp_path, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_STOREFENCE_WAREHOUSE", json.dumps({"conn_type": "duckdb", "host": str(tmp_path / "w.duckdb")}))
+    drop = airflow_home / "storefence" / "drop" / "shop_exports"
+    drop.mkdir(parents=True, exist_ok=True)
+    (drop / "orders_0928.csv").write_text(ORDERS_CSV, encoding="utf-8")
+    (drop / "order_items_0928.csv").write_text(ITEMS_CSV, encoding="utf-8")
+    (drop / "orders_garbled.csv").write_bytes("订单号,金额\n".encode("gbk"))  # an export saved in GBK
+    (drop / "orders_nokey.csv").write_text("amount,status\n1,paid\n", encoding="utf-8")
+    run = extract_dags.get_dag("storefence_extract_shop_exports").test()
+    assert run.state == "success", {ti.task_id: ti.state for ti in run.get_task_instances()}
+
+    assert sorted(p.name for p in (drop / "done").iterdir()) == ["order_items_0928.csv", "orders_0928.csv"]
+    rejected = drop / "rejected"
+    assert sorted(p.name for p in rejected.iterdir() if p.suffix == ".csv") == ["orders_garbled.csv", "orders_nokey.csv"]
+    assert "key column" in (rejected / "orders_nokey.csv.reason.txt").read_text(encoding="utf-8")
+    assert "codec" in (rejected / "orders_garbled.csv.reason.txt").read_text(encoding="utf-8")
+    assert not any(drop.glob("*.csv"))
+
+    import duckdb
+
+    con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
+    orders = dict(con.execute("SELECT order_id, amount FROM orders").fetchall())
+    items = [r[0] for r in con.execute("SELECT order_id FROM order_items ORDER BY 1").fetchall()]
+    refused = dict(con.execute("SELECT record_key, failed_checks FROM quarantine").fetchall())
+    con.close()
+    assert {k: float(v) for k, v in orders.items()} == {"X-1": 120.5, "X-2": 80.0}
+    assert items == ["X-1", "X-2"]
+    assert refused == {"X-3": "between(amount, 0.0, None)", "X-404|1": "references(order_id -> orders)"}

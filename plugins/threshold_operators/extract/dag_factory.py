@@ -74,6 +74,13 @@ def build_extract_dag(spec: SourceSpec, warehouse_conn_id: str = WAREHOUSE_CONN_
 def _fetch_task(spec: SourceSpec, ts, warehouse_conn_id: str):
     @task
     def fetch(**context) -> dict:
+        if spec.type == "file":
+            from threshold_operators.extract.file_drop import fetch_file_table
+
+            manifest = fetch_file_table(spec, ts, run_id=context["run_id"])
+            print(f"{spec.source}.{ts.table}: {manifest.rows} rows from {len(manifest.files)} file(s) {manifest.files}")
+            return {"rows": manifest.rows, "files": manifest.files}
+
         from airflow.providers.http.hooks.http import HttpHook
 
         from threshold_operators.extract.fetch import fetch_http_table
@@ -113,7 +120,12 @@ def _load_task(spec: SourceSpec, ts, warehouse_conn_id: str):
                 "rows": result.loaded, "quarantined": result.quarantined,
                 "high_water_mark": result.high_water_mark, "source": spec.source,
             })
-        staging.remove(staging.staging_dir(context["run_id"], spec.source, ts.table))
+        folder = staging.staging_dir(context["run_id"], spec.source, ts.table)
+        if spec.type == "file":
+            from threshold_operators.extract.file_drop import finish
+
+            finish(spec, staging.read_manifest(folder))
+        staging.remove(folder)
         return result.as_dict()
 
     return load

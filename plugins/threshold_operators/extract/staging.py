@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 MANIFEST = "manifest.json"
@@ -42,6 +42,7 @@ class Manifest:
     throttled: int = 0
     server_errors: int = 0
     waited_s: float = 0.0
+    files: list[str] = field(default_factory=list)  # file sources: the files staged
 
 
 def write(folder: Path, pages: Iterable[list[dict]], manifest: dict, part_rows: int = 50_000) -> Manifest:

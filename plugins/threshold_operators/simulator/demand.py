@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from threshold_operators.simulator.calendar import (
+from threshold_operators.simulator.seasonality import (
     DAY_NOISE_SIGMA,
     HOUR_PROFILE,
     WEEKDAY_FACTOR,

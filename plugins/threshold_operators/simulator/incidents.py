@@ -18,8 +18,8 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from threshold_operators.simulator.calendar import HOUR_S, PROMOTION_CALENDAR, Window
 from threshold_operators.simulator.catalogue import CATEGORY_CODES, Catalogue
+from threshold_operators.simulator.seasonality import HOUR_S, PROMOTION_CALENDAR, Window
 
 DEFAULT_INCIDENTS = Path(__file__).resolve().parents[3] / "include" / "simulator" / "incidents" / "default.yaml"
 CHANNELS = ("app", "web", "douyin", "wechat")

@@ -16,9 +16,9 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from threshold_operators.simulator.calendar import HOUR_S, LocalClock, Window
 from threshold_operators.simulator.catalogue import MEAN_LINES, MEAN_QUANTITY, Catalogue
 from threshold_operators.simulator.incidents import Effects
+from threshold_operators.simulator.seasonality import HOUR_S, LocalClock, Window
 from threshold_operators.simulator.shop_day import UnitsSold, ts
 from threshold_operators.warehouse.schema import arrow_table
 

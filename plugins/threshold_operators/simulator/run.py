@@ -19,11 +19,11 @@ import numpy as np
 import pyarrow as pa
 import yaml
 
-from threshold_operators.simulator.calendar import LocalClock, Window, planned_events
 from threshold_operators.simulator.catalogue import build_catalogue
 from threshold_operators.simulator.demand import expected_orders
 from threshold_operators.simulator.incidents import compile_effects, labels, load_incidents, place
 from threshold_operators.simulator.inventory import Inventory
+from threshold_operators.simulator.seasonality import LocalClock, Window, planned_events
 from threshold_operators.simulator.shop_day import ShopDay
 from threshold_operators.warehouse.bulk_load import bulk_loader
 from threshold_operators.warehouse.schema import TABLE_NAMES, create_schema

@@ -15,7 +15,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from threshold_operators.simulator.calendar import HOUR_S, YEARLY_TREND, LocalClock, Window
 from threshold_operators.simulator.catalogue import LINES_P, QUANTITY_P, WAREHOUSES_PER_SHOP, Catalogue
 from threshold_operators.simulator.demand import (
     BASE_CONVERSION,
@@ -26,6 +25,7 @@ from threshold_operators.simulator.demand import (
     visitors_expected,
 )
 from threshold_operators.simulator.incidents import CHANNELS, GATEWAYS, Effects, TimedFactor
+from threshold_operators.simulator.seasonality import HOUR_S, YEARLY_TREND, LocalClock, Window
 from threshold_operators.warehouse.schema import arrow_table
 
 NEVER = np.int64(2**62)
