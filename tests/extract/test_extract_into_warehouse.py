@@ -159,3 +159,16 @@ def test_a_source_that_stops_delivering_is_a_freshness_failure(warehouse, source
     warehouse.engine.dispose()
     assert [(e.table_name, e.kind) for e in events] == [("reviews", "freshness")]
     assert "max_lag is 6:00:00" in events[0].detail
+
+
+def test_great_expectations_results_are_kept_for_the_run(tmp_path, monkeypatch, sources, api):
+    import json
+
+    from threshold_operators.warehouse.hook import WarehouseHook
+
+    monkeypatch.setenv("STOREFENCE_VALIDATIONS", str(tmp_path / "validations"))
+    extract(sources["reviews_api"], api.url, WarehouseHook(url=f"duckdb:///{tmp_path / 'w.duckdb'}"), "run-7")
+    kept = sorted((tmp_path / "validations" / "run-7" / "reviews_api").glob("*.json"))
+    assert [p.name for p in kept] == ["reviews-part0001.json"]
+    result = json.loads(kept[0].read_text(encoding="utf-8"))
+    assert result["success"] is True and len(result["expectations"]) >= 10

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from threshold_operators.extract import staging
-from threshold_operators.extract.quality_gate import load_suite, validate_batch
+from threshold_operators.extract.quality_gate import load_suite, typed_batch, validate_batch
 from threshold_operators.extract.sources import SourceSpec, TableSource
 from threshold_operators.warehouse.schema import arrow_table, table_spec
 
@@ -48,23 +48,25 @@ def _to_arrow(table: str, df):
 
 
 def load_staged(source: SourceSpec, table: TableSource, *, warehouse, run_id: str, now: datetime,
-                folder=None) -> LoadResult:
+                folder=None, gate: bool | None = None) -> LoadResult:
+    """Load one staged table. ``gate`` overrides the source's ``quality_gate`` (the benchmark's switch)."""
     from threshold_operators.warehouse.bulk_load import bulk_loader
     from threshold_operators.warehouse.schema import create_schema
 
     folder = folder or staging.staging_dir(run_id, source.source, table.table)
     manifest = staging.read_manifest(folder)
-    suite = load_suite(table.suite)
+    suite = load_suite(table.suite) if (source.quality_gate if gate is None else gate) else None
     create_schema(warehouse.engine)
     warehouse.engine.dispose()
     loaded = quarantined = superseded = 0
-    offset = 0
+    offset, offsets = 0, []
     cursor = table.cursor_field
     with bulk_loader(warehouse) as loader:
         before = _utc(loader.scalar(f"SELECT MAX({cursor}) FROM {table.table}")) if cursor else None
         for part in staging.read_parts(folder, manifest):
             records = [map_fields(r, table.mapping) for r in part]
-            gate = validate_batch(records, table.table, suite, now=now, known_keys=loader.existing, source=source.source)
+            gate = (validate_batch(records, table.table, suite, now=now, known_keys=loader.existing, source=source.source)
+                    if suite is not None else typed_batch(records, table.table))
             loader.upsert(table.table, _to_arrow(table.table, gate.good))
             if gate.refused:
                 loader.upsert("quarantine", arrow_table("quarantine", {
@@ -77,6 +79,8 @@ def load_staged(source: SourceSpec, table: TableSource, *, warehouse, run_id: st
                     "raw_record": [r["raw_record"] for r in gate.refused],
                     "quarantined_at": [now] * len(gate.refused),
                 }))
+            _keep_validation(run_id, source.source, table.table, len(offsets), gate.validation)
+            offsets.append(offset)
             loaded += len(gate.good)
             quarantined += len(gate.refused)
             superseded += gate.superseded
@@ -105,6 +109,17 @@ def load_staged(source: SourceSpec, table: TableSource, *, warehouse, run_id: st
     advanced = hwm is not None and (before is None or hwm > before)
     return LoadResult(source.source, table.table, run_id, manifest.rows, loaded, quarantined, superseded,
                       hwm.isoformat() if hwm else None, fresh, quarantined == 0, advanced)
+
+
+def _keep_validation(run_id: str, source: str, table: str, part: int, validation: dict | None) -> None:
+    """GX's result of one part, as JSON, for the record of the run."""
+    import json
+
+    if validation is None:
+        return
+    folder = staging.validations_dir(run_id, source)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{table}-part{part + 1:04d}.json").write_text(json.dumps(validation, default=str, indent=1), encoding="utf-8")
 
 
 def _utc(value):

@@ -169,6 +169,24 @@ def _quiet_gx_context():
     return ctx
 
 
+def typed_batch(records: list[dict], table: str) -> GateResult:
+    """No gate: convert to the table's types; a value that does not convert is still refused."""
+    import json
+
+    import pandas as pd
+
+    spec = table_spec(table)
+    if not records:
+        return GateResult(good=pd.DataFrame(columns=list(spec.columns)))
+    raw = pd.DataFrame.from_records(records)
+    df, bad_type = _typed(raw, table)
+    bad = pd.concat(bad_type, axis=1).any(axis=1) if bad_type else pd.Series(False, index=df.index)
+    refused = [{"row_no": int(i), "record_key": None,
+                "failed_checks": "; ".join(f"type({c})" for c, m in bad_type.items() if m.iloc[i]),
+                "raw_record": json.dumps(records[i], default=str, ensure_ascii=False)} for i in df.index[bad]]
+    return GateResult(good=df[~bad][list(spec.columns)].reset_index(drop=True), refused=refused)
+
+
 def validate_batch(records: list[dict], table: str, suite: Suite, *, now: datetime,
                    known_keys=None, source: str = "") -> GateResult:
     """Run the gate over raw records (dicts as the source delivered them, already mapped to

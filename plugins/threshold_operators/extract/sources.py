@@ -85,6 +85,7 @@ class SourceSpec(BaseModel):
     max_lag: Duration = timedelta(hours=2)
     page_size: int = Field(1000, ge=1, le=5000)
     owner: str = "data-engineering"
+    quality_gate: bool = Field(True, description="false: load without the Great Expectations gate (types are still checked)")
     tables: list[TableSource] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -24,9 +24,18 @@ def staging_root() -> Path:
     return Path(os.environ.get("STOREFENCE_STAGING", Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "storefence" / "staging"))
 
 
+def _safe(run_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+
+
 def staging_dir(run_id: str, source: str, table: str, root: Path | None = None) -> Path:
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
-    return (root or staging_root()) / safe / source / table
+    return (root or staging_root()) / _safe(run_id) / source / table
+
+
+def validations_dir(run_id: str, source: str) -> Path:
+    """Where the Great Expectations results of a run are kept (beside staging, not removed)."""
+    base = os.environ.get("STOREFENCE_VALIDATIONS") or staging_root().parent / "validations"
+    return Path(base) / _safe(run_id) / source
 
 
 @dataclass
