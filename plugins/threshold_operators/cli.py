@@ -19,7 +19,7 @@ from pathlib import Path
 
 from threshold_operators.warehouse import WAREHOUSE_CONN_ID, WAREHOUSE_POOL
 
-DEMO = {"shops": 1, "skus": 500, "days": 400, "orders_per_day": 2000, "seed": 7}
+DEMO = {"shops": 1, "skus": 500, "days": 400, "orders_per_day": 2000, "seed": 7}  # the demo shop
 
 
 class UsageError(Exception):
@@ -152,23 +152,11 @@ def cmd_airflow_setup(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """Simulate the demo shop with the default incidents into the default warehouse and summarise it."""
-    import yaml
+    """The main job on the embedded default: shop, API, extract DAGs, summary (threshold_operators.demo)."""
+    from threshold_operators.demo import run_demo
 
-    from threshold_operators.simulator.run import SimulationSpec, simulate
-    from threshold_operators.warehouse.hook import WarehouseHook
-    from threshold_operators.warehouse.summary import render, table_stats
-
-    hook = WarehouseHook(warehouse_conn_id=args.conn_id)
-    labels_path = airflow_home() / "storefence-labels.yaml"
-    spec = SimulationSpec(**DEMO, end=args.end, incidents="default")
-    print(f"Storefence demo: simulating the demo shop ({DEMO['skus']} SKUs, {DEMO['days']} days, "
-          f"~{DEMO['orders_per_day']} orders a day, default incidents) into {hook.describe()}", flush=True)
-    result = simulate(spec, hook, labels_out=labels_path, replace=True, progress=print)
-    total = sum(result.rows.values())
-    print(f"Wrote {total:,} rows in {result.seconds:.1f} s ({total / result.seconds:,.0f} rows/s). Labels: {labels_path}\n")
-    print(render(table_stats(hook), yaml.safe_load(labels_path.read_text(encoding="utf-8")), hook.describe()))
-    return 0
+    dags = Path(os.environ.get("AIRFLOW__CORE__DAGS_FOLDER") or Path(__file__).resolve().parents[2] / "dags")
+    return run_demo(args.conn_id, args.end, dags, airflow_home())
 
 
 def build_parser() -> argparse.ArgumentParser:

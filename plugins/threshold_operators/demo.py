@@ -1,0 +1,155 @@
+"""The demo (`make demo`): a simulated shop, its platform API, the extract DAGs, and what landed.
+
+1. The demo shop (500 SKUs, 400 days, the default incidents) is simulated into its own DuckDB
+   file, the "platform" (`$AIRFLOW_HOME/storefence-shop.duckdb`). Three malformed records are
+   added to its last hour, to show the quality gate at work.
+2. The warehouse is given the shop's history up to six hours before the end, as if Storefence
+   had been running until then (the initial load, done in bulk).
+3. The shop API serves the platform on loopback; the HTTP connections point at it.
+4. The extract DAGs run for real (`dag.test()`): they read the last six hours (plus overlap)
+   through the API, check them, upsert them, and emit their Assets.
+5. The summary: per table, rows fetched, loaded, quarantined, and freshness; the warehouse; the
+   incidents.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from threshold_operators.warehouse.schema import TABLE_NAMES, table_spec
+
+CATCH_UP = timedelta(hours=6)
+API_SOURCES = ("shop_api", "ads_api", "reviews_api")
+
+
+def inject_malformed(source_path: Path, end) -> list[str]:
+    """Three records a real platform sends now and then. Returns what was added."""
+    import duckdb
+
+    con = duckdb.connect(str(source_path))
+    con.execute("SET TimeZone = 'UTC'")
+    t = end - timedelta(minutes=30)
+    con.execute("INSERT INTO reviews SELECT review_id || '-dup7', shop_id, order_id, sku, 7, 'rating out of range', ? "
+                "FROM reviews ORDER BY created_at DESC LIMIT 1", [t])
+    con.execute("INSERT INTO inventory_snapshots SELECT shop_id, sku, warehouse_id, -4, reserved, in_transit, ? "
+                "FROM inventory_snapshots ORDER BY snapshot_at DESC LIMIT 1", [t])
+    con.execute("INSERT INTO order_items SELECT 'ORDER-NOT-SENT', 1, shop_id, sku, 1, unit_price, ? "
+                "FROM order_items ORDER BY created_at DESC LIMIT 1", [t])
+    con.close()
+    return ["a review with 7 stars", "a stock position of -4 units", "an order line whose order never arrived"]
+
+
+def seed_history(source_path: Path, warehouse, cutoff) -> int:
+    """Copy the platform's rows older than ``cutoff`` into the warehouse (the initial load)."""
+    import duckdb
+
+    from threshold_operators.warehouse.bulk_load import bulk_loader
+    from threshold_operators.warehouse.schema import create_schema
+
+    create_schema(warehouse.engine)
+    with warehouse.engine.begin() as con:
+        from sqlalchemy import text
+
+        for t in (*TABLE_NAMES, "quarantine", "extract_runs", "data_quality_events"):
+            con.execute(text(f"DELETE FROM {t}"))
+    warehouse.engine.dispose()
+    src = duckdb.connect(str(source_path), read_only=True)
+    src.execute("SET TimeZone = 'UTC'")
+    rows = 0
+    try:
+        with bulk_loader(warehouse) as loader:
+            for table in TABLE_NAMES:
+                field = table_spec(table).updated_field
+                where = f" WHERE {field} < ?" if field else ""
+                reader = src.execute(f"SELECT * FROM {table}{where}", [cutoff] if field else []).to_arrow_reader(500_000)
+                import pyarrow as pa
+
+                for batch in reader:
+                    loader.append(table, pa.Table.from_batches([batch]))
+                    rows += batch.num_rows
+    finally:
+        src.close()
+    return rows
+
+
+def run_extracts(dags_folder: Path, log_path: Path) -> dict[str, str]:
+    """Run the API sources' extract DAGs with dag.test(); their chatter goes to ``log_path``."""
+    import logging
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    states = {}
+    with open(log_path, "w", encoding="utf-8") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        logging.disable(logging.INFO)
+        try:
+            bag = DagBag(dag_folder=str(dags_folder / "storefence_extract.py"))
+            for source in API_SOURCES:
+                run = bag.get_dag(f"storefence_extract_{source}").test()
+                states[source] = str(getattr(run.state, "value", run.state))
+        finally:
+            logging.disable(logging.NOTSET)
+    return states
+
+
+def extract_report(warehouse) -> str:
+    from sqlalchemy import text
+
+    with warehouse.engine.connect() as con:
+        runs = con.execute(text(
+            "SELECT source, table_name, rows_fetched, rows_loaded, rows_quarantined, high_water_mark FROM extract_runs "
+            "ORDER BY source, table_name")).all()
+        events = {(r.table_name, r.kind): r.detail for r in con.execute(text(
+            "SELECT table_name, kind, detail FROM data_quality_events")).all()}
+        refused = con.execute(text("SELECT table_name, record_key, failed_checks FROM quarantine ORDER BY table_name")).all()
+    warehouse.engine.dispose()
+    lines = [f"{'source':<12} {'table':<20} {'fetched':>8} {'loaded':>8} {'quarantined':>11}  freshness"]
+    for r in runs:
+        fresh = "STALE" if (r.table_name, "freshness") in events else "ok"
+        lines.append(f"{r.source:<12} {r.table_name:<20} {r.rows_fetched:>8,} {r.rows_loaded:>8,} {r.rows_quarantined:>11,}  {fresh}")
+    if refused:
+        lines += ["", "Quarantined (the gate's reasons):"]
+        lines += [f"  {r.table_name:<20} {r.record_key or '-':<40} {r.failed_checks}" for r in refused]
+    return "\n".join(lines)
+
+
+def run_demo(conn_id: str, end, dags_folder: Path, home: Path, say=print) -> int:
+    import yaml
+
+    from threshold_operators.cli import DEMO as demo
+    from threshold_operators.shop_api.server import ShopApiServer
+    from threshold_operators.simulator.run import SimulationSpec, simulate
+    from threshold_operators.warehouse.hook import WarehouseHook
+    from threshold_operators.warehouse.summary import render, table_stats
+
+    warehouse = WarehouseHook(warehouse_conn_id=conn_id)
+    warehouse.describe()  # a missing or wrong connection stops the demo now, not after the simulation
+    source = home / "storefence-shop.duckdb"
+    labels_path = home / "storefence-labels.yaml"
+    say(f"1/4 Simulating the demo shop ({demo['skus']} SKUs, {demo['days']} days, ~{demo['orders_per_day']} orders a day, "
+        f"default incidents) into the platform file {source}")
+    source.unlink(missing_ok=True)
+    result = simulate(SimulationSpec(**demo, end=end), WarehouseHook(url=f"duckdb:///{source}"), labels_out=labels_path)
+    say(f"    {sum(result.rows.values()):,} rows in {result.seconds:.0f} s; malformed records added: "
+        + ", ".join(inject_malformed(source, result.window_end)))
+    cutoff = result.window_end - CATCH_UP
+    say(f"2/4 Initial load: the history up to {cutoff:%Y-%m-%d %H:%M} UTC into {warehouse.describe()}")
+    say(f"    {seed_history(source, warehouse, cutoff):,} rows")
+    with ShopApiServer(source) as api:
+        port = int(api.url.rsplit(":", 1)[1])
+        for name in ("SHOP_API_DEFAULT", "ADS_API_DEFAULT", "REVIEWS_API_DEFAULT"):
+            os.environ[f"AIRFLOW_CONN_{name}"] = json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": port})
+        log = home / "storefence-demo.log"
+        say(f"3/4 The shop API serves the platform at {api.url}; running the extract DAGs (task logs: {log})")
+        t0 = time.perf_counter()
+        states = run_extracts(dags_folder, log)
+        say(f"    {', '.join(f'storefence_extract_{s}: {st}' for s, st in states.items())} in {time.perf_counter() - t0:.0f} s")
+    say("4/4 What the extract runs did:\n")
+    say(extract_report(warehouse))
+    say("")
+    say(render(table_stats(warehouse), yaml.safe_load(labels_path.read_text(encoding="utf-8")), warehouse.describe()))
+    return 0 if all(s == "success" for s in states.values()) else 1
