@@ -30,7 +30,8 @@ def _events(asset_name):
 
 
 def test_one_dag_per_source_with_fetch_then_load(extract_dags):
-    assert set(extract_dags.dags) == {"storefence_extract_shop_api", "storefence_extract_ads_api", "storefence_extract_reviews_api"}
+    assert set(extract_dags.dags) == {"storefence_extract_shop_api", "storefence_extract_ads_api",
+                                      "storefence_extract_reviews_api", "storefence_extract_shop_exports"}
     shop = extract_dags.get_dag("storefence_extract_shop_api")
     assert shop.get_task("load_orders").downstream_task_ids >= {"load_order_items", "load_payments", "load_refunds", "load_shipments"}
     assert shop.get_task("fetch_orders").downstream_task_ids == {"load_orders"}

@@ -14,11 +14,12 @@ from threshold_operators.located_yaml import ConfigFileError
 def test_shipped_sources_validate():
     specs, errors = load_sources(SOURCES_DIR)
     assert errors == {}
-    assert {s.dag_id for s in specs} == {"storefence_extract_shop_api", "storefence_extract_ads_api", "storefence_extract_reviews_api"}
-    tables = sorted(t.table for s in specs for t in s.tables)
+    assert {s.dag_id for s in specs} == {"storefence_extract_shop_api", "storefence_extract_ads_api",
+                                         "storefence_extract_reviews_api", "storefence_extract_shop_exports"}
+    tables = sorted(t.table for s in specs if s.type == "http" for t in s.tables)
     from threshold_operators.warehouse.schema import TABLE_NAMES
 
-    assert tables == sorted(TABLE_NAMES)  # every canonical table has a source
+    assert tables == sorted(TABLE_NAMES)  # every canonical table has an API source
     shop = next(s for s in specs if s.source == "shop_api")
     assert shop.overlap == timedelta(minutes=15) and shop.conn_id == "shop_api_default"
     assert shop.max_lag_of(next(t for t in shop.tables if t.table == "shops")) is None  # freshness: false
