@@ -172,3 +172,16 @@ def test_great_expectations_results_are_kept_for_the_run(tmp_path, monkeypatch, 
     assert [p.name for p in kept] == ["reviews-part0001.json"]
     result = json.loads(kept[0].read_text(encoding="utf-8"))
     assert result["success"] is True and len(result["expectations"]) >= 10
+
+
+def test_throttled_and_failing_api_still_delivers_every_row_once(warehouse, sources, shop_file):
+    from threshold_operators.shop_api.faults import FaultPolicy
+
+    shop = sources["shop_api"]
+    with ShopApiServer(shop_file, faults=FaultPolicy(rate_limit=10, error_rate=0.2, seed=8)) as api:
+        fetch = fetch_http_table(shop, next(t for t in shop.tables if t.table == "orders"), session=requests.Session(),
+                                 base_url=api.url, warehouse=warehouse, run_id="run-1")  # real sleeps: Retry-After
+        loaded = load_staged(shop, next(t for t in shop.tables if t.table == "orders"), warehouse=warehouse, run_id="run-1", now=NOW)
+    assert fetch.throttled + fetch.server_errors > 0
+    expected = source_counts(shop_file, ["orders"])["orders"]
+    assert loaded.loaded == expected == counts(warehouse, ["orders"])["orders"]
