@@ -11,7 +11,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export STOREFENCE_HOME := $(CURDIR)
 
-.PHONY: demo test setup airflow-home lint lock bench clean
+.PHONY: demo test setup airflow-home lint lock bench bench-simulator bench-extract clean
 
 demo: airflow-home
 	$(BIN)/storefence demo
@@ -42,8 +42,13 @@ lock:
 	{ echo "# Pinned, tested set. Generated from requirements.in by 'make lock'; do not edit by hand."; \
 	  /tmp/storefence-lock/bin/pip freeze --exclude-editable; } > requirements.txt
 
-bench: airflow-home
+bench: bench-simulator bench-extract
+
+bench-simulator: airflow-home
 	$(BIN)/python bench/simulator_bench.py
+
+bench-extract: airflow-home
+	$(BIN)/python bench/extract_bench.py
 
 clean:
 	rm -rf $(VENV) .airflow

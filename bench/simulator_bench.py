@@ -21,15 +21,14 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "plugins"))
+from warehouses import PG_URL, fresh_warehouse  # noqa: E402 - bench/ is on the path when run as a script
 
-PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 SHOPS, SKUS, DAYS = 10, 20_000, 365
 END = datetime(2026, 9, 30, tzinfo=UTC)
 
@@ -44,38 +43,15 @@ def spec_for(order_lines: int):
 
 def worker(target: str, order_lines: int, pg_url: str) -> dict:
     from threshold_operators.simulator.run import simulate
-    from threshold_operators.warehouse.hook import WarehouseHook
 
-    cleanup = None
     extra = {}
     if target == "generate-only":
-        hook = None
-    elif target == "duckdb":
-        tmp = tempfile.mkdtemp(prefix="sf-bench-")
-        path = Path(tmp) / "w.duckdb"
-        hook = WarehouseHook(url=f"duckdb:///{path}")
-        cleanup = lambda: [p.unlink() for p in Path(tmp).glob("*")]  # noqa: E731
+        result = simulate(spec_for(order_lines), None)
     else:
-        import sqlalchemy as sa
-
-        schema = f"sf_bench_{os.getpid()}"
-        admin = sa.create_engine(pg_url)
-        with admin.begin() as con:
-            con.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
-        hook = WarehouseHook(url=pg_url, search_path=schema)
-
-        def cleanup():
-            with admin.begin() as con:
-                con.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
-            admin.dispose()
-
-    try:
-        result = simulate(spec_for(order_lines), hook)
-        if target == "duckdb":
-            extra["file_mb"] = round(path.stat().st_size / 2**20)
-    finally:
-        if cleanup:
-            cleanup()
+        with fresh_warehouse(target, pg_url) as hook:
+            result = simulate(spec_for(order_lines), hook)
+            if hook.is_duckdb:
+                extra["file_mb"] = round(Path(hook.duckdb_path).stat().st_size / 2**20)
     rows = sum(result.rows.values())
     return {
         "target": target,
