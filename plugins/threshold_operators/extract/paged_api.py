@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
@@ -43,7 +43,6 @@ class PageStats:
     throttled: int = 0
     server_errors: int = 0
     waited_s: float = 0.0
-    notes: list[str] = field(default_factory=list)
 
 
 class PagedApiReader:
