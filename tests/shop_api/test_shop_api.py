@@ -93,7 +93,7 @@ def api(shop_db):
 
 
 def fetch_all(
-    url: str, table: str, params: dict | None = None, *, headers=None, log: list | None = None
+    url: str, table: str, params: dict | None = None, *, headers=None, log: list | None = None, sleep=time.sleep
 ) -> list[dict]:
     """Follow next_cursor to the end, retrying 5xx at once and honouring 429's Retry-After."""
     rows: list[dict] = []
@@ -103,7 +103,7 @@ def fetch_all(
         if log is not None:
             log.append(resp)
         if resp.status_code == 429:
-            time.sleep(int(resp.headers["Retry-After"]))
+            sleep(int(resp.headers["Retry-After"]))
             continue
         if resp.status_code >= 500:
             continue
@@ -322,9 +322,15 @@ def test_token(shop_db):
 
 # --- faults --------------------------------------------------------------------------------------
 def test_rate_limit_answers_429_and_a_patient_client_gets_everything(shop_db):
-    with ShopApiServer(shop_db, faults=FaultPolicy(rate_limit=10)) as server:
+    # the bucket's clock moves only when the client sleeps: as throttled on a loaded CI runner as here
+    clock = FakeClock()
+
+    def sleep(seconds):
+        clock.now += seconds
+
+    with ShopApiServer(shop_db, faults=FaultPolicy(rate_limit=10, clock=clock)) as server:
         log: list = []
-        rows = fetch_all(server.url, "orders", {"limit": 10}, log=log)
+        rows = fetch_all(server.url, "orders", {"limit": 10}, log=log, sleep=sleep)
         assert [r["order_id"] for r in rows] == [o[0] for o in sorted(ORDERS, key=order_key)]
         throttled = [r for r in log if r.status_code == 429]
         assert throttled, "30 pages at 10 requests/s should be throttled"
