@@ -27,7 +27,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "plugins"))
-PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+from warehouses import PG_URL, fresh_warehouse  # noqa: E402 - bench/ is on the path when run as a script
+
 END = datetime(2026, 9, 30, tzinfo=UTC)
 CACHE = Path(tempfile.gettempdir()) / "storefence-bench"
 
@@ -56,34 +57,17 @@ def worker(target: str, gate: bool, port: int, pg_url: str) -> dict:
     from threshold_operators.extract.fetch import fetch_http_table
     from threshold_operators.extract.load import load_staged
     from threshold_operators.extract.sources import SOURCES_DIR, load_source
-    from threshold_operators.warehouse.hook import WarehouseHook
 
     spec = load_source(SOURCES_DIR / "shop_api.yaml").model_copy(update={"conn_id": "shop_api_bench", "page_size": 5000})
     orders = next(t for t in spec.tables if t.table == "orders")
-    cleanup = None
-    if target == "duckdb":
-        hook = WarehouseHook(url=f"duckdb:///{tempfile.mkdtemp(prefix='sf-wh-')}/w.duckdb")
-    else:
-        import sqlalchemy as sa
-
-        schema = f"sf_xbench_{os.getpid()}"
-        admin = sa.create_engine(pg_url)
-        with admin.begin() as con:
-            con.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
-        hook = WarehouseHook(url=pg_url, search_path=schema)
-
-        def cleanup():
-            with admin.begin() as con:
-                con.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
-
     http = HttpHook(method="GET", http_conn_id="shop_api_bench")
-    t0 = time.perf_counter()
-    manifest = fetch_http_table(spec, orders, session=http.get_conn(), base_url=http.base_url, warehouse=hook, run_id="bench")
-    t1 = time.perf_counter()
-    result = load_staged(spec, orders, warehouse=hook, run_id="bench", now=END, gate=gate)
-    t2 = time.perf_counter()
-    if cleanup:
-        cleanup()
+    with fresh_warehouse(target, pg_url) as hook:
+        t0 = time.perf_counter()
+        manifest = fetch_http_table(spec, orders, session=http.get_conn(), base_url=http.base_url, warehouse=hook,
+                                    run_id="bench")
+        t1 = time.perf_counter()
+        result = load_staged(spec, orders, warehouse=hook, run_id="bench", now=END, gate=gate)
+        t2 = time.perf_counter()
     return {"target": target, "gate": "on" if gate else "off", "rows": result.loaded, "fetched": manifest.rows,
             "quarantined": result.quarantined, "pages": manifest.pages,
             "fetch_s": round(t1 - t0, 2), "load_s": round(t2 - t1, 2), "total_s": round(t2 - t0, 2),
