@@ -47,15 +47,15 @@ def inject_malformed(source_path: Path, end) -> list[str]:
 def seed_history(source_path: Path, warehouse, cutoff) -> int:
     """Copy the platform's rows older than ``cutoff`` into the warehouse (the initial load)."""
     import duckdb
+    import pyarrow as pa
+    from sqlalchemy import text
 
     from threshold_operators.warehouse.bulk_load import bulk_loader
-    from threshold_operators.warehouse.schema import create_schema
+    from threshold_operators.warehouse.schema import PACK_TABLE_NAMES, create_schema
 
     create_schema(warehouse.engine)
     with warehouse.engine.begin() as con:
-        from sqlalchemy import text
-
-        for t in (*TABLE_NAMES, "quarantine", "extract_runs", "data_quality_events"):
+        for t in (*TABLE_NAMES, *PACK_TABLE_NAMES):
             con.execute(text(f"DELETE FROM {t}"))
     warehouse.engine.dispose()
     src = duckdb.connect(str(source_path), read_only=True)
@@ -67,8 +67,6 @@ def seed_history(source_path: Path, warehouse, cutoff) -> int:
                 field = table_spec(table).updated_field
                 where = f" WHERE {field} < ?" if field else ""
                 reader = src.execute(f"SELECT * FROM {table}{where}", [cutoff] if field else []).to_arrow_reader(500_000)
-                import pyarrow as pa
-
                 for batch in reader:
                     loader.append(table, pa.Table.from_batches([batch]))
                     rows += batch.num_rows

@@ -27,9 +27,8 @@ def _walk(node, path: tuple, lines: dict[tuple, int]) -> Any:
         out = {}
         for key_node, value_node in node.value:
             key = key_node.value
-            lines[(*path, key)] = key_node.start_mark.line + 1
             out[key] = _walk(value_node, (*path, key), lines)
-            lines[(*path, key)] = key_node.start_mark.line + 1
+            lines[(*path, key)] = key_node.start_mark.line + 1  # the key's line, not its value's
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_walk(item, (*path, i), lines) for i, item in enumerate(node.value)]

@@ -9,12 +9,12 @@ alerting uses to hold back the rules that read the table. Either all of it lands
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from threshold_operators.extract import staging
 from threshold_operators.extract.quality_gate import load_suite, typed_batch, validate_batch
 from threshold_operators.extract.sources import SourceSpec, TableSource
-from threshold_operators.warehouse.schema import arrow_table, table_spec
+from threshold_operators.warehouse.schema import arrow_table, as_utc, table_spec
 
 
 @dataclass
@@ -62,7 +62,7 @@ def load_staged(source: SourceSpec, table: TableSource, *, warehouse, run_id: st
     offset, offsets = 0, []
     cursor = table.cursor_field
     with bulk_loader(warehouse) as loader:
-        before = _utc(loader.scalar(f"SELECT MAX({cursor}) FROM {table.table}")) if cursor else None
+        before = as_utc(loader.scalar(f"SELECT MAX({cursor}) FROM {table.table}")) if cursor else None
         for part in staging.read_parts(folder, manifest):
             records = [map_fields(r, table.mapping) for r in part]
             gate = (validate_batch(records, table.table, suite, now=now, known_keys=loader.existing, source=source.source)
@@ -85,7 +85,7 @@ def load_staged(source: SourceSpec, table: TableSource, *, warehouse, run_id: st
             quarantined += len(gate.refused)
             superseded += gate.superseded
             offset += len(part)
-        hwm = _utc(loader.scalar(f"SELECT MAX({cursor}) FROM {table.table}")) if cursor else None
+        hwm = as_utc(loader.scalar(f"SELECT MAX({cursor}) FROM {table.table}")) if cursor else None
         max_lag = source.max_lag_of(table)
         fresh = cursor is None or max_lag is None or (hwm is not None and now - hwm <= max_lag)
         loader.upsert("extract_runs", arrow_table("extract_runs", {
@@ -120,14 +120,6 @@ def _keep_validation(run_id: str, source: str, table: str, part: int, validation
     folder = staging.validations_dir(run_id, source)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{table}-part{part + 1:04d}.json").write_text(json.dumps(validation, default=str, indent=1), encoding="utf-8")
-
-
-def _utc(value):
-    if isinstance(value, str):  # SQLite hands timestamps back as text
-        value = datetime.fromisoformat(value)
-    if value is not None and value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value
 
 
 def _ts(value: str | None):

@@ -12,10 +12,9 @@ error, what was not committed is rolled back.
 from __future__ import annotations
 
 import io
-from datetime import UTC
 from typing import TYPE_CHECKING
 
-from threshold_operators.warehouse.schema import table_spec
+from threshold_operators.warehouse.schema import as_utc, table_spec
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -225,14 +224,11 @@ class SQLAlchemyBulkLoader(BulkLoader):
         if latest:
             for row in self.con.execute(t.select().where(key_cols.in_(list(latest)))).mappings():
                 existing[tuple(row[c] for c in spec.key)] = row
-        def utc(v):  # some drivers (SQLite) hand back naive datetimes; the warehouse is UTC
-            return v.replace(tzinfo=UTC) if getattr(v, "tzinfo", 1) is None else v
-
         fresh = []
         for k, row in latest.items():
             old = existing.get(k)
             if old is not None:
-                if spec.updated_field and utc(old[spec.updated_field]) > utc(row[spec.updated_field]):
+                if spec.updated_field and as_utc(old[spec.updated_field]) > as_utc(row[spec.updated_field]):
                     continue
                 self.con.execute(t.delete().where(and_(*(t.c[c] == v for c, v in zip(spec.key, k, strict=True)))))
             fresh.append(row)

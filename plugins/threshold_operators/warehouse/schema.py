@@ -34,6 +34,18 @@ TS = DateTime(timezone=True)
 MONEY = Numeric(14, 2)
 
 
+def as_utc(value):
+    """A timestamp read back from the warehouse, made timezone-aware. Every stored timestamp is
+    UTC, but some drivers hand them back naive (SQLite), or as ISO text."""
+    from datetime import UTC, datetime
+
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
 def _col(name: str, type_, doc: str, *, key: bool = False, nullable: bool = False, unit: str = "") -> Column:
     return Column(
         name,
