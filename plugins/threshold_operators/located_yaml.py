@@ -21,6 +21,11 @@ class ConfigFileError(ValueError):
         self.problems = problems
 
 
+def _scalar(node) -> Any:
+    """A scalar node's value, resolved as yaml.safe_load would (ints, floats, dates, strings)."""
+    return yaml.SafeLoader("").construct_object(node, deep=True)
+
+
 def _walk(node, path: tuple, lines: dict[tuple, int]) -> Any:
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
@@ -32,7 +37,7 @@ def _walk(node, path: tuple, lines: dict[tuple, int]) -> Any:
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_walk(item, (*path, i), lines) for i, item in enumerate(node.value)]
-    return yaml.safe_load(yaml.serialize(node))
+    return _scalar(node)
 
 
 def load(path: str | Path) -> tuple[Any, dict[tuple, int]]:

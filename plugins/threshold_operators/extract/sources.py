@@ -16,25 +16,10 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from threshold_operators import located_yaml
+from threshold_operators.durations import Duration
 from threshold_operators.warehouse.schema import TABLE_NAMES, table_spec
 
 SOURCES_DIR = Path(__file__).resolve().parents[3] / "include" / "sources"
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
-def _duration(value):
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float):
-        return timedelta(seconds=value)
-    m = _DURATION.match(str(value))
-    if not m:
-        raise ValueError(f"{value!r} is not a duration like 30s, 15m, 2h or 1d")
-    return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
-
-
-Duration = Annotated[timedelta, BeforeValidator(_duration)]
 
 
 class TableSource(BaseModel):

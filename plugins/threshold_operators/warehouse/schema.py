@@ -292,7 +292,45 @@ data_quality_events = _table(
     updated_field="observed_at",
 )
 
-PACK_TABLES: tuple[Table, ...] = (quarantine, extract_runs, data_quality_events)
+rule_evaluations = _table(
+    "rule_evaluations",
+    "One row per rule and evaluation cycle: the data window evaluated and what came of it.",
+    _col("rule_id", String(128), "Rule id (include/rules/<domain>.yaml).", key=True),
+    _col("window_start", TS, "Start of the data window evaluated (buckets completing in it).", key=True, unit="UTC"),
+    _col("window_end", TS, "End of the data window, exclusive.", key=True, unit="UTC"),
+    _col("mode", String(8), "live or shadow."),
+    _col("outcome", String(16), "ok, breach, up_to_date (no new data) or error."),
+    _col("firing", Integer, "Entities firing at some bucket of the window.", unit="entities"),
+    _col("pending", Integer, "Entities breaching, not yet for long enough.", unit="entities"),
+    _col("resolved", Integer, "Entities that stopped firing in the window.", unit="entities"),
+    _col("candidates", Integer, "Rows the warehouse returned (entity x bucket breaching or held).", unit="rows"),
+    _col("detail", Text, "Error message, or what was skipped and why.", nullable=True),
+    _col("duration_ms", Integer, "Time the evaluation took.", unit="ms"),
+    _col("run_id", String(250), "Airflow run, or the tool that evaluated.", nullable=True),
+    _col("evaluated_at", TS, "Wall-clock time of the evaluation.", unit="UTC"),
+    updated_field="evaluated_at",
+)
+
+rule_results = _table(
+    "rule_results",
+    "Entity-level results: every bucket at which an entity was pending, firing or resolved, with value, baseline, threshold and severity.",
+    _col("rule_id", String(128), "Rule id.", key=True),
+    _col("entity_key", String(500), "The entity's key columns as text, e.g. shop_id=S01/sku=SKU-1.", key=True),
+    _col("bucket", TS, "Data time: start of the hour or shop-local day evaluated.", key=True, unit="UTC"),
+    _col("state", String(16), "pending, firing or resolved."),
+    _col("severity", String(8), "blue, yellow or red; NULL when resolved.", nullable=True),
+    _col("value", Numeric(20, 6), "Compared value of the rule's primary condition (metric, ratio, percent change).", nullable=True),
+    _col("baseline", Numeric(20, 6), "Baseline of the primary condition, when it has one.", nullable=True),
+    _col("threshold", Numeric(20, 6), "Threshold crossed (of the severity reported).", nullable=True),
+    _col("entity", Text, "The entity's key columns (JSON object)."),
+    _col("metrics", Text, "Every metric, baseline and condition value of the bucket (JSON object)."),
+    _col("mode", String(8), "live or shadow."),
+    _col("window_end", TS, "End of the window of the evaluation that wrote the row.", unit="UTC"),
+    _col("evaluated_at", TS, "Wall-clock time of the evaluation.", unit="UTC"),
+    updated_field="evaluated_at",
+)
+
+PACK_TABLES: tuple[Table, ...] = (quarantine, extract_runs, data_quality_events, rule_evaluations, rule_results)
 PACK_TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in PACK_TABLES)
 
 
@@ -356,7 +394,7 @@ def render_markdown() -> str:
     for table in (*TABLES, *PACK_TABLES):
         if table is PACK_TABLES[0]:
             lines += ["# The pack's own tables", "",
-                      "What extraction did and refused. Simulations and summaries leave them alone.", ""]
+                      "What extraction did and refused, and what rule evaluation found. Simulations and summaries leave them alone.", ""]
         updated = table.info["updated_field"]
         key = ", ".join(c.name for c in table.primary_key.columns)
         lines += [

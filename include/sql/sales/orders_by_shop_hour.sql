@@ -1,0 +1,7 @@
+-- Orders per shop and hour, every status (a cancelled order was still placed).
+SELECT o.shop_id,
+       {{ hour('o.created_at') }} AS bucket,
+       COUNT(*) AS orders
+FROM orders o
+WHERE {{ in_window('o.created_at') }}
+GROUP BY o.shop_id, {{ hour('o.created_at') }}

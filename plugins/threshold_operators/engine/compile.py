@@ -1,0 +1,253 @@
+"""Compile a rule into one SQL statement the warehouse evaluates.
+
+The statement wraps the rule's metric query in CTEs:
+
+    m        the metric query, reading only the cycle's scan ranges
+    cur      the buckets evaluated (plus the lead-in persistence and the recovery hold need);
+             with ``no_data: zero|alert`` a grid of every known entity x every hour, so an
+             entity that went silent is seen
+    b<i>     the baseline of condition i: the same entity's history at fixed offsets, or over
+             a trailing window (mean or median, with the number of points found)
+    r<j>_*   a referenced rule's own pipeline (compound rules)
+    scored   per condition: the compared value (value, ratio, percent change, delta) and the
+             tier it reaches; the volume guard; the combined severity level; the recovery hold
+
+and returns only the rows that breach (``level > 0``) or are held between the recover and
+breach thresholds (``hold = 1``): a few rows per cycle, never the fact rows. Thresholds,
+offsets and windows are bound parameters; identifiers come from the validated rule only.
+
+The SQL is plain enough for DuckDB and PostgreSQL alike (tested on both) and uses nothing
+another SQLAlchemy warehouse could not offer (CTEs, VALUES, generate_series for the no-data grid).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from threshold_operators.engine.windows import baseline_offsets, plan_cycle, scan_range_count
+from threshold_operators.rules.model import SEVERITIES, Condition, Rule
+from threshold_operators.rules.sql_template import RenderContext, render
+
+LEVEL = {s: i + 1 for i, s in enumerate(SEVERITIES)}  # blue 1, yellow 2, red 3
+GATE = 99  # level of a plain (untiered) condition that holds: never caps a tiered one
+
+
+@dataclass
+class CompiledRule:
+    rule: Rule
+    sql: str
+    static_params: dict
+    referenced: dict[str, CompiledRule] = field(default_factory=dict)  # prefix -> compiled rule
+
+    def params(self, start: datetime, end: datetime) -> dict:
+        """Every bound parameter for the window ``[start, end)``."""
+        return _bind(self, "", start, end)
+
+
+def _bind(compiled: CompiledRule, prefix: str, start: datetime, end: datetime) -> dict:
+    plan = plan_cycle(compiled.rule, start, end)
+    out = {f"{prefix}{k}": v for k, v in plan.params().items()}
+    out[f"{prefix}grid_first"] = plan.candidates_from + compiled.rule.grain_delta
+    out.update({f"{prefix}{k}": v for k, v in compiled.static_params.items()})
+    for sub_prefix, sub in compiled.referenced.items():
+        out.update(_bind(sub, prefix + sub_prefix, start, end))
+    return out
+
+
+def _f(x) -> str:
+    return f"CAST({x} AS DOUBLE PRECISION)"
+
+
+class _Builder:
+    def __init__(self, rule: Rule, template: str, prefix: str, lookup):
+        self.rule, self.template, self.p, self.lookup = rule, template, prefix, lookup
+        self.params: dict = {}
+        self.ctes: list[tuple[str, str]] = []
+        self.referenced: dict[str, CompiledRule] = {}
+
+    def bind(self, name: str, value) -> str:
+        self.params[name] = value
+        return f":{self.p}{name}"
+
+    def keys(self, alias: str) -> str:
+        return ", ".join(f"{alias}.{k}" for k in self.rule.keys)
+
+    def on(self, a: str, b: str, keys=None) -> str:
+        return " AND ".join(f"{a}.{k} = {b}.{k}" for k in (keys or self.rule.keys))
+
+    def cte(self, name: str, body: str) -> str:
+        full = f"{self.p}{name}"
+        self.ctes.append((full, body))
+        return full
+
+    # --- the stages -------------------------------------------------------------------------
+    def metric(self) -> str:
+        ctx = RenderContext(n_ranges=scan_range_count(self.rule), prefix=self.p, params=dict(self.rule.params))
+        sql = render(self.template, ctx)
+        for name, value in self.rule.params.items():
+            self.params[f"p_{name}"] = value
+        return self.cte("m", sql)
+
+    def current(self, m: str) -> str:
+        r, p = self.rule, self.p
+        metrics = ", ".join(f"x.{c}" for c in r.metrics)
+        if r.no_data == "skip":
+            return self.cte("cur", f"SELECT {self.keys('x')}, x.bucket, {metrics}, 0 AS no_data FROM {m} x "
+                                   f"WHERE x.bucket > :{p}candidates_from AND x.bucket <= :{p}last_bucket")
+        ents = self.cte("ents", f"SELECT DISTINCT {self.keys('x')} FROM {m} x")
+        grid = self.cte("grid", f"SELECT CAST(g.b AS TIMESTAMPTZ) AS bucket FROM generate_series("
+                                f"CAST(:{p}grid_first AS TIMESTAMPTZ), CAST(:{p}last_bucket AS TIMESTAMPTZ), "
+                                f"INTERVAL '1 hour') AS g(b)")
+        filled = ", ".join(f"COALESCE(x.{c}, 0) AS {c}" for c in r.metrics)
+        return self.cte("cur", f"SELECT {self.keys('e')}, t.bucket, {filled}, "
+                               f"CASE WHEN x.bucket IS NULL THEN 1 ELSE 0 END AS no_data "
+                               f"FROM {ents} e CROSS JOIN {grid} t LEFT JOIN {m} x ON {self.on('x', 'e')} "
+                               f"AND x.bucket = t.bucket")
+
+    def baseline(self, i: int, cond: Condition, m: str, cur: str) -> str:
+        b, r = cond.baseline, self.rule
+        fill = r.no_data == "zero" or b.missing == "zero"
+        hv = f"COALESCE(h.{cond.metric}, 0)" if fill else f"h.{cond.metric}"
+        points = "COUNT(*)" if fill else f"COUNT(h.{cond.metric})"
+        group = f"GROUP BY {self.keys('c')}, c.bucket"
+        if b.kind == "trailing":
+            w = self.bind(f"b{i}_window", b.window)
+            if fill:
+                n = self.bind(f"b{i}_n", max(1, int(b.window / r.grain_delta)))
+                stat = f"SUM({_f(hv)}) / {n}"
+            else:
+                stat = f"AVG({_f(hv)})"
+            body = (f"SELECT {self.keys('c')}, c.bucket, {stat} AS baseline, {points} AS points FROM {cur} c "
+                    f"LEFT JOIN {m} h ON {self.on('h', 'c')} AND h.bucket < c.bucket "
+                    f"AND h.bucket >= c.bucket - CAST({w} AS INTERVAL) {group}")
+        else:
+            offsets = baseline_offsets(b, r.grain_delta)
+            values = ", ".join(f"(CAST({self.bind(f'b{i}_o{k}', o)} AS INTERVAL))" for k, o in enumerate(offsets))
+            stat = (f"AVG({_f(hv)})" if b.stat == "mean"
+                    else f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {_f(hv)})")
+            body = (f"SELECT {self.keys('c')}, c.bucket, {stat} AS baseline, {points} AS points FROM {cur} c "
+                    f"CROSS JOIN (VALUES {values}) AS o(off) "
+                    f"LEFT JOIN {m} h ON {self.on('h', 'c')} AND h.bucket = c.bucket - o.off {group}")
+        return self.cte(f"b{i}", body)
+
+    def reference(self, j: int, cond: Condition) -> tuple[str, tuple[str, ...]]:
+        loaded = self.lookup(cond.rule)
+        sub_prefix = f"r{j}_"
+        sub = _Builder(loaded.rule, loaded.template, self.p + sub_prefix, self.lookup)
+        final = sub.build()
+        self.ctes.extend(sub.ctes)
+        self.referenced[sub_prefix] = CompiledRule(loaded.rule, "", sub.params, sub.referenced)
+        keys = loaded.rule.keys
+        cols = ", ".join(f"f.{k}" for k in keys)
+        name = self.cte(f"ref{j}", f"SELECT {cols}, f.bucket, MAX(f.level) AS level FROM {final} f "
+                                   f"WHERE f.level > 0 GROUP BY {cols}, f.bucket")
+        return name, keys
+
+    def build(self) -> str:
+        r = self.rule
+        m = self.metric()
+        cur = self.current(m)
+        joins, values, tiers, selects = [], {}, [], []
+        for i, cond in enumerate(r.conditions):
+            if cond.rule is not None:
+                ref, keys = self.reference(i, cond)
+                joins.append(f"LEFT JOIN {ref} ref{i} ON {self.on(f'ref{i}', 'c', keys)} AND ref{i}.bucket = c.bucket")
+                tiers.append(f"CASE WHEN ref{i}.level > 0 THEN {GATE} ELSE 0 END")
+                continue
+            v = f"c.{cond.metric}"
+            if cond.baseline is not None:
+                b = self.baseline(i, cond, m, cur)
+                joins.append(f"LEFT JOIN {b} b{i} ON {self.on(f'b{i}', 'c')} AND b{i}.bucket = c.bucket")
+                mp = self.bind(f"b{i}_min_points", cond.baseline.min_points)
+                known = f"b{i}.points >= {mp} AND b{i}.baseline IS NOT NULL"
+                selects += [f"b{i}.baseline AS base_{i}", f"b{i}.points AS points_{i}"]
+                if cond.compare != "value":
+                    expr = {"ratio": f"{_f(v)} / b{i}.baseline",
+                            "pct_change": f"({_f(v)} - b{i}.baseline) * 100.0 / b{i}.baseline",
+                            "delta": f"{_f(v)} - b{i}.baseline",
+                            "poisson_z": f"({_f(v)} - b{i}.baseline) / SQRT(GREATEST(b{i}.baseline, 1.0))",
+                            }[cond.compare]
+                    nonzero = "" if cond.compare in ("delta", "poisson_z") else f" AND b{i}.baseline <> 0"
+                    v = f"CASE WHEN {known}{nonzero} THEN {expr} END"
+                    if cond.compare in ("ratio", "pct_change"):
+                        selects.append(f"CASE WHEN {known} AND b{i}.baseline = 0 THEN 1 ELSE 0 END AS zero_base_{i}")
+            values[i] = v
+            selects.append(f"{v} AS v_{i}")
+            tiers.append(self.tier(i, cond, v))
+        level = self.combine(tiers)
+        vol = self.volume_guard()
+        hold = self.hold(values)
+        nodata_level = LEVEL[r.severity] if r.no_data == "alert" else 0
+        scored = self.cte("scored", (
+            f"SELECT {self.keys('c')}, c.bucket, {', '.join(f'c.{x}' for x in r.metrics)}, c.no_data, "
+            f"{', '.join(selects)}, {vol} AS volume_ok, "
+            f"CASE WHEN c.no_data = 1 THEN {nodata_level} WHEN NOT ({vol} = 1) THEN 0 ELSE {level} END AS level, "
+            f"CASE WHEN c.no_data = 1 OR NOT ({vol} = 1) THEN 0 ELSE {hold} END AS hold "
+            f"FROM {cur} c {' '.join(joins)}"))
+        return self.cte("final", f"SELECT * FROM {scored} WHERE level > 0 OR hold = 1")
+
+    def tier(self, i: int, cond: Condition, v: str) -> str:
+        op = ">" if cond.above is not None else "<"
+        thresholds = cond.thresholds(self.rule.severity)
+        zero = ""
+        if cond.zero_baseline == "breach" and cond.compare in ("ratio", "pct_change"):
+            lowest = next(s for s in SEVERITIES if s in thresholds)
+            zero = f"WHEN zero_flag_{i} THEN {LEVEL[lowest] if cond.tiered else GATE} "
+            zero = zero.replace(f"zero_flag_{i}", f"b{i}.points >= :{self.p}b{i}_min_points AND b{i}.baseline = 0")
+        whens = []
+        for sev in reversed(SEVERITIES):
+            if sev in thresholds:
+                t = self.bind(f"c{i}_{sev}", thresholds[sev])
+                whens.append(f"WHEN {v} {op} {t} THEN {LEVEL[sev] if cond.tiered else GATE}")
+        return f"CASE {zero}{' '.join(whens)} ELSE 0 END"
+
+    def combine(self, tiers: list[str]) -> str:
+        r = self.rule
+        tiers = [f"({t})" for t in tiers]
+        comb = tiers[0] if len(tiers) == 1 else (
+            f"LEAST({', '.join(tiers)})" if r.match == "all" else f"GREATEST({', '.join(tiers)})")
+        return f"(CASE WHEN {comb} = {GATE} THEN {LEVEL[r.severity]} ELSE {comb} END)"
+
+    def volume_guard(self) -> str:
+        if not self.rule.min_volume:
+            return "1"
+        parts = []
+        for k, mv in enumerate(self.rule.min_volume):
+            t = self.bind(f"vol{k}", mv.at_least)
+            if mv.of == "value":
+                parts.append(f"c.{mv.metric} >= {t}")
+            else:
+                i = next(i for i, c in enumerate(self.rule.conditions) if c.metric == mv.metric and c.baseline)
+                parts.append(f"COALESCE(b{i}.baseline, 0) >= {t}")
+        return f"(CASE WHEN {' AND '.join(parts)} THEN 1 ELSE 0 END)"
+
+    def hold(self, values: dict[int, str]) -> str:
+        r = self.rule
+        primary = r.primary
+        if primary.rule is not None or primary.recover is None:
+            return "0"
+        i = r.conditions.index(primary)
+        op = ">" if primary.above is not None else "<"
+        t = self.bind(f"c{i}_recover", primary.recover)
+        return f"CASE WHEN {values[i]} {op} {t} THEN 1 ELSE 0 END"
+
+
+def compile_rule(loaded, lookup) -> CompiledRule:
+    """``loaded``: a catalogue entry (rule + template); ``lookup(rule_id)`` finds referenced rules."""
+    b = _Builder(loaded.rule, loaded.template, "", lookup)
+    final = b.build()
+    sql = "WITH " + ",\n".join(f"{name} AS (\n{body}\n)" for name, body in b.ctes) + f"\nSELECT * FROM {final}"
+    return CompiledRule(loaded.rule, sql, b.params, b.referenced)
+
+
+def threshold_of(rule: Rule, severity: str | None) -> float | None:
+    """The threshold of the primary condition that a breach at ``severity`` crossed."""
+    cond = rule.primary
+    if cond.rule is not None or severity is None:
+        return None
+    thresholds = cond.thresholds(rule.severity)
+    if severity in thresholds:
+        return thresholds[severity]
+    return thresholds[max(thresholds, key=LEVEL.get)] if thresholds else None
+

@@ -1,0 +1,174 @@
+"""The rule catalogue: every ``include/rules/<domain>.yaml`` with its metric queries, validated.
+
+``load_catalogue()`` reads the rule files and their SQL, and collects every problem of every
+file at once, each as ``file:line: field: message`` (``storefence lint`` prints them; a DAG
+file raises them, so a broken rule file is an import error of its own domain's DAG only):
+
+- the YAML against the rule model (unknown fields, bad thresholds, wrong types);
+- rule ids: in the file's domain, defined once across the catalogue;
+- the SQL (``rules.sql_check``): renders, parses in each warehouse dialect, is one SELECT,
+  reads only warehouse tables and columns, returns the entity keys, ``bucket`` and the metrics;
+- references: a compound rule's ``rule:`` names an existing rule of the same grain whose
+  entity keys are among its own.
+
+Read at DAG-parse time: PyYAML, pydantic, Jinja and sqlglot, local files only; the result is
+cached per process until a file changes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from threshold_operators import located_yaml
+from threshold_operators.rules.model import DOMAINS, Rule, RuleFile
+
+INCLUDE = Path(__file__).resolve().parents[3] / "include"
+RULES_DIR = INCLUDE / "rules"
+SQL_DIR = INCLUDE / "sql"
+DIALECTS = ("duckdb", "postgres")
+
+
+def rules_dir() -> Path:
+    return Path(os.environ.get("STOREFENCE_RULES_DIR", RULES_DIR))
+
+
+def sql_dir() -> Path:
+    return Path(os.environ.get("STOREFENCE_SQL_DIR", SQL_DIR))
+
+
+@dataclass(frozen=True)
+class LoadedRule:
+    rule: Rule
+    file: Path  # the rule file
+    line: int  # line of the rule's id
+    sql_path: Path
+    template: str  # the metric query, unrendered
+    tables: tuple[str, ...]  # warehouse tables the query reads
+
+    @property
+    def id(self) -> str:
+        return self.rule.id
+
+
+@dataclass
+class Catalogue:
+    rules: dict[str, LoadedRule] = field(default_factory=dict)
+    problems: dict[str, list[str]] = field(default_factory=dict)  # domain -> problems
+
+    def domain(self, domain: str) -> list[LoadedRule]:
+        return [r for r in self.rules.values() if r.rule.domain == domain]
+
+    def all_problems(self) -> list[str]:
+        return [p for d in sorted(self.problems) for p in self.problems[d]]
+
+    def get(self, rule_id: str) -> LoadedRule:
+        return self.rules[rule_id]
+
+
+def _rule_lines(lines: dict[tuple, int], i: int) -> dict[tuple, int]:
+    return {k[2:]: v for k, v in lines.items() if k[:2] == ("rules", i)}
+
+
+def _load_file(path: Path, domain: str, sqls: Path, catalogue: Catalogue, dialects) -> None:
+    from threshold_operators.rules.sql_check import check_query
+
+    problems = catalogue.problems.setdefault(domain, [])
+    try:
+        parsed: RuleFile = located_yaml.validate(RuleFile, path)
+    except located_yaml.ConfigFileError as exc:
+        problems.extend(exc.problems)
+        return
+    _, lines = located_yaml.load(path)
+    if parsed.domain != domain:
+        problems.append(f"{path}:{lines.get(('domain',), 1)}: domain: {parsed.domain!r} in a file named {path.name}")
+    for i, rule in enumerate(parsed.rules):
+        rl = _rule_lines(lines, i)
+        where = f"{path}:{rl.get(('id',), 0)}"
+        if rule.domain != domain:
+            problems.append(f"{where}: rules.{i}.id: {rule.id!r} is not in domain {domain!r}")
+            continue
+        if rule.id in catalogue.rules:
+            first = catalogue.rules[rule.id]
+            problems.append(f"{where}: rules.{i}.id: {rule.id!r} is already defined at {first.file}:{first.line}")
+            continue
+        sql_path = sqls / rule.query
+        if not sql_path.is_file():
+            problems.append(f"{path}:{rl.get(('query',), 0)}: rules.{i}.query: {rule.query!r} not found in {sqls}")
+            continue
+        template = sql_path.read_text(encoding="utf-8")
+        tables, sql_problems = check_query(rule, sql_path, template, dialects)
+        if sql_problems:
+            problems.extend(f"{p} (rule {rule.id})" for p in sql_problems)
+            continue
+        catalogue.rules[rule.id] = LoadedRule(rule, path, rl.get(("id",), 0), sql_path, template, tables)
+
+
+def _check_references(catalogue: Catalogue, lines_of) -> None:
+    for rid, loaded in list(catalogue.rules.items()):
+        rule = loaded.rule
+        for i, cond in enumerate(rule.conditions):
+            if cond.rule is None:
+                continue
+            where = f"{loaded.file}:{loaded.line}: conditions.{i}.rule"
+            target = catalogue.rules.get(cond.rule)
+            problem = None
+            if cond.rule == rid:
+                problem = "a rule cannot refer to itself"
+            elif target is None:
+                problem = f"refers to {cond.rule!r}, which is not defined (or its file has problems)"
+            elif target.rule.references:
+                problem = f"refers to {cond.rule!r}, itself a compound rule; refer to its parts"
+            elif target.rule.grain != rule.grain:
+                problem = f"refers to {cond.rule!r} of grain {target.rule.grain}; this rule's grain is {rule.grain}"
+            elif not set(target.rule.keys) <= set(rule.keys):
+                problem = (f"refers to {cond.rule!r}, whose entity ({target.rule.entity}) is not part of this "
+                           f"rule's ({rule.entity})")
+            if problem:
+                catalogue.problems.setdefault(rule.domain, []).append(f"{where}: {problem}")
+                catalogue.rules.pop(rid, None)
+                break
+
+
+_CACHE: dict[tuple, Catalogue] = {}
+
+
+def _signature(rdir: Path, sdir: Path) -> tuple:
+    files = [*sorted(rdir.glob("*.yaml")), *sorted(sdir.rglob("*.sql"))]
+    return tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+
+
+def load_catalogue(rules_path: Path | None = None, sql_path: Path | None = None,
+                   dialects: tuple[str, ...] = DIALECTS) -> Catalogue:
+    """Every domain's rules and problems. Cached until a rule or SQL file changes."""
+    rdir, sdir = Path(rules_path or rules_dir()), Path(sql_path or sql_dir())
+    key = (str(rdir), str(sdir), dialects, _signature(rdir, sdir))
+    if key not in _CACHE:
+        catalogue = Catalogue()
+        for domain in DOMAINS:
+            path = rdir / f"{domain}.yaml"
+            catalogue.problems[domain] = []
+            if path.is_file():
+                _load_file(path, domain, sdir, catalogue, dialects)
+        for path in sorted(rdir.glob("*.yaml")):
+            if path.stem not in DOMAINS and path.stem != "routing":
+                catalogue.problems.setdefault("(other)", []).append(
+                    f"{path}:1: (file): not a rule file; rule files are named after a domain: {', '.join(DOMAINS)}")
+        _check_references(catalogue, None)
+        _CACHE.clear()
+        _CACHE[key] = catalogue
+    return _CACHE[key]
+
+
+class RuleFileError(ValueError):
+    """A domain's rule files have problems; the message lists them, one a line."""
+
+
+def domain_rules(domain: str, catalogue: Catalogue | None = None) -> list[LoadedRule]:
+    """The rules of ``domain``, or RuleFileError with every problem of the domain."""
+    catalogue = catalogue or load_catalogue()
+    problems = catalogue.problems.get(domain, [])
+    if problems:
+        raise RuleFileError(f"{len(problems)} problem(s) in the {domain} rules:\n" + "\n".join(problems))
+    return catalogue.domain(domain)

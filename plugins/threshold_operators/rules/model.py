@@ -1,0 +1,255 @@
+"""The rule model: what an analyst writes in ``include/rules/<domain>.yaml``.
+
+One pydantic model validates every rule file; ``rule_file_json_schema()`` publishes it as a
+JSON Schema (``docs/rules.schema.json``) so editors autocomplete the YAML. Cross-file checks
+(the SQL, the warehouse's tables, references between rules) live in ``rules.lint``.
+
+Imported at DAG-parse time: pydantic and the standard library only.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from threshold_operators.durations import Duration
+
+DOMAINS = ("sales", "inventory", "customer", "traffic", "finance", "compound")
+Domain = Literal["sales", "inventory", "customer", "traffic", "finance", "compound"]
+
+# Entities a rule fans out over, and the columns that identify one in a metric query's output.
+ENTITY_KEYS: dict[str, tuple[str, ...]] = {
+    "shop": ("shop_id",),
+    "sku": ("shop_id", "sku"),
+    "brand": ("shop_id", "brand"),
+    "channel": ("shop_id", "channel"),
+    "warehouse": ("shop_id", "warehouse_id"),
+    "batch": ("shop_id", "batch_id"),
+    "gateway": ("shop_id", "gateway"),
+}
+Entity = Literal["shop", "sku", "brand", "channel", "warehouse", "batch", "gateway"]
+
+SEVERITIES = ("blue", "yellow", "red")  # ascending; the highest tier that holds wins
+Severity = Literal["blue", "yellow", "red"]
+GRAINS: dict[str, timedelta] = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+
+_ID = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
+_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Names(_Strict):
+    zh: str = Field(min_length=1, description="Chinese display name (what operations teams read)")
+    en: str = Field(min_length=1, description="English display name")
+
+
+class Baseline(_Strict):
+    """What "normal" is for a metric at a bucket, computed from the same entity's history.
+
+    - ``same_hour``: the same hour of the previous ``periods`` days.
+    - ``same_weekday_hour``: the same weekday and hour of the previous ``periods`` weeks.
+    - ``trailing``: every bucket of the ``window`` before this one (a trailing 7-day average).
+    - ``previous_period``: the bucket ``window`` earlier, for ``periods`` periods (month over month: 28d).
+    - ``year_over_year``: the same weekday 52 weeks earlier (364 days), ``periods`` years.
+    """
+
+    kind: Literal["same_hour", "same_weekday_hour", "trailing", "previous_period", "year_over_year"]
+    periods: int = Field(1, ge=1, le=366, description="how many days / weeks / periods / years to average")
+    window: Duration | None = Field(None, description="trailing: the window's length; previous_period: the period")
+    stat: Literal["mean", "median"] = "mean"
+    min_points: int = Field(1, ge=1, description="fewer history points than this: no baseline, not evaluated")
+    missing: Literal["skip", "zero"] = Field(
+        "skip", description="a history bucket with no row: left out of the average, or counted as zero "
+        "(counts: zero; ratios: skip). no_data: zero implies zero")
+
+    @model_validator(mode="after")
+    def _window_where_needed(self):
+        if self.kind in ("trailing", "previous_period") and self.window is None:
+            raise ValueError(f"a {self.kind} baseline needs a window (e.g. 7d)")
+        if self.kind not in ("trailing", "previous_period") and self.window is not None:
+            raise ValueError(f"a {self.kind} baseline takes no window (it uses periods)")
+        if self.kind == "trailing" and self.stat == "median":
+            raise ValueError("a trailing baseline supports stat: mean only")
+        return self
+
+
+Tiers = dict[Severity, float]
+
+
+class Condition(_Strict):
+    """One test: a metric (optionally against its baseline) above or below a threshold,
+    or another rule breaching for the same entity (``rule:``, compound rules)."""
+
+    metric: str | None = Field(None, description="a column of the rule's metric query")
+    rule: str | None = Field(None, description="id of another rule that must breach for the same entity and bucket")
+    baseline: Baseline | None = None
+    compare: Literal["value", "ratio", "pct_change", "delta", "poisson_z"] = Field(
+        "value", description="value: the metric itself; ratio: value / baseline; pct_change: "
+        "(value - baseline) / baseline * 100; delta: value - baseline; poisson_z: (value - baseline) / "
+        "sqrt(max(baseline, 1)), how unusual a count is for its baseline (a noise guard for small counts)")
+    above: float | Tiers | None = Field(None, description="breach when the compared value is above this (or per tier)")
+    below: float | Tiers | None = Field(None, description="breach when the compared value is below this (or per tier)")
+    recover: float | None = Field(None, description="once firing, resolve only when the value is back past this")
+    zero_baseline: Literal["skip", "breach"] = Field(
+        "skip", description="a ratio or percent change against a zero baseline: skip the bucket, or count it as a breach")
+
+    @field_validator("metric")
+    @classmethod
+    def _metric_name(cls, v):
+        if v is not None and not _NAME.match(v):
+            raise ValueError(f"{v!r} is not a column name (lower case letters, digits, _)")
+        return v
+
+    @field_validator("above", "below")
+    @classmethod
+    def _tiers_ascend(cls, v, info):
+        if isinstance(v, dict):
+            if not v:
+                raise ValueError("give at least one tier (blue, yellow, red)")
+            values = [v[s] for s in SEVERITIES if s in v]
+            rising = info.field_name == "above"
+            ordered = all((a < b) if rising else (a > b) for a, b in zip(values, values[1:], strict=False))
+            if not ordered:
+                want = "rise" if rising else "fall"
+                raise ValueError(f"tier thresholds must {want} from blue to yellow to red: {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _shape(self):
+        if (self.metric is None) == (self.rule is None):
+            raise ValueError("a condition names either a metric or a rule")
+        if self.rule is not None:
+            extra = [f for f in ("baseline", "above", "below", "recover") if getattr(self, f) is not None]
+            if extra or self.compare != "value":
+                raise ValueError(f"a rule condition takes no {', '.join(extra) or 'compare'}")
+            return self
+        if (self.above is None) == (self.below is None):
+            raise ValueError("give exactly one of above or below")
+        if self.compare != "value" and self.baseline is None:
+            raise ValueError(f"compare: {self.compare} needs a baseline")
+        if self.recover is not None:
+            bound = self.above if self.above is not None else self.below
+            lowest = min(bound.values()) if isinstance(bound, dict) else bound
+            highest = max(bound.values()) if isinstance(bound, dict) else bound
+            if self.above is not None and self.recover >= lowest:
+                raise ValueError(f"recover ({self.recover}) must be below the lowest above threshold ({lowest})")
+            if self.below is not None and self.recover <= highest:
+                raise ValueError(f"recover ({self.recover}) must be above the highest below threshold ({highest})")
+        return self
+
+    @property
+    def tiered(self) -> bool:
+        return isinstance(self.above if self.above is not None else self.below, dict)
+
+    def thresholds(self, severity: str) -> dict[str, float]:
+        """Severity -> threshold (a plain threshold counts as the rule's severity)."""
+        bound = self.above if self.above is not None else self.below
+        return dict(bound) if isinstance(bound, dict) else {severity: bound}
+
+
+class MinVolume(_Strict):
+    """Do not evaluate a bucket unless ``metric`` (or its baseline) reaches ``at_least``."""
+
+    metric: str
+    at_least: float = Field(ge=0)
+    of: Literal["value", "baseline"] = "value"
+
+
+class Rule(_Strict):
+    id: str = Field(description="<domain>.<name>; part of the interface (alerts, routing, history)")
+    name: Names
+    description: str = Field(min_length=1)
+    query: str = Field(description="metric query, relative to include/sql/ (e.g. sales/orders_by_sku_hour.sql)")
+    entity: Entity = Field(description="what the rule fans out over; its key columns must be in the query's output")
+    grain: Literal["hour", "day"] = Field("hour", description="the query's bucket: hours (UTC = shop hours) or shop-local days")
+    every: Duration = Field(timedelta(hours=1), description="evaluation interval")
+    lookback: Duration = Field(timedelta(0), description="history before each bucket the query itself reads "
+                                                        "(a rolling 24h count: 24h); widens every scan range")
+    match: Literal["all", "any"] = Field("all", description="all conditions must hold (AND) or any (OR)")
+    conditions: list[Condition] = Field(min_length=1)
+    severity: Severity = Field("yellow", description="severity of a breach when no condition has tiers")
+    for_: int = Field(1, alias="for", ge=1, le=168, description="breach for this many consecutive buckets before firing")
+    hold_for: Duration = Field(timedelta(hours=24), description="longest a firing alert is held between its recover "
+                                                                "and breach thresholds before it resolves")
+    min_volume: list[MinVolume] = Field(default_factory=list)
+    no_data: Literal["skip", "zero", "alert"] = Field(
+        "skip", description="an entity with history but no row in a bucket: not evaluated, counted as zero, or an alert")
+    params: dict[str, float | int | str] = Field(default_factory=dict, description="values bound into the query")
+    owner: str = Field(min_length=1, description="team that owns the rule and acts on it")
+    audience: list[str] = Field(default_factory=list, description="who is told (roles); routing is in routing.yaml")
+    runbook: str = Field(min_length=1, description="what to do when it fires")
+    mode: Literal["live", "shadow"] = Field("live", description="shadow: evaluated and recorded, never notifies")
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("id")
+    @classmethod
+    def _id_shape(cls, v):
+        if not _ID.match(v):
+            raise ValueError(f"{v!r} is not <domain>.<name> in lower case")
+        return v
+
+    @field_validator("params")
+    @classmethod
+    def _param_names(cls, v):
+        bad = [k for k in v if not _NAME.match(k)]
+        if bad:
+            raise ValueError(f"parameter names must be lower-case identifiers: {', '.join(bad)}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        tiered = [c for c in self.conditions if c.rule is None and c.tiered]
+        if len(tiered) > 1:
+            raise ValueError("at most one condition may have severity tiers")
+        if self.no_data != "skip" and self.grain != "hour":
+            raise ValueError("no_data: zero or alert needs grain: hour")
+        if self.every < timedelta(hours=1):
+            raise ValueError("every: rules are evaluated at most hourly (the buckets are hours or days)")
+        return self
+
+    @property
+    def domain(self) -> str:
+        return self.id.split(".", 1)[0]
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return ENTITY_KEYS[self.entity]
+
+    @property
+    def grain_delta(self) -> timedelta:
+        return GRAINS[self.grain]
+
+    @property
+    def primary(self) -> Condition:
+        """The condition whose value, baseline and threshold an alert reports."""
+        metric = [c for c in self.conditions if c.rule is None]
+        return next((c for c in metric if c.tiered), metric[0] if metric else self.conditions[0])
+
+    @property
+    def metrics(self) -> list[str]:
+        names = [c.metric for c in self.conditions if c.metric] + [v.metric for v in self.min_volume]
+        return list(dict.fromkeys(names))
+
+    @property
+    def references(self) -> list[str]:
+        return [c.rule for c in self.conditions if c.rule]
+
+
+class RuleFile(_Strict):
+    """``include/rules/<domain>.yaml``."""
+
+    domain: Domain
+    rules: list[Rule] = Field(default_factory=list)
+
+
+def rule_file_json_schema() -> dict:
+    schema = RuleFile.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Storefence rule file (include/rules/<domain>.yaml)"
+    return schema
