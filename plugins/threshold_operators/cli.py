@@ -159,6 +159,82 @@ def cmd_demo(args) -> int:
     return run_demo(args.conn_id, args.end, dags, airflow_home())
 
 
+def _rule_dirs(path: str | None) -> tuple[Path, Path]:
+    """(rules folder, SQL folder) from a path to include/, include/rules/ or a rule file."""
+    from threshold_operators.rules.catalogue import rules_dir, sql_dir
+
+    if path is None:
+        return rules_dir(), sql_dir()
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"{path}: no such file or folder")
+    if p.is_file():
+        p = p.parent
+    if (p / "rules").is_dir():
+        return p / "rules", p / "sql"
+    return p, p.parent / "sql"
+
+
+def cmd_lint(args) -> int:
+    """Validate every rule file and metric query; every problem with file, line and field."""
+    from threshold_operators.rules.catalogue import load_catalogue
+
+    rdir, sdir = _rule_dirs(args.path)
+    dialects = ("duckdb", "postgres") if args.dialect == "all" else (args.dialect,)
+    catalogue = load_catalogue(rdir, Path(args.sql_dir) if args.sql_dir else sdir, dialects)
+    problems = catalogue.all_problems()
+    for line in problems:
+        print(line)
+    files = sorted({str(r.file) for r in catalogue.rules.values()})
+    if problems:
+        print(f"{len(problems)} problem(s); {len(catalogue.rules)} rule(s) valid in {len(files)} file(s)", file=sys.stderr)
+        return 1
+    print(f"{len(catalogue.rules)} rules in {len(files)} files: no problems ({', '.join(dialects)})")
+    return 0
+
+
+def cmd_rules(args) -> int:
+    """Print the rule files' JSON Schema, or list the catalogue."""
+    import json
+
+    if args.action == "schema":
+        from threshold_operators.rules.model import rule_file_json_schema
+
+        print(json.dumps(rule_file_json_schema(), indent=2, ensure_ascii=False))
+        return 0
+    from threshold_operators.rules.catalogue import load_catalogue
+
+    catalogue = load_catalogue()
+    for rid, loaded in sorted(catalogue.rules.items()):
+        r = loaded.rule
+        print(f"{rid:32} {r.mode:6} {r.entity:9} {r.grain:4} {r.owner:16} {r.name.zh} / {r.name.en}")
+    for line in catalogue.all_problems():
+        print(line, file=sys.stderr)
+    return 1 if catalogue.all_problems() else 0
+
+
+def cmd_evaluate(args) -> int:
+    """Evaluate one rule over an explicit window and print what fires (no recording)."""
+    from threshold_operators.engine.compile import compile_rule
+    from threshold_operators.engine.evaluate import evaluate, warehouse_query
+    from threshold_operators.rules.catalogue import load_catalogue
+
+    catalogue = load_catalogue()
+    if args.rule not in catalogue.rules:
+        raise UsageError(f"unknown rule {args.rule!r}; `storefence rules list` shows the catalogue")
+    loaded = catalogue.get(args.rule)
+    hook = _hook(args)
+    ev = evaluate(compile_rule(loaded, catalogue.get), warehouse_query(hook), args.start, args.end, now=args.end)
+    print(f"{args.rule} {args.start.isoformat()} .. {args.end.isoformat()}: {ev.outcome}, {ev.candidates} candidate "
+          f"rows, {ev.duration_ms} ms")
+    for r in ev.results:
+        d = r.row
+        i = loaded.rule.conditions.index(loaded.rule.primary)
+        print(f"  {r.bucket.isoformat()} {r.state:8} {r.severity or '':6} {r.entity_key} "
+              f"value={d.get(f'v_{i}')} baseline={d.get(f'base_{i}')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="storefence", description="E-commerce threshold alerts on Apache Airflow.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -187,6 +263,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_warehouse_args(p)
     p.add_argument("--labels", metavar="FILE", help="with summary: list the incidents of this labels file")
     p.set_defaults(func=cmd_warehouse)
+
+    p = sub.add_parser("lint", help="validate rule files and metric queries (file, line, field; exit 1 on a problem)")
+    p.add_argument("path", nargs="?", help="include/, include/rules/ or a rule file (default: the pack's)")
+    p.add_argument("--sql-dir", help="metric queries folder (default: the sql/ next to the rules)")
+    p.add_argument("--dialect", choices=["all", "duckdb", "postgres"], default="all")
+    p.set_defaults(func=cmd_lint)
+
+    p = sub.add_parser("rules", help="list the rule catalogue, or print the rule files' JSON Schema")
+    p.add_argument("action", choices=["list", "schema"])
+    p.set_defaults(func=cmd_rules)
+
+    p = sub.add_parser("evaluate", help="evaluate one rule over a window and print what fires")
+    p.add_argument("rule")
+    p.add_argument("--start", type=_timestamp, required=True)
+    p.add_argument("--end", type=_timestamp, required=True)
+    _add_warehouse_args(p)
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("airflow-setup", help="migrate the metadata DB, create the pool and the default connection")
     p.add_argument("--pool-slots", type=int, default=1)

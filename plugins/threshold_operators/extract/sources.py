@@ -8,12 +8,11 @@ only, and reads local files only.
 from __future__ import annotations
 
 import os
-import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from threshold_operators import located_yaml
 from threshold_operators.durations import Duration

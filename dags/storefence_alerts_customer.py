@@ -1,0 +1,11 @@
+"""storefence_alerts_customer: the customer threshold rules (include/rules/customer.yaml), one check and one notify task each.
+
+Built by ``threshold_operators.alerts.dag_factory``. If the rule file has problems, this file
+fails to import with every problem (file, line, field); the other domains keep running.
+"""
+
+from airflow.sdk import DAG  # the DAG processor's safe mode looks for "airflow" and "dag" in a file
+
+from threshold_operators.alerts.dag_factory import build_alert_dag
+
+dag: DAG = build_alert_dag("customer")

@@ -1,0 +1,91 @@
+"""One DAG factory for every rule domain: ``storefence_alerts_<domain>`` from include/rules/<domain>.yaml.
+
+Each rule becomes two tasks:
+
+- ``<name>_check``: a ``ThresholdCheckOperator``. It evaluates the buckets that completed since
+  the rule's last cycle, records the evaluation, and fails at once on a live breach (an
+  infrastructure error is retried instead);
+- ``<name>_notify`` (``trigger_rule=all_done``): turns the check's XCom into the notification:
+  the breach, or "could not evaluate"; nothing when all is well or the rule is in shadow mode.
+
+Schedule: when an extract lands new rows in any fact table the domain's rules read (the Assets
+``storefence.<table>``), or at minute 10 of every hour if nothing arrived (a stalled extract
+must not silence the rules that would notice: the fallback run evaluates whatever has landed).
+
+Parse time: the rule files are read and validated (``rules.catalogue``, cached per process);
+no pandas, GX, driver import and no database access. A domain whose rule files have problems
+raises ``RuleFileError``: the DAG file shows an import error with every problem (file, line,
+field) and the other domains' DAGs are untouched.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import DAG, AssetAny, AssetOrTimeSchedule, CronTriggerTimetable, task
+
+from threshold_operators.extract.dag_factory import table_asset
+from threshold_operators.operators.threshold_check import ThresholdCheckOperator
+from threshold_operators.rules.catalogue import LoadedRule, domain_rules
+from threshold_operators.warehouse import WAREHOUSE_CONN_ID, WAREHOUSE_POOL
+
+START = pendulum.datetime(2025, 1, 1, tz="UTC")
+FALLBACK_CRON = "10 * * * *"
+DIMENSIONS = ("shops", "products")
+
+
+def _notify_task(loaded: LoadedRule, check_task_id: str):
+    rule_id = loaded.id
+
+    @task(task_id=f"{loaded.rule.id.split('.', 1)[1]}_notify", trigger_rule="all_done", retries=0)
+    def notify(**context) -> dict | None:
+        from threshold_operators.alerts.notification import compose
+        from threshold_operators.rules.catalogue import load_catalogue
+
+        rule = load_catalogue().get(rule_id).rule
+        evaluation = context["ti"].xcom_pull(task_ids=check_task_id, key="evaluation")
+        message = compose(rule, evaluation)
+        if message is None:
+            print(f"{rule_id}: nothing to notify ({(evaluation or {}).get('outcome')}, {rule.mode})")
+            return None
+        print(f"{message.kind.upper()} -> {message.owner} {message.audience}\n{message.title}\n{message.text}")
+        return message.as_dict()
+
+    return notify
+
+
+def build_alert_dag(domain: str, conn_id: str = WAREHOUSE_CONN_ID) -> DAG:
+    """The DAG of ``domain``; raises RuleFileError (an import error) when its rules have problems."""
+    rules = domain_rules(domain)
+    tables = sorted({t for r in rules for t in r.tables if t not in DIMENSIONS})
+    timetable = CronTriggerTimetable(FALLBACK_CRON, timezone="UTC")
+    schedule = AssetOrTimeSchedule(timetable=timetable, assets=AssetAny(*(table_asset(t) for t in tables))) \
+        if tables else timetable
+    lines = [f"**Threshold rules of the {domain} domain** (`include/rules/{domain}.yaml`, reference in docs/rules.md).",
+             "", "| rule | mode | entity | grain | owner |", "|---|---|---|---|---|"]
+    lines += [f"| `{r.id}` {r.rule.name.zh} / {r.rule.name.en} | {r.rule.mode} | {r.rule.entity} | {r.rule.grain} "
+              f"| {r.rule.owner} |" for r in rules]
+    with DAG(
+        dag_id=f"storefence_alerts_{domain}",
+        schedule=schedule,
+        start_date=START,
+        catchup=False,
+        max_active_runs=1,
+        tags=["storefence", "alerts", domain],
+        doc_md="\n".join(lines),
+        default_args={
+            "owner": "storefence",
+            "retries": 3,
+            "retry_delay": timedelta(seconds=30),
+            "retry_exponential_backoff": True,
+            "max_retry_delay": timedelta(minutes=5),
+            "pool": WAREHOUSE_POOL,
+        },
+    ) as dag:
+        for loaded in rules:
+            name = loaded.id.split(".", 1)[1]
+            check = ThresholdCheckOperator(task_id=f"{name}_check", rule_id=loaded.id, conn_id=conn_id,
+                                           doc_md=f"{loaded.rule.name.en}: {loaded.rule.description}")
+            check >> _notify_task(loaded, check.task_id)()
+    return dag

@@ -1,0 +1,108 @@
+"""What the engine keeps in the warehouse, and where each rule's evaluation has got to.
+
+- ``rule_evaluations``: one row per rule and cycle (window, outcome, counts, duration).
+- ``rule_results``: one row per entity and bucket that was pending, firing or resolved, with
+  value, baseline, threshold, severity and every metric (JSON). Keyed by (rule, entity,
+  bucket), written by upsert: a retry or a backfill of the same window never duplicates.
+
+``landed_until`` is how far the data of a rule's tables is complete: the oldest high-water
+mark among them (from ``extract_runs``, or the table itself when nothing was extracted,
+e.g. a simulated warehouse). A stalled extract therefore holds its rules back instead of
+letting them read a half-loaded hour as a collapse in sales.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+from threshold_operators.engine.evaluate import Evaluation, describe
+from threshold_operators.rules.model import Rule
+from threshold_operators.warehouse.schema import arrow_table, as_utc, table_spec
+
+DIMENSIONS = ("shops", "products")  # read whole; they do not say how far the facts have landed
+
+
+def _scalar(hook, sql: str, params: dict):
+    from sqlalchemy import text
+
+    with hook.engine.connect() as con:
+        return con.execute(text(sql), params).scalar()
+
+
+def landed_until(hook, tables: tuple[str, ...]) -> datetime | None:
+    """The oldest high-water mark among the fact ``tables`` (None if one of them is empty)."""
+    marks = []
+    for table in tables:
+        if table in DIMENSIONS:
+            continue
+        mark = _scalar(hook, "SELECT MAX(high_water_mark) FROM extract_runs WHERE table_name = :t", {"t": table})
+        if mark is None:
+            column = table_spec(table).updated_field
+            mark = _scalar(hook, f"SELECT MAX({column}) FROM {table}", {})  # noqa: S608 - schema identifiers
+        if mark is None:
+            return None
+        marks.append(as_utc(mark))
+    return min(marks) if marks else None
+
+
+def last_window_end(hook, rule_id: str) -> datetime | None:
+    mark = _scalar(hook, "SELECT MAX(window_end) FROM rule_evaluations WHERE rule_id = :r AND outcome <> 'error'",
+                   {"r": rule_id})
+    return as_utc(mark) if mark is not None else None
+
+
+def floor_hour(t: datetime) -> datetime:
+    return t.replace(minute=0, second=0, microsecond=0)
+
+
+def next_window(rule: Rule, last_end: datetime | None, landed: datetime | None,
+                max_catchup: timedelta) -> tuple[datetime, datetime, str | None]:
+    """(start, end, note) of the next cycle: from where the last one ended to the last complete
+    hour of landed data, at most ``max_catchup`` long. start == end means nothing to do."""
+    if landed is None:
+        return (last_end, last_end, "no data landed yet") if last_end else (datetime.min, datetime.min, "no data")
+    end = floor_hour(landed)
+    if last_end is None:
+        return end - rule.every, end, "first evaluation"
+    if end - last_end < rule.every:
+        return last_end, last_end, f"less than {rule.every} of new data since {last_end.isoformat()}"
+    if end - last_end > max_catchup:
+        return end - max_catchup, end, (f"caught up from {last_end.isoformat()}; older buckets are left to a "
+                                        f"backfill (storefence backtest)")
+    return last_end, end, None
+
+
+def record(hook, evaluation: Evaluation, rule: Rule, run_id: str | None) -> None:
+    """Write the cycle and its entity results; idempotent for the same window."""
+    from threshold_operators.warehouse.bulk_load import bulk_loader
+
+    ev = evaluation
+    entities = {r.entity_key for r in ev.results}
+    with bulk_loader(hook) as loader:
+        loader.upsert("rule_evaluations", arrow_table("rule_evaluations", {
+            "rule_id": [rule.id], "window_start": [ev.window_start], "window_end": [ev.window_end],
+            "mode": [rule.mode], "outcome": [str(ev.outcome)],
+            "firing": [len({r.entity_key for r in ev.firing})],
+            "pending": [len({r.entity_key for r in ev.results if r.state == "pending"})],
+            "resolved": [len({r.entity_key for r in ev.results if r.state == "resolved"})],
+            "candidates": [ev.candidates], "detail": [ev.detail], "duration_ms": [ev.duration_ms],
+            "run_id": [run_id], "evaluated_at": [ev.evaluated_at],
+        }))
+        if entities:
+            rows = [describe(rule, r) for r in ev.results]
+            loader.upsert("rule_results", arrow_table("rule_results", {
+                "rule_id": [rule.id] * len(rows),
+                "entity_key": [d["entity_key"] for d in rows],
+                "bucket": [r.bucket for r in ev.results],
+                "state": [d["state"] for d in rows],
+                "severity": [d["severity"] for d in rows],
+                "value": [d["value"] for d in rows],
+                "baseline": [d["baseline"] for d in rows],
+                "threshold": [d["threshold"] for d in rows],
+                "entity": [json.dumps(d["entity"], ensure_ascii=False) for d in rows],
+                "metrics": [json.dumps(d["metrics"], ensure_ascii=False) for d in rows],
+                "mode": [rule.mode] * len(rows),
+                "window_end": [ev.window_end] * len(rows),
+                "evaluated_at": [ev.evaluated_at] * len(rows),
+            }))

@@ -1,0 +1,135 @@
+"""ThresholdCheckOperator: evaluate one rule in the warehouse; fail the task when it breaches.
+
+Like common.sql's check operators it never opens a cursor itself: the warehouse is reached
+through ``WarehouseHook`` (the Airflow connection ``storefence_warehouse`` by default), so any
+warehouse the hook supports works.
+
+The window: by default the buckets that completed since the rule's last evaluation, up to the
+last complete hour of landed data (``engine.record.next_window``); ``window_start`` and
+``window_end`` (templated, ISO 8601) set it explicitly, e.g. for a backfill.
+
+What the task does with the outcome:
+
+- nothing firing: success;
+- a live rule firing: the details go to XCom (``evaluation``) and the task fails at once,
+  without retries (``AirflowFailException``); the notification task downstream
+  (``trigger_rule=all_done``) reads them;
+- a shadow rule firing: recorded, logged, success;
+- the warehouse unreachable or locked: retried (``AirflowException``); a rule whose SQL the
+  warehouse rejects: failed at once. Either way the XCom says ``outcome: error`` with the kind,
+  so the notification says "could not evaluate", never "breach".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from threshold_operators.warehouse import WAREHOUSE_CONN_ID
+
+MAX_BREACHES_IN_XCOM = 200
+
+
+def _parse_time(value) -> datetime | None:
+    if value in (None, "", "None"):
+        return None
+    from datetime import UTC
+
+    t = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+class ThresholdCheckOperator(BaseOperator):
+    """Evaluate the rule ``rule_id`` of the catalogue (``include/rules/``) for one cycle."""
+
+    template_fields: Sequence[str] = ("rule_id", "conn_id", "window_start", "window_end")
+    ui_color = "#fde2b8"
+
+    def __init__(self, *, rule_id: str, conn_id: str = WAREHOUSE_CONN_ID, window_start: str | None = None,
+                 window_end: str | None = None, max_catchup: timedelta = timedelta(hours=48), **kwargs: Any):
+        super().__init__(**kwargs)
+        self.rule_id = rule_id
+        self.conn_id = conn_id
+        self.window_start = window_start
+        self.window_end = window_end
+        self.max_catchup = max_catchup
+
+    def get_db_hook(self):
+        from threshold_operators.warehouse.hook import WarehouseHook
+
+        return WarehouseHook(warehouse_conn_id=self.conn_id)
+
+    def execute(self, context):
+        from datetime import UTC
+
+        from threshold_operators.engine.compile import compile_rule
+        from threshold_operators.engine.evaluate import Evaluation, Outcome, evaluate, warehouse_query
+        from threshold_operators.engine.record import landed_until, last_window_end, next_window, record
+        from threshold_operators.operators.failures import FailureKind, kind_of, raise_for
+        from threshold_operators.rules.catalogue import load_catalogue
+
+        catalogue = load_catalogue()
+        loaded = catalogue.rules.get(self.rule_id)
+        if loaded is None:
+            raise_for(FailureKind.RULE, f"rule {self.rule_id!r} is not in the catalogue (storefence lint shows why)")
+        rule = loaded.rule
+        ti = context["ti"]
+        run_id = context.get("run_id")
+        now = datetime.now(UTC)
+        hook = self.get_db_hook()
+        try:
+            start, end = _parse_time(self.window_start), _parse_time(self.window_end)
+            note = "explicit window"
+            if start is None or end is None:
+                start, end, note = next_window(rule, last_window_end(hook, rule.id),
+                                               landed_until(hook, loaded.tables), self.max_catchup)
+            if end <= start:
+                self.log.info("%s: nothing to evaluate (%s)", rule.id, note)
+                ev = Evaluation(rule.id, rule.mode, start, end, Outcome.UP_TO_DATE, evaluated_at=now, detail=note)
+                ti.xcom_push(key="evaluation", value=self._summary(ev, rule))
+                return self._summary(ev, rule)
+            compiled = compile_rule(loaded, catalogue.get)
+            ev = evaluate(compiled, warehouse_query(hook), start, end, now=now)
+            ev.detail = note
+            record(hook, ev, rule, run_id)
+        except Exception as exc:  # one place decides: retry or fail now
+            kind = kind_of(exc)
+            message = f"{rule.id}: could not evaluate: {type(exc).__name__}: {str(exc).splitlines()[0][:500]}"
+            self.log.error("%s (%s)", message, kind)
+            ti.xcom_push(key="evaluation", value={"rule_id": rule.id, "mode": rule.mode, "outcome": "error",
+                                                  "error": {"kind": str(kind), "message": message}})
+            raise_for(kind, message, exc)
+        summary = self._summary(ev, rule)
+        ti.xcom_push(key="evaluation", value=summary)
+        self.log.info("%s [%s] %s .. %s: %s, %d firing, %d pending, %d resolved (%d candidate rows, %d ms; %s)",
+                      rule.id, rule.mode, start.isoformat(), end.isoformat(), ev.outcome, summary["firing"],
+                      summary["pending"], summary["resolved"], ev.candidates, ev.duration_ms, note)
+        if ev.outcome == Outcome.BREACH:
+            lines = [f"  {b['severity']:6} {b['entity_key']} at {b['bucket']}: {b['metric']} = {b['value']} "
+                     f"(baseline {b['baseline']}, threshold {b['threshold']})" for b in summary["breaches"][:20]]
+            if rule.mode == "shadow":
+                self.log.info("shadow rule %s would have fired:\n%s", rule.id, "\n".join(lines))
+            else:
+                raise_for(FailureKind.BREACH, f"{rule.id} breached for {summary['firing']} entities:\n"
+                          + "\n".join(lines))
+        return summary
+
+    @staticmethod
+    def _summary(ev, rule) -> dict:
+        breaches = ev.breaches(rule) if ev.results else []
+        return {
+            "rule_id": rule.id,
+            "mode": rule.mode,
+            "outcome": str(ev.outcome),
+            "window_start": ev.window_start.isoformat() if ev.window_start != datetime.min else None,
+            "window_end": ev.window_end.isoformat() if ev.window_end != datetime.min else None,
+            "firing": len(breaches),
+            "pending": len({r.entity_key for r in ev.results if r.state == "pending"}),
+            "resolved": len({r.entity_key for r in ev.results if r.state == "resolved"}),
+            "resolved_entities": sorted({r.entity_key for r in ev.results if r.state == "resolved"})[:MAX_BREACHES_IN_XCOM],
+            "breaches": breaches[:MAX_BREACHES_IN_XCOM],
+            "detail": ev.detail,
+        }
