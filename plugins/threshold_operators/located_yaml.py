@@ -74,5 +74,7 @@ def validate(model, path: str | Path):
         for err in exc.errors():
             loc = tuple(err["loc"])
             field = ".".join(str(p) for p in loc) or "(document)"
-            problems.append(f"{path}:{line_of(lines, loc)}: {field}: {err['msg']}")
+            msg = "unknown field (not part of the format; check the spelling)" if err["type"] == "extra_forbidden" \
+                else err["msg"].removeprefix("Value error, ")
+            problems.append(f"{path}:{line_of(lines, loc)}: {field}: {msg}")
         raise ConfigFileError(problems) from None

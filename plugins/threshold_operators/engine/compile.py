@@ -178,12 +178,13 @@ class _Builder:
         level = self.combine(tiers)
         vol = self.volume_guard()
         hold = self.hold(values)
-        nodata_level = LEVEL[r.severity] if r.no_data == "alert" else 0
+        # no_data: zero evaluates a silent bucket as zeros; alert makes it a breach of its own
+        silent = f"WHEN c.no_data = 1 THEN {LEVEL[r.severity]} " if r.no_data == "alert" else ""
         scored = self.cte("scored", (
             f"SELECT {self.keys('c')}, c.bucket, {', '.join(f'c.{x}' for x in r.metrics)}, c.no_data, "
             f"{', '.join(selects)}, {vol} AS volume_ok, "
-            f"CASE WHEN c.no_data = 1 THEN {nodata_level} WHEN NOT ({vol} = 1) THEN 0 ELSE {level} END AS level, "
-            f"CASE WHEN c.no_data = 1 OR NOT ({vol} = 1) THEN 0 ELSE {hold} END AS hold "
+            f"CASE {silent}WHEN NOT ({vol} = 1) THEN 0 ELSE {level} END AS level, "
+            f"CASE WHEN NOT ({vol} = 1) THEN 0 ELSE {hold} END AS hold "
             f"FROM {cur} c {' '.join(joins)}"))
         return self.cte("final", f"SELECT * FROM {scored} WHERE level > 0 OR hold = 1")
 

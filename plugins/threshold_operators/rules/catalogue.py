@@ -46,6 +46,10 @@ class LoadedRule:
     sql_path: Path
     template: str  # the metric query, unrendered
     tables: tuple[str, ...]  # warehouse tables the query reads
+    field_lines: dict = field(default_factory=dict, compare=False, repr=False)  # (field, ...) -> line
+
+    def line_of(self, *loc) -> int:
+        return located_yaml.line_of(self.field_lines, tuple(loc)) or self.line
 
     @property
     def id(self) -> str:
@@ -102,7 +106,7 @@ def _load_file(path: Path, domain: str, sqls: Path, catalogue: Catalogue, dialec
         if sql_problems:
             problems.extend(f"{p} (rule {rule.id})" for p in sql_problems)
             continue
-        catalogue.rules[rule.id] = LoadedRule(rule, path, rl.get(("id",), 0), sql_path, template, tables)
+        catalogue.rules[rule.id] = LoadedRule(rule, path, rl.get(("id",), 0), sql_path, template, tables, rl)
 
 
 def _check_references(catalogue: Catalogue, lines_of) -> None:
@@ -111,7 +115,7 @@ def _check_references(catalogue: Catalogue, lines_of) -> None:
         for i, cond in enumerate(rule.conditions):
             if cond.rule is None:
                 continue
-            where = f"{loaded.file}:{loaded.line}: conditions.{i}.rule"
+            where = f"{loaded.file}:{loaded.line_of('conditions', i, 'rule')}: conditions.{i}.rule"
             target = catalogue.rules.get(cond.rule)
             problem = None
             if cond.rule == rid:

@@ -50,7 +50,10 @@ def check_query(rule: Rule, path: Path, template: str, dialects) -> tuple[tuple[
         sql = render(template, RenderContext(n_ranges=scan_range_count(rule), params=dict(rule.params)))
     except TemplateProblem as exc:
         m = re.match(r"line (\d+): (.*)", str(exc))
-        return (), [f"{path}:{m.group(1) if m else 1}: query: {m.group(2) if m else exc}"]
+        if m:
+            return (), [f"{path}:{m.group(1)}: query: {m.group(2)}"]
+        named = re.search(r"param\('(\w+)'\)", str(exc))
+        return (), [f"{path}:{_line_of(template, named.group(1)) if named else 1}: query: {exc}"]
     schema = _warehouse_schema()
     tables: set[str] = set()
     for dialect in dialects:
@@ -85,13 +88,24 @@ def check_query(rule: Rule, path: Path, template: str, dialects) -> tuple[tuple[
                     quote_identifiers=False, identify=False)
         except OptimizeError as exc:
             msg = str(exc).splitlines()[0]
-            m = re.search(r"Column '\"?(\w+)\"?'", msg) or re.search(r"'(\w+)'", msg)
+            m = (re.search(r"Column '\"?(\w+)\"?'", msg) or re.search(r"[Uu]nknown column:? '?(\w+)", msg)
+                 or re.search(r"'(\w+)'", msg))
             problems.append(f"{path}:{_line_of(template, m.group(1)) if m else 1}: query: {msg}")
             break
         outputs = set(stmt.named_selects)
         missing = [c for c in (*rule.keys, "bucket", *rule.metrics) if c not in outputs]
         if missing:
-            problems.append(f"{path}:1: query: the output lacks {', '.join(missing)} (rule {rule.id} needs "
-                            f"entity {rule.entity}: {', '.join(rule.keys)}; bucket; metrics {', '.join(rule.metrics)})")
+            problems.append(f"{path}:1: query: the output lacks {', '.join(missing)} (entity {rule.entity} needs "
+                            f"{', '.join(rule.keys)}; then bucket; metrics {', '.join(rule.metrics)})")
             break
-    return tuple(sorted(tables)), problems
+    return tuple(sorted(tables)), _merge_dialects(problems)
+
+
+def _merge_dialects(problems: list[str]) -> list[str]:
+    """One line per problem: "does not parse as duckdb / postgres SQL" instead of one per dialect."""
+    merged: dict[str, list[str]] = {}
+    for p in problems:
+        m = re.search(r"does not parse as (\w+) SQL", p)
+        key = p.replace(m.group(0), "does not parse as {} SQL") if m else p
+        merged.setdefault(key, []).append(m.group(1) if m else "")
+    return [k.replace("{}", " / ".join(d)) if "{}" in k else k for k, d in merged.items()]

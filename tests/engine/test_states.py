@@ -1,0 +1,91 @@
+"""The state walk and the cycle on values in memory: no database, the query and the clock injected."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from threshold_operators.engine.compile import CompiledRule
+from threshold_operators.engine.evaluate import Outcome, evaluate
+from threshold_operators.engine.states import State, entity_states
+from threshold_operators.rules.model import Rule
+
+H = timedelta(hours=1)
+T0 = datetime(2026, 9, 10, tzinfo=UTC)
+
+
+def rule(**over) -> Rule:
+    spec = {"id": "sales.t", "name": {"zh": "测", "en": "T"}, "description": "d", "query": "q.sql",
+            "entity": "shop", "conditions": [{"metric": "orders", "above": 5}], "owner": "o", "runbook": "r"}
+    return Rule.model_validate({**spec, **over})
+
+
+def rows(*levels, hold=(), shop="s1", start=T0):
+    """Candidate rows as the SQL returns them: one per bucket that breaches (level) or is held."""
+    out = []
+    for i, level in enumerate(levels):
+        if level is None:
+            continue  # a quiet bucket: the SQL returns nothing for it
+        out.append({"shop_id": shop, "bucket": start + i * H, "level": level, "hold": 1 if i in hold else 0})
+    return out
+
+
+def states(results):
+    return [((r.bucket - T0) // H, str(r.state), r.severity) for r in results]
+
+
+def test_for_counts_consecutive_buckets_then_fires():
+    r = rule(**{"for": 3})
+    got = entity_states(r, rows(2, 2, 2, 3, None), T0, T0 + 5 * H)
+    assert states(got) == [(0, "pending", "yellow"), (1, "pending", "yellow"), (2, "firing", "yellow"),
+                           (3, "firing", "red"), (4, "resolved", None)]
+
+
+def test_a_gap_restarts_the_streak():
+    got = entity_states(rule(**{"for": 2}), rows(2, None, 2, 2), T0, T0 + 4 * H)
+    assert states(got) == [(0, "pending", "yellow"), (2, "pending", "yellow"), (3, "firing", "yellow")]
+
+
+def test_hold_keeps_firing_until_hold_for_then_resolves():
+    r = rule(conditions=[{"metric": "orders", "above": 5, "recover": 3}], hold_for="2h")
+    got = entity_states(r, rows(2, 0, 0, 0, hold={1, 2, 3}), T0, T0 + 4 * H)
+    assert states(got) == [(0, "firing", "yellow"), (1, "firing", "yellow"), (2, "firing", "yellow"),
+                           (3, "resolved", None)]
+
+
+def test_held_without_a_prior_breach_is_nothing():
+    got = entity_states(rule(), rows(0, 0, hold={0, 1}), T0, T0 + 2 * H)
+    assert got == []
+
+
+def test_lead_in_buckets_inform_but_are_not_reported():
+    """Buckets before the window decide the state at its start; only the window's are returned."""
+    r = rule(**{"for": 2})
+    got = entity_states(r, rows(2, 2, 2, start=T0 - 2 * H), T0, T0 + H)
+    assert states(got) == [(0, "firing", "yellow")]
+
+
+def test_resolution_just_after_the_window_start_is_reported():
+    got = entity_states(rule(), rows(2, None, start=T0 - H), T0, T0 + H)
+    assert states(got) == [(0, "resolved", None)]
+
+
+def test_entities_are_walked_separately():
+    got = entity_states(rule(), rows(2, None, shop="a") + rows(None, 3, shop="b"), T0, T0 + 2 * H)
+    assert [(r.entity_key, str(r.state)) for r in got] == [("shop_id=a", "firing"), ("shop_id=a", "resolved"),
+                                                          ("shop_id=b", "firing")]
+
+
+def test_evaluate_takes_the_query_and_the_clock_as_arguments():
+    seen = {}
+
+    def query(sql, params):
+        seen.update(params)
+        return rows(3)
+
+    ticks = iter([10.0, 10.25])
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    compiled = CompiledRule(rule(), "SELECT 1", {"c0_yellow": 5})
+    ev = evaluate(compiled, query, T0, T0 + H, now=now, clock=lambda: next(ticks))
+    assert ev.outcome == Outcome.BREACH and ev.evaluated_at == now and ev.duration_ms == 250
+    assert seen["window_start"] == T0 and seen["window_end"] == T0 + H and seen["c0_yellow"] == 5
+    assert [str(r.state) for r in ev.results] == [State.FIRING]

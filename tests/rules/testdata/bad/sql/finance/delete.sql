@@ -1,0 +1,1 @@
+DELETE FROM payments WHERE status = 'failed'
