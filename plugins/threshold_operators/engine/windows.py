@@ -23,10 +23,10 @@ YEAR = timedelta(days=364)  # 52 weeks: the same weekday a year earlier
 
 def baseline_offsets(baseline: Baseline, grain: timedelta) -> list[timedelta]:
     """How far back each history point of an offset baseline lies ([] for trailing)."""
-    if baseline.kind == "same_hour":
-        return [timedelta(days=k) for k in range(1, baseline.periods + 1)]
-    if baseline.kind == "same_weekday_hour":
-        return [timedelta(weeks=k) for k in range(1, baseline.periods + 1)]
+    if baseline.kind in ("same_hour", "same_weekday_hour"):
+        period = timedelta(days=1) if baseline.kind == "same_hour" else timedelta(weeks=1)
+        spread = range(-baseline.neighbours, baseline.neighbours + 1)
+        return [period * k + grain * j for k in range(1, baseline.periods + 1) for j in spread]
     if baseline.kind == "previous_period":
         return [baseline.window * k for k in range(1, baseline.periods + 1)]
     if baseline.kind == "year_over_year":

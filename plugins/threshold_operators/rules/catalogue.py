@@ -55,6 +55,12 @@ class LoadedRule:
     def id(self) -> str:
         return self.rule.id
 
+    @property
+    def current_state(self) -> bool:
+        """A metric of the state at the window's end (stock, parcels in transit), not a series
+        over the window's buckets: one bucket per cycle, so it is evaluated hour by hour."""
+        return "in_window(" not in self.template
+
 
 @dataclass
 class Catalogue:

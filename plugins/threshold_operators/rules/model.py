@@ -64,6 +64,8 @@ class Baseline(_Strict):
     window: Duration | None = Field(None, description="trailing: the window's length; previous_period: the period")
     stat: Literal["mean", "median"] = "mean"
     min_points: int = Field(1, ge=1, description="fewer history points than this: no baseline, not evaluated")
+    neighbours: int = Field(0, ge=0, le=3, description="same_hour / same_weekday_hour: also average the hours either "
+                                                       "side (1: the hour before and after), steadier at small counts")
     missing: Literal["skip", "zero"] = Field(
         "skip", description="a history bucket with no row: left out of the average, or counted as zero "
         "(counts: zero; ratios: skip). no_data: zero implies zero")
@@ -76,6 +78,8 @@ class Baseline(_Strict):
             raise ValueError(f"a {self.kind} baseline takes no window (it uses periods)")
         if self.kind == "trailing" and self.stat == "median":
             raise ValueError("a trailing baseline supports stat: mean only")
+        if self.neighbours and self.kind not in ("same_hour", "same_weekday_hour"):
+            raise ValueError("neighbours applies to same_hour and same_weekday_hour baselines")
         return self
 
 

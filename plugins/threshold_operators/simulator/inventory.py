@@ -37,7 +37,10 @@ class Inventory:
         # only what is needed: the planning rate (units/day) and the rate at given hours.
         self.share = MEAN_LINES * catalogue.popularity * MEAN_QUANTITY
         self.lam = lam
-        self.rate = lam.mean(axis=1)[s] * 24 * self.share
+        # Purchasing plans on the higher of the window's mean demand and the last 8 weeks' (the
+        # +10% a year trend makes the window's mean too low towards its end).
+        recent = lam[:, -56 * 24:].mean(axis=1)
+        self.rate = np.maximum(lam.mean(axis=1), recent)[s] * 24 * self.share
         self.lead_h = catalogue.lead_time_days * 24
         self.available = np.ceil(self.rate * rng.uniform(28, 50, n)).astype(np.int64) + 3
         self.in_transit = np.zeros(n, dtype=np.int64)
