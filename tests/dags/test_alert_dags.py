@@ -1,0 +1,153 @@
+"""The alert DAGs: one per domain from the rule files, run for real with dag.test().
+
+The runs use the engine tests' purpose-built rules (tests/engine/testdata) on a DuckDB warehouse
+with hand-made orders, so each outcome is known: a live breach, a shadow breach, nothing, an
+unreachable warehouse.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.dags.test_dag_integrity import DAGS
+from tests.engine.test_engine_sql import _load_orders
+
+REPO = Path(__file__).resolve().parents[2]
+TEST_RULES = REPO / "tests" / "engine" / "testdata"
+DOMAINS = ("sales", "inventory", "customer", "traffic", "finance", "compound")
+H = timedelta(hours=1)
+
+
+def _bag(path=DAGS):
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(path))
+
+
+def test_one_dag_per_domain_with_a_check_and_a_notify_per_rule(airflow_db):
+    from airflow.sdk import AssetOrTimeSchedule
+
+    from threshold_operators.rules.catalogue import load_catalogue
+
+    bag = _bag()
+    catalogue = load_catalogue()
+    for domain in DOMAINS:
+        dag = bag.get_dag(f"storefence_alerts_{domain}")
+        rules = catalogue.domain(domain)
+        assert len(dag.tasks) == 2 * len(rules)
+        assert isinstance(dag.timetable, AssetOrTimeSchedule)
+        for loaded in rules:
+            name = loaded.id.split(".", 1)[1]
+            check, notify = dag.get_task(f"{name}_check"), dag.get_task(f"{name}_notify")
+            assert check.downstream_task_ids == {notify.task_id}
+            assert notify.trigger_rule == "all_done" and notify.retries == 0
+            assert check.retries == 3 and check.pool == "storefence_warehouse"
+            assert check.rule_id == loaded.id and "rule_id" in check.template_fields
+    sales = bag.get_dag("storefence_alerts_sales")
+    assert {a.name for a in sales.timetable.asset_condition.objects} == {"storefence.orders", "storefence.order_items"}
+    assert sales.timetable.timetable.expression == "10 * * * *"  # the fallback when no extract lands
+
+
+def test_a_broken_rule_file_breaks_only_its_own_domains_dag(airflow_db, tmp_path, monkeypatch):
+    rules, sql = tmp_path / "rules", tmp_path / "sql"
+    shutil.copytree(REPO / "include" / "rules", rules)
+    shutil.copytree(REPO / "include" / "sql", sql)
+    text = (rules / "finance.yaml").read_text(encoding="utf-8")
+    (rules / "finance.yaml").write_text(text.replace("    grain: day\n", "    grain: day\n    thresold: 3\n", 1),
+                                        encoding="utf-8")
+    monkeypatch.setenv("STOREFENCE_RULES_DIR", str(rules))
+    monkeypatch.setenv("STOREFENCE_SQL_DIR", str(sql))
+    bag = _bag()
+    assert set(bag.import_errors) == {str(DAGS / "storefence_alerts_finance.py")}
+    message = bag.import_errors[str(DAGS / "storefence_alerts_finance.py")]
+    line = text.splitlines().index("    grain: day") + 2
+    assert f"finance.yaml:{line}: rules.0.thresold: unknown field" in message
+    assert {f"storefence_alerts_{d}" for d in DOMAINS if d != "finance"} <= set(bag.dag_ids)
+    assert "storefence_alerts_finance" not in bag.dag_ids
+
+
+@pytest.fixture
+def test_rules_dags(airflow_db, monkeypatch, tmp_path):
+    monkeypatch.setenv("STOREFENCE_RULES_DIR", str(TEST_RULES / "rules"))
+    monkeypatch.setenv("STOREFENCE_SQL_DIR", str(TEST_RULES / "sql"))
+    path = tmp_path / "warehouse.duckdb"
+    monkeypatch.setenv("AIRFLOW_CONN_STOREFENCE_WAREHOUSE", json.dumps({"conn_type": "duckdb", "host": str(path)}))
+    bag = _bag(DAGS / "storefence_alerts_sales.py")
+    assert bag.import_errors == {}
+    return bag.get_dag("storefence_alerts_sales"), path
+
+
+def _states(run) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+
+
+def _xcom(run, task_id, key="return_value"):
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.execute(XComModel.get_many(run_id=run.run_id, key=key, task_ids=task_id,
+                                                 dag_ids=run.dag_id)).scalar_one_or_none()
+        return XComModel.deserialize_value(row) if row is not None else None
+
+
+def test_a_breach_fails_its_check_at_once_and_the_notification_carries_it(test_rules_dags):
+    from threshold_operators.warehouse.hook import WarehouseHook
+
+    dag, path = test_rules_dags
+    hook = WarehouseHook(url=f"duckdb:///{path}")
+    t0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - 6 * H
+    _load_orders(hook, {t0 + i * H: 12 for i in range(4)} | {t0 + 4 * H: 1})
+    hook.engine.dispose()
+
+    run = dag.test()
+    states = _states(run)
+    assert states["high_check"] == "failed"  # live breach: failed, not up_for_retry
+    assert states["high_notify"] == "success"
+    assert states["spike_from_nothing_check"] == "success"  # shadow: recorded, never fails
+    assert states["drop_check"] == states["daily_check"] == "success"
+    assert _xcom(run, "spike_from_nothing_notify") is None and _xcom(run, "drop_notify") is None
+
+    evaluation = _xcom(run, "high_check", "evaluation")
+    assert evaluation["outcome"] == "breach" and evaluation["firing"] == 1
+    assert evaluation["window_start"] == (t0 + 3 * H).isoformat() and evaluation["window_end"] == (t0 + 4 * H).isoformat()
+    note = _xcom(run, "high_notify")
+    assert note["kind"] == "breach" and note["severity"] == "red" and note["rule_id"] == "sales.high"
+    assert "shop_id=s1" in note["text"] and "What to do:" in note["text"]
+    assert note["breaches"][0]["value"] == 12.0 and note["breaches"][0]["threshold"] == 10
+
+    with WarehouseHook(url=f"duckdb:///{path}").engine.connect() as con:
+        recorded = con.execute(sa.text("SELECT rule_id, outcome, mode, firing FROM rule_evaluations ORDER BY rule_id")).all()
+        results = con.execute(sa.text("SELECT rule_id, state, severity, value, threshold FROM rule_results "
+                                      "ORDER BY rule_id")).all()
+    assert ("sales.high", "breach", "live", 1) in recorded
+    assert ("sales.spike_from_nothing", "breach", "shadow", 1) in recorded
+    assert [(r[1], r[2], float(r[3]), float(r[4])) for r in results if r[0] == "sales.high"] == [("firing", "red", 12, 10)]
+    # the shadow rule's breach is kept too (a zero baseline: the ratio has no value, the threshold is kept)
+    assert [(r[1], r[2], r[3]) for r in results if r[0] == "sales.spike_from_nothing"] == [("firing", "yellow", None)]
+
+    again = dag.test()  # no new data: every rule is up to date, nothing fires twice
+    assert set(_states(again).values()) == {"success"}
+    assert _xcom(again, "high_check", "evaluation")["outcome"] == "up_to_date"
+
+
+def test_an_unreachable_warehouse_is_an_error_not_a_breach(test_rules_dags, monkeypatch, tmp_path):
+    dag, _ = test_rules_dags
+    monkeypatch.setenv("AIRFLOW_CONN_STOREFENCE_WAREHOUSE", json.dumps(
+        {"conn_type": "duckdb", "host": str(tmp_path / "no" / "such" / "dir" / "w.duckdb")}))
+    for t in dag.tasks:
+        t.retries = 0  # the DAG retries 3 times with back-off; the test wants the final state now
+    run = dag.test()
+    states = _states(run)
+    assert states["high_check"] == "failed" and states["high_notify"] == "success"
+    evaluation = _xcom(run, "high_check", "evaluation")
+    assert evaluation["outcome"] == "error" and evaluation["error"]["kind"] == "infrastructure"
+    note = _xcom(run, "high_notify")
+    assert note["kind"] == "evaluation_error" and "could not be evaluated (infrastructure)" in note["title"]
+    assert note["owner"] == "data_engineering"
