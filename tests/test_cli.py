@@ -113,3 +113,10 @@ def test_demo_on_a_fresh_airflow_home(tmp_path):
     assert "STALE" in demo.stdout  # --end is two months before the clock: nothing is fresh
     rows = {line.split()[0]: line.split()[1] for line in demo.stdout.splitlines() if line[:1].isalpha() and len(line.split()) >= 2}
     assert int(rows["order_items"].replace(",", "")) > 1_000_000
+    # the alert DAGs ran on the hour that landed: the ongoing tracking stall is a red breach
+    assert "storefence_alerts_customer" in demo.stdout and "ERROR" not in demo.stdout
+    assert "customer.logistics_stale         BREACH: shop_id=shop-01/warehouse_id=shop-01-wh2 red" in demo.stdout
+    # and every incident of the seed made its rules fire when replayed
+    replay = demo.stdout.split("6/6", 1)[1]
+    assert "did not fire" not in replay
+    assert replay.count(" UTC bucket, complete ") == 13
