@@ -151,3 +151,19 @@ def test_an_unreachable_warehouse_is_an_error_not_a_breach(test_rules_dags, monk
     note = _xcom(run, "high_notify")
     assert note["kind"] == "evaluation_error" and "could not be evaluated (infrastructure)" in note["title"]
     assert note["owner"] == "data_engineering"
+
+
+def test_a_run_with_a_window_in_its_conf_backfills_that_window(test_rules_dags):
+    from threshold_operators.warehouse.hook import WarehouseHook
+
+    dag, path = test_rules_dags
+    hook = WarehouseHook(url=f"duckdb:///{path}")
+    t0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - 30 * H
+    _load_orders(hook, {t0 + i * H: 12 for i in range(4)} | {t0 + 20 * H: 1})
+    hook.engine.dispose()
+    window = {"window_start": t0.isoformat(), "window_end": (t0 + 6 * H).isoformat()}
+    run = dag.test(run_conf=window)
+    evaluation = _xcom(run, "high_check", "evaluation")
+    assert (evaluation["window_start"], evaluation["window_end"]) == (window["window_start"], window["window_end"])
+    assert evaluation["firing"] == 1 and evaluation["detail"] == "explicit window"
+    assert _states(run)["high_check"] == "failed"

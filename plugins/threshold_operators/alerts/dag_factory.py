@@ -8,6 +8,9 @@ Each rule becomes two tasks:
 - ``<name>_notify`` (``trigger_rule=all_done``): turns the check's XCom into the notification:
   the breach, or "could not evaluate"; nothing when all is well or the rule is in shadow mode.
 
+A run triggered with ``{"window_start": "...", "window_end": "..."}`` as its conf evaluates that
+window instead (a backfill; the results are upserted, so a repeated window changes nothing).
+
 Schedule: when an extract lands new rows in any fact table the domain's rules read (the Assets
 ``storefence.<table>``), or at minute 10 of every hour if nothing arrived (a stalled extract
 must not silence the rules that would notice: the fallback run evaluates whatever has landed).
@@ -33,6 +36,9 @@ from threshold_operators.warehouse import WAREHOUSE_CONN_ID, WAREHOUSE_POOL
 START = pendulum.datetime(2025, 1, 1, tz="UTC")
 FALLBACK_CRON = "10 * * * *"
 DIMENSIONS = ("shops", "products")
+# A run triggered with {"window_start": ..., "window_end": ...} (ISO 8601) re-evaluates that window
+# (a backfill, or a replay after a late extract); otherwise each rule takes up where it left off.
+WINDOW_FROM_CONF = "{{{{ (dag_run.conf or {{}}).get('{}', '') if dag_run else '' }}}}"
 
 
 def _notify_task(loaded: LoadedRule, check_task_id: str):
@@ -86,6 +92,8 @@ def build_alert_dag(domain: str, conn_id: str = WAREHOUSE_CONN_ID) -> DAG:
         for loaded in rules:
             name = loaded.id.split(".", 1)[1]
             check = ThresholdCheckOperator(task_id=f"{name}_check", rule_id=loaded.id, conn_id=conn_id,
+                                           window_start=WINDOW_FROM_CONF.format("window_start"),
+                                           window_end=WINDOW_FROM_CONF.format("window_end"),
                                            doc_md=f"{loaded.rule.name.en}: {loaded.rule.description}")
             check >> _notify_task(loaded, check.task_id)()
     return dag
