@@ -11,7 +11,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export STOREFENCE_HOME := $(CURDIR)
 
-.PHONY: demo test setup airflow-home lint lock bench bench-simulator bench-extract clean
+.PHONY: demo test setup airflow-home lint lock bench bench-simulator bench-extract bench-rules clean
 
 demo: airflow-home
 	$(BIN)/storefence demo
@@ -35,6 +35,7 @@ airflow-home: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/storefence lint
 
 lock:
 	rm -rf /tmp/storefence-lock && $(PYTHON) -m venv /tmp/storefence-lock
@@ -42,13 +43,16 @@ lock:
 	{ echo "# Pinned, tested set. Generated from requirements.in by 'make lock'; do not edit by hand."; \
 	  /tmp/storefence-lock/bin/pip freeze --exclude-editable; } > requirements.txt
 
-bench: bench-simulator bench-extract
+bench: bench-simulator bench-extract bench-rules
 
 bench-simulator: airflow-home
 	$(BIN)/python bench/simulator_bench.py
 
 bench-extract: airflow-home
 	$(BIN)/python bench/extract_bench.py
+
+bench-rules: airflow-home
+	$(BIN)/python bench/rules_bench.py
 
 clean:
 	rm -rf $(VENV) .airflow
