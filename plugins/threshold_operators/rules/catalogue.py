@@ -142,30 +142,104 @@ def _check_references(catalogue: Catalogue, lines_of) -> None:
 
 
 _CACHE: dict[tuple, Catalogue] = {}
+# The code whose behaviour a cached result depends on: a change to any of it invalidates the cache.
+_VALIDATING_CODE = ("rules/model.py", "rules/catalogue.py", "rules/sql_check.py", "rules/sql_template.py",
+                    "engine/windows.py", "warehouse/schema.py", "located_yaml.py", "durations.py")
 
 
 def _signature(rdir: Path, sdir: Path) -> tuple:
-    files = [*sorted(rdir.glob("*.yaml")), *sorted(sdir.rglob("*.sql"))]
+    package = Path(__file__).resolve().parents[1]
+    files = [*sorted(rdir.glob("*.yaml")), *sorted(sdir.rglob("*.sql")), *(package / f for f in _VALIDATING_CODE)]
     return tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+
+
+def _build(rdir: Path, sdir: Path, dialects: tuple[str, ...]) -> Catalogue:
+    catalogue = Catalogue()
+    for domain in DOMAINS:
+        path = rdir / f"{domain}.yaml"
+        catalogue.problems[domain] = []
+        if path.is_file():
+            _load_file(path, domain, sdir, catalogue, dialects)
+    for path in sorted(rdir.glob("*.yaml")):
+        if path.stem not in DOMAINS and path.stem != "routing":
+            catalogue.problems.setdefault("(other)", []).append(
+                f"{path}:1: (file): not a rule file; rule files are named after a domain: {', '.join(DOMAINS)}")
+    _check_references(catalogue, None)
+    return catalogue
+
+
+# --- The validated catalogue on disk: DAG files are parsed by many short-lived processes; they
+# all reuse the result of one validation until a rule file, a query or the validating code changes.
+
+def _cache_dir() -> Path:
+    import tempfile
+
+    configured = os.environ.get("STOREFENCE_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    home = os.environ.get("AIRFLOW_HOME")
+    return Path(home) / "storefence-cache" if home else Path(tempfile.gettempdir()) / "storefence-cache"
+
+
+def _cache_file(key: tuple) -> Path:
+    import hashlib
+
+    return _cache_dir() / f"catalogue-{hashlib.sha256(repr(key).encode()).hexdigest()[:24]}.json"
+
+
+def _dump(catalogue: Catalogue) -> dict:
+    return {
+        "problems": catalogue.problems,
+        "rules": [{"rule": r.rule.model_dump(mode="json", by_alias=True, exclude_defaults=True),
+                   "file": str(r.file), "line": r.line, "sql_path": str(r.sql_path), "tables": list(r.tables),
+                   "field_lines": [[list(k), v] for k, v in r.field_lines.items()]} for r in catalogue.rules.values()],
+    }
+
+
+def _restore(doc: dict) -> Catalogue:
+    catalogue = Catalogue(problems=doc["problems"])
+    for r in doc["rules"]:
+        rule = Rule.model_validate(r["rule"])
+        sql_path = Path(r["sql_path"])
+        catalogue.rules[rule.id] = LoadedRule(rule, Path(r["file"]), r["line"], sql_path,
+                                              sql_path.read_text(encoding="utf-8"), tuple(r["tables"]),
+                                              {tuple(k): v for k, v in r["field_lines"]})
+    return catalogue
+
+
+def _read_cached(path: Path) -> Catalogue | None:
+    import json
+
+    try:
+        return _restore(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # absent, half-written by a crashed process or from another version: validate again
+
+
+def _write_cached(path: Path, catalogue: Catalogue) -> None:
+    import json
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(_dump(catalogue), ensure_ascii=False), encoding="utf-8")
+        tmp.replace(path)  # atomic: a reader sees the old file or the new one, never half of one
+    except OSError:
+        pass  # a read-only file system: every parse validates, slower but correct
 
 
 def load_catalogue(rules_path: Path | None = None, sql_path: Path | None = None,
                    dialects: tuple[str, ...] = DIALECTS) -> Catalogue:
-    """Every domain's rules and problems. Cached until a rule or SQL file changes."""
+    """Every domain's rules and problems. Cached in the process and on disk (``$STOREFENCE_CACHE_DIR``,
+    default ``$AIRFLOW_HOME/storefence-cache``) until a rule or SQL file, or the validating code, changes."""
     rdir, sdir = Path(rules_path or rules_dir()), Path(sql_path or sql_dir())
     key = (str(rdir), str(sdir), dialects, _signature(rdir, sdir))
     if key not in _CACHE:
-        catalogue = Catalogue()
-        for domain in DOMAINS:
-            path = rdir / f"{domain}.yaml"
-            catalogue.problems[domain] = []
-            if path.is_file():
-                _load_file(path, domain, sdir, catalogue, dialects)
-        for path in sorted(rdir.glob("*.yaml")):
-            if path.stem not in DOMAINS and path.stem != "routing":
-                catalogue.problems.setdefault("(other)", []).append(
-                    f"{path}:1: (file): not a rule file; rule files are named after a domain: {', '.join(DOMAINS)}")
-        _check_references(catalogue, None)
+        cached = _cache_file(key)
+        catalogue = _read_cached(cached)
+        if catalogue is None:
+            catalogue = _build(rdir, sdir, dialects)
+            _write_cached(cached, catalogue)
         _CACHE.clear()
         _CACHE[key] = catalogue
     return _CACHE[key]
