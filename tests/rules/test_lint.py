@@ -72,3 +72,33 @@ def test_the_json_schema_rejects_an_unknown_field():
     doc["rules"][0]["thresold"] = 3
     with pytest.raises(jsonschema.ValidationError, match="thresold"):
         jsonschema.validate(doc, rule_file_json_schema())
+
+
+def _parse_in_a_fresh_process(env: dict) -> tuple[bool, str]:
+    """Parse the sales DAG file in a new interpreter: (was sqlglot imported, import error if any)."""
+    code = ("import sys, runpy\n"
+            "try:\n    runpy.run_path('dags/storefence_alerts_sales.py'); err = ''\n"
+            "except Exception as exc:\n    err = str(exc)\n"
+            "print('SQLGLOT=%s' % ('sqlglot' in sys.modules)); print('ERR=' + err.replace(chr(10), ' | '))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(REPO / "plugins"), **env})
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+    return lines["SQLGLOT"] == "True", lines["ERR"]
+
+
+def test_dag_parsing_reuses_the_validated_catalogue_until_a_file_changes(tmp_path):
+    import shutil
+
+    rules, sql = tmp_path / "rules", tmp_path / "sql"
+    shutil.copytree(REPO / "include" / "rules", rules)
+    shutil.copytree(REPO / "include" / "sql", sql)
+    env = {"STOREFENCE_RULES_DIR": str(rules), "STOREFENCE_SQL_DIR": str(sql),
+           "STOREFENCE_CACHE_DIR": str(tmp_path / "cache")}
+    assert _parse_in_a_fresh_process(env) == (True, "")  # first parse: validated (sqlglot)
+    assert _parse_in_a_fresh_process(env) == (False, "")  # then: from the cache, no SQL parsing
+    query = sql / "sales" / "orders_by_sku_hour.sql"
+    query.write_text(query.read_text(encoding="utf-8").replace("DISTINCT i.order_id", "DISTINCT i.order_no"),
+                     encoding="utf-8")
+    validated, error = _parse_in_a_fresh_process(env)  # a changed query is validated again
+    assert validated and "orders_by_sku_hour.sql:5: query: Unknown column: order_no" in error
