@@ -1,9 +1,18 @@
 -- Hours of stock left per SKU at the current sales rate: units on hand and not reserved at the
 -- end of the window, over the units sold in the window's last hour (a current-state metric).
-WITH latest AS (
+-- Only SKUs that sold in that hour can be short of stock at that rate: their snapshots alone are read.
+WITH rate AS (
+    SELECT i.shop_id, i.sku, SUM(i.quantity) AS units_last_hour
+    FROM order_items i
+    WHERE i.created_at >= CAST({{ window_end }} AS TIMESTAMPTZ) - INTERVAL '1 hour'
+      AND i.created_at < CAST({{ window_end }} AS TIMESTAMPTZ)
+    GROUP BY i.shop_id, i.sku
+),
+latest AS (
     SELECT v.shop_id, v.sku, v.warehouse_id, v.on_hand, v.reserved,
            ROW_NUMBER() OVER (PARTITION BY v.shop_id, v.sku, v.warehouse_id ORDER BY v.snapshot_at DESC) AS rn
     FROM inventory_snapshots v
+    JOIN rate r ON r.shop_id = v.shop_id AND r.sku = v.sku
     WHERE v.snapshot_at <= CAST({{ window_end }} AS TIMESTAMPTZ)
       AND v.snapshot_at > CAST({{ window_end }} AS TIMESTAMPTZ) - INTERVAL '32 days'
 ),
@@ -12,13 +21,6 @@ stock AS (
     FROM latest l
     WHERE l.rn = 1
     GROUP BY l.shop_id, l.sku
-),
-rate AS (
-    SELECT i.shop_id, i.sku, SUM(i.quantity) AS units_last_hour
-    FROM order_items i
-    WHERE i.created_at >= CAST({{ window_end }} AS TIMESTAMPTZ) - INTERVAL '1 hour'
-      AND i.created_at < CAST({{ window_end }} AS TIMESTAMPTZ)
-    GROUP BY i.shop_id, i.sku
 )
 SELECT s.shop_id,
        s.sku,
