@@ -503,8 +503,11 @@ def parse_times(runs: int) -> dict:
                 str(REPO / "dags" / "storefence_alerts_sales.py"),
                 {"STOREFENCE_RULES_DIR": str(tmp / "include" / "rules"), "STOREFENCE_SQL_DIR": str(tmp / "include" / "sql")}),
         }
-        code = "import time, runpy, sys; t = time.perf_counter(); runpy.run_path(sys.argv[1]); print('T=%f' % (time.perf_counter() - t))"
+        # As the DAG processor parses: Airflow is already imported; the time is the file's own.
+        code = ("import time, runpy, sys, airflow.sdk; t = time.perf_counter(); runpy.run_path(sys.argv[1]); "
+                "print('T=%f' % (time.perf_counter() - t))")
         times: dict[str, list[float]] = {k: [] for k in cases}
+        in_file: dict[str, list[float]] = {k: [] for k in cases}
         first = {}
         for k, (path, extra) in cases.items():  # the first parse validates and fills the cache
             out = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True,
@@ -519,8 +522,10 @@ def parse_times(runs: int) -> dict:
                 if out.returncode:
                     raise RuntimeError(out.stderr[-2000:])
                 times[k].append(wall)
-        return {k: {"median_process_s": round(statistics.median(v), 3), "first_parse_in_file_s": first[k]}
-                for k, v in times.items()}
+                in_file[k].append(float(out.stdout.strip().split("T=")[-1]))
+        return {k: {"median_parse_s": round(statistics.median(in_file[k]), 3),
+                    "median_process_s": round(statistics.median(v), 3),
+                    "first_parse_s (validates, fills the cache)": first[k]} for k, v in times.items()}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -589,7 +594,7 @@ def main() -> int:
         h = out["history"]
         print(f"history: 1 month {h['1 month']:.2f} s, 24 months {h['24 months']:.2f} s, ratio {h['ratio_24_to_1']:.2f} (<= 1.3)")
     for k, v in out["parse"].items():
-        print(f"parse {k}: {v['median_process_s']:.2f} s per process")
+        print(f"parse {k}: {v['median_parse_s']:.3f} s (a fresh process: {v['median_process_s']:.2f} s)")
     return 0
 
 

@@ -81,7 +81,11 @@ def _rule_lines(lines: dict[tuple, int], i: int) -> dict[tuple, int]:
     return {k[2:]: v for k, v in lines.items() if k[:2] == ("rules", i)}
 
 
+_SQL_CHECKS: dict[tuple, tuple] = {}
+
+
 def _load_file(path: Path, domain: str, sqls: Path, catalogue: Catalogue, dialects) -> None:
+    from threshold_operators.engine.windows import scan_range_count
     from threshold_operators.rules.sql_check import check_query
 
     problems = catalogue.problems.setdefault(domain, [])
@@ -108,7 +112,12 @@ def _load_file(path: Path, domain: str, sqls: Path, catalogue: Catalogue, dialec
             problems.append(f"{path}:{rl.get(('query',), 0)}: rules.{i}.query: {rule.query!r} not found in {sqls}")
             continue
         template = sql_path.read_text(encoding="utf-8")
-        tables, sql_problems = check_query(rule, sql_path, template, dialects)
+        # Rules sharing a query (variants, generated rules) need the SQL checked once.
+        memo_key = (str(sql_path), template, rule.entity, tuple(rule.metrics), tuple(sorted(rule.params.items())),
+                    scan_range_count(rule), dialects)
+        if memo_key not in _SQL_CHECKS:
+            _SQL_CHECKS[memo_key] = check_query(rule, sql_path, template, dialects)
+        tables, sql_problems = _SQL_CHECKS[memo_key]
         if sql_problems:
             problems.extend(f"{p} (rule {rule.id})" for p in sql_problems)
             continue
