@@ -4,19 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from tests.engine.rules_in_memory import rule
 from threshold_operators.engine.compile import CompiledRule
 from threshold_operators.engine.evaluate import Outcome, evaluate
 from threshold_operators.engine.states import State, entity_states
-from threshold_operators.rules.model import Rule
 
 H = timedelta(hours=1)
 T0 = datetime(2026, 9, 10, tzinfo=UTC)
-
-
-def rule(**over) -> Rule:
-    spec = {"id": "sales.t", "name": {"zh": "测", "en": "T"}, "description": "d", "query": "q.sql",
-            "entity": "shop", "conditions": [{"metric": "orders", "above": 5}], "owner": "o", "runbook": "r"}
-    return Rule.model_validate({**spec, **over})
 
 
 def rows(*levels, hold=(), shop="s1", start=T0):

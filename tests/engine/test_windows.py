@@ -6,19 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.engine.rules_in_memory import rule
 from threshold_operators.engine.record import next_window
 from threshold_operators.engine.windows import YEAR, plan_cycle
-from threshold_operators.rules.model import Rule
 
 H = timedelta(hours=1)
 D = timedelta(days=1)
 T0 = datetime(2026, 9, 10, tzinfo=UTC)
-
-
-def rule(**over) -> Rule:
-    spec = {"id": "sales.t", "name": {"zh": "测", "en": "T"}, "description": "d", "query": "q.sql",
-            "entity": "shop", "conditions": [{"metric": "orders", "above": 5}], "owner": "o", "runbook": "r"}
-    return Rule.model_validate({**spec, **over})
 
 
 def test_offset_baselines_read_only_their_hours():
