@@ -1,0 +1,233 @@
+"""The alert state store: alerts and the notification outbox, behind the connection ``storefence_state``.
+
+Default (no connection defined): a SQLite file in the Airflow home, ``storefence-state.sqlite``,
+in WAL mode, so the UI and the CLI read it while DAGs write. Production: PostgreSQL
+(``conn_type postgres``), or any SQLAlchemy URL in ``extra.sqlalchemy_url``.
+
+- ``alerts``: one row per fingerprint (rule, entity) in its latest state (``lifecycle.Alert``).
+- ``notifications``: the outbox. A notification is stored *before* it is sent, under its
+  idempotency key (``lifecycle.notification_key``); storing the same key again does nothing, so a
+  retried task, a cleared and re-run DAG run or a backfill never sends anything twice. Delivery
+  marks it sent, or failed with its next attempt time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text
+
+from threshold_operators.alerting.lifecycle import Alert, AlertStatus
+
+STATE_CONN_ID = "storefence_state"
+DEFAULT_FILE = "storefence-state.sqlite"
+
+metadata = MetaData()
+TS = DateTime(timezone=True)
+
+alerts = Table(
+    "alerts", metadata,
+    Column("fingerprint", String(40), primary_key=True),
+    Column("rule_id", String(128), nullable=False),
+    Column("entity_key", String(500), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("severity", String(8)),
+    Column("first_bucket", TS, nullable=False),
+    Column("last_bucket", TS, nullable=False),
+    Column("opened_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Column("escalation_level", Integer, nullable=False, default=0),
+    Column("acknowledged_by", String(200)),
+    Column("acknowledged_at", TS),
+    Column("resolved_at", TS),
+    Column("detail", Text),
+)
+
+notifications = Table(
+    "notifications", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(64), nullable=False, unique=True),
+    Column("fingerprint", String(40), nullable=False, index=True),
+    Column("event", String(16), nullable=False),
+    Column("level", Integer, nullable=False),
+    Column("route", String(128), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # pending, sent, failed (given up)
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", TS, nullable=False),
+    Column("last_error", Text),
+    Column("created_at", TS, nullable=False),
+    Column("sent_at", TS),
+)
+
+
+def _as_utc(value):
+    from threshold_operators.warehouse.schema import as_utc
+
+    return as_utc(value)
+
+
+def state_url(conn_id: str = STATE_CONN_ID) -> str:
+    """The SQLAlchemy URL of the state store: the connection's, or the default SQLite file."""
+    try:
+        from airflow.models.connection import Connection
+
+        conn = Connection.get_connection_from_secrets(conn_id)
+    except Exception as exc:  # not defined: the embedded default
+        if "isn't defined" not in str(exc) and type(exc).__name__ != "AirflowNotFoundException":
+            raise
+        home = Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser()
+        return f"sqlite:///{home / DEFAULT_FILE}"
+    extra = conn.extra_dejson or {}
+    if extra.get("sqlalchemy_url"):
+        return str(extra["sqlalchemy_url"])
+    if (conn.conn_type or "").lower() == "sqlite":
+        path = conn.host or extra.get("path") or DEFAULT_FILE
+        if not os.path.isabs(path):
+            path = str(Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / path)
+        return f"sqlite:///{path}"
+    from threshold_operators.warehouse.hook import url_from_connection
+
+    return url_from_connection(conn)
+
+
+class StateStore:
+    """Alerts and the outbox. ``url``: a SQLAlchemy URL (default: from ``storefence_state``)."""
+
+    def __init__(self, url: str | None = None, conn_id: str = STATE_CONN_ID, schema: str | None = None):
+        self._url = url
+        self.conn_id = conn_id
+        self.schema = schema
+
+    @cached_property
+    def engine(self):
+        from sqlalchemy import create_engine, event
+
+        url = self._url or state_url(self.conn_id)
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"timeout": 30})
+
+            @event.listens_for(engine, "connect")
+            def _wal(dbapi_conn, _record):
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.close()
+
+            return engine
+        engine = create_engine(url)
+        if self.schema:
+            @event.listens_for(engine, "connect")
+            def _search_path(dbapi_conn, _record):
+                cur = dbapi_conn.cursor()
+                cur.execute(f"SET search_path TO {self.schema}")
+                cur.close()
+        return engine
+
+    def create(self) -> None:
+        metadata.create_all(self.engine, checkfirst=True)
+
+    # --- alerts ------------------------------------------------------------------------------
+    def get(self, fingerprint: str) -> Alert | None:
+        from sqlalchemy import select
+
+        with self.engine.connect() as con:
+            row = con.execute(select(alerts).where(alerts.c.fingerprint == fingerprint)).mappings().first()
+        return _alert(row) if row else None
+
+    def list(self, *, active_only: bool = False) -> list[Alert]:
+        from sqlalchemy import select
+
+        q = select(alerts).order_by(alerts.c.rule_id, alerts.c.entity_key)
+        if active_only:
+            q = q.where(alerts.c.status.in_([s.value for s in (AlertStatus.FIRING, AlertStatus.ACKNOWLEDGED,
+                                                               AlertStatus.SILENCED)]))
+        with self.engine.connect() as con:
+            return [_alert(r) for r in con.execute(q).mappings()]
+
+    def save(self, alert: Alert, con=None) -> None:
+        """Insert or replace the alert's row."""
+        row = _row(alert)
+        if con is None:
+            with self.engine.begin() as c:
+                return self.save(alert, c)
+        updated = con.execute(alerts.update().where(alerts.c.fingerprint == alert.fingerprint).values(**row)).rowcount
+        if not updated:
+            con.execute(alerts.insert().values(**row))
+        return None
+
+    # --- the outbox ----------------------------------------------------------------------------
+    def enqueue(self, *, key: str, fingerprint: str, event: str, level: int, route: str, payload: dict,
+                now: datetime, con=None) -> bool:
+        """Store a notification to send; False if one with this key exists already (sent or not)."""
+        if con is None:
+            with self.engine.begin() as c:
+                return self.enqueue(key=key, fingerprint=fingerprint, event=event, level=level, route=route,
+                                    payload=payload, now=now, con=c)
+        values = {"idempotency_key": key, "fingerprint": fingerprint, "event": event, "level": level, "route": route,
+                  "payload": json.dumps(payload, ensure_ascii=False, default=str), "status": "pending",
+                  "attempts": 0, "next_attempt_at": now, "created_at": now}
+        dialect = self.engine.dialect.name
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        elif dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy import select
+
+            if con.execute(select(notifications.c.id).where(notifications.c.idempotency_key == key)).first():
+                return False
+            con.execute(notifications.insert().values(**values))
+            return True
+        stmt = insert(notifications).values(**values).on_conflict_do_nothing(index_elements=["idempotency_key"])
+        return con.execute(stmt).rowcount == 1
+
+    def due(self, now: datetime, limit: int = 100) -> list[dict]:
+        """Pending notifications whose next attempt is due, oldest first (the order they were decided)."""
+        from sqlalchemy import select
+
+        q = (select(notifications).where(notifications.c.status == "pending", notifications.c.next_attempt_at <= now)
+             .order_by(notifications.c.id).limit(limit))
+        with self.engine.connect() as con:
+            return [{**dict(r), "payload": json.loads(r["payload"])} for r in con.execute(q).mappings()]
+
+    def mark_sent(self, notification_id: int, now: datetime) -> None:
+        with self.engine.begin() as con:
+            con.execute(notifications.update().where(notifications.c.id == notification_id)
+                        .values(status="sent", sent_at=now, attempts=notifications.c.attempts + 1))
+
+    def mark_failed(self, notification_id: int, error: str, next_attempt_at: datetime | None) -> None:
+        """A failed attempt: retry at ``next_attempt_at``, or give up (None)."""
+        with self.engine.begin() as con:
+            con.execute(notifications.update().where(notifications.c.id == notification_id).values(
+                status="pending" if next_attempt_at else "failed", attempts=notifications.c.attempts + 1,
+                last_error=error[:2000], **({"next_attempt_at": next_attempt_at} if next_attempt_at else {})))
+
+    def notifications(self, fingerprint: str | None = None) -> list[dict]:
+        from sqlalchemy import select
+
+        q = select(notifications).order_by(notifications.c.id)
+        if fingerprint:
+            q = q.where(notifications.c.fingerprint == fingerprint)
+        with self.engine.connect() as con:
+            return [{**dict(r), "payload": json.loads(r["payload"])} for r in con.execute(q).mappings()]
+
+
+def _row(a: Alert) -> dict:
+    return {"fingerprint": a.fingerprint, "rule_id": a.rule_id, "entity_key": a.entity_key, "status": str(a.status),
+            "severity": a.severity, "first_bucket": a.first_bucket, "last_bucket": a.last_bucket,
+            "opened_at": a.opened_at, "updated_at": a.updated_at, "escalation_level": a.escalation_level,
+            "acknowledged_by": a.acknowledged_by, "acknowledged_at": a.acknowledged_at, "resolved_at": a.resolved_at,
+            "detail": json.dumps(a.detail, ensure_ascii=False, default=str)}
+
+
+def _alert(r) -> Alert:
+    return Alert(r["fingerprint"], r["rule_id"], r["entity_key"], AlertStatus(r["status"]), r["severity"],
+                 _as_utc(r["first_bucket"]), _as_utc(r["last_bucket"]), _as_utc(r["opened_at"]),
+                 _as_utc(r["updated_at"]), r["escalation_level"], r["acknowledged_by"],
+                 _as_utc(r["acknowledged_at"]) if r["acknowledged_at"] else None,
+                 _as_utc(r["resolved_at"]) if r["resolved_at"] else None, json.loads(r["detail"] or "{}"))

@@ -1,0 +1,92 @@
+"""The state store on SQLite (the default, WAL mode) and PostgreSQL: alerts and the outbox."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.conftest import PG_ADMIN_URL
+from threshold_operators.alerting.lifecycle import Event, Observation, notification_key, transition
+from threshold_operators.alerting.store import StateStore, state_url
+
+T0 = datetime(2026, 8, 16, 7, tzinfo=UTC)
+NOW = datetime(2026, 8, 16, 8, 5, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        s = StateStore(url=f"sqlite:///{tmp_path / 'state.sqlite'}")
+    else:
+        s = StateStore(url=PG_ADMIN_URL, schema=request.getfixturevalue("pg_schema"))
+    s.create()
+    yield s
+    s.engine.dispose()
+
+
+def _firing(k=0, severity="red"):
+    return transition(None, Observation("inventory.stock_cover", "shop_id=s1/sku=A", "firing", severity,
+                                        T0 + timedelta(hours=k), T0 + timedelta(hours=k + 1), {"value": 0.2}), NOW)
+
+
+def test_alerts_round_trip(store):
+    alert = _firing().alert
+    store.save(alert)
+    assert store.get(alert.fingerprint) == alert
+    later = transition(alert, Observation("inventory.stock_cover", "shop_id=s1/sku=A", "resolved", None,
+                                          T0 + timedelta(hours=3), T0 + timedelta(hours=4)), NOW + timedelta(hours=3))
+    store.save(later.alert)
+    assert store.get(alert.fingerprint).status == "resolved"
+    assert [a.fingerprint for a in store.list()] == [alert.fingerprint] and store.list(active_only=True) == []
+
+
+def test_the_same_notification_is_stored_once_however_often_it_is_decided(store):
+    alert = _firing().alert
+    key = notification_key(alert, Event.FIRED, 1, T0 + timedelta(hours=1))
+    first = [store.enqueue(key=key, fingerprint=alert.fingerprint, event="fired", level=1, route="purchasing",
+                           payload={"text": "库存不足"}, now=NOW) for _ in range(3)]
+    assert first == [True, False, False]
+    pending = store.due(NOW)
+    assert len(pending) == 1 and pending[0]["payload"] == {"text": "库存不足"}
+    store.mark_failed(pending[0]["id"], "HTTP 503", NOW + timedelta(minutes=1))
+    assert store.due(NOW) == [] and len(store.due(NOW + timedelta(minutes=1))) == 1  # back-off respected
+    store.mark_sent(pending[0]["id"], NOW + timedelta(minutes=1))
+    assert store.due(NOW + timedelta(hours=1)) == []
+    sent = store.notifications(alert.fingerprint)[0]
+    assert sent["status"] == "sent" and sent["attempts"] == 2 and sent["last_error"] == "HTTP 503"
+    assert store.enqueue(key=key, fingerprint=alert.fingerprint, event="fired", level=1, route="purchasing",
+                         payload={}, now=NOW + timedelta(days=1)) is False  # a re-run a day later: still once
+
+
+def test_giving_up_marks_failed(store):
+    alert = _firing().alert
+    store.enqueue(key="k", fingerprint=alert.fingerprint, event="fired", level=1, route="r", payload={}, now=NOW)
+    store.mark_failed(store.due(NOW)[0]["id"], "errcode 310000", None)
+    assert store.due(NOW + timedelta(days=1)) == [] and store.notifications()[0]["status"] == "failed"
+
+
+def test_the_default_store_is_a_wal_sqlite_file_in_the_airflow_home(airflow_home, monkeypatch, tmp_path):
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    monkeypatch.delenv("AIRFLOW_CONN_STOREFENCE_STATE", raising=False)
+    assert state_url() == f"sqlite:///{tmp_path / 'storefence-state.sqlite'}"
+    store = StateStore()
+    store.create()
+    store.save(_firing().alert)
+    with store.engine.begin() as con:  # a writer in the middle of a transaction ...
+        con.exec_driver_sql("UPDATE alerts SET severity = 'yellow'")
+        reader = sqlite3.connect(tmp_path / "storefence-state.sqlite", timeout=0.1)  # ... does not block a reader
+        assert reader.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert reader.execute("SELECT severity FROM alerts").fetchone()[0] == "red"
+        reader.close()
+    store.engine.dispose()
+
+
+def test_a_connection_picks_the_store(monkeypatch, tmp_path):
+    monkeypatch.setenv("AIRFLOW_CONN_STOREFENCE_STATE", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "s.db")}))
+    assert state_url() == f"sqlite:///{tmp_path / 's.db'}"
+    monkeypatch.setenv("AIRFLOW_CONN_STOREFENCE_STATE", json.dumps(
+        {"conn_type": "postgres", "host": "db.internal", "login": "sf", "schema": "alerts", "port": 5432}))
+    assert state_url() == "postgresql+psycopg2://sf@db.internal:5432/alerts"
