@@ -195,6 +195,15 @@ class StateStore:
         with self.engine.connect() as con:
             return [{**dict(r), "payload": json.loads(r["payload"])} for r in con.execute(q).mappings()]
 
+    def pending(self, limit: int = 500) -> list[dict]:
+        """Every pending notification, due or waiting out a back-off, oldest first."""
+        from sqlalchemy import select
+
+        q = select(notifications).where(notifications.c.status == "pending").order_by(notifications.c.id).limit(limit)
+        with self.engine.connect() as con:
+            return [{**dict(r), "payload": json.loads(r["payload"]),
+                     "next_attempt_at": _as_utc(r["next_attempt_at"])} for r in con.execute(q).mappings()]
+
     def mark_sent(self, notification_id: int, now: datetime) -> None:
         with self.engine.begin() as con:
             con.execute(notifications.update().where(notifications.c.id == notification_id)

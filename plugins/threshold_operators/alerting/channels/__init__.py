@@ -1,0 +1,1 @@
+"""Channel senders: one module per vendor, one interface (``base.Sender``)."""

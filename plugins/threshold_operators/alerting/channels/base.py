@@ -1,0 +1,53 @@
+"""What every channel sender is: ``send(message) -> SendResult(ok, retryable, error)``.
+
+As in Alertmanager's notifiers, a sender says whether a failure is worth retrying; the retry
+policy itself lives in one place (``alerting.delivery``). A vendor's error code in an HTTP 200
+reply is a failure. Secrets come from Airflow connections only and never appear in results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Message:
+    title: str
+    text: str  # markdown
+    mentions: tuple[str, ...] = ()  # mobiles / user ids the channel can @
+    data: dict = field(default_factory=dict, compare=False)  # the structured alert, for webhooks
+
+
+@dataclass(frozen=True)
+class SendResult:
+    ok: bool
+    retryable: bool = False
+    error: str | None = None
+
+    @classmethod
+    def success(cls) -> SendResult:
+        return cls(True)
+
+
+class Sender(Protocol):
+    name: str
+
+    def send(self, message: Message) -> SendResult: ...
+
+
+def http_failure(status: int, body: str) -> SendResult:
+    """An HTTP error reply: 429 and 5xx are worth retrying, other 4xx are not (a bad request or token)."""
+    return SendResult(False, status == 429 or status >= 500, f"HTTP {status}: {body[:200]}")
+
+
+def lookup_connection(conn_id: str):
+    """An Airflow connection, inside a task (Task SDK) or outside one (CLI, tests)."""
+    try:
+        from airflow.sdk.bases.hook import BaseHook
+
+        return BaseHook.get_connection(conn_id)
+    except Exception:  # noqa: BLE001 - outside a running task: the core model reads the secrets backends
+        from airflow.models.connection import Connection
+
+        return Connection.get_connection_from_secrets(conn_id)
