@@ -182,7 +182,7 @@ def cmd_lint(args) -> int:
     rdir, sdir = _rule_dirs(args.path)
     dialects = ("duckdb", "postgres") if args.dialect == "all" else (args.dialect,)
     catalogue = load_catalogue(rdir, Path(args.sql_dir) if args.sql_dir else sdir, dialects)
-    problems = catalogue.all_problems()
+    problems = catalogue.all_problems() + _routing_problems(rdir, catalogue)
     for line in problems:
         print(line)
     files = sorted({str(r.file) for r in catalogue.rules.values()})
@@ -191,6 +191,22 @@ def cmd_lint(args) -> int:
         return 1
     print(f"{len(catalogue.rules)} rules in {len(files)} files: no problems ({', '.join(dialects)})")
     return 0
+
+
+def _routing_problems(rdir: Path, catalogue) -> list[str]:
+    """routing.yaml (when the rules folder has one): valid, and a team for every rule's owner."""
+    from threshold_operators import located_yaml
+    from threshold_operators.alerting.routing import load_routing
+
+    path = rdir / "routing.yaml"
+    if not path.is_file():
+        return []
+    try:
+        routing = load_routing(path)
+    except located_yaml.ConfigFileError as exc:
+        return exc.problems
+    return [f"{r.file}:{r.line_of('owner')}: owner: {r.rule.owner!r} is not a team of {path.name} "
+            f"({', '.join(sorted(routing.teams))})" for r in catalogue.rules.values() if r.rule.owner not in routing.teams]
 
 
 def cmd_rules(args) -> int:

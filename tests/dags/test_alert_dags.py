@@ -78,6 +78,7 @@ def test_rules_dags(airflow_db, monkeypatch, tmp_path):
     monkeypatch.setenv("STOREFENCE_SQL_DIR", str(TEST_RULES / "sql"))
     path = tmp_path / "warehouse.duckdb"
     monkeypatch.setenv("AIRFLOW_CONN_STOREFENCE_WAREHOUSE", json.dumps({"conn_type": "duckdb", "host": str(path)}))
+    monkeypatch.setenv("AIRFLOW_CONN_STOREFENCE_STATE", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "state.sqlite")}))
     bag = _bag(DAGS / "storefence_alerts_sales.py")
     assert bag.import_errors == {}
     return bag.get_dag("storefence_alerts_sales"), path
@@ -132,6 +133,12 @@ def test_a_breach_fails_its_check_at_once_and_the_notification_carries_it(test_r
     # the shadow rule's breach is kept too (a zero baseline: the ratio has no value, the threshold is kept)
     assert [(r[1], r[2], r[3]) for r in results if r[0] == "sales.spike_from_nothing"] == [("firing", "yellow", None)]
 
+    from threshold_operators.alerting.store import StateStore
+
+    outbox = StateStore().notifications()
+    assert [r["event"] for r in outbox] == ["fired", "fired"]  # sales.high, red, owner "test": 2 channels
+    assert {r["route"] for r in outbox} == {"team_hook", "team_sms"} and note["queued"] == 2
+
     again = dag.test()  # no new data: every rule is up to date, nothing fires twice
     assert set(_states(again).values()) == {"success"}
     assert _xcom(again, "high_check", "evaluation")["outcome"] == "up_to_date"
@@ -151,6 +158,9 @@ def test_an_unreachable_warehouse_is_an_error_not_a_breach(test_rules_dags, monk
     note = _xcom(run, "high_notify")
     assert note["kind"] == "evaluation_error" and "could not be evaluated (infrastructure)" in note["title"]
     assert note["owner"] == "data_engineering"
+    from threshold_operators.alerting.store import StateStore
+
+    assert {r["route"] for r in StateStore().notifications()} == {"data_hook", "email"}
 
 
 def test_a_run_with_a_window_in_its_conf_backfills_that_window(test_rules_dags):
@@ -167,3 +177,10 @@ def test_a_run_with_a_window_in_its_conf_backfills_that_window(test_rules_dags):
     assert (evaluation["window_start"], evaluation["window_end"]) == (window["window_start"], window["window_end"])
     assert evaluation["firing"] == 1 and evaluation["detail"] == "explicit window"
     assert _states(run)["high_check"] == "failed"
+    from threshold_operators.alerting.store import StateStore
+
+    queued = [r["event"] for r in StateStore().notifications()]
+    assert queued == ["fired", "fired", "resolved", "resolved"]  # fired at t0+1h, resolved by t0+4h; 2 channels
+    again = dag.test(run_conf=window)  # the same backfill again: the alert already knows that data
+    assert _xcom(again, "high_check", "evaluation")["firing"] == 1
+    assert [r["event"] for r in StateStore().notifications()] == queued  # nothing queued twice

@@ -102,3 +102,16 @@ def test_dag_parsing_reuses_the_validated_catalogue_until_a_file_changes(tmp_pat
                      encoding="utf-8")
     validated, error = _parse_in_a_fresh_process(env)  # a changed query is validated again
     assert validated and "orders_by_sku_hour.sql:5: query: Unknown column: order_no" in error
+
+
+def test_every_rule_owner_is_a_team_of_the_routing_file(tmp_path):
+    import shutil
+
+    shutil.copytree(REPO / "include", tmp_path / "include")
+    finance = tmp_path / "include" / "rules" / "finance.yaml"
+    text = finance.read_text(encoding="utf-8")
+    finance.write_text(text.replace("    owner: tech\n", "    owner: techh\n", 1), encoding="utf-8")
+    line = text.splitlines().index("    owner: tech") + 1
+    result = lint(str(tmp_path / "include"))
+    assert result.returncode == 1
+    assert f"finance.yaml:{line}: owner: 'techh' is not a team of routing.yaml" in result.stdout

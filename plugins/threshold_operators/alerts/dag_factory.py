@@ -7,6 +7,8 @@ Each rule becomes two tasks:
   infrastructure error is retried instead);
 - ``<name>_notify`` (``trigger_rule=all_done``): turns the check's XCom into the notification:
   the breach, or "could not evaluate"; nothing when all is well or the rule is in shadow mode.
+  It records the alerts in the state store (``storefence_state``) and queues the messages in its
+  outbox (``alerting.pipeline``), once per alert, event and data window.
 
 A run triggered with ``{"window_start": "...", "window_end": "..."}`` as its conf evaluates that
 window instead (a backfill; the results are upserted, so a repeated window changes nothing).
@@ -46,17 +48,27 @@ def _notify_task(loaded: LoadedRule, check_task_id: str):
 
     @task(task_id=f"{loaded.rule.id.split('.', 1)[1]}_notify", trigger_rule="all_done", retries=0)
     def notify(**context) -> dict | None:
+        from datetime import UTC, datetime
+
+        from threshold_operators.alerting.pipeline import queue_notifications
+        from threshold_operators.alerting.routing import load_routing
+        from threshold_operators.alerting.store import StateStore
         from threshold_operators.alerts.notification import compose
         from threshold_operators.rules.catalogue import load_catalogue
 
         rule = load_catalogue().get(rule_id).rule
         evaluation = context["ti"].xcom_pull(task_ids=check_task_id, key="evaluation")
         message = compose(rule, evaluation)
+        store = StateStore()
+        store.create()
+        queued = queue_notifications(rule, evaluation, store, load_routing(), datetime.now(UTC))
+        print(f"{rule_id}: alerts {queued.events or 'unchanged'}; {queued.queued} notification(s) queued in the "
+              f"outbox, {queued.duplicates} already there")
         if message is None:
             print(f"{rule_id}: nothing to notify ({(evaluation or {}).get('outcome')}, {rule.mode})")
             return None
         print(f"{message.kind.upper()} -> {message.owner} {message.audience}\n{message.title}\n{message.text}")
-        return message.as_dict()
+        return message.as_dict() | {"queued": queued.queued}
 
     return notify
 

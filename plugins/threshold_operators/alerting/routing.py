@@ -1,0 +1,108 @@
+"""Who hears of what, on which channel: ``include/rules/routing.yaml``.
+
+- ``channels``: a name for each way out, its kind and its Airflow connection (secrets stay in
+  the connection: never in this file).
+- ``people``: handles only (DingTalk mobile, email, phone).
+- ``teams``: the escalation ladder (level 1 executor, 2 supervisor, 3 director) and the channels
+  per severity; a rule's ``owner`` names its team.
+- ``escalation``: how long an alert may stay unacknowledged at a level (``sla``, per rule or by
+  default) and the level a severity starts at (red may start at the supervisor).
+
+Validated like the rule files: every problem with file, line and field.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from threshold_operators import located_yaml
+from threshold_operators.durations import Duration
+
+ChannelKind = Literal["dingtalk", "wecom", "feishu", "slack", "email", "sms", "voice", "webhook"]
+Severity = Literal["blue", "yellow", "red"]
+Level = Annotated[int, Field(ge=1, le=3)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Channel(_Strict):
+    kind: ChannelKind
+    conn_id: str = Field(description="Airflow connection holding the endpoint and its secret")
+    language: Literal["zh", "en"] = "zh"
+
+
+class Person(_Strict):
+    name: str
+    mobile: str | None = Field(None, description="for DingTalk @, SMS and voice")
+    email: str | None = None
+
+
+class Team(_Strict):
+    levels: dict[Level, list[str]] = Field(description="1 executor, 2 supervisor, 3 director: people ids")
+    channels: dict[Severity, list[str]] = Field(description="channel names per severity")
+    fallback: str | None = Field(None, description="channel used when a channel keeps failing")
+    quiet_hours: str | None = Field(None, description="HH:MM-HH:MM local: only red goes out")
+
+
+class Escalation(_Strict):
+    sla: Duration = Field(timedelta(minutes=30), description="unacknowledged this long at a level: the next level")
+    rules: dict[str, Duration] = Field(default_factory=dict, description="rule id -> its own SLA")
+    start_level: dict[Severity, Level] = Field(default_factory=lambda: {"blue": 1, "yellow": 1, "red": 1})
+
+
+class Routing(_Strict):
+    timezone: str = "Asia/Shanghai"
+    channels: dict[str, Channel]
+    people: dict[str, Person]
+    teams: dict[str, Team]
+    escalation: Escalation = Escalation()
+
+    @model_validator(mode="after")
+    def _references(self):
+        problems = []
+        for name, team in self.teams.items():
+            for level, ids in team.levels.items():
+                problems += [f"teams.{name}.levels.{level}: unknown person {p!r}" for p in ids if p not in self.people]
+            for sev, chans in team.channels.items():
+                problems += [f"teams.{name}.channels.{sev}: unknown channel {c!r}" for c in chans if c not in self.channels]
+            if team.fallback and team.fallback not in self.channels:
+                problems.append(f"teams.{name}.fallback: unknown channel {team.fallback!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def sla_of(self, rule_id: str) -> timedelta:
+        return self.escalation.rules.get(rule_id, self.escalation.sla)
+
+    def start_level(self, severity: str | None) -> int:
+        return self.escalation.start_level.get(severity or "blue", 1)
+
+    def recipients(self, team: str, level: int) -> list[Person]:
+        """The people told at ``level``: that level's, or the highest level the team has below it."""
+        t = self.teams[team]
+        for lv in range(level, 0, -1):
+            if lv in t.levels:
+                return [self.people[p] for p in t.levels[lv]]
+        return []
+
+    def channels_for(self, team: str, severity: str | None) -> list[str]:
+        t = self.teams[team]
+        return list(t.channels.get(severity or "blue") or t.channels.get("yellow") or [])
+
+
+def routing_path() -> Path:
+    from threshold_operators.rules.catalogue import rules_dir
+
+    return Path(os.environ.get("STOREFENCE_ROUTING", rules_dir() / "routing.yaml"))
+
+
+def load_routing(path: Path | None = None) -> Routing:
+    """The routing file, or ConfigFileError with every problem (file, line, field)."""
+    return located_yaml.validate(Routing, path or routing_path())
