@@ -60,7 +60,9 @@ def test_the_json_schema_accepts_the_shipped_rule_files():
     import jsonschema
 
     schema = rule_file_json_schema()
-    for path in sorted((REPO / "include" / "rules").glob("*.yaml")):
+    from threshold_operators.rules.model import DOMAINS
+
+    for path in [REPO / "include" / "rules" / f"{d}.yaml" for d in DOMAINS]:
         jsonschema.validate(yaml.safe_load(path.read_text(encoding="utf-8")), schema)
 
 
