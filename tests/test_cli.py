@@ -120,3 +120,5 @@ def test_demo_on_a_fresh_airflow_home(tmp_path):
     replay = demo.stdout.split("6/6", 1)[1]
     assert "did not fire" not in replay
     assert replay.count(" UTC bucket, complete ") == 13
+    # the notify tasks recorded the alerts and queued their notifications in the outbox
+    assert "active alert(s); the outbox holds 4 notification(s)" in demo.stdout and "cs_dingtalk" in demo.stdout

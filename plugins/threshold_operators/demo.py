@@ -144,6 +144,23 @@ def alerts_report(evaluations: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def outbox_report() -> str:
+    """What the notify tasks queued in the state store's outbox, per channel (delivery: issue 5)."""
+    from collections import Counter
+
+    from threshold_operators.alerting.store import StateStore
+
+    store = StateStore()
+    rows = store.notifications()
+    alerts = store.list(active_only=True)
+    store.engine.dispose()
+    per_route = Counter((r["route"], r["event"]) for r in rows)
+    lines = [f"Alert state ({store.engine.url.database}): {len(alerts)} active alert(s); the outbox holds "
+             f"{len(rows)} notification(s):"]
+    lines += [f"  {route:<22} {event:<10} {n}" for (route, event), n in sorted(per_route.items())]
+    return "\n".join(lines)
+
+
 def incident_replay(warehouse, labels: dict) -> str:
     """Each incident's expected rules, evaluated over its window as the hourly cycles would."""
     from threshold_operators.engine.compile import compile_rule
@@ -249,6 +266,8 @@ def run_demo(conn_id: str, end, dags_folder: Path, home: Path, say=print) -> int
     say(f"5/6 The alert DAGs, one per rule domain, on the hour that just landed ({time.perf_counter() - t0:.0f} s; "
         f"a breach fails its check task and reaches its notify task):\n")
     say(alerts_report(evaluations))
+    say("")
+    say(outbox_report())
     say("")
     say("6/6 The seed's incidents replayed through the rule catalogue (hourly cycles over each incident):\n")
     say(incident_replay(warehouse, labels))
