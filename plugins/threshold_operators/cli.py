@@ -251,6 +251,33 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_alerts(args) -> int:
+    """List the alert state store's alerts (active ones unless --all)."""
+    from threshold_operators.alerting.store import StateStore
+
+    store = StateStore(url=args.state)
+    store.create()
+    for a in store.list(active_only=not args.all):
+        ack = f" acked by {a.acknowledged_by}" if a.acknowledged_by else ""
+        print(f"{a.fingerprint[:10]}  {a.status:12} {a.severity or '':6} L{a.escalation_level}  {a.rule_id:30} "
+              f"{a.entity_key}{ack}")
+    return 0
+
+
+def cmd_ack(args) -> int:
+    """Acknowledge an alert: its escalation stops until it gets worse."""
+    from threshold_operators.alerting.escalation import acknowledge_alert
+    from threshold_operators.alerting.store import StateStore
+
+    store = StateStore(url=args.state)
+    try:
+        alert = acknowledge_alert(store, args.alert_id, args.by, datetime.now(UTC))
+    except LookupError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"{alert.fingerprint[:10]} {alert.rule_id} {alert.entity_key}: {alert.status} by {alert.acknowledged_by}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="storefence", description="E-commerce threshold alerts on Apache Airflow.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -296,6 +323,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end", type=_timestamp, required=True)
     _add_warehouse_args(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("alerts", help="list the alerts in the state store")
+    p.add_argument("--all", action="store_true", help="resolved ones too")
+    p.add_argument("--state", metavar="URL", help="state store URL (default: the connection storefence_state)")
+    p.set_defaults(func=cmd_alerts)
+
+    p = sub.add_parser("ack", help="acknowledge an alert (stops its escalation)")
+    p.add_argument("alert_id", help="the alert's fingerprint, or its first characters")
+    p.add_argument("--by", default=os.environ.get("USER", "someone"), help="who takes it")
+    p.add_argument("--state", metavar="URL", help="state store URL (default: the connection storefence_state)")
+    p.set_defaults(func=cmd_ack)
 
     p = sub.add_parser("airflow-setup", help="migrate the metadata DB, create the pool and the default connection")
     p.add_argument("--pool-slots", type=int, default=1)

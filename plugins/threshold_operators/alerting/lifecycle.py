@@ -72,6 +72,7 @@ class Alert:
     opened_at: datetime  # wall clock
     updated_at: datetime
     escalation_level: int = 0  # 0: nobody told yet; 1 executor, 2 supervisor, 3 director
+    escalated_at: datetime | None = None  # when the current level was told
     acknowledged_by: str | None = None
     acknowledged_at: datetime | None = None
     resolved_at: datetime | None = None
@@ -131,8 +132,19 @@ def acknowledge(alert: Alert, who: str, now: datetime) -> Transition:
 
 
 def escalate(alert: Alert, level: int, now: datetime) -> Alert:
-    """The alert as notified at ``level`` (never lowered)."""
-    return replace(alert, escalation_level=max(alert.escalation_level, level), updated_at=now)
+    """The alert as notified at ``level`` (never lowered; the clock restarts when the level rises)."""
+    if level <= alert.escalation_level:
+        return alert
+    return replace(alert, escalation_level=level, escalated_at=now, updated_at=now)
+
+
+def next_escalation(alert: Alert, sla, now: datetime, top: int = 3) -> int | None:
+    """The level to tell now, if the alert has waited unacknowledged longer than ``sla`` at its
+    current level (None: nothing to do). Acknowledged, silenced, resolved alerts never escalate."""
+    if alert.status != AlertStatus.FIRING or not 0 < alert.escalation_level < top:
+        return None
+    since = alert.escalated_at or alert.opened_at
+    return alert.escalation_level + 1 if now - since >= sla else None
 
 
 def notification_key(alert: Alert, event: Event, level: int, window_end: datetime) -> str:

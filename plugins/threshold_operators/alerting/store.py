@@ -41,6 +41,7 @@ alerts = Table(
     Column("opened_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
     Column("escalation_level", Integer, nullable=False, default=0),
+    Column("escalated_at", TS),
     Column("acknowledged_by", String(200)),
     Column("acknowledged_at", TS),
     Column("resolved_at", TS),
@@ -149,6 +150,14 @@ class StateStore:
         with self.engine.connect() as con:
             return [_alert(r) for r in con.execute(q).mappings()]
 
+    def find(self, prefix: str) -> Alert | None:
+        """An alert by its fingerprint or an unambiguous prefix of it (what `storefence ack` takes)."""
+        from sqlalchemy import select
+
+        with self.engine.connect() as con:
+            rows = con.execute(select(alerts).where(alerts.c.fingerprint.like(f"{prefix}%")).limit(2)).mappings().all()
+        return _alert(rows[0]) if len(rows) == 1 else None
+
     def save(self, alert: Alert, con=None) -> None:
         """Insert or replace the alert's row."""
         row = _row(alert)
@@ -230,6 +239,7 @@ def _row(a: Alert) -> dict:
     return {"fingerprint": a.fingerprint, "rule_id": a.rule_id, "entity_key": a.entity_key, "status": str(a.status),
             "severity": a.severity, "first_bucket": a.first_bucket, "last_bucket": a.last_bucket,
             "opened_at": a.opened_at, "updated_at": a.updated_at, "escalation_level": a.escalation_level,
+            "escalated_at": a.escalated_at,
             "acknowledged_by": a.acknowledged_by, "acknowledged_at": a.acknowledged_at, "resolved_at": a.resolved_at,
             "detail": json.dumps(a.detail, ensure_ascii=False, default=str)}
 
@@ -237,6 +247,7 @@ def _row(a: Alert) -> dict:
 def _alert(r) -> Alert:
     return Alert(r["fingerprint"], r["rule_id"], r["entity_key"], AlertStatus(r["status"]), r["severity"],
                  _as_utc(r["first_bucket"]), _as_utc(r["last_bucket"]), _as_utc(r["opened_at"]),
-                 _as_utc(r["updated_at"]), r["escalation_level"], r["acknowledged_by"],
+                 _as_utc(r["updated_at"]), r["escalation_level"],
+                 _as_utc(r["escalated_at"]) if r["escalated_at"] else None, r["acknowledged_by"],
                  _as_utc(r["acknowledged_at"]) if r["acknowledged_at"] else None,
                  _as_utc(r["resolved_at"]) if r["resolved_at"] else None, json.loads(r["detail"] or "{}"))

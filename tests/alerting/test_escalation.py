@@ -1,0 +1,98 @@
+"""The escalation ladder over simulated time: executor, supervisor after the SLA, director after
+the next, nothing after an acknowledgement. The seed's unanswered negative review (SLA 2 hours)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from threshold_operators.alerting.escalation import acknowledge_alert, escalate_due
+from threshold_operators.alerting.pipeline import queue_notifications
+from threshold_operators.alerting.routing import load_routing
+from threshold_operators.alerting.store import StateStore
+from threshold_operators.rules.catalogue import load_catalogue
+
+REPO = Path(__file__).resolve().parents[2]
+T = datetime(2026, 9, 6, 2, tzinfo=UTC)
+RULE = "customer.negative_review_burst"
+
+
+@pytest.fixture
+def setting(tmp_path):
+    store = StateStore(url=f"sqlite:///{tmp_path / 'state.sqlite'}")
+    store.create()
+    catalogue = load_catalogue()
+    rules = {rid: r.rule for rid, r in catalogue.rules.items()}
+    yield store, load_routing(), rules
+    store.engine.dispose()
+
+
+def _fire(store, routing, rule, severity="yellow"):
+    ev = {"rule_id": rule.id, "mode": "live", "outcome": "breach", "window_start": (T - timedelta(hours=1)).isoformat(),
+          "window_end": T.isoformat(), "firing": 1, "resolved_entities": [],
+          "breaches": [{"entity_key": "shop_id=shop-01/sku=SKU-BEA-000050", "severity": severity,
+                        "bucket": (T - timedelta(hours=1)).isoformat(), "metric": "negative_24h", "value": 60.0,
+                        "baseline": 1.0, "threshold": 12.0, "entity": {}}]}
+    return queue_notifications(rule, ev, store, routing, T)
+
+
+def _ladder(store, routing, rules, until: timedelta, step=timedelta(minutes=10)):
+    owners = {rid: r.owner for rid, r in rules.items()}
+    names = {rid: r.name.zh for rid, r in rules.items()}
+    steps, t = [], T
+    while t <= T + until:
+        steps += [(t - T, level) for _, level in escalate_due(store, routing, owners, names, t).escalated]
+        t += step
+    return steps
+
+
+def test_unacknowledged_it_climbs_to_the_director_each_sla(setting):
+    store, routing, rules = setting
+    routing = routing.model_copy(update={"escalation": routing.escalation.model_copy(
+        update={"rules": {RULE: timedelta(hours=2)}})})
+    _fire(store, routing, rules[RULE])
+    steps = _ladder(store, routing, rules, timedelta(hours=6))
+    assert steps == [(timedelta(hours=2), 2), (timedelta(hours=4), 3)]  # then nobody above the director
+    rows = [r for r in store.notifications() if r["event"] == "escalated"]
+    assert [(r["level"], r["payload"]["mentions"]) for r in rows] == [(2, ["13800000007"]), (3, ["13800000003"])]
+    assert "storefence ack" in rows[0]["payload"]["text"]
+    # run the escalation again over the same hours: every step was told once
+    assert _ladder(store, routing, rules, timedelta(hours=6)) == []
+
+
+def test_an_acknowledgement_stops_the_ladder(setting):
+    store, routing, rules = setting
+    _fire(store, routing, rules[RULE])
+    alert = store.list()[0]
+    acknowledge_alert(store, alert.fingerprint[:8], "sun.li", T + timedelta(minutes=20))
+    assert _ladder(store, routing, rules, timedelta(hours=6)) == []
+    assert store.get(alert.fingerprint).acknowledged_by == "sun.li"
+
+
+def test_red_starts_at_the_supervisor(setting):
+    store, routing, rules = setting
+    _fire(store, routing, rules[RULE], "red")
+    assert store.list()[0].escalation_level == 2
+    assert _ladder(store, routing, rules, timedelta(minutes=40)) == [(timedelta(minutes=30), 3)]  # default SLA 30m
+
+
+def test_storefence_ack_from_the_command_line(setting, tmp_path):
+    store, routing, rules = setting
+    _fire(store, routing, rules[RULE])
+    fp = store.list()[0].fingerprint
+    env = {**os.environ, "PYTHONPATH": str(REPO / "plugins")}
+    url = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    listed = subprocess.run([sys.executable, "-m", "threshold_operators.cli", "alerts", "--state", url],
+                            capture_output=True, text=True, env=env)
+    assert fp[:10] in listed.stdout and "firing" in listed.stdout
+    ack = subprocess.run([sys.executable, "-m", "threshold_operators.cli", "ack", fp[:8], "--by", "liu.yang",
+                          "--state", url], capture_output=True, text=True, env=env)
+    assert ack.returncode == 0 and "acknowledged by liu.yang" in ack.stdout
+    missing = subprocess.run([sys.executable, "-m", "threshold_operators.cli", "ack", "zzzz", "--state", url],
+                             capture_output=True, text=True, env=env)
+    assert missing.returncode == 2 and "no single alert" in missing.stderr
