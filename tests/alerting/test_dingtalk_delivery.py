@@ -12,7 +12,6 @@ from tests.alerting.dingtalk_receiver import DingTalkReceiver
 from threshold_operators.alerting.channels.base import Message
 from threshold_operators.alerting.channels.dingtalk import DingTalkSender, signature
 from threshold_operators.alerting.delivery import RetryPolicy, deliver_due
-from threshold_operators.alerting.store import StateStore
 
 START = datetime(2026, 8, 16, 7, 31, tzinfo=UTC)
 
@@ -31,14 +30,6 @@ class Clock:
 @pytest.fixture
 def clock():
     return Clock()
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = StateStore(url=f"sqlite:///{tmp_path / 'state.sqlite'}")
-    s.create()
-    yield s
-    s.engine.dispose()
 
 
 def _sender(receiver, clock, secret="SEC-robot-secret", monkeypatch=None):

@@ -8,19 +8,10 @@ import pytest
 
 from threshold_operators.alerting.pipeline import queue_notifications
 from threshold_operators.alerting.routing import load_routing
-from threshold_operators.alerting.store import StateStore
 from threshold_operators.rules.catalogue import load_catalogue
 
 H = timedelta(hours=1)
 T = datetime(2026, 8, 16, 8, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = StateStore(url=f"sqlite:///{tmp_path / 'state.sqlite'}")
-    s.create()
-    yield s
-    s.engine.dispose()
 
 
 @pytest.fixture(scope="module")
