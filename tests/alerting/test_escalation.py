@@ -42,11 +42,9 @@ def _fire(store, routing, rule, severity="yellow"):
 
 
 def _ladder(store, routing, rules, until: timedelta, step=timedelta(minutes=10)):
-    owners = {rid: r.owner for rid, r in rules.items()}
-    names = {rid: r.name.zh for rid, r in rules.items()}
     steps, t = [], T
     while t <= T + until:
-        steps += [(t - T, level) for _, level in escalate_due(store, routing, owners, names, t).escalated]
+        steps += [(t - T, level) for _, level in escalate_due(store, routing, rules, t).escalated]
         t += step
     return steps
 

@@ -77,6 +77,8 @@ class Alert:
     acknowledged_at: datetime | None = None
     resolved_at: datetime | None = None
     detail: dict = field(default_factory=dict, compare=False)
+    notified_at: datetime | None = None  # when people were last told of it
+    muted: str | None = None  # why it is held back, while it is
 
     @property
     def active(self) -> bool:

@@ -1,30 +1,47 @@
-"""From a check's outcome to the outbox: record -> group -> route -> dedup (enqueue).
+"""From a check's outcome to the outbox, in small stages (as Alertmanager's notify pipeline):
+
+    record -> mute (inhibit, silence, quiet hours) -> group -> route -> dedup (enqueue) -> actions
 
 ``queue_notifications(rule, evaluation, store, routing, now)`` is what a rule's notify task does:
 
 1. **record**: each entity's observation goes through ``lifecycle.transition``; the alert is
-   saved; only FIRED, WORSENED and RESOLVED are news;
-2. **group**: the news of one rule in one cycle is one message per event and severity, with the
+   saved; FIRED, WORSENED and RESOLVED are news;
+2. **mute** (``alerting.mute``): a silence or an inhibition holds the alert back (status
+   ``silenced``, with the reason; told later if it still fires when the mute ends); quiet hours
+   only defer the message to the morning. A table the rule reads that failed its extract gate
+   inhibits the rule and tells the data engineers instead;
+3. **group**: the news of one rule in one cycle is one message per event and severity, with the
    count and the top entities (10,000 low-stock SKUs are one message, not 10,000);
-3. **route**: the owner team's channels for that severity, its people at the level the severity
-   starts at (``escalation.start_level``) @-mentioned;
-4. **dedup**: each message is stored in the outbox under an idempotency key (rule, event,
-   severity, level, data window, channel): a retried task, a re-run or a backfill adds nothing.
+4. **route**: the owner team's channels for that severity, its people at the level the rule or
+   severity starts at (``escalation.start_at`` / ``start_level``) @-mentioned;
+5. **dedup**: each message is stored in the outbox under an idempotency key (rule, event,
+   severity, level, data window, channel): a retried task, a re-run or a backfill adds nothing;
+6. **actions**: the rule's ``actions:`` for the alerts that fired (``alerting.actions``), in the
+   same outbox under keys of their own.
 
-Delivery (``alerting.delivery``) sends the outbox. Escalation, silences, inhibition and quiet
-hours are the stages still to come (issue 5).
+Delivery (``alerting.delivery``) sends the outbox; the escalation cycle (``alerting.escalation``)
+escalates, repeats and releases muted alerts. Nothing here reads a clock or opens a warehouse.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from hashlib import sha256
 
-from threshold_operators.alerting.lifecycle import Event, Observation, escalate, fingerprint, transition
+from threshold_operators.alerting.lifecycle import (
+    SEVERITY_ORDER,
+    Alert,
+    AlertStatus,
+    Event,
+    Observation,
+    escalate,
+    fingerprint,
+    transition,
+)
+from threshold_operators.alerting.mute import Inhibition, Mute, MuteStage, QuietHours, Silences
 
 NEWS = (Event.FIRED, Event.WORSENED, Event.RESOLVED)
-TOP = 10
 
 
 @dataclass
@@ -32,14 +49,23 @@ class QueueReport:
     events: dict[str, int] = field(default_factory=dict)  # event -> entities
     queued: int = 0  # new outbox rows
     duplicates: int = 0  # already queued (a re-run): nothing added
+    muted: dict[str, int] = field(default_factory=dict)  # mute kind -> entities held back or deferred
+    actions: int = 0  # new action rows
+
+    def count(self, bucket: dict, key: str, n: int = 1) -> None:
+        bucket[key] = bucket.get(key, 0) + n
 
 
 def _ts(value) -> datetime:
     return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
+def _key(*parts) -> str:
+    return sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:32]
+
+
 def observations(rule_id: str, evaluation: dict) -> list[Observation]:
-    """The check's XCom as observations: firing entities at their latest bucket, resolved ones at the window's end."""
+    """The check's outcome as observations: firing entities at their latest bucket, resolved ones at the window's end."""
     end = _ts(evaluation["window_end"])
     out = [Observation(rule_id, b["entity_key"], "firing", b["severity"], _ts(b["bucket"]), end, b)
            for b in evaluation.get("breaches", [])]
@@ -47,74 +73,162 @@ def observations(rule_id: str, evaluation: dict) -> list[Observation]:
     return out
 
 
-def _key(*parts) -> str:
-    return sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:32]
+def mute_stage(store, routing, now: datetime, *, failing_tables=None, rule_tables=None, components=None,
+               active: list[Alert] | None = None) -> MuteStage:
+    """The muters in their order: inhibition, silences, quiet hours."""
+    return MuteStage((
+        Inhibition(failing_tables or {}, rule_tables or {}, store.list(active_only=True) if active is None else active,
+                   components or {}),
+        Silences(tuple(store.silences(now))),
+        QuietHours(routing.quiet_hours(), routing.timezone),
+    ))
 
 
-def queue_notifications(rule, evaluation: dict | None, store, routing, now: datetime) -> QueueReport:
-    from threshold_operators.alerts.notification import compose
+def links_for(fingerprints, level: int) -> dict[str, str]:
+    """Signed acknowledge links, when the ``storefence_ack`` connection is set up (else none)."""
+    try:
+        from threshold_operators.alerting.ack_link import ack_url, link_settings
 
-    report = QueueReport()
-    if evaluation is None or evaluation.get("outcome") == "error":
-        note = compose(rule, evaluation)
-        hour = now.replace(minute=0, second=0, microsecond=0)
-        _enqueue(store, routing, "data_engineering", "yellow", 1, note.title, note.text,
-                 _key(rule.id, "evaluation_error", hour), fingerprint(rule.id, "(evaluation)"), "error", now, report)
-        return report
-    if rule.mode == "shadow" or evaluation.get("outcome") in (None, "up_to_date"):
-        return report
-    news: dict[tuple[Event, str | None], list[tuple]] = {}
-    for obs in observations(rule.id, evaluation):
-        before = store.get(fingerprint(rule.id, obs.entity_key))
-        t = transition(before, obs, now)
-        if t.alert is not None and t.alert != before:
-            store.save(t.alert)
-        if t.event in NEWS:
-            sev = obs.severity if t.event != Event.RESOLVED else (before.severity if before else None)
-            news.setdefault((t.event, sev), []).append((t.alert, obs))
-            report.events[str(t.event)] = report.events.get(str(t.event), 0) + 1
-    window = evaluation["window_end"]
-    for (event, severity), items in sorted(news.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]))):
-        level = routing.start_level(severity) if event != Event.RESOLVED else max(
-            (a.escalation_level for a, _ in items), default=1) or 1
-        title, text = _message(rule, evaluation, event, severity, items)
-        _enqueue(store, routing, rule.owner, severity, level, title, text,
-                 _key(rule.id, event, severity, level, window), fingerprint(rule.id, f"({event}:{severity})"),
-                 str(event), now, report, data={"rule_id": rule.id, "event": str(event), "severity": severity,
-                                                "entities": [o.entity_key for _, o in items]})
-        if event != Event.RESOLVED:
-            for alert, _ in items:
-                store.save(escalate(alert, level, now))
-    return report
+        settings = link_settings()
+    except Exception:  # noqa: BLE001 - no links: messages carry the CLI command instead
+        return {}
+    if settings is None:
+        return {}
+    return {fp: ack_url(settings, fp, level) for fp in fingerprints}
 
 
-def _message(rule, evaluation, event: Event, severity, items) -> tuple[str, str]:
-    from threshold_operators.alerts.notification import SEVERITY_ZH, compose
-
-    if event == Event.RESOLVED:
-        keys = [o.entity_key for _, o in items]
-        shown = "\n".join(f"- {k}" for k in keys[:TOP]) + (f"\n- ... 另 {len(keys) - TOP} 个" if len(keys) > TOP else "")
-        return (f"[已恢复] {rule.name.zh} / {rule.name.en}",
-                f"【已恢复】{rule.name.zh}：{len(keys)} 个对象恢复正常 / {len(keys)} resolved\n{shown}")
-    breaches = [o.detail for _, o in items]
-    note = compose(rule, {**evaluation, "breaches": breaches, "firing": len(breaches)})
-    prefix = "【升级】" if event == Event.WORSENED else ""
-    return (f"[{severity}] {rule.name.zh} / {rule.name.en}" + (" (worse)" if event == Event.WORSENED else ""),
-            prefix + note.text.replace(f"【{SEVERITY_ZH.get(note.severity, note.severity)}预警】",
-                                       f"【{SEVERITY_ZH.get(severity, severity)}预警】", 1))
-
-
-def _enqueue(store, routing, team: str, severity, level: int, title: str, text: str, key: str, fp: str,
-             event: str, now: datetime, report: QueueReport, data: dict | None = None) -> None:
-    if team not in routing.teams:
-        team = "data_engineering" if "data_engineering" in routing.teams else next(iter(routing.teams))
-    mentions = [p.mobile for p in routing.recipients(team, level) if p.mobile]
-    names = ", ".join(p.name for p in routing.recipients(team, level))
-    body = f"{text}\n\n通知 / To: {names} (L{level})"
-    for channel in routing.channels_for(team, severity):
+def enqueue_message(store, routing, team: str, level: int, text, key: str, fp: str, event: str, now: datetime,
+                    report: QueueReport, *, not_before: datetime | None = None, data: dict | None = None,
+                    con=None) -> None:
+    """Route one message: the team's channels for its severity, its people at ``level``."""
+    people = routing.recipients(team, level)
+    payload = text.payload(mentions=[p.mobile for p in people if p.mobile],
+                           emails=[p.email for p in people if p.email], data=data)
+    for channel in routing.channels_for(team, text.severity):
         added = store.enqueue(key=f"{key}:{channel}", fingerprint=fp, event=event, level=level, route=channel,
-                              payload={"title": title, "text": body, "mentions": mentions, "data": data or {}}, now=now)
+                              payload=payload, now=now, not_before=not_before, con=con)
         if added:
             report.queued += 1
         else:
             report.duplicates += 1
+
+
+def queue_notifications(rule, evaluation: dict | None, store, routing, now: datetime, *,
+                        components: dict[str, list[str]] | None = None) -> QueueReport:
+    """Record the check's outcome and queue what people must hear. ``components``: compound rule
+    id -> the rules it refers to (for the compound inhibition)."""
+    from threshold_operators.alerting import messages
+
+    report = QueueReport()
+    if evaluation is None or evaluation.get("outcome") == "error":
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        enqueue_message(store, routing, routing.team_of("data_engineering"), 1,
+                        messages.evaluation_error_message(rule.id, evaluation), _key(rule.id, "evaluation_error", hour),
+                        fingerprint(rule.id, "(evaluation)"), "error", now, report)
+        return report
+    failing = evaluation.get("failing_tables") or {}
+    for table, gate in sorted(failing.items()):  # one message per failing gate, whichever rules see it
+        enqueue_message(store, routing, routing.team_of("data_engineering"), 1,
+                        messages.data_gate_message(table, gate, [rule.id]),
+                        _key("gate", table, gate["kind"], gate["observed_at"]), fingerprint("(data)", table),
+                        "data_gate", now, report, data={"table": table, **gate})
+    if rule.mode == "shadow" or evaluation.get("outcome") in (None, "up_to_date"):
+        return report
+
+    # 1. record
+    stage = mute_stage(store, routing, now, failing_tables=failing, rule_tables={rule.id: list(failing)},
+                       components=components)
+    team = routing.team_of(rule.owner)
+    news: dict[tuple[Event, str | None], list[tuple[Alert, Observation, Mute | None]]] = {}
+    resolved: list[Alert] = []
+    for obs in observations(rule.id, evaluation):
+        before = store.get(fingerprint(rule.id, obs.entity_key))
+        t = transition(before, obs, now)
+        alert, event = t.alert, t.event
+        if alert is None:
+            continue
+        if event == Event.RESOLVED:
+            if before is not None and before.notified_at is not None and rule.notify.resolved:
+                resolved.append(before)
+            report.count(report.events, str(event))
+            store.save(replace(alert, muted=None))
+            continue
+        # 2. mute: news, and alerts held back whose mute may have ended
+        if event in (Event.FIRED, Event.WORSENED) or (event == Event.NONE and alert.status == AlertStatus.SILENCED):
+            mute = stage.check(alert, team, now)
+            if mute is not None and mute.until is None:  # held back: silenced, told when the mute ends
+                report.count(report.muted, mute.kind)
+                alert = replace(alert, status=AlertStatus.SILENCED, muted=mute.reason)
+                store.save(alert)
+                continue
+            if alert.status == AlertStatus.SILENCED:  # released: news now, if nobody was told yet
+                alert = replace(alert, status=AlertStatus.FIRING, muted=None)
+                if event == Event.NONE:
+                    event = Event.FIRED if alert.notified_at is None else Event.NONE
+            if mute is not None:
+                report.count(report.muted, mute.kind)
+            if event in (Event.FIRED, Event.WORSENED):
+                report.count(report.events, str(event))
+                news.setdefault((event, obs.severity), []).append((alert, obs, mute))
+        if alert != before:
+            store.save(alert)
+
+    # 3-5. group, route, dedup
+    window = (evaluation.get("window_start") or "", evaluation["window_end"])
+    for (event, severity), items in sorted(news.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]))):
+        level = routing.start_level(severity, rule.id)
+        people = [p.name for p in routing.recipients(team, level)]
+        breaches = [{**o.detail, "fingerprint": a.fingerprint} for a, o, _ in items]
+        text = messages.alert_message(rule, str(event), severity, breaches, window, level, people,
+                                      links_for([a.fingerprint for a, _, _ in items[:messages.TOP]], level),
+                                      tz=routing.timezone)
+        defer = max((m.until for _, _, m in items if m is not None and m.until), default=None)
+        with store.engine.begin() as con:  # the message and the alerts' new level: both or neither
+            enqueue_message(store, routing, team, level, text, _key(rule.id, event, severity, level, window[1]),
+                            fingerprint(rule.id, f"({event}:{severity})"), str(event), now, report,
+                            not_before=defer, con=con,
+                            data={"rule_id": rule.id, "event": str(event), "severity": severity,
+                                  "entities": [o.entity_key for _, o, _ in items],
+                                  "fingerprints": [a.fingerprint for a, _, _ in items]})
+            for alert, _, _ in items:
+                store.save(replace(escalate(alert, level, now), notified_at=now), con)
+    if resolved:
+        level = max(a.escalation_level for a in resolved) or 1
+        people = [p.name for p in routing.recipients(team, level)]
+        text = messages.resolved_message(rule, [a.entity_key for a in resolved], window[1], level, people,
+                                           routing.timezone, max((a.severity for a in resolved),
+                                                                 key=lambda s: SEVERITY_ORDER.get(s or "", 0)))
+        enqueue_message(store, routing, team, level, text, _key(rule.id, "resolved", level, window[1]),
+                        fingerprint(rule.id, "(resolved)"), "resolved", now, report,
+                        data={"rule_id": rule.id, "event": "resolved", "entities": [a.entity_key for a in resolved]})
+
+    # 6. actions
+    fired = [{**o.detail, "fingerprint": a.fingerprint} for items in news.values() for a, o, _ in items]
+    if fired:
+        report.actions = queue_actions(rule, fired, window[1], store, routing, now, report)
+    return report
+
+
+def queue_actions(rule, breaches: list[dict], window_end: str, store, routing, now: datetime,
+                  report: QueueReport) -> int:
+    from threshold_operators.alerting import messages
+    from threshold_operators.alerting.actions import action_requests, route_of
+
+    added = 0
+    sla_hours = routing.sla_of(rule.id).total_seconds() / 3600
+    for action in rule.actions:
+        requests = action_requests(rule, action, breaches, window_end, sla_hours)
+        for r in requests:
+            if store.enqueue(key=f"action:{r['key']}", fingerprint=r["fingerprint"] or fingerprint(rule.id, "(action)"),
+                             event=f"action:{action.kind}", level=0, route=route_of(action),
+                             payload={"title": action.kind, "text": "", "dry_run": r["dry_run"],
+                                      "data": {"endpoint": r["endpoint"], "body": r["body"], "kind": r["kind"]}},
+                             now=now):
+                added += 1
+        if requests and requests[0]["dry_run"]:  # a dry run is announced to the rule's team instead
+            lines = [{"entity": r["body"].get("entity"), "would": action.kind} for r in requests]
+            text = messages.action_message(rule, action, lines, dry_run=True)
+            enqueue_message(store, routing, routing.team_of(rule.owner), 1, text,
+                            _key(rule.id, "dry_run", action.kind, window_end), fingerprint(rule.id, "(action)"),
+                            "action", now, report)
+    return added

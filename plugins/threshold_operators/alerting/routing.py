@@ -23,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from threshold_operators import located_yaml
 from threshold_operators.durations import Duration
 
+# A vendor's documented limit per robot / webhook (messages a minute); the throttle keeps under it.
+VENDOR_PER_MINUTE = {"dingtalk": 20, "wecom": 20, "feishu": 100, "slack": 60}
 ChannelKind = Literal["dingtalk", "wecom", "feishu", "slack", "email", "sms", "voice", "webhook"]
 Severity = Literal["blue", "yellow", "red"]
 Level = Annotated[int, Field(ge=1, le=3)]
@@ -35,7 +37,13 @@ class _Strict(BaseModel):
 class Channel(_Strict):
     kind: ChannelKind
     conn_id: str = Field(description="Airflow connection holding the endpoint and its secret")
-    language: Literal["zh", "en"] = "zh"
+    language: Literal["zh", "en"] = Field("zh", description="language of the messages: Chinese or English")
+    per_minute: int | None = Field(None, ge=1, description="messages a minute the channel accepts (default: the "
+                                                          "vendor's limit, e.g. 20 for a DingTalk robot)")
+
+    @property
+    def rate_limit(self) -> int | None:
+        return self.per_minute or VENDOR_PER_MINUTE.get(self.kind)
 
 
 class Person(_Strict):
@@ -55,6 +63,10 @@ class Escalation(_Strict):
     sla: Duration = Field(timedelta(minutes=30), description="unacknowledged this long at a level: the next level")
     rules: dict[str, Duration] = Field(default_factory=dict, description="rule id -> its own SLA")
     start_level: dict[Severity, Level] = Field(default_factory=lambda: {"blue": 1, "yellow": 1, "red": 1})
+    start_at: dict[str, Level] = Field(default_factory=dict, description="rule id -> the level it starts at "
+                                                                         "whatever its severity")
+    repeat: Duration = Field(timedelta(hours=4), description="re-tell a firing, unacknowledged alert this often "
+                                                             "(a rule's notify.repeat overrides it)")
 
 
 class Routing(_Strict):
@@ -74,6 +86,13 @@ class Routing(_Strict):
                 problems += [f"teams.{name}.channels.{sev}: unknown channel {c!r}" for c in chans if c not in self.channels]
             if team.fallback and team.fallback not in self.channels:
                 problems.append(f"teams.{name}.fallback: unknown channel {team.fallback!r}")
+            if team.quiet_hours:
+                from threshold_operators.alerting.mute import parse_quiet_hours
+
+                try:
+                    parse_quiet_hours(team.quiet_hours)
+                except ValueError as exc:
+                    problems.append(f"teams.{name}.quiet_hours: {exc}")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -81,8 +100,29 @@ class Routing(_Strict):
     def sla_of(self, rule_id: str) -> timedelta:
         return self.escalation.rules.get(rule_id, self.escalation.sla)
 
-    def start_level(self, severity: str | None) -> int:
+    def start_level(self, severity: str | None, rule_id: str | None = None) -> int:
+        if rule_id in self.escalation.start_at:
+            return self.escalation.start_at[rule_id]
         return self.escalation.start_level.get(severity or "blue", 1)
+
+    def team_of(self, owner: str | None) -> str:
+        """The team a rule's owner names; the data engineers (or the first team) when it names none."""
+        if owner in self.teams:
+            return owner
+        return "data_engineering" if "data_engineering" in self.teams else next(iter(self.teams))
+
+    def quiet_hours(self) -> dict[str, str]:
+        return {name: t.quiet_hours for name, t in self.teams.items() if t.quiet_hours}
+
+    def fallbacks(self) -> dict[str, str]:
+        """channel -> the fallback of the team(s) that use it (the first team's, when teams differ)."""
+        out: dict[str, str] = {}
+        for t in self.teams.values():
+            if t.fallback:
+                for chans in t.channels.values():
+                    for c in chans:
+                        out.setdefault(c, t.fallback)
+        return out
 
     def recipients(self, team: str, level: int) -> list[Person]:
         """The people told at ``level``: that level's, or the highest level the team has below it."""

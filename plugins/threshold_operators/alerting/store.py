@@ -46,6 +46,8 @@ alerts = Table(
     Column("acknowledged_at", TS),
     Column("resolved_at", TS),
     Column("detail", Text),
+    Column("notified_at", TS),  # when people were last told (fired, worsened, escalated, repeated)
+    Column("muted", Text),  # why it is held back, while it is (a silence, an inhibition)
 )
 
 notifications = Table(
@@ -63,6 +65,21 @@ notifications = Table(
     Column("last_error", Text),
     Column("created_at", TS, nullable=False),
     Column("sent_at", TS),
+    Column("claimed_until", TS),  # a deliverer is sending it; another one leaves it alone until then
+    Column("batch_of", Integer),  # sent within the batch led by this notification id (the throttle counts batches)
+)
+
+silences = Table(
+    "silences", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("rule", String(128), nullable=False),
+    Column("entity", String(500), nullable=False),
+    Column("shop", String(64)),
+    Column("author", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("starts_at", TS, nullable=False),
+    Column("ends_at", TS, nullable=False, index=True),
+    Column("created_at", TS, nullable=False),
 )
 
 
@@ -130,7 +147,17 @@ class StateStore:
         return engine
 
     def create(self) -> None:
+        """Create the tables, and add the columns a store made by an older version lacks."""
+        from sqlalchemy import inspect
+
         metadata.create_all(self.engine, checkfirst=True)
+        with self.engine.begin() as con:
+            for table in metadata.sorted_tables:
+                have = {c["name"] for c in inspect(con).get_columns(table.name)}
+                for column in table.columns:
+                    if column.name not in have:
+                        kind = column.type.compile(dialect=self.engine.dialect)
+                        con.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
 
     # --- alerts ------------------------------------------------------------------------------
     def get(self, fingerprint: str) -> Alert | None:
@@ -171,15 +198,16 @@ class StateStore:
 
     # --- the outbox ----------------------------------------------------------------------------
     def enqueue(self, *, key: str, fingerprint: str, event: str, level: int, route: str, payload: dict,
-                now: datetime, con=None) -> bool:
-        """Store a notification to send; False if one with this key exists already (sent or not)."""
+                now: datetime, not_before: datetime | None = None, con=None) -> bool:
+        """Store a notification to send (at ``not_before``: after quiet hours); False if one with this
+        key exists already (sent or not)."""
         if con is None:
             with self.engine.begin() as c:
                 return self.enqueue(key=key, fingerprint=fingerprint, event=event, level=level, route=route,
-                                    payload=payload, now=now, con=c)
+                                    payload=payload, now=now, not_before=not_before, con=c)
         values = {"idempotency_key": key, "fingerprint": fingerprint, "event": event, "level": level, "route": route,
                   "payload": json.dumps(payload, ensure_ascii=False, default=str), "status": "pending",
-                  "attempts": 0, "next_attempt_at": now, "created_at": now}
+                  "attempts": 0, "next_attempt_at": max(now, not_before or now), "created_at": now}
         dialect = self.engine.dialect.name
         if dialect == "sqlite":
             from sqlalchemy.dialects.sqlite import insert
@@ -213,17 +241,76 @@ class StateStore:
             return [{**dict(r), "payload": json.loads(r["payload"]),
                      "next_attempt_at": _as_utc(r["next_attempt_at"])} for r in con.execute(q).mappings()]
 
-    def mark_sent(self, notification_id: int, now: datetime) -> None:
+    def claim(self, notification_id: int, now: datetime, lease_seconds: float = 120) -> bool:
+        """Take a pending notification to send it; False when another deliverer holds it. A lease
+        that runs out (the deliverer died mid-send) lets the next one take it again."""
+        from datetime import timedelta
+
+        from sqlalchemy import or_
+
+        with self.engine.begin() as con:
+            return con.execute(notifications.update().where(
+                notifications.c.id == notification_id, notifications.c.status == "pending",
+                or_(notifications.c.claimed_until.is_(None), notifications.c.claimed_until <= now),
+            ).values(claimed_until=now + timedelta(seconds=lease_seconds))).rowcount == 1
+
+    def sent_since(self, route: str, since: datetime) -> int:
+        """Messages a route sent since ``since`` (the throttle's count)."""
+        from sqlalchemy import func, or_, select
+
+        q = select(func.count()).where(notifications.c.route == route, notifications.c.status == "sent",
+                                       notifications.c.sent_at > since,
+                                       or_(notifications.c.batch_of.is_(None),
+                                           notifications.c.batch_of == notifications.c.id))
+        with self.engine.connect() as con:
+            return con.execute(q).scalar_one()
+
+    def mark_sent(self, notification_id: int, now: datetime, status: str = "sent", batch_of: int | None = None) -> None:
+        """Sent (or ``dry_run``: an action recorded, not executed), alone or in the batch led by ``batch_of``."""
         with self.engine.begin() as con:
             con.execute(notifications.update().where(notifications.c.id == notification_id)
-                        .values(status="sent", sent_at=now, attempts=notifications.c.attempts + 1))
+                        .values(status=status, sent_at=now, attempts=notifications.c.attempts + 1,
+                                claimed_until=None, batch_of=batch_of))
 
     def mark_failed(self, notification_id: int, error: str, next_attempt_at: datetime | None) -> None:
         """A failed attempt: retry at ``next_attempt_at``, or give up (None)."""
         with self.engine.begin() as con:
             con.execute(notifications.update().where(notifications.c.id == notification_id).values(
                 status="pending" if next_attempt_at else "failed", attempts=notifications.c.attempts + 1,
-                last_error=error[:2000], **({"next_attempt_at": next_attempt_at} if next_attempt_at else {})))
+                last_error=error[:2000], claimed_until=None,
+                **({"next_attempt_at": next_attempt_at} if next_attempt_at else {})))
+
+    # --- silences ------------------------------------------------------------------------------
+    def add_silence(self, silence, now: datetime):
+        """Store a silence (``mute.Silence``); returns it with its creation time."""
+        from dataclasses import replace
+
+        silence = replace(silence, created_at=now)
+        with self.engine.begin() as con:
+            con.execute(silences.insert().values(
+                id=silence.id, rule=silence.rule, entity=silence.entity, shop=silence.shop, author=silence.author,
+                reason=silence.reason, starts_at=silence.starts_at, ends_at=silence.ends_at, created_at=now))
+        return silence
+
+    def silences(self, now: datetime | None = None) -> list:
+        """The silences not yet expired at ``now`` (all of them when ``now`` is None), soonest end first."""
+        from sqlalchemy import select
+
+        from threshold_operators.alerting.mute import Silence
+
+        q = select(silences).order_by(silences.c.ends_at, silences.c.id)
+        if now is not None:
+            q = q.where(silences.c.ends_at > now)
+        with self.engine.connect() as con:
+            return [Silence(r["author"], r["reason"], _as_utc(r["starts_at"]), _as_utc(r["ends_at"]), r["rule"],
+                            r["entity"], r["shop"], r["id"], _as_utc(r["created_at"]))
+                    for r in con.execute(q).mappings()]
+
+    def expire_silence(self, silence_id: str, now: datetime) -> bool:
+        """End a silence now (kept for the record); False when no unexpired silence has that id."""
+        with self.engine.begin() as con:
+            return con.execute(silences.update().where(silences.c.id == silence_id, silences.c.ends_at > now)
+                               .values(ends_at=now)).rowcount == 1
 
     def notifications(self, fingerprint: str | None = None) -> list[dict]:
         from sqlalchemy import select
@@ -241,7 +328,8 @@ def _row(a: Alert) -> dict:
             "opened_at": a.opened_at, "updated_at": a.updated_at, "escalation_level": a.escalation_level,
             "escalated_at": a.escalated_at,
             "acknowledged_by": a.acknowledged_by, "acknowledged_at": a.acknowledged_at, "resolved_at": a.resolved_at,
-            "detail": json.dumps(a.detail, ensure_ascii=False, default=str)}
+            "detail": json.dumps(a.detail, ensure_ascii=False, default=str), "notified_at": a.notified_at,
+            "muted": a.muted}
 
 
 def _alert(r) -> Alert:
@@ -250,4 +338,5 @@ def _alert(r) -> Alert:
                  _as_utc(r["updated_at"]), r["escalation_level"],
                  _as_utc(r["escalated_at"]) if r["escalated_at"] else None, r["acknowledged_by"],
                  _as_utc(r["acknowledged_at"]) if r["acknowledged_at"] else None,
-                 _as_utc(r["resolved_at"]) if r["resolved_at"] else None, json.loads(r["detail"] or "{}"))
+                 _as_utc(r["resolved_at"]) if r["resolved_at"] else None, json.loads(r["detail"] or "{}"),
+                 _as_utc(r["notified_at"]) if r["notified_at"] else None, r["muted"])

@@ -91,7 +91,7 @@ class _Builder:
 
     def current(self, m: str) -> str:
         r, p = self.rule, self.p
-        metrics = ", ".join(f"x.{c}" for c in r.metrics)
+        metrics = ", ".join(f"x.{c}" for c in (*r.metrics, *r.attributes))
         if r.no_data == "skip":
             return self.cte("cur", f"SELECT {self.keys('x')}, x.bucket, {metrics}, 0 AS no_data FROM {m} x "
                                    f"WHERE x.bucket > :{p}candidates_from AND x.bucket <= :{p}last_bucket")
@@ -99,7 +99,7 @@ class _Builder:
         grid = self.cte("grid", f"SELECT CAST(g.b AS TIMESTAMPTZ) AS bucket FROM generate_series("
                                 f"CAST(:{p}grid_first AS TIMESTAMPTZ), CAST(:{p}last_bucket AS TIMESTAMPTZ), "
                                 f"INTERVAL '1 hour') AS g(b)")
-        filled = ", ".join(f"COALESCE(x.{c}, 0) AS {c}" for c in r.metrics)
+        filled = ", ".join([f"COALESCE(x.{c}, 0) AS {c}" for c in r.metrics] + [f"x.{c}" for c in r.attributes])
         return self.cte("cur", f"SELECT {self.keys('e')}, t.bucket, {filled}, "
                                f"CASE WHEN x.bucket IS NULL THEN 1 ELSE 0 END AS no_data "
                                f"FROM {ents} e CROSS JOIN {grid} t LEFT JOIN {m} x ON {self.on('x', 'e')} "
@@ -181,7 +181,7 @@ class _Builder:
         # no_data: zero evaluates a silent bucket as zeros; alert makes it a breach of its own
         silent = f"WHEN c.no_data = 1 THEN {LEVEL[r.severity]} " if r.no_data == "alert" else ""
         scored = self.cte("scored", (
-            f"SELECT {self.keys('c')}, c.bucket, {', '.join(f'c.{x}' for x in r.metrics)}, c.no_data, "
+            f"SELECT {self.keys('c')}, c.bucket, {', '.join(f'c.{x}' for x in (*r.metrics, *r.attributes))}, c.no_data, "
             f"{', '.join(selects)}, {vol} AS volume_ok, "
             f"CASE {silent}WHEN NOT ({vol} = 1) THEN 0 ELSE {level} END AS level, "
             f"CASE WHEN NOT ({vol} = 1) THEN 0 ELSE {hold} END AS hold "

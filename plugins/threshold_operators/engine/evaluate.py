@@ -72,8 +72,17 @@ def describe(rule, r: BucketResult) -> dict:
         "baseline": _num(row.get(f"base_{i}")),
         "threshold": threshold_of(rule, r.severity),
         "metrics": {k: _num(v) for k, v in row.items()
-                    if k not in r.entity and k not in ("bucket", "level", "hold") and _num(v) is not None},
+                    if k not in r.entity and k not in ("bucket", "level", "hold", *rule.attributes)
+                    and _num(v) is not None},
+        "attributes": {k: _plain(row.get(k)) for k in rule.attributes},
     }
+
+
+def _plain(v):
+    if v is None or isinstance(v, (int, float, str, bool)):
+        return v
+    n = _num(v)
+    return n if n is not None else str(v)
 
 
 def _num(v):

@@ -101,8 +101,46 @@ def record(hook, evaluation: Evaluation, rule: Rule, run_id: str | None) -> None
                 "baseline": [d["baseline"] for d in rows],
                 "threshold": [d["threshold"] for d in rows],
                 "entity": [json.dumps(d["entity"], ensure_ascii=False) for d in rows],
-                "metrics": [json.dumps(d["metrics"], ensure_ascii=False) for d in rows],
+                "metrics": [json.dumps({**d["metrics"], **d.get("attributes", {})}, ensure_ascii=False, default=str)
+                            for d in rows],
                 "mode": [rule.mode] * len(rows),
                 "window_end": [ev.window_end] * len(rows),
                 "evaluated_at": [ev.evaluated_at] * len(rows),
             }))
+
+
+def window_results(hook, rule: Rule, window_end) -> tuple[list[dict], list[str]]:
+    """Every entity's outcome of the evaluation that ended at ``window_end``, as the check task's
+    XCom would carry it (``breaches``, ``resolved_entities``) but without its size cap: the latest
+    firing bucket of each entity, and the entities that resolved."""
+    from sqlalchemy import text
+
+    sql = text("SELECT entity_key, bucket, state, severity, value, baseline, threshold, entity, metrics "
+               "FROM rule_results WHERE rule_id = :rule_id AND window_end = :window_end "
+               "AND state IN ('firing', 'resolved') ORDER BY entity_key, bucket")
+    with hook.engine.connect() as con:
+        rows = [dict(r._mapping) for r in con.execute(sql, {"rule_id": rule.id, "window_end": window_end})]
+    latest: dict[str, dict] = {}
+    resolved: set[str] = set()
+    for r in rows:
+        if r["state"] == "resolved":
+            resolved.add(r["entity_key"])
+        else:
+            latest[r["entity_key"]] = r
+    primary = rule.primary
+    breaches = []
+    for key, r in sorted(latest.items()):
+        metrics = json.loads(r["metrics"] or "{}")
+        breaches.append({
+            "rule_id": rule.id, "entity": json.loads(r["entity"] or "{}"), "entity_key": key,
+            "bucket": as_utc(r["bucket"]).isoformat(), "state": "firing", "severity": r["severity"],
+            "metric": primary.metric, "value": _float(r["value"]), "baseline": _float(r["baseline"]),
+            "threshold": _float(r["threshold"]),
+            "metrics": {k: v for k, v in metrics.items() if k not in rule.attributes},
+            "attributes": {k: metrics.get(k) for k in rule.attributes},
+        })
+    return breaches, sorted(resolved)
+
+
+def _float(v):
+    return None if v is None else float(v)

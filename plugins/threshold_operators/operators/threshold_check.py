@@ -67,6 +67,7 @@ class ThresholdCheckOperator(BaseOperator):
 
         from threshold_operators.engine.compile import compile_rule
         from threshold_operators.engine.evaluate import Evaluation, Outcome, evaluate, warehouse_query
+        from threshold_operators.engine.gates import failing_tables
         from threshold_operators.engine.record import landed_until, last_window_end, next_window, record
         from threshold_operators.operators.failures import FailureKind, kind_of, raise_for
         from threshold_operators.rules.catalogue import load_catalogue
@@ -81,6 +82,7 @@ class ThresholdCheckOperator(BaseOperator):
         now = datetime.now(UTC)
         hook = self.get_db_hook()
         try:
+            gates = failing_tables(hook, loaded.tables)
             start, end = _parse_time(self.window_start), _parse_time(self.window_end)
             note = "explicit window"
             if start is None or end is None:
@@ -89,8 +91,9 @@ class ThresholdCheckOperator(BaseOperator):
             if end <= start:
                 self.log.info("%s: nothing to evaluate (%s)", rule.id, note)
                 ev = Evaluation(rule.id, rule.mode, start, end, Outcome.UP_TO_DATE, evaluated_at=now, detail=note)
-                ti.xcom_push(key="evaluation", value=self._summary(ev, rule))
-                return self._summary(ev, rule)
+                summary = self._summary(ev, rule) | {"failing_tables": gates}
+                ti.xcom_push(key="evaluation", value=summary)
+                return summary
             compiled = compile_rule(loaded, catalogue.get)
             ev = evaluate(compiled, warehouse_query(hook), start, end, now=now)
             ev.detail = note
@@ -102,7 +105,9 @@ class ThresholdCheckOperator(BaseOperator):
             ti.xcom_push(key="evaluation", value={"rule_id": rule.id, "mode": rule.mode, "outcome": "error",
                                                   "error": {"kind": str(kind), "message": message}})
             raise_for(kind, message, exc)
-        summary = self._summary(ev, rule)
+        summary = self._summary(ev, rule) | {"failing_tables": gates}
+        if gates:
+            self.log.warning("%s reads tables that failed their extract gates: %s", rule.id, gates)
         ti.xcom_push(key="evaluation", value=summary)
         self.log.info("%s [%s] %s .. %s: %s, %d firing, %d pending, %d resolved (%d candidate rows, %d ms; %s)",
                       rule.id, rule.mode, start.isoformat(), end.isoformat(), ev.outcome, summary["firing"],
@@ -131,5 +136,8 @@ class ThresholdCheckOperator(BaseOperator):
             "resolved": len({r.entity_key for r in ev.results if r.state == "resolved"}),
             "resolved_entities": sorted({r.entity_key for r in ev.results if r.state == "resolved"})[:MAX_BREACHES_IN_XCOM],
             "breaches": breaches[:MAX_BREACHES_IN_XCOM],
+            # more than the XCom carries: the notification task reads them all from rule_results
+            "truncated": len(breaches) > MAX_BREACHES_IN_XCOM or len(
+                {r.entity_key for r in ev.results if r.state == "resolved"}) > MAX_BREACHES_IN_XCOM,
             "detail": ev.detail,
         }

@@ -113,7 +113,7 @@ def _load_file(path: Path, domain: str, sqls: Path, catalogue: Catalogue, dialec
             continue
         template = sql_path.read_text(encoding="utf-8")
         # Rules sharing a query (variants, generated rules) need the SQL checked once.
-        memo_key = (str(sql_path), template, rule.entity, tuple(rule.metrics), tuple(sorted(rule.params.items())),
+        memo_key = (str(sql_path), template, rule.entity, tuple(rule.metrics), tuple(rule.attributes), tuple(sorted(rule.params.items())),
                     scan_range_count(rule), dialects)
         if memo_key not in _SQL_CHECKS:
             _SQL_CHECKS[memo_key] = check_query(rule, sql_path, template, dialects)

@@ -165,6 +165,30 @@ class MinVolume(_Strict):
     of: Literal["value", "baseline"] = "value"
 
 
+class Notify(_Strict):
+    """How often people hear of a rule's alerts beyond the first message."""
+
+    repeat: Duration | None = Field(None, description="re-tell a still-firing, unacknowledged alert this often "
+                                                      "(default: escalation.repeat in routing.yaml)")
+    resolved: bool = Field(True, description="tell people when the alert resolves")
+
+
+class Action(_Strict):
+    """Something done, not only said, when the rule fires (sent once per alert, like a notification)."""
+
+    kind: Literal["purchase_suggestion", "ads_pause", "cs_task"] = Field(
+        description="purchase_suggestion: POST a suggested purchase order to procurement; ads_pause: POST a "
+                    "pause request for the channel to the ads platform; cs_task: create a customer-service task")
+    conn_id: str = Field(description="Airflow connection of the endpoint (type http)")
+    endpoint: str = Field("", description="path appended to the connection's host")
+    severities: list[Severity] = Field(default_factory=lambda: ["blue", "yellow", "red"],
+                               description="severities that trigger it")
+    execute: bool = Field(False, description="ads_pause only: false (the default) is a dry run, recorded "
+                                             "and announced, never sent")
+    params: dict[str, float | int | str] = Field(default_factory=dict,
+                                                 description="purchase_suggestion: target_cover_days")
+
+
 class Rule(_Strict):
     id: str = Field(description="<domain>.<name>; part of the interface (alerts, routing, history)")
     name: Names
@@ -190,6 +214,11 @@ class Rule(_Strict):
     runbook: str = Field(min_length=1, description="what to do when it fires")
     mode: Literal["live", "shadow"] = Field("live", description="shadow: evaluated and recorded, never notifies")
     labels: dict[str, str] = Field(default_factory=dict)
+    attributes: list[str] = Field(default_factory=list, description="more query columns carried into the alert "
+                                                                    "as they are (supplier, stock): for messages "
+                                                                    "and actions")
+    notify: Notify = Notify()
+    actions: list[Action] = Field(default_factory=list)
 
     @field_validator("id")
     @classmethod

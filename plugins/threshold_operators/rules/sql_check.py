@@ -93,7 +93,7 @@ def check_query(rule: Rule, path: Path, template: str, dialects) -> tuple[tuple[
             problems.append(f"{path}:{_line_of(template, m.group(1)) if m else 1}: query: {msg}")
             break
         outputs = set(stmt.named_selects)
-        missing = [c for c in (*rule.keys, "bucket", *rule.metrics) if c not in outputs]
+        missing = [c for c in (*rule.keys, "bucket", *rule.metrics, *rule.attributes) if c not in outputs]
         if missing:
             problems.append(f"{path}:1: query: the output lacks {', '.join(missing)} (entity {rule.entity} needs "
                             f"{', '.join(rule.keys)}; then bucket; metrics {', '.join(rule.metrics)})")

@@ -15,8 +15,11 @@ from typing import Protocol
 class Message:
     title: str
     text: str  # markdown
-    mentions: tuple[str, ...] = ()  # mobiles / user ids the channel can @
+    mentions: tuple[str, ...] = ()  # mobiles the channel can @ (DingTalk, WeCom), text (SMS) or call (voice)
     data: dict = field(default_factory=dict, compare=False)  # the structured alert, for webhooks
+    emails: tuple[str, ...] = ()  # addresses, for the email channel
+    severity: str | None = None  # blue, yellow, red (None: a resolved or operational message)
+    links: tuple[tuple[str, str], ...] = ()  # (label, url): the acknowledge link, the runbook
 
 
 @dataclass(frozen=True)

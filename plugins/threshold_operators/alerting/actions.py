@@ -1,0 +1,122 @@
+"""Actions, not only messages: what a rule's ``actions:`` do when it fires.
+
+- ``purchase_suggestion`` (inventory): a suggested purchase order per supplier, one line per SKU,
+  quantity = target cover days x daily forecast - stock - in transit (rounded up; lines of 0 are
+  left out), POSTed to procurement for review;
+- ``ads_pause`` (traffic.paid_cost_quality): a pause request for the channel to the ads platform;
+  a dry run unless the rule says ``execute: true`` (recorded in the outbox as ``dry_run`` and
+  announced to the rule's team, never sent);
+- ``cs_task`` (customer rules): a customer-service task per entity, due within the rule's SLA.
+
+An action is an outbox row like a message (route ``action:<conn_id>``), under an idempotency key
+of the alert(s), the action and the data window: a retried task, a re-run or a backfill sends it
+once, and the receiving system gets the same key in the ``Idempotency-Key`` header for its own
+deduplication. Every body carries a versioned ``schema`` name.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from hashlib import sha256
+
+from threshold_operators.alerting.channels.base import Message, SendResult, http_failure, lookup_connection
+
+
+def route_of(action) -> str:
+    return f"action:{action.conn_id}"
+
+
+def _key(*parts) -> str:
+    return sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:32]
+
+
+def purchase_lines(breaches: list[dict], target_cover_days: float) -> dict[str | None, list[dict]]:
+    """supplier -> order lines (quantity = target x forecast - stock - in transit, > 0 only)."""
+    by_supplier: dict[str | None, list[dict]] = defaultdict(list)
+    for b in breaches:
+        a = b.get("attributes") or {}
+        forecast = float(a.get("daily_forecast") or 0)
+        stock = float(a.get("stock") or 0)
+        in_transit = float(a.get("in_transit") or 0)
+        quantity = math.ceil(target_cover_days * forecast - stock - in_transit)
+        if quantity <= 0:
+            continue
+        by_supplier[a.get("supplier_id")].append({
+            **b.get("entity", {}), "quantity": quantity, "stock": stock, "in_transit": in_transit,
+            "daily_forecast": round(forecast, 3), "cover_days": b.get("value"), "severity": b.get("severity"),
+            "fingerprint": b.get("fingerprint")})
+    return dict(by_supplier)
+
+
+def action_requests(rule, action, breaches: list[dict], window_end: str, sla_hours: float) -> list[dict]:
+    """The requests ``action`` makes of ``breaches`` (the firing entities it applies to):
+    dicts with ``key``, ``fingerprint`` (for the record) and ``body``."""
+    breaches = [b for b in breaches if b.get("severity") in action.severities]
+    if not breaches:
+        return []
+    dry_run = action.kind == "ads_pause" and not action.execute
+    out = []
+    if action.kind == "purchase_suggestion":
+        target = float(action.params.get("target_cover_days", 30))
+        for supplier, lines in sorted(purchase_lines(breaches, target).items(), key=lambda kv: str(kv[0])):
+            key = _key(rule.id, action.kind, supplier, window_end, *sorted(x["fingerprint"] or "" for x in lines))
+            out.append({"key": key, "fingerprint": lines[0]["fingerprint"], "body": {
+                "schema": "storefence.purchase_suggestion/v1", "idempotency_key": key, "rule_id": rule.id,
+                "supplier_id": supplier, "target_cover_days": target, "data_window_end": window_end,
+                "lines": [{k: v for k, v in x.items() if k != "fingerprint"} for x in lines]}})
+    else:
+        for b in breaches:
+            key = _key(rule.id, action.kind, b.get("fingerprint"), window_end)
+            common = {"idempotency_key": key, "rule_id": rule.id, "entity": b.get("entity", {}),
+                      "severity": b.get("severity"), "metric": b.get("metric"), "value": b.get("value"),
+                      "baseline": b.get("baseline"), "threshold": b.get("threshold"), "data_window_end": window_end}
+            if action.kind == "ads_pause":
+                body = {"schema": "storefence.ads_pause/v1", **common, "channel": b.get("entity", {}).get("channel"),
+                        "dry_run": dry_run, "reason": f"{rule.name.en}: {rule.description}"}
+            else:
+                body = {"schema": "storefence.cs_task/v1", **common,
+                        "title": f"{rule.name.zh}: {b.get('entity_key')}", "description": rule.runbook,
+                        "due_within_hours": sla_hours}
+            out.append({"key": key, "fingerprint": b.get("fingerprint"), "body": body})
+    for r in out:
+        r["dry_run"] = dry_run
+        r["endpoint"] = action.endpoint
+        r["kind"] = action.kind
+    return out
+
+
+class ActionSender:
+    """POST an action's JSON body to ``host + endpoint`` of an Airflow HTTP connection (the API key,
+    when there is one, as a bearer token from the connection's password)."""
+
+    def __init__(self, session, base_url: str, token: str | None = None, *, name: str = "action",
+                 timeout: float = 10.0):
+        self.session, self.base_url, self.name, self._token, self._timeout = session, base_url.rstrip("/"), name, \
+            token, timeout
+
+    @classmethod
+    def from_connection(cls, conn_id: str, **kwargs) -> ActionSender:
+        from airflow.providers.http.hooks.http import HttpHook
+
+        conn = lookup_connection(conn_id)
+        hook = HttpHook(method="POST", http_conn_id=conn_id)
+        return cls(hook.get_conn(), hook.base_url, conn.password or None, name=f"action:{conn_id}", **kwargs)
+
+    def send(self, message: Message) -> SendResult:
+        import requests
+
+        data = message.data
+        headers = {"Content-Type": "application/json", "Idempotency-Key": data["body"]["idempotency_key"]}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        try:
+            reply = self.session.post(f"{self.base_url}{data.get('endpoint', '')}", json=data["body"],
+                                      headers=headers, timeout=self._timeout)
+        except requests.RequestException as exc:
+            return SendResult(False, True, type(exc).__name__)
+        if reply.status_code == 409:  # the receiver has this idempotency key already: it is done
+            return SendResult.success()
+        if not 200 <= reply.status_code < 300:
+            return http_failure(reply.status_code, reply.text)
+        return SendResult.success()

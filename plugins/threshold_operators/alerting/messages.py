@@ -1,0 +1,172 @@
+"""What people read: every message of the pipeline, in Chinese (the default) and English.
+
+A message is stored in the outbox in both languages; each channel sends the one it is set to
+(``routing.yaml``: ``language: en``). Every alert message says which rule, how severe, which
+entities, the value against its baseline and threshold, the data window, what to do (the
+runbook) and how to acknowledge (a signed link when the ``storefence_ack`` connection is set up,
+the CLI command otherwise). Many entities make one message: the count and the top ``TOP``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+TOP = 10
+SEVERITY = {"zh": {"blue": "蓝色", "yellow": "黄色", "red": "红色", None: "-"},
+            "en": {"blue": "blue", "yellow": "yellow", "red": "red", None: "-"}}
+EVENT = {"zh": {"fired": "预警", "worsened": "升级预警", "resolved": "已恢复", "escalated": "升级",
+                "repeat": "仍在告警"},
+         "en": {"fired": "alert", "worsened": "worse", "resolved": "resolved", "escalated": "escalated",
+                "repeat": "still firing"}}
+
+
+@dataclass
+class Text:
+    """One message in both languages, with what every channel may use besides the text."""
+
+    title: str
+    text: str
+    title_en: str
+    text_en: str
+    severity: str | None = None
+    links: list[tuple[str, str]] = field(default_factory=list)
+
+    def payload(self, mentions=(), emails=(), data=None) -> dict:
+        return {"title": self.title, "text": self.text, "title_en": self.title_en, "text_en": self.text_en,
+                "severity": self.severity, "links": [list(link) for link in self.links],
+                "mentions": list(mentions), "emails": list(emails), "data": data or {}}
+
+
+def _num(v) -> str:
+    if v is None:
+        return "n/a"
+    try:
+        return f"{float(v):.4g}"
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _line(b: dict, lang: str, link: str | None) -> str:
+    base = f", {'基线' if lang == 'zh' else 'baseline'} {_num(b.get('baseline'))}" if b.get("baseline") is not None else ""
+    thr = f", {'阈值' if lang == 'zh' else 'threshold'} {_num(b.get('threshold'))}" if b.get("threshold") is not None else ""
+    ack = f" [{'确认' if lang == 'zh' else 'ack'}]({link})" if link else ""
+    return (f"- [{SEVERITY[lang].get(b.get('severity'), b.get('severity'))}] {b.get('entity_key')}: "
+            f"{b.get('metric')} {_num(b.get('value'))}{base}{thr}{ack}")
+
+
+def _more(n: int, lang: str) -> str:
+    return (f"- ……另有 {n} 个" if lang == "zh" else f"- ... and {n} more") if n > 0 else ""
+
+
+def _ack_hint(lang: str, fingerprints: list[str]) -> str:
+    if not fingerprints:
+        return ""
+    cmd = f"`storefence ack {fingerprints[0][:10]}`"
+    return f"确认：{cmd}（或回复值班群）" if lang == "zh" else f"Acknowledge: {cmd}"
+
+
+def when(iso: str, tz: str) -> str:
+    """An ISO time as people read it: local time of the shop's timezone."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    try:
+        return datetime.fromisoformat(iso).astimezone(ZoneInfo(tz)).strftime("%m-%d %H:%M")
+    except (TypeError, ValueError):
+        return str(iso)
+
+
+def alert_message(rule, event: str, severity: str | None, breaches: list[dict], window: tuple[str, str],
+                  level: int, people: list[str], links: dict[str, str] | None = None,
+                  count: int | None = None, tz: str = "Asia/Shanghai") -> Text:
+    """Fired, worsened, escalated or still-firing news of one rule: one message for all its entities.
+    ``links``: fingerprint -> acknowledge URL (signed links), when they are set up."""
+    links = links or {}
+    count = len(breaches) if count is None else count
+    out = {}
+    for lang in ("zh", "en"):
+        name = rule.name.zh if lang == "zh" else rule.name.en
+        sev = SEVERITY[lang].get(severity, severity)
+        ev = EVENT[lang][event]
+        if lang == "zh":
+            head = f"【{sev}{ev}】{name}" if event in ("fired", "worsened") else f"【{ev}·{sev}】{name}"
+            lines = [head, f"{count} 个{_entity_zh(rule.entity)}，数据时间 {when(window[0], tz)} 至 "
+                           f"{when(window[1], tz)}（{tz}）："]
+        else:
+            lines = [f"[{sev} {ev}] {name}", f"{count} {rule.entity}(s), data {when(window[0], tz)} .. "
+                                             f"{when(window[1], tz)} ({tz}):"]
+        lines += [_line(b, lang, links.get(b.get("fingerprint", ""))) for b in breaches[:TOP]]
+        if count > TOP:
+            lines.append(_more(count - TOP, lang))
+        lines += ["", ("处理：" if lang == "zh" else "What to do: ") + rule.runbook]
+        fps = [b["fingerprint"] for b in breaches if b.get("fingerprint")]
+        if not links:
+            lines.append(_ack_hint(lang, fps))
+        lines.append(("通知：" if lang == "zh" else "To: ") + ", ".join(people) + f" (L{level})")
+        out[lang] = (f"[{sev}] {name}" + ("" if event == "fired" else f" ({ev})"), "\n".join(x for x in lines if x is not None))
+    first = [(("确认 / Acknowledge"), links[b["fingerprint"]]) for b in breaches[:1] if b.get("fingerprint") in links]
+    return Text(out["zh"][0], out["zh"][1], out["en"][0], out["en"][1], severity, first)
+
+
+def resolved_message(rule, entity_keys: list[str], window_end: str, level: int, people: list[str],
+                     tz: str = "Asia/Shanghai", severity: str | None = None) -> Text:
+    """``severity``: what the alerts were (it routes the message to the channels that told of them)."""
+    shown = entity_keys[:TOP]
+    zh = [f"【已恢复】{rule.name.zh}：{len(entity_keys)} 个{_entity_zh(rule.entity)}恢复正常（{when(window_end, tz)}）"]
+    en = [f"[resolved] {rule.name.en}: {len(entity_keys)} {rule.entity}(s) back to normal ({when(window_end, tz)})"]
+    zh += [f"- {k}" for k in shown] + [_more(len(entity_keys) - TOP, "zh")]
+    en += [f"- {k}" for k in shown] + [_more(len(entity_keys) - TOP, "en")]
+    zh.append(f"通知：{', '.join(people)} (L{level})")
+    en.append(f"To: {', '.join(people)} (L{level})")
+    return Text(f"[已恢复] {rule.name.zh}", "\n".join(x for x in zh if x), f"[resolved] {rule.name.en}",
+                "\n".join(x for x in en if x), severity)
+
+
+def data_gate_message(table: str, gate: dict, rules: list[str]) -> Text:
+    held = ", ".join(rules)
+    kind_zh = {"freshness": "数据未按时到达", "quality": "数据质量检查未通过"}.get(gate["kind"], gate["kind"])
+    zh = (f"【数据问题】表 {table}：{kind_zh}\n{gate['detail']}\n"
+          f"依赖该表的业务规则暂停通知（{held}），以免误报。请检查抽取任务 storefence_extract_*。")
+    en = (f"[data problem] table {table}: {gate['kind']} gate failed\n{gate['detail']}\n"
+          f"Business rules that read it are held back ({held}) so nobody acts on a broken extract. "
+          f"Check the storefence_extract_* DAGs.")
+    return Text(f"[数据问题] {table} {gate['kind']}", zh, f"[data] {table} {gate['kind']}", en, "yellow")
+
+
+def evaluation_error_message(rule_id: str, evaluation: dict | None) -> Text:
+    if evaluation is None:
+        detail = "The check task ended without a result (killed or crashed before it could report). See its log."
+        kind = "no result"
+    else:
+        err = evaluation.get("error", {})
+        detail, kind = err.get("message", ""), err.get("kind", "error")
+    return Text(f"[Storefence] {rule_id} 无法评估", f"【规则无法评估】{rule_id}（{kind}）\n{detail}\n这不是业务告警，是数据平台问题。",
+                f"[Storefence] {rule_id}: not evaluated", f"[rule not evaluated] {rule_id} ({kind})\n{detail}\n"
+                "Not a business alert: a problem of the data platform.", "yellow")
+
+
+def task_failure_message(dag_id: str, task_id: str, run_id: str, error: str, log_url: str | None) -> Text:
+    links = [("日志 / Log", log_url)] if log_url else []
+    return Text(f"[任务失败] {dag_id}.{task_id}", f"【任务失败】{dag_id} / {task_id}\n运行：{run_id}\n错误：{error}",
+                f"[task failed] {dag_id}.{task_id}", f"[task failed] {dag_id} / {task_id}\nrun: {run_id}\n"
+                f"error: {error}", "yellow", links)
+
+
+def action_message(rule, action, lines: list[dict], dry_run: bool) -> Text:
+    """What an action did (or, in a dry run, would have done), for the people of the rule."""
+    what = {"purchase_suggestion": ("建议采购单", "suggested purchase order"),
+            "ads_pause": ("暂停投放请求", "ads pause request"),
+            "cs_task": ("客服工单", "customer-service task")}[action.kind]
+    mode_zh, mode_en = ("（演练，未发送）", " (dry run: not sent)") if dry_run else ("", "")
+    zh = [f"【动作】{rule.name.zh}：{what[0]}{mode_zh}，{len(lines)} 项"]
+    en = [f"[action] {rule.name.en}: {what[1]}{mode_en}, {len(lines)} line(s)"]
+    for line in lines[:TOP]:
+        txt = ", ".join(f"{k}={v}" for k, v in line.items() if k != "fingerprint")
+        zh.append(f"- {txt}")
+        en.append(f"- {txt}")
+    return Text(zh[0], "\n".join(zh), en[0], "\n".join(en))
+
+
+def _entity_zh(entity: str) -> str:
+    return {"sku": "SKU", "shop": "店铺", "brand": "品牌", "channel": "渠道", "warehouse": "仓库",
+            "batch": "批次", "gateway": "支付通道"}.get(entity, entity)
