@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.conftest import PG_ADMIN_URL
 from threshold_operators.alerting.lifecycle import Event, Observation, notification_key, transition
 from threshold_operators.alerting.store import StateStore, state_url
 
@@ -16,15 +15,9 @@ T0 = datetime(2026, 8, 16, 7, tzinfo=UTC)
 NOW = datetime(2026, 8, 16, 8, 5, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        s = StateStore(url=f"sqlite:///{tmp_path / 'state.sqlite'}")
-    else:
-        s = StateStore(url=PG_ADMIN_URL, schema=request.getfixturevalue("pg_schema"))
-    s.create()
-    yield s
-    s.engine.dispose()
+@pytest.fixture
+def store(state_store):
+    return state_store
 
 
 def _firing(k=0, severity="red"):

@@ -155,7 +155,8 @@ def _send(store, senders, route: str, batch: list[dict], language: str, now: dat
         return True
     sender = senders.get(route)
     if sender is None:
-        ok, retryable, error = False, False, f"no sender configured for route {route!r} (is its connection defined?)"
+        # a missing connection is a set-up problem: kept (with back-off) until it is defined, then the fallback
+        ok, retryable, error = False, True, f"no sender configured for route {route!r} (is its connection defined?)"
     else:
         result = sender.send(batch_message([message_of(n["payload"], language) for n in batch], language))
         report.requests += 1
@@ -197,3 +198,16 @@ def build_senders(routing, rules=()) -> tuple[dict[str, Sender], list[str]]:
             except Exception as exc:  # noqa: BLE001 - an undefined connection: reported, the rest still delivers
                 problems.append(f"{route}: {type(exc).__name__}: {str(exc)[:200]}")
     return senders, problems
+
+
+def deliver(store, routing, now: datetime, *, rules=(), senders: Mapping[str, Sender] | None = None,
+            policy: RetryPolicy = RetryPolicy(), log=None) -> DeliveryReport:
+    """``deliver_due`` with the routing file's settings: fallbacks, rate limits, languages; the
+    senders built from the Airflow connections unless given."""
+    if senders is None:
+        senders, problems = build_senders(routing, rules)
+        for p in problems:
+            (log.warning if log else print)(f"channel not configured: {p}")
+    return deliver_due(store, senders, now, policy=policy, fallbacks=routing.fallbacks(),
+                       rate_limits={n: c.rate_limit for n, c in routing.channels.items()},
+                       languages={n: c.language for n, c in routing.channels.items()})

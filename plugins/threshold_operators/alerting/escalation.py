@@ -93,10 +93,11 @@ def _tell(store, routing, rule, event: str, level: int, alerts: list[Alert], now
     report.queued += q.queued
 
 
-def release_mutes(store, routing, rules, now: datetime, report: CycleReport, stage=None) -> None:
-    stage = stage or mute_stage(store, routing, now, components=_components(rules))
+def release_mutes(store, routing, rules, now: datetime, report: CycleReport, stage=None, active=None) -> None:
+    active = store.list(active_only=True) if active is None else active
+    stage = stage or mute_stage(store, routing, now, components=_components(rules), active=active)
     groups: dict[tuple[str, int], list[Alert]] = defaultdict(list)
-    for a in store.list(active_only=True):
+    for a in active:
         if a.status != AlertStatus.SILENCED or (a.muted or "").startswith("inhibited: the data"):
             continue
         mute = stage.check(a, routing.team_of(rules[a.rule_id].owner) if a.rule_id in rules else None, now)
@@ -114,12 +115,14 @@ def release_mutes(store, routing, rules, now: datetime, report: CycleReport, sta
         report.released += [a.fingerprint for a in alerts]
 
 
-def escalate_due(store, routing, rules, now: datetime, report: CycleReport | None = None, stage=None) -> CycleReport:
+def escalate_due(store, routing, rules, now: datetime, report: CycleReport | None = None, stage=None,
+                 active=None) -> CycleReport:
     """Tell the next level of every firing alert whose SLA ran out. ``rules``: rule id -> Rule."""
     report = report or CycleReport()
-    stage = stage or mute_stage(store, routing, now, components=_components(rules))
+    active = store.list(active_only=True) if active is None else active
+    stage = stage or mute_stage(store, routing, now, components=_components(rules), active=active)
     groups: dict[tuple[str, int], list[Alert]] = defaultdict(list)
-    for a in store.list(active_only=True):
+    for a in active:
         level = next_escalation(a, routing.sla_of(a.rule_id), now)
         if level is not None:
             groups[(a.rule_id, level)].append(a)
@@ -130,12 +133,14 @@ def escalate_due(store, routing, rules, now: datetime, report: CycleReport | Non
     return report
 
 
-def repeat_due(store, routing, rules, now: datetime, report: CycleReport | None = None, stage=None) -> CycleReport:
+def repeat_due(store, routing, rules, now: datetime, report: CycleReport | None = None, stage=None,
+               active=None) -> CycleReport:
     """Tell again, at its level, every firing alert nobody acknowledged for the repeat interval."""
     report = report or CycleReport()
-    stage = stage or mute_stage(store, routing, now, components=_components(rules))
+    active = store.list(active_only=True) if active is None else active
+    stage = stage or mute_stage(store, routing, now, components=_components(rules), active=active)
     groups: dict[tuple[str, int], list[Alert]] = defaultdict(list)
-    for a in store.list(active_only=True):
+    for a in active:
         if a.status != AlertStatus.FIRING or a.notified_at is None:
             continue
         rule = rules.get(a.rule_id)
@@ -149,18 +154,23 @@ def repeat_due(store, routing, rules, now: datetime, report: CycleReport | None 
     return report
 
 
-def run_cycle(store, routing, rules, senders, now: datetime, *, policy=None) -> CycleReport:
-    """Release, escalate, repeat, deliver: one pass of the ``storefence_escalation`` DAG."""
-    from threshold_operators.alerting.delivery import RetryPolicy, deliver_due
+def run_cycle(store, routing, rules, now: datetime, *, senders=None, policy=None, log=None) -> CycleReport:
+    """Release, escalate, repeat, deliver: one pass of the ``storefence_escalation`` DAG.
+    ``senders``: route -> sender (default: built from the Airflow connections)."""
+    from threshold_operators.alerting.delivery import RetryPolicy, deliver
 
     report = CycleReport()
-    release_mutes(store, routing, rules, now, report)
-    stage = mute_stage(store, routing, now, components=_components(rules))
-    escalate_due(store, routing, rules, now, report, stage)
-    repeat_due(store, routing, rules, now, report, stage)
-    report.delivery = deliver_due(store, senders, now, policy=policy or RetryPolicy(), fallbacks=routing.fallbacks(),
-                                  rate_limits={name: c.rate_limit for name, c in routing.channels.items()},
-                                  languages={name: c.language for name, c in routing.channels.items()})
+    active = store.list(active_only=True)
+    stage = mute_stage(store, routing, now, components=_components(rules), active=active)
+    release_mutes(store, routing, rules, now, report, stage, active)
+    if report.released:
+        active = store.list(active_only=True)
+    escalate_due(store, routing, rules, now, report, stage, active)
+    if report.escalated:
+        active = store.list(active_only=True)
+    repeat_due(store, routing, rules, now, report, stage, active)
+    report.delivery = deliver(store, routing, now, rules=list(rules.values()), senders=senders,
+                              policy=policy or RetryPolicy(), log=log)
     return report
 
 

@@ -141,8 +141,11 @@ def queue_notifications(rule, evaluation: dict | None, store, routing, now: date
     team = routing.team_of(rule.owner)
     news: dict[tuple[Event, str | None], list[tuple[Alert, Observation, Mute | None]]] = {}
     resolved: list[Alert] = []
-    for obs in observations(rule.id, evaluation):
-        before = store.get(fingerprint(rule.id, obs.entity_key))
+    seen = observations(rule.id, evaluation)
+    known = store.get_many({fingerprint(rule.id, o.entity_key) for o in seen})
+    changed: list[Alert] = []  # saved together at the end of the stage
+    for obs in seen:
+        before = known.get(fingerprint(rule.id, obs.entity_key))
         t = transition(before, obs, now)
         alert, event = t.alert, t.event
         if alert is None:
@@ -151,7 +154,7 @@ def queue_notifications(rule, evaluation: dict | None, store, routing, now: date
             if before is not None and before.notified_at is not None and rule.notify.resolved:
                 resolved.append(before)
             report.count(report.events, str(event))
-            store.save(replace(alert, muted=None))
+            changed.append(replace(alert, muted=None))
             continue
         # 2. mute: news, and alerts held back whose mute may have ended
         if event in (Event.FIRED, Event.WORSENED) or (event == Event.NONE and alert.status == AlertStatus.SILENCED):
@@ -159,7 +162,7 @@ def queue_notifications(rule, evaluation: dict | None, store, routing, now: date
             if mute is not None and mute.until is None:  # held back: silenced, told when the mute ends
                 report.count(report.muted, mute.kind)
                 alert = replace(alert, status=AlertStatus.SILENCED, muted=mute.reason)
-                store.save(alert)
+                changed.append(alert)
                 continue
             if alert.status == AlertStatus.SILENCED:  # released: news now, if nobody was told yet
                 alert = replace(alert, status=AlertStatus.FIRING, muted=None)
@@ -171,7 +174,10 @@ def queue_notifications(rule, evaluation: dict | None, store, routing, now: date
                 report.count(report.events, str(event))
                 news.setdefault((event, obs.severity), []).append((alert, obs, mute))
         if alert != before:
-            store.save(alert)
+            changed.append(alert)
+    with store.engine.begin() as con:
+        for alert in changed:
+            store.save(alert, con)
 
     # 3-5. group, route, dedup
     window = (evaluation.get("window_start") or "", evaluation["window_end"])
@@ -203,7 +209,8 @@ def queue_notifications(rule, evaluation: dict | None, store, routing, now: date
                         data={"rule_id": rule.id, "event": "resolved", "entities": [a.entity_key for a in resolved]})
 
     # 6. actions
-    fired = [{**o.detail, "fingerprint": a.fingerprint} for items in news.values() for a, o, _ in items]
+    fired = [{**o.detail, "fingerprint": a.fingerprint} for (event, _), items in news.items() if event == Event.FIRED
+             for a, o, _ in items]  # a worsening alert does not order the same purchase again
     if fired:
         report.actions = queue_actions(rule, fired, window[1], store, routing, now, report)
     return report

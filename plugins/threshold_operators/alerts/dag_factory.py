@@ -5,10 +5,11 @@ Each rule becomes two tasks:
 - ``<name>_check``: a ``ThresholdCheckOperator``. It evaluates the buckets that completed since
   the rule's last cycle, records the evaluation, and fails at once on a live breach (an
   infrastructure error is retried instead);
-- ``<name>_notify`` (``trigger_rule=all_done``): turns the check's XCom into the notification:
-  the breach, or "could not evaluate"; nothing when all is well or the rule is in shadow mode.
-  It records the alerts in the state store (``storefence_state``) and queues the messages in its
-  outbox (``alerting.pipeline``), once per alert, event and data window.
+- ``<name>_notify`` (``trigger_rule=all_done``): runs the alerting pipeline on the check's
+  outcome (``alerting.pipeline``: record, mute, group, route, dedup, actions): the alerts go to
+  the state store (``storefence_state``), the messages to its outbox once per alert, event and
+  data window, and are delivered at once; the ``storefence_escalation`` DAG retries what could
+  not go and escalates what nobody acknowledged.
 
 A run triggered with ``{"window_start": "...", "window_end": "..."}`` as its conf evaluates that
 window instead (a backfill; the results are upserted, so a repeated window changes nothing).
@@ -43,32 +44,45 @@ DIMENSIONS = ("shops", "products")
 WINDOW_FROM_CONF = "{{{{ (dag_run.conf or {{}}).get('{}', '') if dag_run else '' }}}}"
 
 
-def _notify_task(loaded: LoadedRule, check_task_id: str):
+def _notify_task(loaded: LoadedRule, check_task_id: str, conn_id: str):
     rule_id = loaded.id
 
-    @task(task_id=f"{loaded.rule.id.split('.', 1)[1]}_notify", trigger_rule="all_done", retries=0)
+    @task(task_id=f"{loaded.rule.id.split('.', 1)[1]}_notify", trigger_rule="all_done", retries=2)
     def notify(**context) -> dict | None:
         from datetime import UTC, datetime
 
+        from threshold_operators.alerting.delivery import deliver
         from threshold_operators.alerting.pipeline import queue_notifications
         from threshold_operators.alerting.routing import load_routing
         from threshold_operators.alerting.store import StateStore
-        from threshold_operators.alerts.notification import compose
         from threshold_operators.rules.catalogue import load_catalogue
 
-        rule = load_catalogue().get(rule_id).rule
+        catalogue = load_catalogue()
+        rule = catalogue.get(rule_id).rule
         evaluation = context["ti"].xcom_pull(task_ids=check_task_id, key="evaluation")
-        message = compose(rule, evaluation)
+        if evaluation and evaluation.get("truncated"):  # more entities than the XCom carries: all of them
+            from threshold_operators.engine.record import window_results
+            from threshold_operators.warehouse.hook import WarehouseHook
+
+            hook = WarehouseHook(warehouse_conn_id=conn_id)
+            end = datetime.fromisoformat(evaluation["window_end"])
+            evaluation = {**evaluation}
+            evaluation["breaches"], evaluation["resolved_entities"] = window_results(hook, rule, end)
+            hook.engine.dispose()
         store = StateStore()
         store.create()
-        queued = queue_notifications(rule, evaluation, store, load_routing(), datetime.now(UTC))
-        print(f"{rule_id}: alerts {queued.events or 'unchanged'}; {queued.queued} notification(s) queued in the "
-              f"outbox, {queued.duplicates} already there")
-        if message is None:
-            print(f"{rule_id}: nothing to notify ({(evaluation or {}).get('outcome')}, {rule.mode})")
-            return None
-        print(f"{message.kind.upper()} -> {message.owner} {message.audience}\n{message.title}\n{message.text}")
-        return message.as_dict() | {"queued": queued.queued}
+        routing = load_routing()
+        now = datetime.now(UTC)
+        components = {r.id: list(r.rule.references) for r in catalogue.rules.values() if r.rule.references}
+        queued = queue_notifications(rule, evaluation, store, routing, now, components=components)
+        print(f"{rule_id}: outcome {(evaluation or {}).get('outcome')}, alerts {queued.events or 'unchanged'}, "
+              f"muted {queued.muted or 'none'}; {queued.queued} message(s) and {queued.actions} action(s) queued, "
+              f"{queued.duplicates} already there")
+        if queued.queued or queued.actions:  # at once; what cannot go now, the escalation DAG retries
+            d = deliver(store, routing, now, rules=[rule])
+            print(f"delivered {len(d.sent)}, dry runs {len(d.dry_run)}, retrying {len(d.retrying)}, "
+                  f"failed {len(d.failed)}, waiting {d.held_back + d.throttled}")
+        return {"events": queued.events, "queued": queued.queued, "actions": queued.actions, "muted": queued.muted}
 
     return notify
 
@@ -107,5 +121,5 @@ def build_alert_dag(domain: str, conn_id: str = WAREHOUSE_CONN_ID) -> DAG:
                                            window_start=WINDOW_FROM_CONF.format("window_start"),
                                            window_end=WINDOW_FROM_CONF.format("window_end"),
                                            doc_md=f"{loaded.rule.name.en}: {loaded.rule.description}")
-            check >> _notify_task(loaded, check.task_id)()
+            check >> _notify_task(loaded, check.task_id, conn_id)()
     return dag

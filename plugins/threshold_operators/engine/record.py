@@ -121,12 +121,12 @@ def window_results(hook, rule: Rule, window_end) -> tuple[list[dict], list[str]]
     with hook.engine.connect() as con:
         rows = [dict(r._mapping) for r in con.execute(sql, {"rule_id": rule.id, "window_end": window_end})]
     latest: dict[str, dict] = {}
-    resolved: set[str] = set()
-    for r in rows:
-        if r["state"] == "resolved":
-            resolved.add(r["entity_key"])
-        else:
+    last_state: dict[str, str] = {}
+    for r in rows:  # ordered by entity and bucket
+        last_state[r["entity_key"]] = r["state"]
+        if r["state"] == "firing":
             latest[r["entity_key"]] = r
+    resolved = {k for k, state in last_state.items() if state == "resolved"}
     primary = rule.primary
     breaches = []
     for key, r in sorted(latest.items()):

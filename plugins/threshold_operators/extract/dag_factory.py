@@ -20,6 +20,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import DAG, Asset, AssetAlias, task
 
+from threshold_operators.alerting.notifier import StorefenceNotifier
 from threshold_operators.extract.sources import SourceSpec
 from threshold_operators.warehouse import WAREHOUSE_CONN_ID, WAREHOUSE_POOL
 
@@ -47,6 +48,8 @@ def build_extract_dag(spec: SourceSpec, warehouse_conn_id: str = WAREHOUSE_CONN_
         "retry_delay": timedelta(seconds=30),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=10),
+        # a load that fails for good reaches the data engineers once (not on every try)
+        "on_failure_callback": [StorefenceNotifier(team="data_engineering", severity="yellow")],
     }
     with DAG(
         dag_id=spec.dag_id,

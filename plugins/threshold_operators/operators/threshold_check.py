@@ -125,6 +125,12 @@ class ThresholdCheckOperator(BaseOperator):
     @staticmethod
     def _summary(ev, rule) -> dict:
         breaches = ev.breaches(rule) if ev.results else []
+        latest: dict[str, Any] = {}
+        for r in ev.results:
+            if r.entity_key not in latest or r.bucket > latest[r.entity_key].bucket:
+                latest[r.entity_key] = r
+        # resolved: entities whose latest state in the window is resolved (not one that fired again)
+        resolved = sorted(k for k, r in latest.items() if r.state == "resolved")
         return {
             "rule_id": rule.id,
             "mode": rule.mode,
@@ -133,11 +139,10 @@ class ThresholdCheckOperator(BaseOperator):
             "window_end": ev.window_end.isoformat() if ev.window_end != datetime.min else None,
             "firing": len(breaches),
             "pending": len({r.entity_key for r in ev.results if r.state == "pending"}),
-            "resolved": len({r.entity_key for r in ev.results if r.state == "resolved"}),
-            "resolved_entities": sorted({r.entity_key for r in ev.results if r.state == "resolved"})[:MAX_BREACHES_IN_XCOM],
+            "resolved": len(resolved),
+            "resolved_entities": resolved[:MAX_BREACHES_IN_XCOM],
             "breaches": breaches[:MAX_BREACHES_IN_XCOM],
             # more than the XCom carries: the notification task reads them all from rule_results
-            "truncated": len(breaches) > MAX_BREACHES_IN_XCOM or len(
-                {r.entity_key for r in ev.results if r.state == "resolved"}) > MAX_BREACHES_IN_XCOM,
+            "truncated": len(breaches) > MAX_BREACHES_IN_XCOM or len(resolved) > MAX_BREACHES_IN_XCOM,
             "detail": ev.detail,
         }
