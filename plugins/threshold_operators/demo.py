@@ -11,7 +11,10 @@
 5. The summary: per table, rows fetched, loaded, quarantined, and freshness; the warehouse; the
    incidents.
 6. The alert DAGs run for real (`dag.test()`), one per rule domain: each rule evaluates the hour
-   that just landed, records it, and a breach reaches its notification task.
+   that just landed, records it, and a breach reaches its notification task, which delivers to a
+   local inbox (an HTTP server standing in for DingTalk, SMS, webhooks and the procurement API,
+   and an SMTP server) through real Airflow connections. Then the escalation DAG's cycles over
+   three hours of simulated time, and who got what.
 7. The seed's incidents replayed through the rule catalogue: for each incident, the rules that
    fired for the entity it hit, the severity, and how soon (in data time) after it began.
 """
@@ -144,20 +147,66 @@ def alerts_report(evaluations: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def outbox_report() -> str:
-    """What the notify tasks queued in the state store's outbox, per channel (delivery: issue 5)."""
+def outbox_report(store) -> str:
+    """What the notify tasks queued and delivered, per channel and event."""
     from collections import Counter
 
-    from threshold_operators.alerting.store import StateStore
-
-    store = StateStore()
     rows = store.notifications()
     alerts = store.list(active_only=True)
-    store.engine.dispose()
-    per_route = Counter((r["route"], r["event"]) for r in rows)
+    per_route = Counter((r["route"], r["event"], r["status"]) for r in rows)
     lines = [f"Alert state ({store.engine.url.database}): {len(alerts)} active alert(s); the outbox holds "
              f"{len(rows)} notification(s):"]
-    lines += [f"  {route:<22} {event:<10} {n}" for (route, event), n in sorted(per_route.items())]
+    lines += [f"  {route:<24} {event:<28} {status:<8} {n}" for (route, event, status), n in sorted(per_route.items())]
+    return "\n".join(lines)
+
+
+def escalate_over_time(store, routing, rules, start, hours: int = 3, step=timedelta(minutes=10)) -> str:
+    """The escalation DAG's cycles over simulated time: who was told, when, because nobody acknowledged."""
+    from threshold_operators.alerting.escalation import run_cycle
+
+    lines, t = [], start
+    while t < start + timedelta(hours=hours):
+        t += step
+        report = run_cycle(store, routing, rules, t)
+        for fp, level in report.escalated:
+            a = store.get(fp)
+            lines.append(f"  +{(t - start).total_seconds() / 60:>4.0f} min  L{level}  {a.rule_id:<30} {a.entity_key}")
+        lines += [f"  +{(t - start).total_seconds() / 60:>4.0f} min  repeated  {store.get(fp).rule_id}"
+                  for fp in report.repeated[:3]]
+    collapsed: dict[tuple, int] = {}
+    for line in lines:  # many entities of one rule escalate together: one line and a count
+        key = tuple(line.split()[:4])
+        collapsed[key] = collapsed.get(key, 0) + 1
+    return "\n".join(f"  {k[0]:>5} {k[1]} {k[2]:<3} {k[3]:<30} {n} alert(s)" for k, n in collapsed.items()) \
+        or "  (nothing left unacknowledged long enough to escalate)"
+
+
+def who_got_what(store, routing, inbox) -> str:
+    """Each person's messages: the outbox rows sent with their handle, by channel."""
+    by_handle = {}
+    for pid, p in routing.people.items():
+        for handle in (p.mobile, p.email):
+            if handle:
+                by_handle[handle] = pid
+    got: dict[str, list[str]] = {}
+    for r in store.notifications():
+        if r["status"] != "sent" or r["route"].startswith("action:"):
+            continue
+        p = r["payload"]
+        for pid in dict.fromkeys(by_handle[h] for h in [*p.get("mentions", []), *p.get("emails", [])] if h in by_handle):
+            got.setdefault(pid, []).append(f"[{r['route']}] {p['title']}")
+    lines = []
+    for pid, items in sorted(got.items(), key=lambda kv: -len(kv[1])):
+        lines.append(f"  {routing.people[pid].name} ({pid}): {len(items)} message(s)")
+        lines += [f"      {x}" for x in list(dict.fromkeys(items))[:4]]
+    actions = [h for h in inbox.http if h["channel"] in ("procurement_api", "ads_api", "cs_tasks")]
+    lines.append(f"  The local inbox received {len(inbox.http) - len(actions)} chat/SMS/webhook request(s), "
+                 f"{len(inbox.mail)} email(s) and {len(actions)} action request(s):")
+    for h in actions[:5]:
+        b = h["body"]
+        what = f"{len(b.get('lines', []))} line(s) for supplier {b.get('supplier_id')}" if "lines" in b else \
+            str(b.get("entity"))
+        lines.append(f"      POST {h['path']}  {b.get('schema')}: {what}")
     return "\n".join(lines)
 
 
@@ -235,14 +284,14 @@ def run_demo(conn_id: str, end, dags_folder: Path, home: Path, say=print) -> int
     warehouse.describe()  # a missing or wrong connection stops the demo now, not after the simulation
     source = home / "storefence-shop.duckdb"
     labels_path = home / "storefence-labels.yaml"
-    say(f"1/6 Simulating the demo shop ({demo['skus']} SKUs, {demo['days']} days, ~{demo['orders_per_day']} orders a day, "
+    say(f"1/7 Simulating the demo shop ({demo['skus']} SKUs, {demo['days']} days, ~{demo['orders_per_day']} orders a day, "
         f"default incidents) into the platform file {source}")
     source.unlink(missing_ok=True)
     result = simulate(SimulationSpec(**demo, end=end), WarehouseHook(url=f"duckdb:///{source}"), labels_out=labels_path)
     say(f"    {sum(result.rows.values()):,} rows in {result.seconds:.0f} s; malformed records added: "
         + ", ".join(inject_malformed(source, result.window_end)))
     cutoff = result.window_end - CATCH_UP
-    say(f"2/6 Initial load: the history up to {cutoff:%Y-%m-%d %H:%M} UTC into {warehouse.describe()}")
+    say(f"2/7 Initial load: the history up to {cutoff:%Y-%m-%d %H:%M} UTC into {warehouse.describe()}")
     say(f"    {seed_history(source, warehouse, cutoff):,} rows")
     log_path = home / "storefence-demo.log"
     with open(log_path, "w", encoding="utf-8") as log:
@@ -250,26 +299,48 @@ def run_demo(conn_id: str, end, dags_folder: Path, home: Path, say=print) -> int
             port = int(api.url.rsplit(":", 1)[1])
             for name in ("SHOP_API_DEFAULT", "ADS_API_DEFAULT", "REVIEWS_API_DEFAULT"):
                 os.environ[f"AIRFLOW_CONN_{name}"] = json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": port})
-            say(f"3/6 The shop API serves the platform at {api.url}; running the extract DAGs (task logs: {log_path})")
+            say(f"3/7 The shop API serves the platform at {api.url}; running the extract DAGs (task logs: {log_path})")
             t0 = time.perf_counter()
             states = run_extracts(dags_folder, log)
             say(f"    {', '.join(f'storefence_extract_{s}: {st}' for s, st in states.items())} "
                 f"in {time.perf_counter() - t0:.0f} s")
-        say("4/6 What the extract runs did:\n")
+        say("4/7 What the extract runs did:\n")
         say(extract_report(warehouse))
         say("")
         labels = yaml.safe_load(labels_path.read_text(encoding="utf-8"))
         say(render(table_stats(warehouse), labels, warehouse.describe()))
         say("")
-        t0 = time.perf_counter()
-        evaluations = run_alert_dags(dags_folder, log)
-    say(f"5/6 The alert DAGs, one per rule domain, on the hour that just landed ({time.perf_counter() - t0:.0f} s; "
-        f"a breach fails its check task and reaches its notify task):\n")
-    say(alerts_report(evaluations))
+        from datetime import UTC, datetime
+
+        from threshold_operators.alerting.local_inbox import LocalInbox
+        from threshold_operators.alerting.routing import load_routing
+        from threshold_operators.alerting.store import DEFAULT_FILE, StateStore
+        from threshold_operators.rules.catalogue import load_catalogue
+
+        (home / DEFAULT_FILE).unlink(missing_ok=True)  # a fresh alert state for the demo
+        routing = load_routing()
+        rules = {rid: r.rule for rid, r in load_catalogue().rules.items()}
+        with LocalInbox() as inbox:
+            os.environ.update(inbox.connections(routing, rules.values()))
+            t0 = time.perf_counter()
+            evaluations = run_alert_dags(dags_folder, log)
+            say(f"5/7 The alert DAGs, one per rule domain, on the hour that just landed ({time.perf_counter() - t0:.0f} s;"
+                f" a breach fails its check task; its notify task records, mutes, groups, routes and delivers to "
+                f"a local inbox at {inbox.url} and SMTP port {inbox.smtp_port}):\n")
+            say(alerts_report(evaluations))
+            say("")
+            store = StateStore()
+            store.create()
+            say(outbox_report(store))
+            now = datetime.now(UTC)
+            say("\n6/7 Nobody acknowledges: the storefence_escalation DAG's cycles over the next 3 hours "
+                "(simulated time, every 10 minutes):\n")
+            say(escalate_over_time(store, routing, rules, now))
+            say("\nWho got what:\n")
+            say(who_got_what(store, routing, inbox))
+            store.engine.dispose()
     say("")
-    say(outbox_report())
-    say("")
-    say("6/6 The seed's incidents replayed through the rule catalogue (hourly cycles over each incident):\n")
+    say("7/7 The seed's incidents replayed through the rule catalogue (hourly cycles over each incident):\n")
     say(incident_replay(warehouse, labels))
     say("\nEvery evaluation is in the warehouse tables rule_evaluations and rule_results; the rules are "
         "in include/rules/ (docs/rules.md).")

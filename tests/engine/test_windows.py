@@ -19,26 +19,29 @@ def test_offset_baselines_read_only_their_hours():
     r = rule(conditions=[{"metric": "orders", "baseline": {"kind": "same_weekday_hour", "periods": 2},
                           "compare": "ratio", "above": 2}])
     plan = plan_cycle(r, T0, T0 + H)
-    assert plan.scans == ((T0 - H, T0 + H), (T0 - H - 7 * D, T0 + H - 7 * D), (T0 - H - 14 * D, T0 + H - 14 * D))
+    # the window's hour, the hour before (a lead-in bucket: an alert that stops breaching resolves in
+    # the window's first hour) and the one before that (the candidates start after it)
+    assert plan.scans == ((T0 - 2 * H, T0 + H), (T0 - 2 * H - 7 * D, T0 + H - 7 * D),
+                          (T0 - 2 * H - 14 * D, T0 + H - 14 * D))
 
 
 def test_year_over_year_and_lookback_widen_every_range():
     r = rule(lookback="24h", conditions=[{"metric": "x", "baseline": {"kind": "year_over_year"},
                                           "compare": "pct_change", "above": 50}])
     plan = plan_cycle(r, T0, T0 + H)
-    assert plan.scans == ((T0 - 25 * H, T0 + H), (T0 - 25 * H - YEAR, T0 + H - YEAR))
+    assert plan.scans == ((T0 - 26 * H, T0 + H), (T0 - 26 * H - YEAR, T0 + H - YEAR))
 
 
 def test_persistence_and_recovery_hold_extend_the_lead_in():
     r = rule(**{"for": 3, "hold_for": "6h"}, conditions=[{"metric": "x", "above": 5, "recover": 3}])
-    assert plan_cycle(r, T0, T0 + H).candidates_from == T0 - H - 2 * H - 6 * H
+    assert plan_cycle(r, T0, T0 + H).candidates_from == T0 - H - 3 * H - 6 * H
 
 
 def test_the_scan_does_not_depend_on_history():
     r = rule(conditions=[{"metric": "x", "baseline": {"kind": "trailing", "window": "7d"}, "compare": "ratio",
                           "below": 0.5}])
     plan = plan_cycle(r, T0, T0 + H)
-    assert plan.scans == ((T0 - H - 7 * D, T0 + H),)
+    assert plan.scans == ((T0 - 2 * H - 7 * D, T0 + H),)
 
 
 def test_next_window_starts_where_the_last_ended():

@@ -108,7 +108,9 @@ def _batches(rows: list[dict], budget: int, language: str) -> list[list[dict]]:
 def deliver_due(store, senders: Mapping[str, Sender], now: datetime, *, policy: RetryPolicy = RetryPolicy(),
                 fallbacks: Mapping[str, str] | None = None, limit: int = 5000,
                 rate_limits: Mapping[str, int | None] | None = None,
-                languages: Mapping[str, str] | None = None) -> DeliveryReport:
+                languages: Mapping[str, str] | None = None, batch: bool = True) -> DeliveryReport:
+    """Send the due notifications. ``batch=False``: one request per notification even under the
+    throttle (the rest wait for the next minute), as a plain outbox would."""
     report = DeliveryReport()
     rate_limits, languages = rate_limits or {}, languages or {}
     due: dict[str, list[dict]] = defaultdict(list)
@@ -130,7 +132,7 @@ def deliver_due(store, senders: Mapping[str, Sender], now: datetime, *, policy: 
         cap = rate_limits.get(route)
         if cap:
             budget = max(cap - store.sent_since(route, now - WINDOW), 0)
-            batches = _batches(rows, budget, language)
+            batches = _batches(rows, budget, language) if batch else [[r] for r in rows[:budget]]
             report.throttled += len(rows) - sum(len(b) for b in batches)
         else:
             batches = [[r] for r in rows]

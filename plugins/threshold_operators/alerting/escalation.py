@@ -88,8 +88,7 @@ def _tell(store, routing, rule, event: str, level: int, alerts: list[Alert], now
                         data={"rule_id": rule_id, "event": event, "severity": severity, "level": level,
                               "entities": [a.entity_key for a in alerts],
                               "fingerprints": [a.fingerprint for a in alerts]})
-        for a in alerts:
-            store.save(update(a), con)
+        store.save_many([update(a) for a in alerts], con)
     report.queued += q.queued
 
 

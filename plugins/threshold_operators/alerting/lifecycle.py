@@ -97,7 +97,8 @@ def _worse(new: str | None, old: str | None) -> bool:
 
 def transition(alert: Alert | None, obs: Observation, now: datetime) -> Transition:
     """The alert after ``obs`` (pure: the clock is ``now``, nothing is read or written)."""
-    if alert is not None and obs.bucket < alert.last_bucket:
+    if alert is not None and (obs.bucket < alert.last_bucket
+                              or (obs.state == "resolved" and obs.bucket <= alert.last_bucket)):
         return Transition(alert, Event.NONE)  # older data (backfill, retry): already accounted for
     if alert is None or alert.status == AlertStatus.RESOLVED:
         if obs.state == "resolved":

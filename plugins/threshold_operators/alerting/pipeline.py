@@ -25,6 +25,7 @@ escalates, repeats and releases muted alerts. Nothing here reads a clock or open
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from hashlib import sha256
@@ -65,11 +66,14 @@ def _key(*parts) -> str:
 
 
 def observations(rule_id: str, evaluation: dict) -> list[Observation]:
-    """The check's outcome as observations: firing entities at their latest bucket, resolved ones at the window's end."""
+    """The check's outcome as observations: firing entities at their latest bucket, resolved ones at the
+    bucket they resolved at (``resolved_at``; the window's end when it does not say)."""
     end = _ts(evaluation["window_end"])
     out = [Observation(rule_id, b["entity_key"], "firing", b["severity"], _ts(b["bucket"]), end, b)
            for b in evaluation.get("breaches", [])]
-    out += [Observation(rule_id, key, "resolved", None, end, end) for key in evaluation.get("resolved_entities", [])]
+    at = evaluation.get("resolved_at") or {}
+    out += [Observation(rule_id, key, "resolved", None, _ts(at[key]) if key in at else end, end)
+            for key in evaluation.get("resolved_entities", [])]
     return out
 
 
@@ -84,14 +88,22 @@ def mute_stage(store, routing, now: datetime, *, failing_tables=None, rule_table
     ))
 
 
+@functools.lru_cache(maxsize=1)
+def _link_settings():
+    """The ``storefence_ack`` connection, looked up once per process (a task, a CLI call)."""
+    try:
+        from threshold_operators.alerting.ack_link import link_settings
+
+        return link_settings()
+    except Exception:  # noqa: BLE001 - no links: messages carry the CLI command instead
+        return None
+
+
 def links_for(fingerprints, level: int) -> dict[str, str]:
     """Signed acknowledge links, when the ``storefence_ack`` connection is set up (else none)."""
-    try:
-        from threshold_operators.alerting.ack_link import ack_url, link_settings
+    from threshold_operators.alerting.ack_link import ack_url
 
-        settings = link_settings()
-    except Exception:  # noqa: BLE001 - no links: messages carry the CLI command instead
-        return {}
+    settings = _link_settings()
     if settings is None:
         return {}
     return {fp: ack_url(settings, fp, level) for fp in fingerprints}
@@ -175,9 +187,7 @@ def queue_notifications(rule, evaluation: dict | None, store, routing, now: date
                 news.setdefault((event, obs.severity), []).append((alert, obs, mute))
         if alert != before:
             changed.append(alert)
-    with store.engine.begin() as con:
-        for alert in changed:
-            store.save(alert, con)
+    store.save_many(changed)
 
     # 3-5. group, route, dedup
     window = (evaluation.get("window_start") or "", evaluation["window_end"])
@@ -196,8 +206,7 @@ def queue_notifications(rule, evaluation: dict | None, store, routing, now: date
                             data={"rule_id": rule.id, "event": str(event), "severity": severity,
                                   "entities": [o.entity_key for _, o, _ in items],
                                   "fingerprints": [a.fingerprint for a, _, _ in items]})
-            for alert, _, _ in items:
-                store.save(replace(escalate(alert, level, now), notified_at=now), con)
+            store.save_many([replace(escalate(alert, level, now), notified_at=now) for alert, _, _ in items], con)
     if resolved:
         level = max(a.escalation_level for a in resolved) or 1
         people = [p.name for p in routing.recipients(team, level)]

@@ -53,7 +53,7 @@ alerts = Table(
 notifications = Table(
     "notifications", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("idempotency_key", String(64), nullable=False, unique=True),
+    Column("idempotency_key", String(200), nullable=False, unique=True),
     Column("fingerprint", String(40), nullable=False, index=True),
     Column("event", String(40), nullable=False),
     Column("level", Integer, nullable=False),
@@ -205,6 +205,30 @@ class StateStore:
         updated = con.execute(alerts.update().where(alerts.c.fingerprint == alert.fingerprint).values(**row)).rowcount
         if not updated:
             con.execute(alerts.insert().values(**row))
+        return None
+
+    def save_many(self, items, con=None) -> None:
+        """Insert or replace many alerts in one statement (an upsert on SQLite and PostgreSQL)."""
+        rows = list({a.fingerprint: _row(a) for a in items}.values())  # the last state of each
+        if not rows:
+            return
+        if con is None:
+            with self.engine.begin() as c:
+                return self.save_many(items, c)
+        dialect = self.engine.dialect.name
+        if dialect not in ("sqlite", "postgresql"):
+            for a in items:
+                self.save(a, con)
+            return None
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert
+        stmt = insert(alerts)
+        stmt = stmt.on_conflict_do_update(index_elements=["fingerprint"],
+                                          set_={c.name: stmt.excluded[c.name] for c in alerts.columns
+                                                if c.name != "fingerprint"})
+        con.execute(stmt, rows)
         return None
 
     # --- the outbox ----------------------------------------------------------------------------

@@ -67,7 +67,8 @@ def _notify_task(loaded: LoadedRule, check_task_id: str, conn_id: str):
             hook = WarehouseHook(warehouse_conn_id=conn_id)
             end = datetime.fromisoformat(evaluation["window_end"])
             evaluation = {**evaluation}
-            evaluation["breaches"], evaluation["resolved_entities"] = window_results(hook, rule, end)
+            evaluation["breaches"], evaluation["resolved_at"] = window_results(hook, rule, end)
+            evaluation["resolved_entities"] = list(evaluation["resolved_at"])
             hook.engine.dispose()
         store = StateStore()
         store.create()

@@ -109,10 +109,10 @@ def record(hook, evaluation: Evaluation, rule: Rule, run_id: str | None) -> None
             }))
 
 
-def window_results(hook, rule: Rule, window_end) -> tuple[list[dict], list[str]]:
+def window_results(hook, rule: Rule, window_end) -> tuple[list[dict], dict[str, str]]:
     """Every entity's outcome of the evaluation that ended at ``window_end``, as the check task's
-    XCom would carry it (``breaches``, ``resolved_entities``) but without its size cap: the latest
-    firing bucket of each entity, and the entities that resolved."""
+    XCom would carry it (``breaches``, ``resolved_at``) but without its size cap: the latest
+    firing bucket of each entity, and the entities whose latest state is resolved, with its bucket."""
     from sqlalchemy import text
 
     sql = text("SELECT entity_key, bucket, state, severity, value, baseline, threshold, entity, metrics "
@@ -121,12 +121,12 @@ def window_results(hook, rule: Rule, window_end) -> tuple[list[dict], list[str]]
     with hook.engine.connect() as con:
         rows = [dict(r._mapping) for r in con.execute(sql, {"rule_id": rule.id, "window_end": window_end})]
     latest: dict[str, dict] = {}
-    last_state: dict[str, str] = {}
+    last: dict[str, dict] = {}
     for r in rows:  # ordered by entity and bucket
-        last_state[r["entity_key"]] = r["state"]
+        last[r["entity_key"]] = r
         if r["state"] == "firing":
             latest[r["entity_key"]] = r
-    resolved = {k for k, state in last_state.items() if state == "resolved"}
+    resolved = {k: as_utc(r["bucket"]).isoformat() for k, r in last.items() if r["state"] == "resolved"}
     primary = rule.primary
     breaches = []
     for key, r in sorted(latest.items()):
@@ -139,7 +139,7 @@ def window_results(hook, rule: Rule, window_end) -> tuple[list[dict], list[str]]
             "metrics": {k: v for k, v in metrics.items() if k not in rule.attributes},
             "attributes": {k: metrics.get(k) for k in rule.attributes},
         })
-    return breaches, sorted(resolved)
+    return breaches, dict(sorted(resolved.items()))
 
 
 def _float(v):

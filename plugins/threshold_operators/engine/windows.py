@@ -35,9 +35,11 @@ def baseline_offsets(baseline: Baseline, grain: timedelta) -> list[timedelta]:
 
 
 def lead_in(rule: Rule) -> timedelta:
-    """History before the first evaluated bucket that persistence and the recovery hold need."""
+    """History before the first evaluated bucket that persistence and the recovery hold need, and one
+    bucket more: an entity that fired in the bucket before the window and stops breaching in its first
+    bucket resolves there (without it, an hourly cycle would never see the alert end)."""
     hold = rule.hold_for if any(c.recover is not None for c in rule.conditions) else timedelta(0)
-    return rule.grain_delta * (rule.for_ - 1) + hold
+    return rule.grain_delta * rule.for_ + hold
 
 
 def history_offsets(rule: Rule) -> list[timedelta]:

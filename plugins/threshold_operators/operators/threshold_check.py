@@ -141,6 +141,7 @@ class ThresholdCheckOperator(BaseOperator):
             "pending": len({r.entity_key for r in ev.results if r.state == "pending"}),
             "resolved": len(resolved),
             "resolved_entities": resolved[:MAX_BREACHES_IN_XCOM],
+            "resolved_at": {k: latest[k].bucket.isoformat() for k in resolved[:MAX_BREACHES_IN_XCOM]},
             "breaches": breaches[:MAX_BREACHES_IN_XCOM],
             # more than the XCom carries: the notification task reads them all from rule_results
             "truncated": len(breaches) > MAX_BREACHES_IN_XCOM or len(resolved) > MAX_BREACHES_IN_XCOM,
