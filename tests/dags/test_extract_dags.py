@@ -81,9 +81,24 @@ def test_an_unreachable_api_fails_the_fetch_and_loads_nothing(extract_dags, tmp_
     dag = extract_dags.get_dag("storefence_extract_reviews_api")
     for t in dag.tasks:
         t.retries = 0
+    monkeypatch.setenv("AIRFLOW_CONN_STOREFENCE_STATE", json.dumps({"conn_type": "sqlite",
+                                                                    "host": str(tmp_path / "state.sqlite")}))
     run = dag.test()
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert states == {"fetch_reviews": "failed", "load_reviews": "upstream_failed"}
+
+    # the task's StorefenceNotifier told the data engineers once, on their channels
+    from threshold_operators.alerting.notifier import StorefenceNotifier
+    from threshold_operators.alerting.store import StateStore
+
+    def told():
+        return [(r["route"], r["payload"]["data"]["task_id"]) for r in StateStore().notifications()
+                if r["event"] == "task_failed"]
+
+    assert sorted(told()) == [("data_webhook", "fetch_reviews"), ("email", "fetch_reviews")]
+    failed = next(ti for ti in run.get_task_instances() if ti.task_id == "fetch_reviews")
+    StorefenceNotifier(deliver=False)({"ti": failed, "run_id": run.run_id, "exception": RuntimeError("again")})
+    assert len(told()) == 2  # the same task of the same run: not told twice
 
 
 def test_a_broken_source_file_breaks_only_its_own_dag(airflow_db, tmp_path, monkeypatch):
