@@ -227,21 +227,13 @@ def case_floor_full_table(path: Path, end: datetime = END) -> dict:
     return {"seconds": seconds, "grouped_seconds": grouped, "rows": rows}
 
 
-def scored_sql(compiled) -> str:
-    """The compiled statement up to its ``scored`` step: every candidate row, metric, baseline and
-    compared value, before the final filter on breaching rows."""
-    tail = "SELECT * FROM final"
-    assert compiled.sql.rstrip().endswith(tail), compiled.sql[-200:]
-    return compiled.sql.rstrip()[: -len(tail)] + "SELECT * FROM scored"
-
-
 def case_gx(path: Path, end: datetime = END) -> dict:
     import logging
 
     import pandas as pd
     from sqlalchemy import text
 
-    from threshold_operators.engine.compile import compile_rule
+    from threshold_operators.engine.compile import compile_rule, scored_sql
     from threshold_operators.rules.catalogue import load_catalogue
     from threshold_operators.warehouse.hook import WarehouseHook
 

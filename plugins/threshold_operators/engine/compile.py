@@ -252,3 +252,14 @@ def threshold_of(rule: Rule, severity: str | None) -> float | None:
         return thresholds[severity]
     return thresholds[max(thresholds, key=LEVEL.get)] if thresholds else None
 
+
+
+def scored_sql(compiled: CompiledRule) -> str:
+    """The compiled statement up to its ``scored`` step: every evaluated row with its metrics,
+    baselines, compared values and level, before the final filter keeps the breaching ones (for
+    plots and benchmarks; a cycle itself never needs it)."""
+    tail = "SELECT * FROM final"
+    sql = compiled.sql.rstrip()
+    if not sql.endswith(tail):
+        raise ValueError("not a compiled rule statement")
+    return sql[: -len(tail)] + "SELECT * FROM scored"

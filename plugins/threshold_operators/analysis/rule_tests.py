@@ -1,0 +1,148 @@
+"""Rule unit tests as data, in the manner of Prometheus' ``promtool test rules``.
+
+A test file (``tests/rules/*.yaml``) holds cases; each gives a rule, input metric series, and
+the alerts expected at evaluation times::
+
+    tests:
+      - name: a busy SKU at three times its usual hour fires red
+        rule: sales.order_spike
+        start: 2026-08-03T00:00:00Z          # the first hour of the series
+        series:
+          - entity: shop_id=s1/sku=A        # the entity's key columns, as alerts show them
+            orders: "12x1008 40 12x3"       # values hour by hour: VxN repeats V N times; _ is missing
+        set: [condition.threshold.red=5]    # optional overrides, as `storefence backtest --set`
+        eval:
+          - at: 2026-09-14T01:00:00Z        # the cycle ending here, [at - every, at)
+            alerts: [{entity: shop_id=s1/sku=A, severity: red}]
+          - at: 2026-09-14T03:00:00Z
+            alerts: []                      # nothing firing: a quiet case
+
+The series replace the rule's metric query (``analysis.series``); everything else is the rule
+as written, compiled by the engine the DAGs use. The alerts at ``at`` are the entities whose
+latest state in that cycle is firing, with their severity; the expected list must match exactly.
+Run them with ``storefence test-rules [PATH]``; pytest collects them too (``tests/rules/conftest.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+
+class RuleTestError(ValueError):
+    pass
+
+
+@dataclass
+class Case:
+    file: Path
+    line: int
+    name: str
+    rule: str
+    start: datetime
+    series: list[dict]
+    evals: list[dict]
+    settings: list[str] = field(default_factory=list)
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+def expand(values: str, where: str) -> list[float | None]:
+    """``"12x3 40 _ _x2"`` -> [12, 12, 12, 40, None, None, None]."""
+    out: list[float | None] = []
+    for token in str(values).split():
+        value, _, times = token.partition("x")
+        try:
+            n = int(times) if times else 1
+            v = None if value == "_" else float(value)
+        except ValueError:
+            raise RuleTestError(f"{where}: {token!r} is not a value, VxN or _") from None
+        out += [v] * n
+    return out
+
+
+def load_cases(path: Path) -> list[Case]:
+    """The cases of one test file; RuleTestError names the file, line and field of a problem."""
+    from threshold_operators import located_yaml
+    from threshold_operators.analysis.series import parse_ts
+
+    try:
+        doc, lines = located_yaml.load(path)
+    except located_yaml.ConfigFileError as exc:
+        raise RuleTestError(str(exc)) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("tests"), list):
+        raise RuleTestError(f"{path}:1: tests: expected a list of test cases")
+    cases = []
+    for i, t in enumerate(doc["tests"]):
+        line = lines.get(("tests", i), 1)
+        where = f"{path}:{line}"
+        for key in ("name", "rule", "start", "series", "eval"):
+            if key not in t:
+                raise RuleTestError(f"{where}: tests.{i}.{key}: required")
+        unknown = set(t) - {"name", "rule", "start", "series", "eval", "set"}
+        if unknown:
+            raise RuleTestError(f"{where}: tests.{i}.{sorted(unknown)[0]}: unknown field")
+        start = parse_ts(t["start"] if isinstance(t["start"], str) else t["start"].isoformat(), where)
+        for j, ev in enumerate(t["eval"]):
+            if "at" not in ev or "alerts" not in ev:
+                raise RuleTestError(f"{path}:{lines.get(('tests', i, 'eval', j), line)}: tests.{i}.eval.{j}: "
+                                    "needs at and alerts")
+        cases.append(Case(path, line, str(t["name"]), str(t["rule"]), start, list(t["series"]), list(t["eval"]),
+                          list(t.get("set") or [])))
+    return cases
+
+
+def rows_of(case: Case, rule) -> list[dict]:
+    from threshold_operators.analysis.series import entity_keys
+
+    rows: dict[tuple, dict] = {}
+    for s in case.series:
+        keys = entity_keys(rule, str(s.get("entity") or "all"))
+        for metric, values in s.items():
+            if metric == "entity":
+                continue
+            for h, v in enumerate(expand(values, f"{case.where}: series {metric}")):
+                t = case.start + h * rule.grain_delta  # hour by hour, or day by day for a day-grain rule
+                row = rows.setdefault((t, *keys.values()), {"bucket": t, **keys})
+                row[metric] = v
+    return list(rows.values())
+
+
+def run_case(case: Case, catalogue) -> list[str]:
+    """The case's failures (empty: it passed)."""
+    from threshold_operators.analysis.overrides import apply_overrides
+    from threshold_operators.analysis.series import parse_ts, warehouse_for
+    from threshold_operators.engine.compile import compile_rule
+    from threshold_operators.engine.evaluate import evaluate
+
+    if case.rule not in catalogue.rules:
+        return [f"{case.where}: unknown rule {case.rule!r}"]
+    loaded = apply_overrides(catalogue.get(case.rule), case.settings)
+    wh, rule, lookup = warehouse_for(loaded, catalogue.get, rows_of(case, loaded.rule))
+    failures = []
+    try:
+        compiled = compile_rule(rule, lookup)
+        for ev in case.evals:
+            at = parse_ts(ev["at"] if isinstance(ev["at"], str) else ev["at"].isoformat(), case.where)
+            result = evaluate(compiled, wh.query, at - loaded.rule.every, at, now=at)
+            latest: dict[str, object] = {}
+            for r in sorted(result.results, key=lambda r: r.bucket):
+                latest[r.entity_key] = r
+            got = sorted((k, r.severity) for k, r in latest.items() if str(r.state) == "firing")
+            want = sorted((str(a["entity"]), str(a["severity"])) for a in ev["alerts"])
+            if got != want:
+                failures.append(f"{case.where}: {case.name}: at {at.isoformat()} expected {_show(want)}, got {_show(got)}")
+    finally:
+        wh.dispose()
+    return failures
+
+
+def _show(alerts) -> str:
+    return "[" + ", ".join(f"{k} {s}" for k, s in alerts) + "]" if alerts else "no alert"
+
+
+def test_files(path: Path) -> list[Path]:
+    return sorted(path.glob("*.yaml")) if path.is_dir() else [path]
