@@ -18,7 +18,7 @@ DEFAULT_RANGE = timedelta(weeks=8)
 
 
 def _usage(message: str):
-    from threshold_operators.cli import UsageError
+    from threshold_operators.usage_error import UsageError
 
     return UsageError(message)
 
