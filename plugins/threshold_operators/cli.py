@@ -22,8 +22,7 @@ from threshold_operators.warehouse import WAREHOUSE_CONN_ID, WAREHOUSE_POOL
 DEMO = {"shops": 1, "skus": 500, "days": 400, "orders_per_day": 2000, "seed": 7}  # the demo shop
 
 
-class UsageError(Exception):
-    pass
+from threshold_operators.usage_error import UsageError  # noqa: E402 - re-exported: the command's one error
 
 
 def _timestamp(value: str) -> datetime:
@@ -230,7 +229,14 @@ def cmd_rules(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    """Evaluate one rule over an explicit window and print what fires (no recording)."""
+    """Evaluate one rule over an explicit window and print what fires (no recording); with
+    --labels, score every rule (or RULE) against labelled incidents."""
+    if args.labels:
+        from threshold_operators.analysis.commands import cmd_evaluate_labels
+
+        return cmd_evaluate_labels(args, _hook)
+    if not args.rule or args.start is None or args.end is None:
+        raise UsageError("storefence evaluate RULE --start TS --end TS, or storefence evaluate --labels FILE")
     from threshold_operators.engine.compile import compile_rule
     from threshold_operators.engine.evaluate import evaluate, warehouse_query
     from threshold_operators.rules.catalogue import load_catalogue
@@ -278,6 +284,96 @@ def cmd_ack(args) -> int:
     return 0
 
 
+def _duration(value: str):
+    from threshold_operators.durations import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def cmd_silence(args) -> int:
+    """Add, list or expire silences: keep quiet about matching alerts for a while."""
+    from threshold_operators.alerting.mute import Silence
+    from threshold_operators.alerting.store import StateStore
+
+    store = StateStore(url=args.state)
+    store.create()
+    now = datetime.now(UTC)
+    if args.action == "add":
+        starts = args.starts or now
+        ends = args.until or starts + args.duration
+        if ends <= now:
+            raise UsageError(f"the silence would end in the past ({ends:%Y-%m-%d %H:%M} UTC)")
+        try:
+            silence = Silence(args.by, args.reason, starts, ends, args.rule, args.entity, args.shop)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        print(f"added {store.add_silence(silence, now).describe()}")
+    elif args.action == "list":
+        for s in store.silences(None if args.all else now):
+            state = "pending" if now < s.starts_at else "active" if s.active(now) else "expired"
+            print(f"{state:8} {s.describe()}")
+    elif not store.expire_silence(args.silence_id, now):
+        raise UsageError(f"no unexpired silence has id {args.silence_id!r}; `storefence silence list` shows them")
+    else:
+        print(f"expired {args.silence_id}")
+    return 0
+
+
+def _analysis(name: str, needs_warehouse: bool = True):
+    def run(args) -> int:
+        from threshold_operators.analysis import commands
+
+        fn = getattr(commands, name)
+        return fn(args, _hook) if needs_warehouse else fn(args)
+
+    return run
+
+
+def _add_analysis_parsers(sub) -> None:
+    """backtest, tune, report, test-rules (threshold_operators.analysis, docs/analysis.md)."""
+    p = sub.add_parser("backtest", help="replay a rule over history (or a metric CSV): alert episodes and a summary")
+    p.add_argument("rule")
+    p.add_argument("--start", type=_timestamp, help="default: 8 weeks before --end")
+    p.add_argument("--end", type=_timestamp, help="default: the last complete hour of landed data")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a rule field for this run "
+                   "(repeatable), e.g. condition.threshold=1.5, for=2, min_volume.0.at_least=20")
+    p.add_argument("--series", metavar="FILE.csv", help="a metric CSV (ts, optional entity, the rule's metrics) "
+                                                        "instead of the warehouse")
+    p.add_argument("--json", action="store_true", help="the documented JSON object (docs/analysis.md)")
+    p.add_argument("--plot", metavar="FILE", help="draw the metric, baseline, tiers and episodes: .png, .svg, .html")
+    p.add_argument("--top", type=int, default=6, help="entities plotted (default 6)")
+    _add_warehouse_args(p)
+    p.set_defaults(func=_analysis("cmd_backtest"))
+
+    p = sub.add_parser("tune", help="sweep one rule parameter: alerts a week, incidents caught, a recommendation")
+    p.add_argument("rule")
+    p.add_argument("--param", required=True, metavar="KEY", help="a --set key, e.g. condition.threshold")
+    p.add_argument("--values", required=True, metavar="V1,V2,...")
+    p.add_argument("--labels", metavar="FILE", help="labelled incidents: caught, missed, detection delay")
+    p.add_argument("--max-alerts-per-week", type=float, default=1.0, help="the alert budget (default 1)")
+    p.add_argument("--start", type=_timestamp)
+    p.add_argument("--end", type=_timestamp)
+    p.add_argument("--series", metavar="FILE.csv")
+    p.add_argument("--json", action="store_true")
+    _add_warehouse_args(p)
+    p.set_defaults(func=_analysis("cmd_tune"))
+
+    p = sub.add_parser("report", help="--shadow: what the shadow rules would have sent")
+    p.add_argument("--shadow", action="store_true")
+    p.add_argument("--since", type=_timestamp)
+    p.add_argument("--until", type=_timestamp)
+    p.add_argument("--json", action="store_true")
+    _add_warehouse_args(p)
+    p.set_defaults(func=_analysis("cmd_report"))
+
+    p = sub.add_parser("test-rules", help="run the rule unit tests written as data (tests/rules/*.yaml)")
+    p.add_argument("path", nargs="?", help="a test file or folder (default: tests/rules)")
+    p.set_defaults(func=_analysis("cmd_test_rules", needs_warehouse=False))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="storefence", description="E-commerce threshold alerts on Apache Airflow.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -317,12 +413,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "schema"])
     p.set_defaults(func=cmd_rules)
 
-    p = sub.add_parser("evaluate", help="evaluate one rule over a window and print what fires")
-    p.add_argument("rule")
-    p.add_argument("--start", type=_timestamp, required=True)
-    p.add_argument("--end", type=_timestamp, required=True)
+    p = sub.add_parser("evaluate", help="evaluate one rule over a window and print what fires; with --labels, "
+                                        "score the rules against labelled incidents")
+    p.add_argument("rule", nargs="?")
+    p.add_argument("--start", type=_timestamp)
+    p.add_argument("--end", type=_timestamp)
+    p.add_argument("--labels", metavar="FILE", help="labelled incidents (storefence simulate --labels-out): "
+                                                    "caught, missed, false alerts a week, detection delay")
+    p.add_argument("--json", action="store_true")
     _add_warehouse_args(p)
     p.set_defaults(func=cmd_evaluate)
+
+    _add_analysis_parsers(sub)
 
     p = sub.add_parser("alerts", help="list the alerts in the state store")
     p.add_argument("--all", action="store_true", help="resolved ones too")
@@ -334,6 +436,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by", default=os.environ.get("USER", "someone"), help="who takes it")
     p.add_argument("--state", metavar="URL", help="state store URL (default: the connection storefence_state)")
     p.set_defaults(func=cmd_ack)
+
+    p = sub.add_parser("silence", help="add, list or expire silences (keep quiet about matching alerts)")
+    silence = p.add_subparsers(dest="action", required=True)
+    state_help = "state store URL (default: the connection storefence_state)"
+    q = silence.add_parser("add", help="silence the alerts of matching rules and entities for a while")
+    q.add_argument("--rule", required=True, help='glob on the rule id: "inventory.*", "*" for every rule')
+    q.add_argument("--entity", default="*", help='glob on the entity key: "*sku=SKU-0042*" (default: all)')
+    q.add_argument("--shop", help="only this shop id")
+    q.add_argument("--reason", required=True)
+    q.add_argument("--by", default=os.environ.get("USER", "someone"), help="who silences")
+    end = q.add_mutually_exclusive_group(required=True)
+    end.add_argument("--for", dest="duration", type=_duration, help="how long: 30m, 2h, 3d")
+    end.add_argument("--until", type=_timestamp, help="when it ends (ISO 8601; UTC unless an offset is given)")
+    q.add_argument("--starts", type=_timestamp, help="when it starts (default: now): a maintenance window")
+    q.add_argument("--state", metavar="URL", help=state_help)
+    q = silence.add_parser("list", help="list the silences not yet expired")
+    q.add_argument("--all", action="store_true", help="expired ones too")
+    q.add_argument("--state", metavar="URL", help=state_help)
+    q = silence.add_parser("expire", help="end a silence now")
+    q.add_argument("silence_id", metavar="ID")
+    q.add_argument("--state", metavar="URL", help=state_help)
+    p.set_defaults(func=cmd_silence)
 
     p = sub.add_parser("airflow-setup", help="migrate the metadata DB, create the pool and the default connection")
     p.add_argument("--pool-slots", type=int, default=1)

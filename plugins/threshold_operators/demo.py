@@ -162,23 +162,23 @@ def outbox_report(store) -> str:
 
 def escalate_over_time(store, routing, rules, start, hours: int = 3, step=timedelta(minutes=10)) -> str:
     """The escalation DAG's cycles over simulated time: who was told, when, because nobody acknowledged."""
+    from collections import Counter
+
     from threshold_operators.alerting.escalation import run_cycle
 
-    lines, t = [], start
+    steps: Counter = Counter()
+    t = start
     while t < start + timedelta(hours=hours):
         t += step
         report = run_cycle(store, routing, rules, t)
+        minutes = int((t - start).total_seconds() // 60)
         for fp, level in report.escalated:
-            a = store.get(fp)
-            lines.append(f"  +{(t - start).total_seconds() / 60:>4.0f} min  L{level}  {a.rule_id:<30} {a.entity_key}")
-        lines += [f"  +{(t - start).total_seconds() / 60:>4.0f} min  repeated  {store.get(fp).rule_id}"
-                  for fp in report.repeated[:3]]
-    collapsed: dict[tuple, int] = {}
-    for line in lines:  # many entities of one rule escalate together: one line and a count
-        key = tuple(line.split()[:4])
-        collapsed[key] = collapsed.get(key, 0) + 1
-    return "\n".join(f"  {k[0]:>5} {k[1]} {k[2]:<3} {k[3]:<30} {n} alert(s)" for k, n in collapsed.items()) \
-        or "  (nothing left unacknowledged long enough to escalate)"
+            steps[(minutes, f"L{level}", store.get(fp).rule_id)] += 1
+        for fp in report.repeated:
+            steps[(minutes, "repeat", store.get(fp).rule_id)] += 1
+    if not steps:
+        return "  (nothing left unacknowledged long enough to escalate)"
+    return "\n".join(f"  +{m:>4} min  {what:<6} {rule:<30} {n} alert(s)" for (m, what, rule), n in sorted(steps.items()))
 
 
 def who_got_what(store, routing, inbox) -> str:

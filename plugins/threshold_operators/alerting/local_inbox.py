@@ -52,8 +52,11 @@ class LocalInbox:
         self.smtp_port = None
 
     def __enter__(self):
+        import logging
+
         from aiosmtpd.controller import Controller
 
+        logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every SMTP command
         inbox = self
 
         class Mailbox:
@@ -63,9 +66,13 @@ class LocalInbox:
                                    "subject": str(make_header(decode_header(msg.get("Subject", ""))))})
                 return "250 OK"
 
-        self._smtp = Controller(Mailbox(), hostname="127.0.0.1", port=0)
+        import socket
+
+        with socket.socket() as probe:  # a free port (aiosmtpd checks its server by connecting to it)
+            probe.bind(("127.0.0.1", 0))
+            self.smtp_port = probe.getsockname()[1]
+        self._smtp = Controller(Mailbox(), hostname="127.0.0.1", port=self.smtp_port)
         self._smtp.start()
-        self.smtp_port = self._smtp.server.sockets[0].getsockname()[1]
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

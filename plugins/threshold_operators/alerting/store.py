@@ -343,9 +343,19 @@ class StateStore:
 
     def expire_silence(self, silence_id: str, now: datetime) -> bool:
         """End a silence now (kept for the record); False when no unexpired silence has that id."""
+        from datetime import timedelta
+
+        from sqlalchemy import select
+
         with self.engine.begin() as con:
-            return con.execute(silences.update().where(silences.c.id == silence_id, silences.c.ends_at > now)
-                               .values(ends_at=now)).rowcount == 1
+            row = con.execute(select(silences.c.starts_at).where(silences.c.id == silence_id, silences.c.ends_at > now)
+                              ).first()
+            if row is None:
+                return False
+            # a maintenance window cancelled before it began: it starts and ends now (a second apart)
+            starts = min(_as_utc(row.starts_at), now - timedelta(seconds=1))
+            return con.execute(silences.update().where(silences.c.id == silence_id)
+                               .values(starts_at=starts, ends_at=now)).rowcount == 1
 
     def notifications(self, fingerprint: str | None = None) -> list[dict]:
         from sqlalchemy import select

@@ -1,0 +1,226 @@
+"""SMS and voice calls through any HTTP provider, described by a request template.
+
+One module, two kinds: ``sms`` texts the title and the first lines (at most 300 characters, the
+first link kept), ``voice`` calls with one short sentence. ``message.mentions`` are the mobiles;
+each gets a request of its own.
+
+The Airflow connection (type ``http``): host = the provider's base URL, password = its API key,
+login = an account id if the provider wants one, and in extra the template::
+
+    {"endpoint": "/sms/send",                      # appended to host; may use the variables
+     "method": "POST",                             # default POST
+     "format": "json",                             # json (default) or form
+     "headers": {"Authorization": "Bearer {{ api_key }}"},
+     "query": {},                                  # query-string parameters, rendered alike
+     "body": {"to": "{{ to }}", "text": "{{ text }}"},
+     "ok": {"field": "code", "equals": 0},         # success: a 2xx reply whose JSON field equals this
+     "retryable_values": [429001],                 # values of that field worth retrying (busy, rate limit)
+     "message_field": "message"}                   # the reply field that explains a failure
+
+Every string in ``endpoint``, ``headers``, ``query`` and ``body`` is a Jinja2 template rendered in a
+sandbox with ``to``, ``text``, ``title``, ``severity``, ``kind``, ``api_key``, ``login`` and
+``links`` (a list of ``{label, url}``); values go into the structure before it is serialised, so
+a message can never break the JSON. ``field`` may be dotted (``result.code``). Without ``ok``,
+any 2xx reply is a success.
+
+Failures: an HTTP error (429 and 5xx retried, other 4xx not), a network error (retried), a
+reply whose field is not ``equals`` (retried when its value is in ``retryable_values``). With
+several recipients: any retryable failure makes the whole message retryable; the recipients this
+sender already reached for it are skipped on the retry while the process lives (a restarted
+task may text them again: a duplicate page beats a lost one); recipients refused for good
+beside others reached make a success that names them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable
+
+from threshold_operators.alerting.channels.base import Message, SendResult, lookup_connection
+from threshold_operators.alerting.channels.http_connection import http_session
+from threshold_operators.alerting.channels.markdown import cut, plain
+
+MAX_SMS = 300
+MAX_VOICE = 80
+TEMPLATE_KEYS = {"endpoint", "method", "format", "headers", "query", "body", "ok", "retryable_values",
+                 "message_field"}
+CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+def sms_text(message: Message) -> str:
+    """The title, then the first lines of the text, at most 300 characters; the first link kept."""
+    link = f"{message.links[0][0]} {message.links[0][1]}" if message.links else ""
+    if len(link) > MAX_SMS // 2:
+        link = ""
+    room = MAX_SMS - (len(link) + 1 if link else 0)
+    lines = [ln for ln in plain(message.text).splitlines() if ln.strip()]
+    body = cut("\n".join([message.title, *lines]), room)
+    return f"{body}\n{link}" if link else body
+
+
+def voice_text(message: Message) -> str:
+    """One short sentence a text-to-speech voice can read: the title without brackets, and a request."""
+    title = re.sub(r"[\[\]【】()（）#*`_]", " ", plain(message.title))
+    title = cut(re.sub(r"\s+", " ", title).strip(), MAX_VOICE)
+    return f"{title}，请尽快处理。" if CJK.search(title) else f"{title}. Please respond."
+
+
+def template_problems(template: dict) -> list[str]:
+    problems = [f"extra.{k}: unknown template key" for k in template if k not in TEMPLATE_KEYS]
+    if not isinstance(template.get("endpoint"), str):
+        problems.append("extra.endpoint: required (the provider's path, e.g. /sms/send)")
+    if template.get("format", "json") not in ("json", "form"):
+        problems.append("extra.format: json or form")
+    for key in ("headers", "query"):
+        if not isinstance(template.get(key, {}), dict):
+            problems.append(f"extra.{key}: a mapping")
+    ok = template.get("ok")
+    if ok is not None and not (isinstance(ok, dict) and isinstance(ok.get("field"), str) and "equals" in ok):
+        problems.append('extra.ok: {"field": "...", "equals": ...}')
+    if not isinstance(template.get("retryable_values", []), list):
+        problems.append("extra.retryable_values: a list")
+    return problems
+
+
+def _same(a, b) -> bool:
+    return a == b or str(a) == str(b)
+
+
+def _field(body, path: str):
+    for part in path.split("."):
+        if not isinstance(body, dict) or part not in body:
+            return None
+        body = body[part]
+    return body
+
+
+def _mask(mobile: str) -> str:
+    return mobile[:3] + "****" + mobile[-4:] if len(mobile) >= 8 else "****"
+
+
+class SmsSender:
+    kind = "sms"
+
+    def __init__(self, session, base_url: str, api_key: str, template: dict, *, login: str | None = None,
+                 name: str | None = None, clock: Callable[[], float] = time.time, timeout: float = 10.0):
+        problems = template_problems(template)
+        if problems:
+            raise ValueError("; ".join(problems))
+        from jinja2 import StrictUndefined
+        from jinja2.sandbox import SandboxedEnvironment
+
+        self.session, self.base_url, self.name = session, base_url.rstrip("/"), name or self.kind
+        self.template = template
+        self._api_key, self._login, self._clock, self._timeout = api_key, login, clock, timeout
+        self._jinja = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+        self._reached: dict[str, set[str]] = {}  # message digest -> mobiles reached, while it is retried
+
+    @classmethod
+    def from_connection(cls, conn_id: str, **kwargs) -> SmsSender:
+        conn = lookup_connection(conn_id)
+        session, base_url = http_session(conn_id, conn)
+        kwargs.setdefault("name", conn_id)
+        return cls(session, base_url, conn.password or "", dict(conn.extra_dejson or {}),
+                   login=conn.login, **kwargs)
+
+    def text(self, message: Message) -> str:
+        return sms_text(message)
+
+    def payload(self, message: Message, to: str) -> dict:
+        """The request for one recipient: method, url, headers, query and body, rendered."""
+        values = {"to": to, "text": self.text(message), "title": message.title, "severity": message.severity or "",
+                  "kind": self.kind, "api_key": self._api_key, "login": self._login or "",
+                  "links": [{"label": label, "url": url} for label, url in message.links]}
+        t = self.template
+        return {"method": t.get("method", "POST").upper(),
+                "url": self.base_url + self._render(t["endpoint"], values),
+                "headers": self._render(t.get("headers", {}), values),
+                "query": self._render(t.get("query", {}), values),
+                "body": self._render(t.get("body"), values)}
+
+    def _render(self, node, values):
+        if isinstance(node, str):
+            return self._jinja.from_string(node).render(values)
+        if isinstance(node, dict):
+            return {k: self._render(v, values) for k, v in node.items()}
+        if isinstance(node, list):
+            return [self._render(v, values) for v in node]
+        return node
+
+    def send(self, message: Message) -> SendResult:
+        mobiles = list(dict.fromkeys(m for m in message.mentions if m))
+        if not mobiles:
+            return SendResult(False, False, f"no mobile numbers to {'call' if self.kind == 'voice' else 'text'}")
+        digest = hashlib.sha256(f"{self.kind}|{message.title}|{message.text}|{mobiles}".encode()).hexdigest()
+        reached = self._reached.setdefault(digest, set())
+        retry, final = [], []
+        for mobile in mobiles:
+            if mobile in reached:
+                continue
+            result = self._send_one(message, mobile)
+            if result.ok:
+                reached.add(mobile)
+            elif result.retryable:
+                retry.append(result.error)
+            else:
+                final.append(result.error)
+        if retry:
+            return SendResult(False, True, self._scrub("; ".join(retry + final))[:300])
+        self._reached.pop(digest, None)
+        if final and not reached:
+            return SendResult(False, False, self._scrub("; ".join(final))[:300])
+        if final:
+            return SendResult(True, False, self._scrub("sent; refused for good: " + "; ".join(final))[:300])
+        return SendResult.success()
+
+    def _send_one(self, message: Message, mobile: str) -> SendResult:
+        import requests
+        from jinja2 import TemplateError
+
+        who = f"{self.kind} to {_mask(mobile)}"
+        try:
+            req = self.payload(message, mobile)
+        except TemplateError as exc:
+            return SendResult(False, False, f"{who}: template error: {type(exc).__name__}: {str(exc)[:100]}")
+        body = req["body"]
+        kwargs = {"params": req["query"] or None, "headers": dict(req["headers"]), "timeout": self._timeout}
+        if body is not None and self.template.get("format", "json") == "json":
+            kwargs["data"] = json.dumps(body, ensure_ascii=False).encode()
+            kwargs["headers"].setdefault("Content-Type", "application/json; charset=utf-8")
+        elif body is not None:
+            kwargs["data"] = body
+        try:
+            reply = self.session.request(req["method"], req["url"], **kwargs)
+        except requests.RequestException as exc:  # refused, reset, timed out: the provider is down
+            return SendResult(False, True, f"{who}: {type(exc).__name__}")
+        status = reply.status_code
+        if not 200 <= status < 300:
+            return SendResult(False, status == 429 or status >= 500, f"{who}: HTTP {status}: {reply.text[:150]}")
+        ok = self.template.get("ok")
+        if not ok:
+            return SendResult.success()
+        try:
+            answer = reply.json()
+        except ValueError:
+            return SendResult(False, True, f"{who}: HTTP {status} without JSON: {reply.text[:150]}")
+        value = _field(answer, ok["field"])
+        if _same(value, ok["equals"]):
+            return SendResult.success()
+        retryable = any(_same(value, v) for v in self.template.get("retryable_values", []))
+        explain = _field(answer, self.template["message_field"]) if self.template.get("message_field") else None
+        return SendResult(False, retryable, f"{who}: {ok['field']}={value!r}" + (f": {str(explain)[:150]}" if explain else ""))
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._api_key, "***") if self._api_key else text
+
+
+class VoiceSender(SmsSender):
+    """A phone call reading one sentence; the same template format, its own connection."""
+
+    kind = "voice"
+
+    def text(self, message: Message) -> str:
+        return voice_text(message)

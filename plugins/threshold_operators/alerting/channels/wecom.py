@@ -1,0 +1,73 @@
+"""WeCom group robot (企业微信群机器人): markdown messages.
+
+The Airflow connection (type ``http``): host ``https://qyapi.weixin.qq.com`` (or a proxy) and the
+robot's webhook key as the password. A message is ``POST {host}/cgi-bin/webhook/send?key=KEY``
+with ``{"msgtype": "markdown", "markdown": {"content": ...}}``; content is at most 4096 bytes of
+UTF-8 (longer text is cut, its links kept).
+
+WeCom's markdown can @ only by user id (``<@userid>``), not by mobile; a mobile can be @-ed only
+in a ``text`` message (``mentioned_mobile_list``). To keep one request per message (a retry never
+half-sends), the mobiles are written as ``@mobile`` lines at the end of the markdown: readable,
+but they do not notify. Use DingTalk, SMS or voice to page a person.
+
+WeCom answers HTTP 200 with ``errcode``: 0 is success; 45009 (more than 20 messages a minute)
+and -1 (system busy) are retried later; others (93000 invalid key, 40058 bad content) are not.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+from collections.abc import Callable
+
+from threshold_operators.alerting.channels.base import Message, SendResult, http_failure, lookup_connection
+from threshold_operators.alerting.channels.http_connection import http_session
+from threshold_operators.alerting.channels.markdown import cut_utf8, link_line
+
+RATE_LIMITED = 45009  # "api freq out of limit": 20 messages a minute per robot
+RETRYABLE_CODES = {RATE_LIMITED, -1}  # -1: "system busy"
+MAX_BYTES = 4096
+
+
+class WeComSender:
+    def __init__(self, session, base_url: str, key: str, *, name: str = "wecom",
+                 clock: Callable[[], float] = time.time, timeout: float = 10.0):
+        self.session, self.base_url, self.name = session, base_url.rstrip("/"), name
+        self._key, self._clock, self._timeout = key, clock, timeout
+
+    @classmethod
+    def from_connection(cls, conn_id: str, **kwargs) -> WeComSender:
+        conn = lookup_connection(conn_id)
+        session, base_url = http_session(conn_id, conn)
+        kwargs.setdefault("name", conn_id)
+        return cls(session, base_url, conn.password or (conn.extra_dejson or {}).get("key", ""), **kwargs)
+
+    def payload(self, message: Message) -> dict:
+        tail = "\n".join(f"@{m}" for m in message.mentions)
+        links = link_line(message.links)
+        ending = "".join(f"\n\n{part}" for part in (links, tail) if part)
+        room = MAX_BYTES - len(ending.encode())
+        content = cut_utf8(f"### {message.title}\n{message.text}", room) + ending
+        return {"msgtype": "markdown", "markdown": {"content": content}}
+
+    def send(self, message: Message) -> SendResult:
+        import requests
+
+        url = f"{self.base_url}/cgi-bin/webhook/send?{urllib.parse.urlencode({'key': self._key})}"
+        try:
+            reply = self.session.post(url, data=json.dumps(self.payload(message), ensure_ascii=False).encode(),
+                                      headers={"Content-Type": "application/json; charset=utf-8"},
+                                      timeout=self._timeout)
+        except requests.RequestException as exc:  # refused, reset, timed out: the channel is down
+            return SendResult(False, True, type(exc).__name__)
+        if reply.status_code != 200:
+            return http_failure(reply.status_code, reply.text)
+        try:
+            body = reply.json()
+        except ValueError:
+            return SendResult(False, True, f"HTTP 200 without JSON: {reply.text[:200]}")
+        code = body.get("errcode", 0)
+        if code == 0:
+            return SendResult.success()
+        return SendResult(False, code in RETRYABLE_CODES, f"errcode {code}: {str(body.get('errmsg', ''))[:200]}")

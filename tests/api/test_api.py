@@ -1,0 +1,302 @@
+"""The Storefence app: acknowledge links (no login, GET never acknowledges) and the JSON API behind
+Airflow's own authentication, on a real SQLite state store, real JWTs of the configured auth manager
+(SimpleAuthManager) and, at the end, Airflow's whole API server with the plugin mounted."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from threshold_operators.alerting.ack_link import LinkSettings, make_token
+from threshold_operators.alerting.lifecycle import AlertStatus, Observation, transition
+from threshold_operators.alerting.mute import Silence
+from threshold_operators.alerting.store import StateStore
+
+T0 = datetime(2026, 11, 11, 2, 0, tzinfo=UTC)
+SECRET = "s3cret-for-tests"
+LINKS = LinkSettings("https://airflow.example.com", SECRET, timedelta(hours=24))
+USERS = "li.wei:op,guest:viewer"
+
+
+class Clock:
+    def __init__(self, t: datetime):
+        self.t = t
+
+    def __call__(self) -> datetime:
+        return self.t
+
+
+def fire(store: StateStore, rule="inventory.low_stock", entity="shop_id=S1/sku=SKU-0042", severity="red"):
+    obs = Observation(rule, entity, "firing", severity, T0 - timedelta(hours=1), T0)
+    alert = transition(None, obs, T0).alert
+    store.save(alert)
+    return alert
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = StateStore(url=f"sqlite:///{tmp_path / 'state.sqlite'}")
+    s.create()
+    yield s
+    s.engine.dispose()
+
+
+@pytest.fixture
+def clock():
+    return Clock(T0 + timedelta(minutes=5))
+
+
+@pytest.fixture
+def client(store, clock):
+    from threshold_operators.api.app import create_app
+
+    with TestClient(create_app(store_factory=lambda: store, now=clock, settings=lambda: LINKS)) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def auth_manager(airflow_db):
+    """Airflow's configured auth manager (SimpleAuthManager by default), initialised as the API
+    server does, with two users of our own."""
+    from airflow.api_fastapi.app import init_auth_manager
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", USERS)
+        mp.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "storefence-tests-" * 4)
+        yield init_auth_manager()
+
+
+def bearer(auth_manager, username: str, role: str | None) -> dict:
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    token = auth_manager.generate_jwt(SimpleAuthManagerUser(username=username, role=role))
+    return {"Authorization": f"Bearer {token}"}
+
+
+# --- acknowledge links -------------------------------------------------------------------------
+def test_get_shows_the_alert_and_does_not_acknowledge(client, store):
+    alert = fire(store)
+    token = make_token(alert.fingerprint, 1, SECRET, now=T0)
+    for _ in range(3):  # a chat app's link preview, then the person, then a reload
+        page = client.get(f"/ack/{token}")
+        assert page.status_code == 200
+    assert "inventory.low_stock" in page.text and "shop_id=S1/sku=SKU-0042" in page.text and "red" in page.text
+    assert "firing" in page.text and '<form method="post">' in page.text
+    assert page.headers["cache-control"] == "no-store" and page.headers["referrer-policy"] == "no-referrer"
+    assert store.get(alert.fingerprint).status == AlertStatus.FIRING
+
+
+def test_post_acknowledges_once(client, store, clock):
+    alert = fire(store)
+    token = make_token(alert.fingerprint, 2, SECRET, now=T0)
+    done = client.post(f"/ack/{token}", data={"name": "  王 芳 "})
+    assert done.status_code == 200 and "Acknowledged" in done.text
+    saved = store.get(alert.fingerprint)
+    assert saved.status == AlertStatus.ACKNOWLEDGED
+    assert saved.acknowledged_by == "王 芳 (link:L2)" and saved.acknowledged_at == clock.t
+    clock.t += timedelta(minutes=10)
+    again = client.post(f"/ack/{token}")
+    assert again.status_code == 200 and "Already acknowledged" in again.text and "王 芳" in again.text
+    assert store.get(alert.fingerprint).acknowledged_at == saved.acknowledged_at  # idempotent
+    assert "<form" not in client.get(f"/ack/{token}").text
+
+
+def test_post_without_a_name_records_the_link_level(client, store):
+    alert = fire(store)
+    assert client.post(f"/ack/{make_token(alert.fingerprint, 3, SECRET, now=T0)}").status_code == 200
+    assert store.get(alert.fingerprint).acknowledged_by == "link:L3"
+
+
+def test_expired_and_tampered_links_are_refused(client, store, clock):
+    alert = fire(store)
+    token = make_token(alert.fingerprint, 1, SECRET, now=T0)
+    clock.t = T0 + timedelta(hours=24, seconds=1)
+    for response in (client.get(f"/ack/{token}"), client.post(f"/ack/{token}")):
+        assert response.status_code == 403 and "expired" in response.text
+    clock.t = T0
+    forged = make_token(alert.fingerprint, 1, "a guessed secret", now=T0)
+    for response in (client.get(f"/ack/{forged}"), client.post(f"/ack/{forged}"), client.post(f"/ack/{token}x")):
+        assert response.status_code == 403 and "not valid" in response.text
+    assert store.get(alert.fingerprint).status == AlertStatus.FIRING
+
+
+def test_a_link_to_an_unknown_or_resolved_alert(client, store):
+    assert client.get(f"/ack/{make_token('0' * 20, 1, SECRET, now=T0)}").status_code == 404
+    alert = fire(store)
+    store.save(transition(alert, Observation(alert.rule_id, alert.entity_key, "resolved", None, T0, T0), T0).alert)
+    token = make_token(alert.fingerprint, 1, SECRET, now=T0)
+    assert "Nothing to acknowledge" in client.get(f"/ack/{token}").text
+    assert client.post(f"/ack/{token}").status_code == 409
+    assert store.get(alert.fingerprint).status == AlertStatus.RESOLVED
+
+
+def test_links_not_configured(store, clock):
+    from threshold_operators.api.app import create_app
+
+    with TestClient(create_app(store_factory=lambda: store, now=clock, settings=lambda: None)) as c:
+        page = c.get(f"/ack/{make_token('0' * 20, 1, SECRET, now=T0)}")
+    assert page.status_code == 404 and "storefence_ack" in page.text
+
+
+def test_alert_text_is_escaped(client, store):
+    alert = fire(store, entity="shop_id=S1/sku=<script>alert(1)</script>")
+    page = client.get(f"/ack/{make_token(alert.fingerprint, 1, SECRET, now=T0)}")
+    assert "<script>" not in page.text and "&lt;script&gt;" in page.text
+
+
+# --- the authenticated API ---------------------------------------------------------------------
+@pytest.mark.parametrize("method, path", [
+    ("GET", "/api/alerts"), ("POST", "/api/alerts/0f3a/ack"), ("GET", "/api/silences"),
+    ("POST", "/api/silences"), ("DELETE", "/api/silences/abc"),
+])
+def test_the_api_needs_a_token(client, auth_manager, method, path):
+    assert client.request(method, path).status_code == 401
+    assert client.request(method, path, headers={"Authorization": "Bearer not.a.jwt"}).status_code in (401, 403)
+    nobody = bearer(auth_manager, "nobody", None)  # authenticated, no role: not authorized
+    assert client.request(method, path, headers=nobody, json={}).status_code == 403
+
+
+def test_an_expired_token_is_refused(client, auth_manager):
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    token = auth_manager.generate_jwt(SimpleAuthManagerUser(username="li.wei", role="op"),
+                                      expiration_time_in_seconds=-3600)
+    assert client.get("/api/alerts", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_list_and_acknowledge_alerts(client, store, auth_manager, clock):
+    red = fire(store)
+    other = fire(store, rule="traffic.conversion_drop", entity="shop_id=S1", severity="yellow")
+    store.save(transition(other, Observation(other.rule_id, other.entity_key, "resolved", None, T0, T0), T0).alert)
+    headers = bearer(auth_manager, "li.wei", "op")
+    active = client.get("/api/alerts", headers=headers)
+    assert active.status_code == 200
+    assert [a["fingerprint"] for a in active.json()] == [red.fingerprint]
+    assert len(client.get("/api/alerts?all=true", headers=headers).json()) == 2
+
+    acked = client.post(f"/api/alerts/{red.fingerprint[:8]}/ack", headers=headers)
+    assert acked.status_code == 200
+    assert acked.json()["status"] == "acknowledged" and acked.json()["acknowledged_by"] == "li.wei"
+    assert store.get(red.fingerprint).acknowledged_by == "li.wei"
+    assert client.post(f"/api/alerts/{red.fingerprint}/ack", headers=headers).status_code == 200  # idempotent
+    assert client.post(f"/api/alerts/{other.fingerprint}/ack", headers=headers).status_code == 409  # resolved
+    assert client.post("/api/alerts/ffffffff/ack", headers=headers).status_code == 404
+    assert client.post("/api/alerts/%25/ack", headers=headers).status_code == 422  # never a LIKE pattern
+
+
+def test_silences_through_the_api_end_up_in_the_store(client, store, auth_manager, clock):
+    headers = bearer(auth_manager, "li.wei", "op")
+    made = client.post("/api/silences", headers=headers, json={
+        "rule": "inventory.*", "entity": "*sku=SKU-0042*", "shop": "S1", "reason": "大促压测", "duration": "2h"})
+    assert made.status_code == 201, made.text
+    body = made.json()
+    assert body["author"] == "li.wei" and body["state"] == "active"
+    window = client.post("/api/silences", headers=headers, json={
+        "rule": "*", "reason": "warehouse maintenance", "starts_at": "2026-11-12T01:00:00",
+        "ends_at": "2026-11-12T03:00:00+00:00"})
+    assert window.status_code == 201 and window.json()["state"] == "pending"
+
+    stored = {s.id: s for s in store.silences()}
+    assert set(stored) == {body["id"], window.json()["id"]}
+    s = stored[body["id"]]
+    assert (s.rule, s.entity, s.shop, s.author, s.reason) == ("inventory.*", "*sku=SKU-0042*", "S1", "li.wei", "大促压测")
+    assert s.starts_at == clock.t and s.ends_at == clock.t + timedelta(hours=2)
+    assert stored[window.json()["id"]].starts_at == datetime(2026, 11, 12, 1, tzinfo=UTC)
+
+    listed = client.get("/api/silences", headers=headers).json()
+    assert [x["id"] for x in listed] == [body["id"], window.json()["id"]]
+
+    clock.t += timedelta(minutes=30)
+    gone = client.delete(f"/api/silences/{body['id']}", headers=headers)
+    assert gone.status_code == 200 and gone.json()["state"] == "expired"
+    assert [x.id for x in store.silences(clock.t)] == [window.json()["id"]]
+    assert [x["id"] for x in client.get("/api/silences", headers=headers).json()] == [window.json()["id"]]
+    assert len(client.get("/api/silences?all=true", headers=headers).json()) == 2
+    assert client.delete(f"/api/silences/{body['id']}", headers=headers).status_code == 404
+
+
+def test_expiring_a_pending_silence(client, store, auth_manager, clock):
+    headers = bearer(auth_manager, "li.wei", "op")
+    window = client.post("/api/silences", headers=headers, json={
+        "rule": "*", "reason": "maintenance", "starts_at": "2026-11-12T01:00:00Z", "duration": "2h"}).json()
+    assert client.delete(f"/api/silences/{window['id']}", headers=headers).status_code == 200
+    assert store.silences(clock.t) == []
+
+
+@pytest.mark.parametrize("payload, problem", [
+    ({"rule": "x", "reason": "r"}, "ends_at or duration"),
+    ({"rule": "x", "reason": "r", "duration": "2h", "ends_at": "2026-11-12T00:00:00Z"}, "ends_at or duration"),
+    ({"rule": "x", "reason": "r", "duration": "2 fortnights"}, "not a duration"),
+    ({"rule": "x", "reason": "r", "starts_at": "2026-11-12T05:00:00Z", "ends_at": "2026-11-12T04:00:00Z"},
+     "must end after it starts"),
+    ({"rule": "x", "reason": "r", "ends_at": "2026-11-10T00:00:00Z"}, "must end after it starts"),
+    ({"rule": "x", "reason": "", "duration": "2h"}, "reason"),
+])
+def test_bad_silences_are_refused_with_why(client, store, auth_manager, payload, problem):
+    response = client.post("/api/silences", headers=bearer(auth_manager, "li.wei", "op"), json=payload)
+    assert response.status_code == 422 and problem in response.text
+    assert store.silences() == []
+
+
+def test_the_silence_api_feeds_the_mute_stage(client, store, auth_manager, clock):
+    from threshold_operators.alerting.mute import Silences
+
+    alert = fire(store)
+    client.post("/api/silences", headers=bearer(auth_manager, "li.wei", "op"),
+                json={"rule": "inventory.*", "reason": "restock on the way", "duration": "1h"})
+    mute = Silences(tuple(store.silences(clock.t))).mutes(alert, "inventory", clock.t)
+    assert mute is not None and "li.wei" in mute.reason and "restock on the way" in mute.reason
+    assert isinstance(store.silences()[0], Silence)
+
+
+# --- the plugin, as Airflow loads and serves it --------------------------------------------------
+def test_airflow_discovers_the_plugin():
+    from airflow import plugins_manager, settings
+
+    assert settings.PLUGINS_FOLDER.endswith("plugins")
+    plugins, errors = plugins_manager._get_plugins()
+    assert not {path: e for path, e in errors.items() if "plugins/" in path}, errors
+    storefence = next(p for p in plugins if p.name == "storefence")
+    assert storefence.source is not None and str(storefence.source).endswith("storefence_plugin.py")
+    apps, _ = plugins_manager.get_fastapi_plugins()
+    assert [(a["url_prefix"], a["name"]) for a in apps if a["url_prefix"] == "/storefence"] == [
+        ("/storefence", "Storefence alerts")]
+    assert not any(p.source and "threshold_operators" in str(p.source) for p in plugins)  # .airflowignore
+
+
+def test_served_by_airflow_with_a_token_from_auth_token(airflow_db, auth_manager, tmp_path, monkeypatch):
+    """Airflow's own API server app: the plugin is mounted at /storefence, a token comes from
+    POST /auth/token with a user's password, and the link page needs no login at all."""
+    from airflow.api_fastapi.app import create_app, purge_cached_app
+    from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
+
+    state = tmp_path / "served.sqlite"
+    monkeypatch.setenv("AIRFLOW_CONN_STOREFENCE_STATE", json.dumps({"conn_type": "sqlite", "host": str(state)}))
+    monkeypatch.setenv("AIRFLOW_CONN_STOREFENCE_ACK", json.dumps(
+        {"conn_type": "http", "host": "https://airflow.example.com", "password": SECRET}))
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", USERS)
+    store = StateStore(url=f"sqlite:///{state}")
+    store.create()
+    alert = fire(store)
+    try:
+        with TestClient(create_app(apps="core")) as api:
+            assert api.get("/storefence/api/alerts").status_code == 401
+            password = SimpleAuthManager.get_passwords()["li.wei"]
+            login = api.post("/auth/token", json={"username": "li.wei", "password": password})
+            assert login.status_code == 201, login.text
+            headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+            listed = api.get("/storefence/api/alerts", headers=headers)
+            assert listed.status_code == 200 and [a["fingerprint"] for a in listed.json()] == [alert.fingerprint]
+
+            token = make_token(alert.fingerprint, 1, SECRET)
+            page = api.get(f"/storefence/ack/{token}")
+            assert page.status_code == 200 and "inventory.low_stock" in page.text
+            assert store.get(alert.fingerprint).status == AlertStatus.FIRING
+            assert api.post(f"/storefence/ack/{token}", data={"name": "li.wei"}).status_code == 200
+            assert store.get(alert.fingerprint).acknowledged_by == "li.wei (link:L1)"
+    finally:
+        purge_cached_app()
+        store.engine.dispose()
