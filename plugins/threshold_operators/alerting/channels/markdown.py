@@ -57,7 +57,7 @@ def slack_mrkdwn(text: str) -> str:
 
         line = _slack_escape(TAG.sub("", LINK.sub(keep, line)))
         line = BOLD.sub(lambda x: f"*{x.group(1) or x.group(2)}*", line)
-        out.append(re.sub("\x00(\\d+)\x00", lambda x: links[int(x.group(1))], line))
+        out.append(re.sub("\x00(\\d+)\x00", lambda x, links=links: links[int(x.group(1))], line))
     return "\n".join(out)
 
 
