@@ -1,5 +1,5 @@
 # Storefence: two commands do all the set-up on a fresh machine.
-#   make demo   - simulate a demo shop into the embedded DuckDB warehouse and summarise it
+#   make demo   - simulate a demo shop, run the extract and alert DAGs, deliver to a local inbox
 #   make test   - run the whole test suite
 SHELL := /bin/bash
 PYTHON ?= python3.11
@@ -11,7 +11,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export STOREFENCE_HOME := $(CURDIR)
 
-.PHONY: demo test setup airflow-home lint lock bench bench-simulator bench-extract bench-rules clean
+.PHONY: demo test setup airflow-home lint lock bench bench-simulator bench-extract bench-rules bench-alerting clean
 
 demo: airflow-home
 	$(BIN)/storefence demo
@@ -43,7 +43,7 @@ lock:
 	{ echo "# Pinned, tested set. Generated from requirements.in by 'make lock'; do not edit by hand."; \
 	  /tmp/storefence-lock/bin/pip freeze --exclude-editable; } > requirements.txt
 
-bench: bench-simulator bench-extract bench-rules
+bench: bench-simulator bench-extract bench-rules bench-alerting
 
 bench-simulator: airflow-home
 	$(BIN)/python bench/simulator_bench.py
@@ -53,6 +53,9 @@ bench-extract: airflow-home
 
 bench-rules: airflow-home
 	$(BIN)/python bench/rules_bench.py
+
+bench-alerting: airflow-home
+	$(BIN)/python bench/alerting_bench.py
 
 clean:
 	rm -rf $(VENV) .airflow
