@@ -156,14 +156,18 @@ def queue_notifications(rule, evaluation: dict | None, store, routing, now: date
     seen = observations(rule.id, evaluation)
     known = store.get_many({fingerprint(rule.id, o.entity_key) for o in seen})
     changed: list[Alert] = []  # saved together at the end of the stage
+    told_now: set[str] = set()  # fingerprints with news in this evaluation
     for obs in seen:
-        before = known.get(fingerprint(rule.id, obs.entity_key))
+        fp = fingerprint(rule.id, obs.entity_key)
+        before = known.get(fp)
         t = transition(before, obs, now)
         alert, event = t.alert, t.event
         if alert is None:
             continue
+        known[fp] = alert  # an entity may fire and resolve within one window (a backfill)
         if event == Event.RESOLVED:
-            if before is not None and before.notified_at is not None and rule.notify.resolved:
+            told = before is not None and (before.notified_at is not None or fp in told_now)
+            if told and rule.notify.resolved:
                 resolved.append(before)
             report.count(report.events, str(event))
             changed.append(replace(alert, muted=None))
@@ -174,6 +178,7 @@ def queue_notifications(rule, evaluation: dict | None, store, routing, now: date
             if mute is not None and mute.until is None:  # held back: silenced, told when the mute ends
                 report.count(report.muted, mute.kind)
                 alert = replace(alert, status=AlertStatus.SILENCED, muted=mute.reason)
+                known[fp] = alert
                 changed.append(alert)
                 continue
             if alert.status == AlertStatus.SILENCED:  # released: news now, if nobody was told yet
@@ -185,6 +190,8 @@ def queue_notifications(rule, evaluation: dict | None, store, routing, now: date
             if event in (Event.FIRED, Event.WORSENED):
                 report.count(report.events, str(event))
                 news.setdefault((event, obs.severity), []).append((alert, obs, mute))
+                told_now.add(fp)
+        known[fp] = alert
         if alert != before:
             changed.append(alert)
     store.save_many(changed)
@@ -206,7 +213,8 @@ def queue_notifications(rule, evaluation: dict | None, store, routing, now: date
                             data={"rule_id": rule.id, "event": str(event), "severity": severity,
                                   "entities": [o.entity_key for _, o, _ in items],
                                   "fingerprints": [a.fingerprint for a, _, _ in items]})
-            store.save_many([replace(escalate(alert, level, now), notified_at=now) for alert, _, _ in items], con)
+            store.save_many([replace(escalate(known.get(a.fingerprint, a), level, now), notified_at=now)
+                             for a, _, _ in items], con)  # each alert's latest state (it may have resolved since)
     if resolved:
         level = max(a.escalation_level for a in resolved) or 1
         people = [p.name for p in routing.recipients(team, level)]
