@@ -1,7 +1,10 @@
-"""State stores for the alerting tests: ``store`` a SQLite file of the test's own; ``state_store``
-the same tests on SQLite (the default) and on PostgreSQL (production), both required in CI."""
+"""Fixtures of the alerting tests: ``store`` a SQLite file of the test's own; ``state_store`` the same
+tests on SQLite (the default) and on PostgreSQL (production), both required in CI; ``clock`` a
+frozen clock the senders and receivers share (``Clock``)."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -26,3 +29,24 @@ def state_store(request, tmp_path):
     s.create()
     yield s
     s.engine.dispose()
+
+
+START = datetime(2026, 8, 16, 7, 31, tzinfo=UTC)
+
+
+class Clock:
+    """A clock that moves only when told: call it for epoch seconds, as senders and receivers do."""
+
+    def __init__(self, now: datetime = START):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now.timestamp()
+
+    def advance(self, **kw):
+        self.now += timedelta(**kw)
+
+
+@pytest.fixture
+def clock():
+    return Clock()

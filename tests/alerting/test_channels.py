@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -32,7 +31,6 @@ from threshold_operators.alerting.channels.webhook import WebhookSender
 from threshold_operators.alerting.channels.wecom import WeComSender
 from threshold_operators.alerting.delivery import deliver_due
 
-START = datetime(2026, 8, 16, 7, 31, tzinfo=UTC)
 ACK = ("确认 / Acknowledge", "https://ack.shop.example/ack?t=abc&f=1")
 RUNBOOK = ("Runbook", "https://wiki.shop.example/runbooks/stock-cover")
 MSG = Message("[红色] 爆单且库存告急", "**SKU-1**：库存仅够 5 小时\n- 仓库：华东一仓\n- 日销 1,200 件\n\n处理：联系供应商补货",
@@ -40,20 +38,6 @@ MSG = Message("[红色] 爆单且库存告急", "**SKU-1**：库存仅够 5 小�
               ("ops@shop.example", "buyer@shop.example"), "red", (ACK, RUNBOOK))
 
 
-class Clock:
-    def __init__(self):
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now.timestamp()
-
-    def advance(self, **kw):
-        self.now += timedelta(**kw)
-
-
-@pytest.fixture
-def clock():
-    return Clock()
 
 
 def _conn(monkeypatch, conn_id: str, **conn):

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import requests
 
 from tests.alerting.action_endpoint import ActionEndpoint
+from tests.alerting.conftest import Clock
 from tests.alerting.dingtalk_receiver import DingTalkReceiver
-from tests.alerting.test_dingtalk_delivery import Clock
 from threshold_operators.alerting.actions import ActionSender, action_requests, purchase_lines
 from threshold_operators.alerting.channels.dingtalk import DingTalkSender
 from threshold_operators.alerting.delivery import deliver_due

@@ -4,32 +4,13 @@ error codes, an outage, the rate limit. Nothing lost, nothing sent twice, in ord
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-import pytest
-
+from tests.alerting.conftest import START
 from tests.alerting.dingtalk_receiver import DingTalkReceiver
 from threshold_operators.alerting.channels.base import Message
 from threshold_operators.alerting.channels.dingtalk import DingTalkSender, signature
 from threshold_operators.alerting.delivery import RetryPolicy, deliver_due
-
-START = datetime(2026, 8, 16, 7, 31, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self):
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now.timestamp()
-
-    def advance(self, **kw):
-        self.now += timedelta(**kw)
-
-
-@pytest.fixture
-def clock():
-    return Clock()
 
 
 def _sender(receiver, clock, secret="SEC-robot-secret", monkeypatch=None):

@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from tests.alerting.action_endpoint import ActionEndpoint
+from tests.alerting.conftest import Clock
 from tests.alerting.dingtalk_receiver import DingTalkReceiver
 from threshold_operators.alerting.actions import ActionSender
 from threshold_operators.alerting.channels.dingtalk import DingTalkSender
@@ -27,16 +28,6 @@ from threshold_operators.rules.catalogue import load_catalogue
 H = timedelta(hours=1)
 DIRECTOR, CS_SUPERVISOR, CS_AGENT = "13800000003", "13800000007", "13800000006"
 
-
-class Clock:
-    def __init__(self, now: datetime):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now.timestamp()
-
-    def advance(self, delta: timedelta):
-        self.now += delta
 
 
 class Pack:
@@ -162,14 +153,14 @@ def test_dingtalk_down_for_thirty_minutes_then_everything_once_in_order(pack):
                                                           "yellow", {})]))
         assert report.queued >= 1
         sent_order.append(f"SKU-{k}")
-        pack.clock.advance(timedelta(minutes=5))
+        pack.clock.advance(minutes=5)
     while pack.clock.now < datetime(2026, 9, 7, 2, 35, tzinfo=UTC):
         pack.cycle()
-        pack.clock.advance(timedelta(minutes=2))
+        pack.clock.advance(minutes=2)
     assert robot.received == []
     robot.down = False
     for _ in range(10):  # the escalation DAG every two minutes; back-off is at most 10 minutes
-        pack.clock.advance(timedelta(minutes=2))
+        pack.clock.advance(minutes=2)
         pack.cycle()
     fired = [t for t in pack.texts("ops_dingtalk") if "预警" in t and "升级" not in t]
     assert [next(s for s in sent_order if f"sku={s}" in t) for t in fired] == sent_order  # once each, in order
@@ -191,7 +182,7 @@ def test_ten_thousand_skus_under_cover_are_a_few_messages_within_the_rate_limit(
     assert len(pack.apis["procurement_api"].accepted) == 7 and len(lines) == 10_000  # one order per supplier
     assert {x["quantity"] for x in lines} == {50}  # 30 days x 2 a day - 10 on hand
     for _ in range(24):  # two hours of escalation cycles: one grouped message per step, never refused
-        pack.clock.advance(timedelta(minutes=5))
+        pack.clock.advance(minutes=5)
         pack.cycle()
     assert robot.refused == [] and 2 <= len(robot.received) <= 4  # fired, L2 at 30 min, L3 at 60 min
     assert {a.escalation_level for a in pack.store.list(active_only=True)} == {3}
@@ -226,7 +217,7 @@ def test_an_unanswered_negative_review_climbs_every_two_hours_until_acknowledged
     acked = fingerprint(rid, review[1][0])
     steps = []
     while pack.clock.now < started + 7 * H:
-        pack.clock.advance(timedelta(minutes=10))
+        pack.clock.advance(minutes=10)
         if pack.clock.now - started == H:
             acknowledge_alert(pack.store, acked[:8], "liu.yang", pack.clock.now)
         steps += [(pack.clock.now - started, lv) for _, lv in pack.cycle().escalated]

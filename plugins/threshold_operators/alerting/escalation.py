@@ -93,8 +93,7 @@ def _tell(store, routing, rule, event: str, level: int, alerts: list[Alert], now
 
 
 def release_mutes(store, routing, rules, now: datetime, report: CycleReport, stage=None, active=None) -> None:
-    active = store.list(active_only=True) if active is None else active
-    stage = stage or mute_stage(store, routing, now, components=_components(rules), active=active)
+    report, active, stage = _sweep(store, routing, rules, now, report, stage, active)
     groups: dict[tuple[str, int], list[Alert]] = defaultdict(list)
     for a in active:
         if a.status != AlertStatus.SILENCED or (a.muted or "").startswith("inhibited: the data"):
@@ -114,12 +113,17 @@ def release_mutes(store, routing, rules, now: datetime, report: CycleReport, sta
         report.released += [a.fingerprint for a in alerts]
 
 
+def _sweep(store, routing, rules, now, report, stage, active):
+    """What a step of the cycle starts from: its report, the active alerts, the mute stage."""
+    active = store.list(active_only=True) if active is None else active
+    stage = stage or mute_stage(store, routing, now, components=_components(rules), active=active)
+    return report or CycleReport(), active, stage
+
+
 def escalate_due(store, routing, rules, now: datetime, report: CycleReport | None = None, stage=None,
                  active=None) -> CycleReport:
     """Tell the next level of every firing alert whose SLA ran out. ``rules``: rule id -> Rule."""
-    report = report or CycleReport()
-    active = store.list(active_only=True) if active is None else active
-    stage = stage or mute_stage(store, routing, now, components=_components(rules), active=active)
+    report, active, stage = _sweep(store, routing, rules, now, report, stage, active)
     groups: dict[tuple[str, int], list[Alert]] = defaultdict(list)
     for a in active:
         level = next_escalation(a, routing.sla_of(a.rule_id), now)
@@ -135,9 +139,7 @@ def escalate_due(store, routing, rules, now: datetime, report: CycleReport | Non
 def repeat_due(store, routing, rules, now: datetime, report: CycleReport | None = None, stage=None,
                active=None) -> CycleReport:
     """Tell again, at its level, every firing alert nobody acknowledged for the repeat interval."""
-    report = report or CycleReport()
-    active = store.list(active_only=True) if active is None else active
-    stage = stage or mute_stage(store, routing, now, components=_components(rules), active=active)
+    report, active, stage = _sweep(store, routing, rules, now, report, stage, active)
     groups: dict[tuple[str, int], list[Alert]] = defaultdict(list)
     for a in active:
         if a.status != AlertStatus.FIRING or a.notified_at is None:

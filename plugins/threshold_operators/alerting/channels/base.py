@@ -54,3 +54,33 @@ def lookup_connection(conn_id: str):
         from airflow.models.connection import Connection
 
         return Connection.get_connection_from_secrets(conn_id)
+
+
+def post_json(session, url: str, payload: dict, timeout: float):
+    """POST ``payload`` as UTF-8 JSON: the reply, or a retryable SendResult when the channel is down."""
+    import json
+
+    import requests
+
+    try:
+        return session.post(url, data=json.dumps(payload, ensure_ascii=False).encode(),
+                            headers={"Content-Type": "application/json; charset=utf-8"}, timeout=timeout)
+    except requests.RequestException as exc:  # refused, reset, timed out
+        return SendResult(False, True, type(exc).__name__)
+
+
+def errcode_result(reply, retryable_codes) -> SendResult:
+    """A chat robot's answer (DingTalk, WeCom): the HTTP status, then ``errcode`` in an HTTP 200 body
+    (0 is success; a code in ``retryable_codes`` is worth retrying, any other is final)."""
+    if isinstance(reply, SendResult):
+        return reply
+    if reply.status_code != 200:
+        return http_failure(reply.status_code, reply.text)
+    try:
+        body = reply.json()
+    except ValueError:
+        return SendResult(False, True, f"HTTP 200 without JSON: {reply.text[:200]}")
+    code = body.get("errcode", 0)
+    if code == 0:
+        return SendResult.success()
+    return SendResult(False, code in retryable_codes, f"errcode {code}: {str(body.get('errmsg', ''))[:200]}")

@@ -13,12 +13,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import time
 import urllib.parse
 from collections.abc import Callable
 
-from threshold_operators.alerting.channels.base import Message, SendResult, http_failure, lookup_connection
+from threshold_operators.alerting.channels.base import (
+    Message,
+    SendResult,
+    errcode_result,
+    lookup_connection,
+    post_json,
+)
 
 RATE_LIMITED = 130101  # "send too fast": 20 messages a minute per robot
 RETRYABLE_CODES = {RATE_LIMITED, -1}  # -1: "system busy"
@@ -52,25 +57,9 @@ class DingTalkSender:
                 "at": {"atMobiles": list(message.mentions), "isAtAll": False}}
 
     def send(self, message: Message) -> SendResult:
-        import requests
-
         params = {"access_token": self._token}
         if self._secret:
             ts = int(self._clock() * 1000)
             params |= {"timestamp": str(ts), "sign": signature(self._secret, ts)}
         url = f"{self.base_url}/robot/send?{urllib.parse.urlencode(params)}"
-        try:
-            reply = self.session.post(url, data=json.dumps(self.payload(message), ensure_ascii=False).encode(),
-                                      headers={"Content-Type": "application/json; charset=utf-8"}, timeout=self._timeout)
-        except requests.RequestException as exc:  # refused, reset, timed out: the channel is down
-            return SendResult(False, True, f"{type(exc).__name__}")
-        if reply.status_code != 200:
-            return http_failure(reply.status_code, reply.text)
-        try:
-            body = reply.json()
-        except ValueError:
-            return SendResult(False, True, f"HTTP 200 without JSON: {reply.text[:200]}")
-        code = body.get("errcode", 0)
-        if code == 0:
-            return SendResult.success()
-        return SendResult(False, code in RETRYABLE_CODES, f"errcode {code}: {body.get('errmsg', '')}")
+        return errcode_result(post_json(self.session, url, self.payload(message), self._timeout), RETRYABLE_CODES)

@@ -16,12 +16,17 @@ and -1 (system busy) are retried later; others (93000 invalid key, 40058 bad con
 
 from __future__ import annotations
 
-import json
 import time
 import urllib.parse
 from collections.abc import Callable
 
-from threshold_operators.alerting.channels.base import Message, SendResult, http_failure, lookup_connection
+from threshold_operators.alerting.channels.base import (
+    Message,
+    SendResult,
+    errcode_result,
+    lookup_connection,
+    post_json,
+)
 from threshold_operators.alerting.channels.http_connection import http_session
 from threshold_operators.alerting.channels.markdown import cut_utf8, link_line
 
@@ -52,22 +57,5 @@ class WeComSender:
         return {"msgtype": "markdown", "markdown": {"content": content}}
 
     def send(self, message: Message) -> SendResult:
-        import requests
-
         url = f"{self.base_url}/cgi-bin/webhook/send?{urllib.parse.urlencode({'key': self._key})}"
-        try:
-            reply = self.session.post(url, data=json.dumps(self.payload(message), ensure_ascii=False).encode(),
-                                      headers={"Content-Type": "application/json; charset=utf-8"},
-                                      timeout=self._timeout)
-        except requests.RequestException as exc:  # refused, reset, timed out: the channel is down
-            return SendResult(False, True, type(exc).__name__)
-        if reply.status_code != 200:
-            return http_failure(reply.status_code, reply.text)
-        try:
-            body = reply.json()
-        except ValueError:
-            return SendResult(False, True, f"HTTP 200 without JSON: {reply.text[:200]}")
-        code = body.get("errcode", 0)
-        if code == 0:
-            return SendResult.success()
-        return SendResult(False, code in RETRYABLE_CODES, f"errcode {code}: {str(body.get('errmsg', ''))[:200]}")
+        return errcode_result(post_json(self.session, url, self.payload(message), self._timeout), RETRYABLE_CODES)
