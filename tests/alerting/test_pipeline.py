@@ -80,3 +80,24 @@ def test_shadow_rules_and_quiet_cycles_queue_nothing(store, routing):
     shadow = load_catalogue().get("sales.order_spike_7d").rule
     assert queue_notifications(shadow, evaluation(T, [("shop_id=s1/sku=A", "red")]), store, routing, T).queued == 0
     assert store.notifications() == [] and store.list() == []
+
+
+def test_messages_carry_signed_acknowledge_links_when_the_connection_is_set(store, routing, spike, monkeypatch):
+    import json
+
+    from threshold_operators.alerting.ack_link import read_token
+    from threshold_operators.alerting.pipeline import _link_settings
+
+    monkeypatch.setenv("AIRFLOW_CONN_STOREFENCE_ACK", json.dumps(
+        {"conn_type": "http", "host": "https://airflow.example.com", "password": "ack-secret"}))
+    _link_settings.cache_clear()
+    try:
+        queue_notifications(spike, evaluation(T, [("shop_id=s1/sku=A", "red")]), store, routing, T)
+    finally:
+        _link_settings.cache_clear()
+    payload = store.notifications()[0]["payload"]
+    [(label, url)] = payload["links"]
+    assert url.startswith("https://airflow.example.com/storefence/ack/") and url in payload["text"]
+    fingerprint, level = read_token(url.rsplit("/", 1)[1], "ack-secret", 3600)
+    assert fingerprint == store.list()[0].fingerprint and level == 2  # red: told at the supervisor's level
+    assert "storefence ack" not in payload["text"]  # the link replaces the command

@@ -83,3 +83,10 @@ def test_a_connection_picks_the_store(monkeypatch, tmp_path):
     monkeypatch.setenv("AIRFLOW_CONN_STOREFENCE_STATE", json.dumps(
         {"conn_type": "postgres", "host": "db.internal", "login": "sf", "schema": "alerts", "port": 5432}))
     assert state_url() == "postgresql+psycopg2://sf@db.internal:5432/alerts"
+
+
+def test_find_takes_a_hex_prefix_only(store):
+    alert = _firing().alert
+    store.save(alert)
+    assert store.find(alert.fingerprint[:6]) == alert
+    assert store.find("%") is None and store.find("_") is None and store.find("") is None  # no LIKE wildcards

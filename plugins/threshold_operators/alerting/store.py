@@ -190,8 +190,12 @@ class StateStore:
 
     def find(self, prefix: str) -> Alert | None:
         """An alert by its fingerprint or an unambiguous prefix of it (what `storefence ack` takes)."""
+        import re
+
         from sqlalchemy import select
 
+        if not re.fullmatch(r"[0-9a-f]{1,40}", prefix or ""):
+            return None  # fingerprints are hex: anything else (a LIKE wildcard) matches nothing
         with self.engine.connect() as con:
             rows = con.execute(select(alerts).where(alerts.c.fingerprint.like(f"{prefix}%")).limit(2)).mappings().all()
         return _alert(rows[0]) if len(rows) == 1 else None
