@@ -107,3 +107,36 @@ def test_a_sender_built_from_an_airflow_connection(monkeypatch, clock):
             {"conn_type": "http", "host": robot.url, "password": "robot-token", "extra": {"secret": "SEC-robot-secret"}}))
         sender = DingTalkSender.from_connection("ops_dingtalk", clock=clock)
         assert sender.send(Message("t", "x")).ok
+
+
+def test_the_robot_secret_never_travels_as_a_header(monkeypatch, clock):
+    import requests
+
+    seen = {}
+    original = requests.Session.send
+
+    def spy(self, request, **kw):
+        seen.update(request.headers)
+        return original(self, request, **kw)
+
+    monkeypatch.setattr(requests.Session, "send", spy)
+    with DingTalkReceiver(clock=clock) as robot:
+        monkeypatch.setenv("AIRFLOW_CONN_OPS_DINGTALK", json.dumps(
+            {"conn_type": "http", "host": robot.url, "login": "someone", "password": "robot-token",
+             "extra": {"secret": "SEC-robot-secret"}}))
+        assert DingTalkSender.from_connection("ops_dingtalk", clock=clock).send(Message("t", "x")).ok
+    assert seen and "secret" not in {k.lower() for k in seen} and "Authorization" not in seen
+    assert "SEC-robot-secret" not in " ".join(seen.values())
+
+
+def test_an_action_sender_from_a_connection_authenticates_with_its_bearer_token_only(monkeypatch):
+    from tests.alerting.action_endpoint import ActionEndpoint
+    from threshold_operators.alerting.actions import ActionSender
+
+    with ActionEndpoint() as api:
+        monkeypatch.setenv("AIRFLOW_CONN_PROCUREMENT_API", json.dumps(
+            {"conn_type": "http", "host": api.url, "login": "shop", "password": "api-key"}))
+        sender = ActionSender.from_connection("procurement_api")
+        body = {"idempotency_key": "k1", "schema": "storefence.purchase_suggestion/v1"}
+        assert sender.send(Message("a", "", data={"endpoint": "/po", "body": body})).ok
+    assert len(api.accepted) == 1  # the endpoint checks "Bearer api-key": no basic auth replaced it

@@ -97,11 +97,11 @@ class ActionSender:
 
     @classmethod
     def from_connection(cls, conn_id: str, **kwargs) -> ActionSender:
-        from airflow.providers.http.hooks.http import HttpHook
+        from threshold_operators.alerting.channels.http_connection import http_session
 
         conn = lookup_connection(conn_id)
-        hook = HttpHook(method="POST", http_conn_id=conn_id)
-        return cls(hook.get_conn(), hook.base_url, conn.password or None, name=f"action:{conn_id}", **kwargs)
+        session, base_url = http_session(conn_id, conn)  # no basic auth over the bearer token
+        return cls(session, base_url, conn.password or None, name=f"action:{conn_id}", **kwargs)
 
     def send(self, message: Message) -> SendResult:
         import requests

@@ -42,13 +42,13 @@ class DingTalkSender:
 
     @classmethod
     def from_connection(cls, conn_id: str, **kwargs) -> DingTalkSender:
-        from airflow.providers.http.hooks.http import HttpHook
+        from threshold_operators.alerting.channels.http_connection import http_session
 
         conn = lookup_connection(conn_id)
-        hook = HttpHook(method="POST", http_conn_id=conn_id)
+        session, base_url = http_session(conn_id, conn)  # the secret stays out of the headers
         extra = conn.extra_dejson or {}
-        return cls(hook.get_conn(), hook.base_url, conn.password or extra.get("access_token", ""),
-                   extra.get("secret"), name=conn_id, **kwargs)
+        return cls(session, base_url, conn.password or extra.get("access_token", ""), extra.get("secret"),
+                   name=conn_id, **kwargs)
 
     def payload(self, message: Message) -> dict:
         mentions = "".join(f" @{m}" for m in message.mentions)
