@@ -7,51 +7,24 @@ seen; it can be taken down (503). One of these stands in for each action's endpo
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.alerting.receivers import LoopbackReceiver
 
 
-class ActionEndpoint:
+class ActionEndpoint(LoopbackReceiver):
     def __init__(self, token: str | None = "api-key"):
+        super().__init__()
         self.token = token
         self.accepted: list[dict] = []  # {"path", "key", "body"}
         self.duplicates = 0
-        self.down = False
-        endpoint = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):  # noqa: N802 - http.server's name
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-                status = endpoint._receive(self.path, self.headers, body)
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(json.dumps({"status": status}).encode())
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._lock = threading.Lock()
-
-    def _receive(self, path, headers, body) -> int:
-        if self.down:
-            return 503
+    def answer(self, path: str, headers, body: bytes) -> tuple:
+        body = json.loads(body or b"{}")
         if self.token and headers.get("Authorization") != f"Bearer {self.token}":
-            return 401
+            return 401, {"status": 401}
         key = headers.get("Idempotency-Key")
-        with self._lock:
-            if key and any(a["key"] == key for a in self.accepted):
-                self.duplicates += 1
-                return 409
-            self.accepted.append({"path": path, "key": key, "body": body})
-        return 201
-
-    def __enter__(self):
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        if key and any(a["key"] == key for a in self.accepted):
+            self.duplicates += 1
+            return 409, {"status": 409}
+        self.accepted.append({"path": path, "key": key, "body": body})
+        return 201, {"status": 201}

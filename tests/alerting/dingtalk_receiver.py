@@ -12,42 +12,23 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.alerting.receivers import LoopbackReceiver
 
 
-class DingTalkReceiver:
+class DingTalkReceiver(LoopbackReceiver):
     def __init__(self, token: str = "robot-token", secret: str | None = "SEC-robot-secret", clock=time.time,
                  per_minute: int = 20):
-        self.token, self.secret, self.clock, self.per_minute = token, secret, clock, per_minute
-        self.received: list[dict] = []
-        self.refused: list[int] = []  # errcodes answered
-        self.down = False
-        self._minute: dict[int, int] = {}
-        receiver = self
+        super().__init__(clock=clock, per_minute=per_minute)
+        self.token, self.secret = token, secret
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # quiet
-                pass
-
-            def do_POST(self):  # noqa: N802 - http.server's name
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if receiver.down:
-                    self.send_response(503)
-                    self.end_headers()
-                    return
-                code, msg = receiver._check(self.path, body)
-                if code:
-                    receiver.refused.append(code)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(json.dumps({"errcode": code, "errmsg": msg}).encode())
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+    def answer(self, path: str, headers, body: bytes) -> tuple:
+        code, msg = self._check(path, body)
+        if code:
+            self.refused.append(code)
+        return 200, {"errcode": code, "errmsg": msg}
 
     def _check(self, path: str, body: bytes) -> tuple[int, str]:
         url = urllib.parse.urlparse(path)
@@ -62,17 +43,7 @@ class DingTalkReceiver:
                                                  hashlib.sha256).digest()).decode()
             if q.get("sign") != expected:
                 return 310000, "sign not match"
-        minute = int(self.clock() // 60)
-        if self._minute.get(minute, 0) >= self.per_minute:
+        if not self.within_limit():
             return 130101, "send too fast, exceed 20 times per minute"
-        self._minute[minute] = self._minute.get(minute, 0) + 1
         self.received.append(json.loads(body))
         return 0, "ok"
-
-    def __enter__(self):
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()

@@ -205,20 +205,25 @@ def create_app(store_factory: Callable[[], StateStore] = StateStore, now: Callab
             title = "链接已过期 / Link expired" if exc.kind == "expired" else "链接无效 / Invalid link"
             return _page(title, f"<p>{escape(exc.reason)}</p>", status.HTTP_403_FORBIDDEN)
 
-    def _gone(fingerprint: str) -> HTMLResponse:
-        return _page("告警不存在 / No such alert",
-                     f"<p>No alert {escape(fingerprint[:10])} in the state store.</p>", status.HTTP_404_NOT_FOUND)
-
-    @app.get("/ack/{token}", response_class=HTMLResponse, include_in_schema=False)
-    def ack_page(token: str, store: StoreDep) -> HTMLResponse:
-        """Show the alert and a confirm button. Changes nothing: link previews GET it."""
+    def linked_alert(token: str, store) -> tuple[Alert, int] | HTMLResponse:
+        """The alert and level a link names, or the page saying why not (expired, altered, gone)."""
         link = read_link(token)
         if isinstance(link, HTMLResponse):
             return link
         fingerprint, level = link
         alert = store.get(fingerprint)
         if alert is None:
-            return _gone(fingerprint)
+            return _page("告警不存在 / No such alert",
+                         f"<p>No alert {escape(fingerprint[:10])} in the state store.</p>", status.HTTP_404_NOT_FOUND)
+        return alert, level
+
+    @app.get("/ack/{token}", response_class=HTMLResponse, include_in_schema=False)
+    def ack_page(token: str, store: StoreDep) -> HTMLResponse:
+        """Show the alert and a confirm button. Changes nothing: link previews GET it."""
+        found = linked_alert(token, store)
+        if isinstance(found, HTMLResponse):
+            return found
+        alert, level = found
         if alert.status in (AlertStatus.FIRING, AlertStatus.SILENCED):
             return _page("确认告警? / Acknowledge this alert?", _alert_table(alert, level) + _CONFIRM)
         if alert.status == AlertStatus.ACKNOWLEDGED:
@@ -229,13 +234,10 @@ def create_app(store_factory: Callable[[], StateStore] = StateStore, now: Callab
     @app.post("/ack/{token}", response_class=HTMLResponse, include_in_schema=False)
     def ack_confirm(token: str, store: StoreDep, name: Annotated[str, Form(max_length=200)] = "") -> HTMLResponse:
         """Acknowledge, as ``<name> (link:L<level>)`` or ``link:L<level>``. A second click changes nothing."""
-        link = read_link(token)
-        if isinstance(link, HTMLResponse):
-            return link
-        fingerprint, level = link
-        alert = store.get(fingerprint)
-        if alert is None:
-            return _gone(fingerprint)
+        found = linked_alert(token, store)
+        if isinstance(found, HTMLResponse):
+            return found
+        alert, level = found
         name = " ".join(name.split())[:80]
         who = f"{name} (link:L{level})" if name else f"link:L{level}"
         t = acknowledge(alert, who, now())
