@@ -159,6 +159,51 @@ def test_the_api_needs_a_token(client, auth_manager, method, path):
     assert client.request(method, path, headers=nobody, json={}).status_code == 403
 
 
+WRITES = [("POST", "/api/alerts/{fp}/ack", None),
+          ("POST", "/api/silences", {"rule": "inventory.*", "reason": "stock on the way", "duration": "1h"}),
+          ("DELETE", "/api/silences/{silence}", None)]
+
+
+def test_every_write_route_is_in_the_list_above(client):
+    """A new POST/PUT/DELETE route must be added to WRITES, so that its 403 for viewers is tested."""
+    routes = {(m, r.path) for r in client.app.routes for m in getattr(r, "methods", ()) if m in ("POST", "PUT", "DELETE", "PATCH")}
+    assert routes - {("POST", "/ack/{token}")} == {("POST", "/api/alerts/{fingerprint}/ack"), ("POST", "/api/silences"),
+                                                   ("DELETE", "/api/silences/{silence_id}")}
+
+
+@pytest.mark.parametrize("role, allowed", [("viewer", False), ("user", True), ("op", True), ("admin", True)])
+def test_writes_need_a_role_that_may_edit(client, store, auth_manager, clock, role, allowed):
+    """SimpleAuthManager lets every Viewer use a custom view with any method; our second question
+    (may the user edit DAG runs?) refuses the viewer. Reads stay open to the viewer."""
+    alert = fire(store)
+    silence = store.add_silence(Silence("li.wei", "planned", clock.t, clock.t + timedelta(hours=2), "*"), clock.t)
+    headers = bearer(auth_manager, f"someone-{role}", role)
+    for method, path, body in WRITES:
+        url = path.format(fp=alert.fingerprint, silence=silence.id)
+        response = client.request(method, url, headers=headers, json=body)
+        if allowed:
+            assert response.status_code in (200, 201), (method, url, response.text)
+        else:
+            assert response.status_code == 403, (method, url, response.text)
+            assert "needs a role that may edit" in response.json()["detail"]
+    if not allowed:
+        assert store.get(alert.fingerprint).status == AlertStatus.FIRING
+        assert [s.id for s in store.silences(clock.t)] == [silence.id]
+    assert client.get("/api/alerts", headers=headers).status_code == 200
+    assert client.get("/api/silences", headers=headers).status_code == 200
+
+
+def test_the_openapi_description_needs_a_login(client, auth_manager):
+    assert client.get("/openapi.json").status_code == 401
+    assert client.get("/openapi.json", headers={"Authorization": "Bearer not.a.jwt"}).status_code in (401, 403)
+    assert client.get("/openapi.json", headers=bearer(auth_manager, "nobody", None)).status_code == 403
+    described = client.get("/openapi.json", headers=bearer(auth_manager, "guest", "viewer"))
+    assert described.status_code == 200 and "/api/silences" in described.json()["paths"]
+    assert "/openapi.json" not in described.json()["paths"]
+    for path in ("/docs", "/redoc", "/docs/oauth2-redirect"):
+        assert client.get(path).status_code == 404  # not served
+
+
 def test_an_expired_token_is_refused(client, auth_manager):
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 
@@ -284,10 +329,16 @@ def test_served_by_airflow_with_a_token_from_auth_token(airflow_db, auth_manager
     try:
         with TestClient(create_app(apps="core")) as api:
             assert api.get("/storefence/api/alerts").status_code == 401
+            assert api.get("/storefence/openapi.json").status_code == 401
             password = SimpleAuthManager.get_passwords()["li.wei"]
             login = api.post("/auth/token", json={"username": "li.wei", "password": password})
             assert login.status_code == 201, login.text
             headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+            guest = api.post("/auth/token", json={"username": "guest",
+                                                  "password": SimpleAuthManager.get_passwords()["guest"]})
+            as_guest = {"Authorization": f"Bearer {guest.json()['access_token']}"}
+            assert api.get("/storefence/api/alerts", headers=as_guest).status_code == 200
+            assert api.post(f"/storefence/api/alerts/{alert.fingerprint}/ack", headers=as_guest).status_code == 403
             listed = api.get("/storefence/api/alerts", headers=headers)
             assert listed.status_code == 200 and [a["fingerprint"] for a in listed.json()] == [alert.fingerprint]
 

@@ -9,7 +9,10 @@ Mounted by Airflow's API server at ``/storefence`` (``plugins/storefence_plugin.
 - ``/api/...``: JSON, behind Airflow's own authentication. Airflow does not protect a plugin's
   app by itself; every route here depends on ``airflow.api_fastapi.core_api.security.get_user``
   (the JWT of ``POST /auth/token``, as a bearer header or the UI's cookie) and asks the configured
-  auth manager whether that user may use the custom view ``Storefence`` with the route's method.
+  auth manager whether that user may use the custom view ``Storefence`` with the route's method;
+  writes (acknowledge, add or expire a silence) also need the right to edit DAG runs
+  (``may_write``), which a Viewer lacks under every auth manager. ``/openapi.json`` needs the
+  same login as a read.
 
 ``create_app(store_factory, now, settings)`` takes the state store, the clock and the link
 settings as arguments, so tests run it on a SQLite file with a frozen clock.
@@ -25,7 +28,7 @@ from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 from airflow.api_fastapi.core_api.security import GetUserDep
 from fastapi import Depends, FastAPI, Form, HTTPException, Path, Query, status
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field, model_validator
 
 from threshold_operators.alerting.ack_link import InvalidLink, LinkSettings, link_settings, read_token
@@ -168,13 +171,41 @@ class _StoreOnce:
         return self._store
 
 
+WRITE_METHODS = ("POST", "PUT", "DELETE")
+
+
+def may_write(auth_manager, user: BaseUser, method: str) -> bool:
+    """Whether ``user`` may change alerts and silences: two questions to the auth manager, both yes.
+
+    1. the custom view ``Storefence`` with the write ``method`` (what a plugin view is meant to be
+       asked; FAB and Keycloak answer per method);
+    2. editing DAG runs (``is_authorized_dag(method="PUT", access_entity=DagAccessEntity.RUN)``):
+       Airflow's SimpleAuthManager ignores the method of a custom view (every Viewer may "POST"),
+       but it does answer this one per role (Viewer no; User, Op, Admin yes), and so does every
+       other auth manager. Acknowledging or silencing an alert is an operator's act on running
+       pipelines, the same right as clearing or marking a DAG run.
+    """
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+
+    return (auth_manager.is_authorized_custom_view(method=method, resource_name=RESOURCE, user=user)
+            and auth_manager.is_authorized_dag(method="PUT", access_entity=DagAccessEntity.RUN, user=user))
+
+
 def requires_storefence(method: Literal["GET", "POST", "PUT", "DELETE"]):
     """A dependency: the authenticated Airflow user (401 without a valid token), allowed by the auth
-    manager to use the custom view ``Storefence`` with ``method`` (403 otherwise)."""
+    manager to use the custom view ``Storefence`` with ``method`` (403 otherwise); a write method
+    also needs the right to edit (``may_write``)."""
 
     def check(user: GetUserDep) -> BaseUser:
-        if not get_auth_manager().is_authorized_custom_view(method=method, resource_name=RESOURCE, user=user):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"{user.get_name()} may not {method} {RESOURCE}")
+        manager = get_auth_manager()
+        if method in WRITE_METHODS:
+            allowed = may_write(manager, user, method)
+        else:
+            allowed = manager.is_authorized_custom_view(method=method, resource_name=RESOURCE, user=user)
+        if not allowed:
+            need = "may edit (acknowledge, silence)" if method in WRITE_METHODS else "may read"
+            raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                f"{user.get_name()} may not {method} {RESOURCE}: it needs a role that {need}")
         return user
 
     return check
@@ -184,7 +215,7 @@ def create_app(store_factory: Callable[[], StateStore] = StateStore, now: Callab
                settings: Callable[[], LinkSettings | None] = link_settings) -> FastAPI:
     """The app. ``store_factory``: makes the state store (called once, on first use); ``now``: the
     clock; ``settings``: the acknowledge link settings (None: links are not enabled)."""
-    app = FastAPI(title="Storefence alerts", docs_url=None, redoc_url=None,
+    app = FastAPI(title="Storefence alerts", docs_url=None, redoc_url=None, openapi_url=None,
                   description="Acknowledge links, and the alerts and silences of Storefence.")
     store_of = _StoreOnce(store_factory)
     StoreDep = Annotated[StateStore, Depends(store_of)]
@@ -254,6 +285,11 @@ def create_app(store_factory: Callable[[], StateStore] = StateStore, now: Callab
     Reader = Annotated[BaseUser, Depends(requires_storefence("GET"))]
     Writer = Annotated[BaseUser, Depends(requires_storefence("POST"))]
     Deleter = Annotated[BaseUser, Depends(requires_storefence("DELETE"))]
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi(_user: Reader) -> JSONResponse:
+        """The API's description, behind the same login as the API (FastAPI serves it to anyone)."""
+        return JSONResponse(app.openapi())
 
     @app.get("/api/alerts", response_model=list[AlertOut], tags=["alerts"])
     def list_alerts(store: StoreDep, _user: Reader, everything: AllParam = False) -> list[AlertOut]:
