@@ -79,7 +79,7 @@ def bearer(auth_manager, username: str, role: str | None) -> dict:
 # --- acknowledge links -------------------------------------------------------------------------
 def test_get_shows_the_alert_and_does_not_acknowledge(client, store):
     alert = fire(store)
-    token = make_token(alert.fingerprint, 1, SECRET, now=T0)
+    token = make_token(alert.fingerprint, 1, SECRET, now=T0, opened_at=alert.opened_at)
     for _ in range(3):  # a chat app's link preview, then the person, then a reload
         page = client.get(f"/ack/{token}")
         assert page.status_code == 200
@@ -91,7 +91,7 @@ def test_get_shows_the_alert_and_does_not_acknowledge(client, store):
 
 def test_post_acknowledges_once(client, store, clock):
     alert = fire(store)
-    token = make_token(alert.fingerprint, 2, SECRET, now=T0)
+    token = make_token(alert.fingerprint, 2, SECRET, now=T0, opened_at=alert.opened_at)
     done = client.post(f"/ack/{token}", data={"name": "  王 芳 "})
     assert done.status_code == 200 and "Acknowledged" in done.text
     saved = store.get(alert.fingerprint)
@@ -106,44 +106,75 @@ def test_post_acknowledges_once(client, store, clock):
 
 def test_post_without_a_name_records_the_link_level(client, store):
     alert = fire(store)
-    assert client.post(f"/ack/{make_token(alert.fingerprint, 3, SECRET, now=T0)}").status_code == 200
+    assert client.post(f"/ack/{make_token(alert.fingerprint, 3, SECRET, now=T0, opened_at=alert.opened_at)}").status_code == 200
     assert store.get(alert.fingerprint).acknowledged_by == "link:L3"
 
 
 def test_expired_and_tampered_links_are_refused(client, store, clock):
     alert = fire(store)
-    token = make_token(alert.fingerprint, 1, SECRET, now=T0)
+    token = make_token(alert.fingerprint, 1, SECRET, now=T0, opened_at=alert.opened_at)
     clock.t = T0 + timedelta(hours=24, seconds=1)
     for response in (client.get(f"/ack/{token}"), client.post(f"/ack/{token}")):
         assert response.status_code == 403 and "expired" in response.text
     clock.t = T0
-    forged = make_token(alert.fingerprint, 1, "a guessed secret", now=T0)
+    forged = make_token(alert.fingerprint, 1, "a guessed secret", now=T0, opened_at=alert.opened_at)
     for response in (client.get(f"/ack/{forged}"), client.post(f"/ack/{forged}"), client.post(f"/ack/{token}x")):
         assert response.status_code == 403 and "not valid" in response.text
     assert store.get(alert.fingerprint).status == AlertStatus.FIRING
 
 
 def test_a_link_to_an_unknown_or_resolved_alert(client, store):
-    assert client.get(f"/ack/{make_token('0' * 20, 1, SECRET, now=T0)}").status_code == 404
+    assert client.get(f"/ack/{make_token('0' * 20, 1, SECRET, now=T0, opened_at=T0)}").status_code == 404
     alert = fire(store)
     store.save(transition(alert, Observation(alert.rule_id, alert.entity_key, "resolved", None, T0, T0), T0).alert)
-    token = make_token(alert.fingerprint, 1, SECRET, now=T0)
+    token = make_token(alert.fingerprint, 1, SECRET, now=T0, opened_at=alert.opened_at)
     assert "Nothing to acknowledge" in client.get(f"/ack/{token}").text
     assert client.post(f"/ack/{token}").status_code == 409
     assert store.get(alert.fingerprint).status == AlertStatus.RESOLVED
+
+
+def test_a_link_of_an_earlier_firing_does_not_acknowledge_todays(client, store, clock):
+    """Fired last week, told with a link, resolved; fired again today: last week's link is gone (410)."""
+    week = timedelta(days=7)
+    obs = Observation("inventory.low_stock", "shop_id=S1/sku=SKU-0042", "firing", "red", T0 - week - timedelta(hours=1),
+                      T0 - week)
+    last_week = transition(None, obs, T0 - week).alert
+    store.save(last_week)
+    old_link = make_token(last_week.fingerprint, 1, SECRET, now=T0 - week + timedelta(minutes=1),
+                          opened_at=last_week.opened_at)
+    resolved = transition(last_week, Observation(obs.rule_id, obs.entity_key, "resolved", None, T0 - week + timedelta(hours=1),
+                                                 T0 - week + timedelta(hours=1)), T0 - week + timedelta(hours=1)).alert
+    store.save(resolved)
+    today = transition(resolved, Observation(obs.rule_id, obs.entity_key, "firing", "red", T0 - timedelta(hours=1), T0),
+                       T0).alert
+    store.save(today)
+    assert today.fingerprint == last_week.fingerprint and today.opened_at == T0
+
+    links = LinkSettings(LINKS.base_url, SECRET, timedelta(days=30))  # long-lived links: only the firing differs
+    from threshold_operators.api.app import create_app
+
+    with TestClient(create_app(store_factory=lambda: store, now=clock, settings=lambda: links)) as c:
+        for response in (c.get(f"/ack/{old_link}"), c.post(f"/ack/{old_link}", data={"name": "王 芳"})):
+            assert response.status_code == 410, response.text
+            assert "earlier firing" in response.text and f"{last_week.opened_at:%Y-%m-%d %H:%M}" in response.text
+            assert "<form" not in response.text
+        assert store.get(today.fingerprint).status == AlertStatus.FIRING and store.get(today.fingerprint).acknowledged_by is None
+        new_link = make_token(today.fingerprint, 1, SECRET, now=T0, opened_at=today.opened_at)
+        assert c.post(f"/ack/{new_link}", data={"name": "王 芳"}).status_code == 200
+    assert store.get(today.fingerprint).acknowledged_by == "王 芳 (link:L1)"
 
 
 def test_links_not_configured(store, clock):
     from threshold_operators.api.app import create_app
 
     with TestClient(create_app(store_factory=lambda: store, now=clock, settings=lambda: None)) as c:
-        page = c.get(f"/ack/{make_token('0' * 20, 1, SECRET, now=T0)}")
+        page = c.get(f"/ack/{make_token('0' * 20, 1, SECRET, now=T0, opened_at=T0)}")
     assert page.status_code == 404 and "storefence_ack" in page.text
 
 
 def test_alert_text_is_escaped(client, store):
     alert = fire(store, entity="shop_id=S1/sku=<script>alert(1)</script>")
-    page = client.get(f"/ack/{make_token(alert.fingerprint, 1, SECRET, now=T0)}")
+    page = client.get(f"/ack/{make_token(alert.fingerprint, 1, SECRET, now=T0, opened_at=alert.opened_at)}")
     assert "<script>" not in page.text and "&lt;script&gt;" in page.text
 
 
@@ -342,7 +373,7 @@ def test_served_by_airflow_with_a_token_from_auth_token(airflow_db, auth_manager
             listed = api.get("/storefence/api/alerts", headers=headers)
             assert listed.status_code == 200 and [a["fingerprint"] for a in listed.json()] == [alert.fingerprint]
 
-            token = make_token(alert.fingerprint, 1, SECRET)
+            token = make_token(alert.fingerprint, 1, SECRET, opened_at=alert.opened_at)
             page = api.get(f"/storefence/ack/{token}")
             assert page.status_code == 200 and "inventory.low_stock" in page.text
             assert store.get(alert.fingerprint).status == AlertStatus.FIRING

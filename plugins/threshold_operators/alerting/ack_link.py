@@ -1,9 +1,11 @@
 """Acknowledge links: a signed, expiring URL in the alert message that takes the alert from a phone.
 
-The token names the alert (its fingerprint) and the escalation level it was sent at, signed with
-the secret of the connection ``storefence_ack`` (itsdangerous, salted, timestamped). Whoever holds
-an unexpired link may acknowledge that alert and nothing else; no Airflow login is needed, the
-signature is the authentication. The link opens a confirmation page and only its button
+The token names the alert (its fingerprint), the firing it was sent for (the alert's
+``opened_at``, in whole seconds) and the escalation level it was sent at, signed with the secret of
+the connection ``storefence_ack`` (itsdangerous, salted, timestamped). Whoever holds an unexpired
+link may acknowledge that firing of that alert and nothing else; no Airflow login is needed, the
+signature is the authentication. A link from an earlier firing of the same fingerprint (it
+resolved, then fired again) does not acknowledge the new one: ``Link.firing_of`` tells them apart. The link opens a confirmation page and only its button
 acknowledges: chat apps (DingTalk, WeCom) fetch links to draw previews, and a preview must not take
 the alert for anyone.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 
@@ -56,16 +59,34 @@ def _serializer(secret: str, now: datetime | None) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(secret, salt=SALT, signer=_ClockedSigner, signer_kwargs={"clock": clock})
 
 
-def make_token(fingerprint: str, level: int, secret: str, now: datetime | None = None) -> str:
-    """A URL-safe token for acknowledging ``fingerprint``, told at escalation ``level``, signed at ``now``."""
-    return _serializer(secret, now).dumps([fingerprint, int(level)])
+class Link(NamedTuple):
+    """What a token names: one firing (``opened_at``) of one alert, told at ``level``."""
+
+    fingerprint: str
+    level: int
+    opened_at: datetime
+
+    def firing_of(self, alert) -> bool:
+        """Whether the link was sent for ``alert``'s current firing (not an earlier one)."""
+        return _seconds(alert.opened_at) == _seconds(self.opened_at)
 
 
-def read_token(token: str, secret: str, max_age_seconds: float, now: datetime | None = None) -> tuple[str, int]:
-    """(fingerprint, level) of a token signed with ``secret`` no more than ``max_age_seconds`` before
-    ``now``; raises ``InvalidLink`` when it expired or is not one of ours. The age is checked here,
-    not by itsdangerous, so that a signer's clock a little ahead of ours (another machine) is no
-    reason to refuse a link clicked at once."""
+def _seconds(ts: datetime) -> int:
+    return int(ts.timestamp())
+
+
+def make_token(fingerprint: str, level: int, secret: str, now: datetime | None = None, *,
+               opened_at: datetime) -> str:
+    """A URL-safe token for acknowledging the firing of ``fingerprint`` that opened at ``opened_at``,
+    told at escalation ``level``, signed at ``now``."""
+    return _serializer(secret, now).dumps([fingerprint, int(level), _seconds(opened_at)])
+
+
+def read_token(token: str, secret: str, max_age_seconds: float, now: datetime | None = None) -> Link:
+    """The ``Link`` of a token signed with ``secret`` no more than ``max_age_seconds`` before ``now``;
+    raises ``InvalidLink`` when it expired or is not one of ours. The age is checked here, not by
+    itsdangerous, so that a signer's clock a little ahead of ours (another machine) is no reason to
+    refuse a link clicked at once."""
     now = now or datetime.now(UTC)
     try:
         payload, signed = _serializer(secret, now).loads(token, return_timestamp=True)
@@ -80,10 +101,15 @@ def read_token(token: str, secret: str, max_age_seconds: float, now: datetime | 
     if age < -CLOCK_SKEW.total_seconds():
         raise InvalidLink(f"this acknowledge link is not valid: it claims to be signed in the future "
                           f"({signed:%Y-%m-%d %H:%M} UTC).", "tampered")
-    if (not isinstance(payload, list) or len(payload) != 2 or not isinstance(payload[0], str)
-            or type(payload[1]) is not int):
+    if (isinstance(payload, list) and len(payload) == 2 and isinstance(payload[0], str)
+            and type(payload[1]) is int):  # signed by a version that did not bind links to a firing
+        raise InvalidLink("this acknowledge link comes from an older Storefence that did not bind links to one "
+                          "firing of an alert. Use the link of a newer message, `storefence ack` or the "
+                          "Storefence API.", "expired")
+    if (not isinstance(payload, list) or len(payload) != 3 or not isinstance(payload[0], str)
+            or type(payload[1]) is not int or type(payload[2]) is not int):
         raise InvalidLink("this acknowledge link is not valid: it does not name an alert.", "tampered")
-    return payload[0], payload[1]
+    return Link(payload[0], payload[1], datetime.fromtimestamp(payload[2], UTC))
 
 
 @dataclass(frozen=True)
@@ -124,6 +150,7 @@ def link_settings(conn_id: str = ACK_CONN_ID) -> LinkSettings | None:
     return LinkSettings(host, conn.password, ttl)
 
 
-def ack_url(settings: LinkSettings, fingerprint: str, level: int, now: datetime | None = None) -> str:
-    """The link to put in a message telling ``fingerprint`` at ``level``."""
-    return f"{settings.base_url}{PATH}{make_token(fingerprint, level, settings.secret, now)}"
+def ack_url(settings: LinkSettings, fingerprint: str, level: int, now: datetime | None = None, *,
+            opened_at: datetime) -> str:
+    """The link to put in a message telling the firing of ``fingerprint`` opened at ``opened_at``, at ``level``."""
+    return f"{settings.base_url}{PATH}{make_token(fingerprint, level, settings.secret, now, opened_at=opened_at)}"

@@ -74,7 +74,7 @@ def _tell(store, routing, rule, event: str, level: int, alerts: list[Alert], now
     window = (min(a.first_bucket for a in alerts).isoformat(), max(a.last_bucket for a in alerts).isoformat())
     if rule is not None:
         text = messages.alert_message(rule, event, severity, breaches, window, level, people,
-                                      links_for([a.fingerprint for a in alerts[:messages.TOP]], level), tz=routing.timezone)
+                                      links_for(alerts[:messages.TOP], level), tz=routing.timezone)
     else:  # an alert of a rule no longer in the catalogue: still escalated, plainly
         text = messages.Text(f"[{event}] {alerts[0].rule_id}", f"【{event}】{alerts[0].rule_id}: {len(alerts)}",
                              f"[{event}] {alerts[0].rule_id}", f"[{event}] {alerts[0].rule_id}: {len(alerts)}", severity)

@@ -99,14 +99,15 @@ def _link_settings():
         return None
 
 
-def links_for(fingerprints, level: int) -> dict[str, str]:
-    """Signed acknowledge links, when the ``storefence_ack`` connection is set up (else none)."""
+def links_for(alerts, level: int) -> dict[str, str]:
+    """Fingerprint -> signed acknowledge link of each alert's current firing (its ``opened_at``), when
+    the ``storefence_ack`` connection is set up (else none)."""
     from threshold_operators.alerting.ack_link import ack_url
 
     settings = _link_settings()
     if settings is None:
         return {}
-    return {fp: ack_url(settings, fp, level) for fp in fingerprints}
+    return {a.fingerprint: ack_url(settings, a.fingerprint, level, opened_at=a.opened_at) for a in alerts}
 
 
 def enqueue_message(store, routing, team: str, level: int, text, key: str, fp: str, event: str, now: datetime,
@@ -203,7 +204,7 @@ def queue_notifications(rule, evaluation: dict | None, store, routing, now: date
         people = [p.name for p in routing.recipients(team, level)]
         breaches = [{**o.detail, "fingerprint": a.fingerprint} for a, o, _ in items]
         text = messages.alert_message(rule, str(event), severity, breaches, window, level, people,
-                                      links_for([a.fingerprint for a, _, _ in items[:messages.TOP]], level),
+                                      links_for([a for a, _, _ in items[:messages.TOP]], level),
                                       tz=routing.timezone)
         defer = max((m.until for _, _, m in items if m is not None and m.until), default=None)
         with store.engine.begin() as con:  # the message and the alerts' new level: both or neither

@@ -3,7 +3,8 @@
 Mounted by Airflow's API server at ``/storefence`` (``plugins/storefence_plugin.py``). Two doors:
 
 - ``/ack/{token}``: the acknowledge link of a chat message (``alerting.ack_link``). No Airflow
-  login, the signed token is the authentication and names one alert. GET shows the alert and a
+  login, the signed token is the authentication and names one firing of one alert (a link of an
+  earlier firing of the same alert answers 410 Gone). GET shows the alert and a
   confirm button and changes nothing (chat apps fetch links to draw previews); the button POSTs,
   which acknowledges, once: a second click says who took it.
 - ``/api/...``: JSON, behind Airflow's own authentication. Airflow does not protect a plugin's
@@ -31,7 +32,7 @@ from fastapi import Depends, FastAPI, Form, HTTPException, Path, Query, status
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field, model_validator
 
-from threshold_operators.alerting.ack_link import InvalidLink, LinkSettings, link_settings, read_token
+from threshold_operators.alerting.ack_link import InvalidLink, Link, LinkSettings, link_settings, read_token
 from threshold_operators.alerting.escalation import acknowledge_alert
 from threshold_operators.alerting.lifecycle import Alert, AlertStatus, Event, acknowledge
 from threshold_operators.alerting.mute import Silence
@@ -221,7 +222,7 @@ def create_app(store_factory: Callable[[], StateStore] = StateStore, now: Callab
     StoreDep = Annotated[StateStore, Depends(store_of)]
 
     # --- acknowledge links ---------------------------------------------------------------------
-    def read_link(token: str) -> tuple[str, int] | HTMLResponse:
+    def read_link(token: str) -> Link | HTMLResponse:
         try:
             link = settings()
         except ValueError as exc:
@@ -241,12 +242,20 @@ def create_app(store_factory: Callable[[], StateStore] = StateStore, now: Callab
         link = read_link(token)
         if isinstance(link, HTMLResponse):
             return link
-        fingerprint, level = link
-        alert = store.get(fingerprint)
+        alert = store.get(link.fingerprint)
         if alert is None:
             return _page("告警不存在 / No such alert",
-                         f"<p>No alert {escape(fingerprint[:10])} in the state store.</p>", status.HTTP_404_NOT_FOUND)
-        return alert, level
+                         f"<p>No alert {escape(link.fingerprint[:10])} in the state store.</p>",
+                         status.HTTP_404_NOT_FOUND)
+        if not link.firing_of(alert):  # resolved since, and fired again: this link is not for today's firing
+            return _page("链接属于之前的告警 / Link of an earlier firing",
+                         f"<p>This link was sent for the firing of this alert that opened "
+                         f"{link.opened_at:%Y-%m-%d %H:%M} UTC. That firing has ended; the alert fired again at "
+                         f"{alert.opened_at:%Y-%m-%d %H:%M} UTC. Acknowledge it with the link of the newest "
+                         f"message, <code>storefence ack {escape(alert.fingerprint[:10])}</code> or the "
+                         f"Storefence API.</p>" + _alert_table(alert, alert.escalation_level),
+                         status.HTTP_410_GONE)
+        return alert, link.level
 
     @app.get("/ack/{token}", response_class=HTMLResponse, include_in_schema=False)
     def ack_page(token: str, store: StoreDep) -> HTMLResponse:
