@@ -92,9 +92,9 @@ def _as_utc(value):
 def state_url(conn_id: str = STATE_CONN_ID) -> str:
     """The SQLAlchemy URL of the state store: the connection's, or the default SQLite file."""
     try:
-        from airflow.models.connection import Connection
+        from threshold_operators.connections import get_connection
 
-        conn = Connection.get_connection_from_secrets(conn_id)
+        conn = get_connection(conn_id)
     except Exception as exc:  # not defined: the embedded default
         if "isn't defined" not in str(exc) and type(exc).__name__ != "AirflowNotFoundException":
             raise

@@ -133,14 +133,9 @@ class WarehouseHook(DbApiHook):
     def _lookup_connection(self):
         conn_id = self.get_conn_id()
         try:
-            try:
-                return self.get_connection(conn_id)
-            except Exception:
-                # Outside a running task (the CLI, tests) the Task SDK sees only environment
-                # variables and secrets backends; the metadata DB is read through the core model.
-                from airflow.models.connection import Connection
+            from threshold_operators.connections import get_connection
 
-                return Connection.get_connection_from_secrets(conn_id)
+            return get_connection(conn_id)  # the Task SDK's lookup; the metadata DB outside a task
         except Exception as exc:  # AirflowNotFoundException, or a secrets backend failure
             if "isn't defined" in str(exc) or type(exc).__name__ == "AirflowNotFoundException":
                 raise WarehouseConfigError(f"connection '{conn_id}' is not defined: {_how_to_set(conn_id)}") from None

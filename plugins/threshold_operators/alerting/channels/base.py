@@ -45,15 +45,10 @@ def http_failure(status: int, body: str) -> SendResult:
 
 
 def lookup_connection(conn_id: str):
-    """An Airflow connection, inside a task (Task SDK) or outside one (CLI, tests)."""
-    try:
-        from airflow.sdk.bases.hook import BaseHook
+    """An Airflow connection, inside a task (Task SDK) or outside one (CLI, API server, tests)."""
+    from threshold_operators.connections import get_connection
 
-        return BaseHook.get_connection(conn_id)
-    except Exception:  # noqa: BLE001 - outside a running task: the core model reads the secrets backends
-        from airflow.models.connection import Connection
-
-        return Connection.get_connection_from_secrets(conn_id)
+    return get_connection(conn_id)
 
 
 def post_json(session, url: str, payload: dict, timeout: float):
