@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -90,7 +91,8 @@ def _write_drop(airflow_home):
     from tests.dags.test_extract_dags import ITEMS_CSV, ORDERS_CSV
 
     drop = airflow_home / "storefence" / "drop" / "shop_exports"
-    drop.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(drop, ignore_errors=True)
+    drop.mkdir(parents=True)
     (drop / "orders_dep.csv").write_text(ORDERS_CSV, encoding="utf-8")
     (drop / "order_items_dep.csv").write_text(ITEMS_CSV, encoding="utf-8")
     (drop / "orders_empty.csv").write_text("", encoding="utf-8")
@@ -134,6 +136,7 @@ def test_task_runs_cause_no_deprecation_warning(airflow_db, airflow_home, tmp_pa
         "fetch_orders": "success", "load_orders": "success", "fetch_order_items": "success",
         "load_order_items": "success"}
     assert "high_notify" in {ti.task_id for ti in alerts.get_task_instances() if ti.state == "success"}
+    shutil.rmtree(airflow_home / "storefence" / "drop" / "shop_exports")
     assert found == []
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 
 import pytest
 
@@ -133,12 +135,18 @@ X-404,1,shop-09,SKU-C,1,10.00,2026-09-28T11:30:00Z
 
 def test_csv_drop_loads_good_rows_quarantines_bad_ones_and_files_move(extract_dags, airflow_home, tmp_path, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_STOREFENCE_WAREHOUSE", json.dumps({"conn_type": "duckdb", "host": str(tmp_path / "w.duckdb")}))
+    monkeypatch.setenv("AIRFLOW_CONN_STOREFENCE_STATE", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "s.sqlite")}))
     drop = airflow_home / "storefence" / "drop" / "shop_exports"
-    drop.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(drop, ignore_errors=True)
+    drop.mkdir(parents=True)
     (drop / "orders_0928.csv").write_text(ORDERS_CSV, encoding="utf-8")
     (drop / "order_items_0928.csv").write_text(ITEMS_CSV, encoding="utf-8")
     (drop / "orders_garbled.csv").write_bytes("订单号,金额\n".encode("gbk"))  # an export saved in GBK
     (drop / "orders_nokey.csv").write_text("amount,status\n1,paid\n", encoding="utf-8")
+    finished = time.time() - 3600  # the task reads the wall clock: written an hour ago, finished at any hour
+    for p in drop.glob("*.csv"):
+        os.utime(p, (finished, finished))
+    (drop / "orders_still_writing.csv").write_text(ORDERS_CSV[:120], encoding="utf-8")  # written just now
     run = extract_dags.get_dag("storefence_extract_shop_exports").test()
     assert run.state == "success", {ti.task_id: ti.state for ti in run.get_task_instances()}
 
@@ -147,7 +155,10 @@ def test_csv_drop_loads_good_rows_quarantines_bad_ones_and_files_move(extract_da
     assert sorted(p.name for p in rejected.iterdir() if p.suffix == ".csv") == ["orders_garbled.csv", "orders_nokey.csv"]
     assert "key column" in (rejected / "orders_nokey.csv.reason.txt").read_text(encoding="utf-8")
     assert "codec" in (rejected / "orders_garbled.csv.reason.txt").read_text(encoding="utf-8")
-    assert not any(drop.glob("*.csv"))
+    assert [p.name for p in drop.glob("*.csv")] == ["orders_still_writing.csv"]  # left for the next run
+    fetched = next(ti for ti in run.get_task_instances() if ti.task_id == "fetch_orders").xcom_pull(task_ids="fetch_orders")
+    assert [w["file"] for w in fetched["waiting"]] == ["orders_still_writing.csv"]
+    assert sorted(r["file"] for r in fetched["rejected"]) == ["orders_garbled.csv", "orders_nokey.csv"]
 
     import duckdb
 
@@ -159,3 +170,17 @@ def test_csv_drop_loads_good_rows_quarantines_bad_ones_and_files_move(extract_da
     assert {k: float(v) for k, v in orders.items()} == {"X-1": 120.5, "X-2": 80.0}
     assert items == ["X-1", "X-2"]
     assert refused == {"X-3": "between(amount, 0.0, None)", "X-404|1": "references(order_id -> orders)"}
+
+    # each rejection is a data-quality event of the run, and the data engineers are told once
+    con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
+    events = con.execute("SELECT table_name, kind, detail FROM data_quality_events WHERE kind = 'rejected' "
+                         "ORDER BY detail").fetchall()
+    con.close()
+    assert [(t, k) for t, k, _ in events] == [("orders", "rejected"), ("orders", "rejected")]
+    assert "orders_garbled.csv" in events[0][2] and "orders_nokey.csv" in events[1][2]
+    from threshold_operators.alerting.store import StateStore
+
+    told = [r for r in StateStore().notifications() if r["event"] == "file_rejected"]
+    assert told and {r["payload"]["data"]["table"] for r in told} == {"orders"}
+    assert len({r["route"] for r in told}) == len(told)  # one message per channel, not one per file
+    assert "orders_nokey.csv" in told[0]["payload"]["text_en"] and "key column" in told[0]["payload"]["text_en"]

@@ -124,7 +124,7 @@ def resolved_message(rule, entity_keys: list[str], window_end: str, level: int, 
 
 def data_gate_message(table: str, gate: dict, rules: list[str]) -> Text:
     held = ", ".join(rules)
-    kind_zh = {"freshness": "数据未按时到达", "quality": "数据质量检查未通过"}.get(gate["kind"], gate["kind"])
+    kind_zh = {"freshness": "数据未按时到达", "quality": "数据质量检查未通过", "rejected": "数据文件被拒收"}.get(gate["kind"], gate["kind"])
     zh = (f"【数据问题】表 {table}：{kind_zh}\n{gate['detail']}\n"
           f"依赖该表的业务规则暂停通知（{held}），以免误报。请检查抽取任务 storefence_extract_*。")
     en = (f"[data problem] table {table}: {gate['kind']} gate failed\n{gate['detail']}\n"

@@ -1,10 +1,11 @@
 """Are the tables a rule reads trustworthy right now? The extract's quality and freshness gates.
 
 The extract (``extract.load``) writes a ``data_quality_events`` row when a table's latest load
-refused rows into quarantine or found nothing newer than the source's ``max_lag``. A table is
-*failing* when its latest extract run raised such an event: a freshness failure always, a
-quality failure when it refused more than ``QUARANTINE_SHARE`` of the rows fetched (a few bad
-rows in a good batch do not make the rest wrong). The alerting pipeline holds back the business
+refused rows into quarantine, found nothing newer than the source's ``max_lag``, or (file drops)
+rejected a whole file. A table is *failing* when its latest extract run raised such an event: a
+freshness failure or a rejected file always (the rows of a whole file are missing), a quality
+failure when it refused more than ``QUARANTINE_SHARE`` of the rows fetched (a few bad rows in a
+good batch do not make the rest wrong). The alerting pipeline holds back the business
 rules that read a failing table and tells the data engineers instead (``alerting.mute``).
 """
 
@@ -19,7 +20,7 @@ JOIN (SELECT table_name, MAX(finished_at) AS last_run FROM extract_runs GROUP BY
   ON r.table_name = e.table_name AND e.observed_at >= r.last_run
 JOIN extract_runs x ON x.table_name = r.table_name AND x.finished_at = r.last_run
 WHERE e.table_name IN ({tables})
-  AND (e.kind = 'freshness' OR x.rows_quarantined > :share * x.rows_fetched)
+  AND (e.kind IN ('freshness', 'rejected') OR x.rows_quarantined > :share * x.rows_fetched)
 ORDER BY e.table_name, e.kind
 """
 

@@ -80,9 +80,14 @@ def _fetch_task(spec: SourceSpec, ts, warehouse_conn_id: str):
         if spec.type == "file":
             from threshold_operators.extract.file_drop import fetch_file_table
 
-            manifest = fetch_file_table(spec, ts, run_id=context["run_id"])
+            manifest = fetch_file_table(spec, ts, run_id=context["run_id"], now=pendulum.now("UTC"))
             print(f"{spec.source}.{ts.table}: {manifest.rows} rows from {len(manifest.files)} file(s) {manifest.files}")
-            return {"rows": manifest.rows, "files": manifest.files}
+            for r in manifest.rejected:
+                print(f"  rejected (moved to rejected/ after the load): {r['file']}: {r['reason']}")
+            for w in manifest.waiting:  # not finished yet: the next run takes it
+                print(f"  left for a later run: {w['file']}: {w['reason']}")
+            return {"rows": manifest.rows, "files": manifest.files, "rejected": manifest.rejected,
+                    "waiting": manifest.waiting}
 
         from airflow.providers.http.hooks.http import HttpHook
 
@@ -125,9 +130,11 @@ def _load_task(spec: SourceSpec, ts, warehouse_conn_id: str):
             })
         folder = staging.staging_dir(context["run_id"], spec.source, ts.table)
         if spec.type == "file":
-            from threshold_operators.extract.file_drop import finish
+            from threshold_operators.extract.file_drop import finish, tell_data_engineers
 
-            finish(spec, staging.read_manifest(folder))
+            manifest = staging.read_manifest(folder)
+            finish(spec, manifest)
+            tell_data_engineers(spec, manifest, now)  # once per run and table, however often retried
         staging.remove(folder)
         return result.as_dict()
 

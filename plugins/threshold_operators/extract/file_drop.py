@@ -1,12 +1,27 @@
 """File-drop sources: CSV exports picked up from a folder (many small shops export from their
 platform's back end instead of offering an API).
 
-``fetch_file_table`` takes the files matching a table's pattern, oldest first, and stages their
-rows. A file that cannot be read as a whole (not UTF-8, no header, no key columns) is moved to
-``rejected/`` at once with a ``<name>.reason.txt`` beside it; its rows are not guessed at. After
-the load has committed, ``finish`` moves the staged files to ``done/``; if the load fails they
-stay where they are and the retry reads them again. Row-level problems go through the same
-quality gate and quarantine as any other source.
+Three stages, each with its own job:
+
+1. **finished?** (``unfinished``, pure): only a file its writer is done with is read. By default a
+   file is finished when its size and modification time have not changed for
+   ``finished_when.unchanged_for`` (60 s); with ``finished_when.ready_marker: .ready`` a file is
+   finished once ``<name>.ready`` exists (the writer makes the marker last). A file not yet
+   finished stays where it is for a later run: it is recorded in the manifest (``waiting``), it is
+   not an error. A file that changes while it is read is left the same way.
+2. **read** (``fetch_file_table``): a finished file that cannot be read as a whole (empty, only a
+   header, not UTF-8, no key columns, columns the table does not have, a row with more or fewer
+   fields than the header) is *rejected*: its rows are not guessed at. Rows of readable files
+   are staged; row-level problems go through the same quality gate and quarantine as any source.
+3. **finish** (after the load has committed, which also wrote each rejection as a
+   ``data_quality_events`` row of kind ``rejected``): read files move to ``done/``, rejected ones
+   to ``rejected/`` with a ``<name>.reason.txt`` beside them, markers with their files. Nothing
+   moves before the load commits: a failed load leaves every file where it was, and the retry
+   classifies them again. ``tell_data_engineers`` then queues one message per run and table for
+   the ``data_engineering`` team (told once, however often the task is retried).
+
+Files are taken oldest first. ``now`` is passed in (the task's clock; tests pin it and set the
+files' times with ``os.utime``).
 """
 
 from __future__ import annotations
@@ -14,11 +29,15 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from threshold_operators.extract import staging
-from threshold_operators.extract.sources import SourceSpec, TableSource
+from threshold_operators.extract.sources import FinishedWhen, SourceSpec, TableSource
 from threshold_operators.warehouse.schema import table_spec
+
+REASON_SUFFIX = ".reason.txt"
 
 
 def drop_folder(source: SourceSpec) -> Path:
@@ -28,54 +47,186 @@ def drop_folder(source: SourceSpec) -> Path:
     return folder
 
 
-def _reject(path: Path, reason: str) -> None:
-    target = path.parent / "rejected"
-    target.mkdir(exist_ok=True)
-    shutil.move(str(path), target / path.name)
-    (target / f"{path.name}.reason.txt").write_text(reason + "\n", encoding="utf-8")
+# --- 1. finished? -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Seen:
+    """What the finished-file rule looks at: the file's size and modification time, and whether
+    its ready marker exists."""
+
+    size: int
+    mtime: datetime
+    mtime_ns: int
+    marker: bool = False
+
+    @classmethod
+    def of(cls, path: Path, rule: FinishedWhen) -> Seen:
+        st = path.stat()
+        marker = bool(rule.ready_marker) and (path.parent / f"{path.name}{rule.ready_marker}").is_file()
+        return cls(st.st_size, datetime.fromtimestamp(st.st_mtime, UTC), st.st_mtime_ns, marker)
+
+    def same_file(self, other: Seen) -> bool:
+        return (self.size, self.mtime_ns) == (other.size, other.mtime_ns)
 
 
-def _read(path: Path, table: TableSource) -> list[dict]:
+def unfinished(seen: Seen, rule: FinishedWhen, now: datetime) -> str | None:
+    """Why the file is not finished yet, or None when it may be read."""
+    if rule.ready_marker:
+        return None if seen.marker else f"waiting for its marker <name>{rule.ready_marker}"
+    quiet = now - seen.mtime
+    if quiet < rule.unchanged_for:
+        return (f"changed {max(quiet.total_seconds(), 0):.0f} s ago (at {seen.mtime:%Y-%m-%d %H:%M:%S} UTC); "
+                f"read once unchanged for {rule.unchanged_for.total_seconds():.0f} s")
+    return None
+
+
+# --- 2. read --------------------------------------------------------------------------------------
+class Rejected(ValueError):
+    """The file cannot be read as a whole; the message says why, for people."""
+
+
+def _read(path: Path, table: TableSource, *, accept_header_only: bool = False) -> list[dict]:
+    if path.stat().st_size == 0:
+        raise Rejected("the file is empty")
     with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames:
-            raise ValueError("the file has no header row")
-        fields = [table.mapping.get(f, f) for f in reader.fieldnames]
-        missing = [k for k in table_spec(table.table).key if k not in fields]
+        rows = csv.reader(fh)
+        header = next(rows, None)
+        if not header or not any(h.strip() for h in header):
+            raise Rejected("the file has no header row")
+        fields = [table.mapping.get(f, f) for f in header]
+        spec = table_spec(table.table)
+        twice = sorted({f for f in fields if fields.count(f) > 1})
+        if twice:
+            raise Rejected(f"the header names the column(s) {twice} more than once")
+        missing = [k for k in spec.key if k not in fields]
         if missing:
-            raise ValueError(f"the header lacks the key column(s) {missing} of {table.table}")
-        # empty cells are missing values, as in every platform export we have seen
-        return [{k: (v if v != "" else None) for k, v in row.items()} for row in reader]
+            raise Rejected(f"the header lacks the key column(s) {missing} of {table.table}")
+        unknown = [h for h, f in zip(header, fields, strict=True) if f not in spec.columns]
+        if unknown:
+            raise Rejected(f"the header has column(s) {unknown} that {table.table} does not have "
+                           f"(and no mapping in the source file); a changed export format?")
+        out = []
+        for row in rows:
+            if not row:
+                continue  # a blank line
+            if len(row) != len(fields):
+                raise Rejected(f"line {rows.line_num}: {len(row)} fields, the header has {len(fields)} "
+                               f"(a truncated file, or a separator inside a value without quotes)")
+            # empty cells are missing values, as in every platform export we have seen
+            out.append({k: (v if v != "" else None) for k, v in zip(fields, row, strict=True)})
+    if not out and not accept_header_only:
+        raise Rejected("the file has a header but no rows (set accept_header_only: true in the source file "
+                       "if an empty export is normal)")
+    return out
 
 
-def fetch_file_table(source: SourceSpec, table: TableSource, *, run_id: str) -> staging.Manifest:
+def _candidates(folder: Path, table: TableSource, rule: FinishedWhen) -> list[Path]:
+    paths = [p for p in folder.glob(table.pattern) if p.is_file()
+             and not p.name.endswith(REASON_SUFFIX)
+             and not (rule.ready_marker and p.name.endswith(rule.ready_marker))]
+    return sorted(paths, key=lambda p: (p.stat().st_mtime, p.name))
+
+
+def fetch_file_table(source: SourceSpec, table: TableSource, *, run_id: str, now: datetime) -> staging.Manifest:
+    """Stage the rows of ``table``'s finished files; list the rejected and the waiting ones.
+    Nothing is moved here (``finish`` does, after the load)."""
     folder = drop_folder(source)
     folder.mkdir(parents=True, exist_ok=True)
-    accepted, pages = [], []
-    for path in sorted(folder.glob(table.pattern), key=lambda p: (p.stat().st_mtime, p.name)):
-        if not path.is_file():
+    rule = source.finished_when
+    accepted, pages, rejected, waiting = [], [], [], []
+    for path in _candidates(folder, table, rule):
+        before = Seen.of(path, rule)
+        why = unfinished(before, rule, now)
+        if why:
+            waiting.append({"file": path.name, "reason": why})
             continue
         try:
-            rows = _read(path, table)
-        except (UnicodeDecodeError, csv.Error, ValueError) as exc:
-            _reject(path, f"{path.name}: {exc}")
+            rows = _read(path, table, accept_header_only=source.accept_header_only)
+        except UnicodeDecodeError as exc:
+            problem = f"not UTF-8 ({exc.reason} at byte {exc.start}; the 'utf-8' codec cannot decode it)"
+        except (csv.Error, Rejected) as exc:
+            problem = str(exc)
+        else:
+            problem = None
+        if not before.same_file(Seen.of(path, rule)):  # still being written after all: next run
+            waiting.append({"file": path.name, "reason": "changed while it was read"})
+            continue
+        if problem:
+            rejected.append({"file": path.name, "reason": problem})
             continue
         accepted.append(path.name)
         pages.append(rows)
     target = staging.staging_dir(run_id, source.source, table.table)
     manifest = staging.write(target, pages, {"source": source.source, "table": table.table, "run_id": run_id,
                                              "updated_since": None, "updated_before": None})
-    manifest.files = accepted
+    manifest.files, manifest.rejected, manifest.waiting = accepted, rejected, waiting
     manifest.pages = len(accepted)
     staging.complete(target, manifest)
     return manifest
 
 
+# --- 3. finish ------------------------------------------------------------------------------------
+def _move(path: Path, target: Path, marker: str | None) -> Path:
+    """Move ``path`` (and its marker) into ``target``; a name already there gets a numbered twin."""
+    target.mkdir(exist_ok=True)
+    dest, n = target / path.name, 1
+    while dest.exists():
+        dest, n = target / f"{path.stem}.{n}{path.suffix}", n + 1
+    shutil.move(str(path), dest)
+    if marker and (path.parent / f"{path.name}{marker}").exists():
+        shutil.move(str(path.parent / f"{path.name}{marker}"), target / f"{dest.name}{marker}")
+    return dest
+
+
 def finish(source: SourceSpec, manifest: staging.Manifest) -> None:
-    """Move the files of a committed load to done/."""
+    """After the load committed: read files to done/, rejected ones to rejected/ with their reason."""
     folder = drop_folder(source)
-    done = folder / "done"
-    done.mkdir(exist_ok=True)
+    marker = source.finished_when.ready_marker
     for name in manifest.files:
         if (folder / name).exists():
-            shutil.move(str(folder / name), done / name)
+            _move(folder / name, folder / "done", marker)
+    for r in manifest.rejected:
+        if (folder / r["file"]).exists():
+            dest = _move(folder / r["file"], folder / "rejected", marker)
+            (dest.parent / f"{dest.name}{REASON_SUFFIX}").write_text(f"{r['file']}: {r['reason']}\n", encoding="utf-8")
+
+
+def rejection_events(manifest: staging.Manifest) -> list[tuple[str, str]]:
+    """(event id suffix, detail) of each rejected file, for ``data_quality_events`` (kind ``rejected``)."""
+    return [(r["file"], f"file {r['file']} rejected, moved to rejected/: {r['reason']}") for r in manifest.rejected]
+
+
+def tell_data_engineers(source: SourceSpec, manifest: staging.Manifest, now: datetime, *,
+                        state_url: str | None = None, deliver: bool = True, log=None) -> int:
+    """Queue (and deliver) one message about the run's rejected files of one table to the
+    ``data_engineering`` team. Keyed by source, table and run: told once. Returns the rows queued."""
+    if not manifest.rejected:
+        return 0
+    from threshold_operators.alerting.lifecycle import fingerprint
+    from threshold_operators.alerting.messages import Text
+    from threshold_operators.alerting.pipeline import QueueReport, _key, enqueue_message
+    from threshold_operators.alerting.routing import load_routing
+    from threshold_operators.alerting.store import StateStore
+
+    folder = drop_folder(source)
+    lines = "\n".join(f"- {r['file']}: {r['reason']}" for r in manifest.rejected)
+    n = len(manifest.rejected)
+    text = Text(f"[文件被拒收] {source.source}.{manifest.table}: {n}",
+                f"【数据文件被拒收】{source.source} → {manifest.table}：{n} 个文件无法整体读取，未加载，"
+                f"已移到 {folder / 'rejected'}（原因见同名 .reason.txt）：\n{lines}\n请修正后重新放入目录。",
+                f"[file rejected] {source.source}.{manifest.table}: {n}",
+                f"[file rejected] {source.source} -> {manifest.table}: {n} file(s) could not be read as a whole; "
+                f"nothing of them was loaded. Moved to {folder / 'rejected'} (reason in <name>.reason.txt):\n"
+                f"{lines}\nFix and drop them again.", "yellow")
+    routing = load_routing()
+    store = StateStore(url=state_url)
+    store.create()
+    report = QueueReport()
+    enqueue_message(store, routing, routing.team_of("data_engineering"), 1, text,
+                    _key("file_rejected", source.source, manifest.table, manifest.run_id),
+                    fingerprint(f"(file:{source.source})", manifest.table), "file_rejected", now, report,
+                    data={"source": source.source, "table": manifest.table, "rejected": manifest.rejected})
+    if deliver and report.queued:
+        from threshold_operators.alerting.delivery import deliver as send
+
+        send(store, routing, now, **({"log": log} if log is not None else {}))
+    return report.queued

@@ -2,8 +2,9 @@
 
 Good rows are upserted (a re-run, a retry or a backfill never duplicates a row); refused rows
 go to ``quarantine`` with the checks they failed and the raw record; the run is recorded in
-``extract_runs``; quality and freshness failures become ``data_quality_events``, which the
-alerting uses to hold back the rules that read the table. Either all of it lands or none.
+``extract_runs``; quality and freshness failures, and dropped files rejected whole, become
+``data_quality_events``, which the alerting uses to hold back the rules that read the table.
+Either all of it lands or none.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from threshold_operators.extract import staging
+from threshold_operators.extract.file_drop import rejection_events
 from threshold_operators.extract.quality_gate import load_suite, typed_batch, validate_batch
 from threshold_operators.extract.sources import SourceSpec, TableSource
 from threshold_operators.warehouse.schema import arrow_table, as_utc, table_spec
@@ -100,11 +102,13 @@ def load_staged(source: SourceSpec, table: TableSource, *, warehouse, run_id: st
         if not fresh:
             last = hwm.isoformat() if hwm else "never"
             events.append(("freshness", f"nothing newer than {last}; max_lag is {max_lag} (checked at {now.isoformat()})"))
+        for name, detail in rejection_events(manifest):  # file drops: a file refused whole
+            events.append(("rejected", detail, name))
         if events:
             loader.upsert("data_quality_events", arrow_table("data_quality_events", {
-                "event_id": [f"{run_id}|{table.table}|{kind}" for kind, _ in events],
+                "event_id": [f"{run_id}|{table.table}|{'|'.join(e[:1] + e[2:])}" for e in events],
                 "source": [source.source] * len(events), "table_name": [table.table] * len(events),
-                "kind": [k for k, _ in events], "detail": [d for _, d in events], "observed_at": [now] * len(events),
+                "kind": [e[0] for e in events], "detail": [e[1] for e in events], "observed_at": [now] * len(events),
             }))
     advanced = hwm is not None and (before is None or hwm > before)
     return LoadResult(source.source, table.table, run_id, manifest.rows, loaded, quarantined, superseded,

@@ -57,6 +57,24 @@ class TableSource(BaseModel):
         return self.quality_suite or self.table
 
 
+class FinishedWhen(BaseModel):
+    """When a dropped file is finished (its writer is done) and may be read. A file not yet
+    finished is left for a later run."""
+
+    model_config = ConfigDict(extra="forbid")
+    unchanged_for: Duration = Field(timedelta(seconds=60), description="size and modification time unchanged "
+                                    "this long (used when there is no ready_marker)")
+    ready_marker: str | None = Field(None, pattern=r"^\.[A-Za-z0-9_.-]+$", description='e.g. ".ready": the file is '
+                                     "finished once <name>.ready exists (the writer makes it last)")
+
+    @field_validator("unchanged_for")
+    @classmethod
+    def _positive(cls, v):
+        if v < timedelta(0):
+            raise ValueError("unchanged_for cannot be negative")
+        return v
+
+
 class SourceSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     source: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
@@ -70,6 +88,9 @@ class SourceSpec(BaseModel):
     page_size: int = Field(1000, ge=1, le=5000)
     owner: str = "data-engineering"
     quality_gate: bool = Field(True, description="false: load without the Great Expectations gate (types are still checked)")
+    finished_when: FinishedWhen = Field(default_factory=FinishedWhen, description="file: when a dropped file may be read")
+    accept_header_only: bool = Field(False, description="file: a file with a header and no rows is a valid empty "
+                                     "export (default: rejected, as a truncated one would be)")
     tables: list[TableSource] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -283,10 +283,10 @@ extract_runs = _table(
 data_quality_events = _table(
     "data_quality_events",
     "Quality and freshness failures of extracted tables; alerting holds back the rules that read a failing table.",
-    _col("event_id", String(300), "Run, table and kind.", key=True),
+    _col("event_id", String(300), "Run, table and kind (and the file, for rejected).", key=True),
     _col("source", String(64), "Source id."),
     _col("table_name", String(64), "Warehouse table concerned."),
-    _col("kind", String(16), "quality (rows refused) or freshness (nothing new for longer than max_lag)."),
+    _col("kind", String(16), "quality (rows refused), freshness (nothing new for longer than max_lag) or rejected (a dropped file refused whole)."),
     _col("detail", Text, "What failed, for people."),
     _col("observed_at", TS, "When the failure was observed.", unit="UTC"),
     updated_field="observed_at",
