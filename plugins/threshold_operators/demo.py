@@ -73,7 +73,7 @@ def seed_history(source_path: Path, warehouse, cutoff) -> int:
             for table in TABLE_NAMES:
                 field = table_spec(table).updated_field
                 where = f" WHERE {field} < ?" if field else ""
-                reader = src.execute(f"SELECT * FROM {table}{where}", [cutoff] if field else []).to_arrow_reader(500_000)
+                reader = src.sql(f"SELECT * FROM {table}{where}", params=[cutoff] if field else []).to_arrow_reader(500_000)
                 for batch in reader:
                     loader.append(table, pa.Table.from_batches([batch]))
                     rows += batch.num_rows

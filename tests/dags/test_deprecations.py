@@ -58,8 +58,9 @@ def deprecations_of_ours():
             yield found
         finally:
             warnings.warn = original
-    found += [(str(w.message), f"{w.filename}:{w.lineno}") for w in caught
+    found += [(str(w.message), f"{w.filename.removeprefix(str(REPO) + '/')}:{w.lineno}") for w in caught
               if issubclass(w.category, DeprecationWarning | PendingDeprecationWarning) and _ours(w.filename)]
+    found[:] = sorted(set(found))
 
 
 def test_the_recorder_sees_a_deprecated_call_of_ours(airflow_db):
@@ -168,3 +169,16 @@ def test_lookups_outside_a_task_cause_no_deprecation_warning(airflow_db, tmp_pat
     finally:
         with create_session() as s:
             s.query(Connection).filter(Connection.conn_id == "storefence_ack").delete()
+
+
+def test_the_simulator_causes_no_deprecation_warning(tmp_path):
+    """`make demo` starts by simulating the shop (pandas: DatetimeIndex.weekday is deprecated)."""
+    from tests.conftest import SHOP_END
+    from threshold_operators.simulator.run import SimulationSpec, simulate
+    from threshold_operators.warehouse.hook import WarehouseHook
+
+    hook = WarehouseHook(url=f"duckdb:///{tmp_path / 'shop.duckdb'}")
+    with deprecations_of_ours() as found:
+        simulate(SimulationSpec(shops=1, skus=24, days=2, orders_per_day=50, incidents="none", end=SHOP_END, seed=3), hook)
+    hook.engine.dispose()
+    assert found == []

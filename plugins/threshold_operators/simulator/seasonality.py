@@ -112,7 +112,7 @@ class LocalClock:
                 discount[mask] = PROMO_DISCOUNT.get(factor, 1.0)
         return cls(
             hour=idx.hour.values.astype(np.int64),
-            weekday=idx.weekday.values.astype(np.int64),
+            weekday=idx.day_of_week.values.astype(np.int64),
             date=dates,
             promo=promo,
             discount=discount,
