@@ -12,7 +12,7 @@ Mounted by Airflow's API server at ``/storefence`` (``plugins/storefence_plugin.
   (the JWT of ``POST /auth/token``, as a bearer header or the UI's cookie) and asks the configured
   auth manager whether that user may use the custom view ``Storefence`` with the route's method;
   writes (acknowledge, add or expire a silence) also need the right to edit DAG runs
-  (``may_write``), which a Viewer lacks under every auth manager. ``/openapi.json`` needs the
+  (``may_write``), which the Viewer role lacks (SimpleAuthManager, FAB). ``/openapi.json`` needs the
   same login as a read.
 
 ``create_app(store_factory, now, settings)`` takes the state store, the clock and the link
@@ -182,8 +182,8 @@ def may_write(auth_manager, user: BaseUser, method: str) -> bool:
        asked; FAB and Keycloak answer per method);
     2. editing DAG runs (``is_authorized_dag(method="PUT", access_entity=DagAccessEntity.RUN)``):
        Airflow's SimpleAuthManager ignores the method of a custom view (every Viewer may "POST"),
-       but it does answer this one per role (Viewer no; User, Op, Admin yes), and so does every
-       other auth manager. Acknowledging or silencing an alert is an operator's act on running
+       but it does answer this one per role (Viewer no; User, Op, Admin yes), as FAB does
+       (``can_edit`` on DAG Runs). Acknowledging or silencing an alert is an operator's act on running
        pipelines, the same right as clearing or marking a DAG run.
     """
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
