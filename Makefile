@@ -11,13 +11,19 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export STOREFENCE_HOME := $(CURDIR)
 
-.PHONY: demo test setup airflow-home lint lock bench bench-simulator bench-extract bench-rules bench-alerting clean
+.PHONY: demo test test-clocks setup airflow-home lint lock bench bench-simulator bench-extract bench-rules bench-alerting clean
 
 demo: airflow-home
 	$(BIN)/storefence demo
 
 test: $(VENV)/.installed
 	$(BIN)/pytest
+
+# The tests that read the wall clock, under each pinned clock of tests/test_clocks.py in turn.
+test-clocks: $(VENV)/.installed
+	for clock in 2026-12-02T16:05:00Z 2026-12-07T01:30:00Z 2026-11-30T15:59:30Z 2026-12-31T23:59:30Z; do \
+	  echo "== STOREFENCE_TEST_CLOCK=$$clock"; STOREFENCE_TEST_CLOCK=$$clock $(BIN)/pytest -q -m clock_sensitive || exit 1; \
+	done
 
 setup: airflow-home
 

@@ -6,6 +6,9 @@
   ``test``), dropped at the end. Unreachable: the test skips with the reason, except under
   ``CI=true``, where it fails.
 - ``warehouse``: a WarehouseHook on a fresh DuckDB file, and (second parameter) on PostgreSQL.
+- ``STOREFENCE_TEST_CLOCK=2026-12-02T16:05:00Z``: the whole session runs at that instant, the clock
+  ticking from there (time-machine: ``datetime.now``, ``time.time``, Airflow's and pendulum's
+  clocks). ``tests/test_clocks.py`` runs the tests marked ``clock_sensitive`` under several clocks.
 """
 
 from __future__ import annotations
@@ -30,6 +33,17 @@ os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
 os.environ.pop("AIRFLOW_CONN_STOREFENCE_WAREHOUSE", None)
 if str(REPO / "plugins") not in sys.path:
     sys.path.insert(0, str(REPO / "plugins"))
+
+CLOCK = os.environ.get("STOREFENCE_TEST_CLOCK")
+if CLOCK:  # before Airflow or anything else reads the time
+    import time_machine
+
+    time_machine.travel(datetime.fromisoformat(CLOCK.replace("Z", "+00:00")), tick=True).start()
+
+
+def pytest_report_header(config):
+    return f"clock: {CLOCK} (STOREFENCE_TEST_CLOCK), ticking" if CLOCK else None
+
 
 PG_ADMIN_URL = os.environ.get("STOREFENCE_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"

@@ -9,6 +9,8 @@ import pytest
 from threshold_operators.alerting.store import StateStore
 from threshold_operators.cli import main
 
+pytestmark = pytest.mark.clock_sensitive  # reads the wall clock (tests/test_clocks.py)
+
 
 @pytest.fixture
 def state(tmp_path):

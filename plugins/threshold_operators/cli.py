@@ -229,8 +229,9 @@ def cmd_rules(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    """Evaluate one rule over an explicit window and print what fires (no recording); with
-    --labels, score every rule (or RULE) against labelled incidents."""
+    """Evaluate one rule over an explicit window and print what fires (no recording); a rule over
+    a current state cycle by cycle, as live. With --labels, score every rule (or RULE) against
+    labelled incidents."""
     if args.labels:
         from threshold_operators.analysis.commands import cmd_evaluate_labels
 
@@ -246,15 +247,36 @@ def cmd_evaluate(args) -> int:
         raise UsageError(f"unknown rule {args.rule!r}; `storefence rules list` shows the catalogue")
     loaded = catalogue.get(args.rule)
     hook = _hook(args)
-    ev = evaluate(compile_rule(loaded, catalogue.get), warehouse_query(hook), args.start, args.end, now=args.end)
-    print(f"{args.rule} {args.start.isoformat()} .. {args.end.isoformat()}: {ev.outcome}, {ev.candidates} candidate "
-          f"rows, {ev.duration_ms} ms")
-    for r in ev.results:
-        d = r.row
-        i = loaded.rule.conditions.index(loaded.rule.primary)
-        print(f"  {r.bucket.isoformat()} {r.state:8} {r.severity or '':6} {r.entity_key} "
-              f"value={d.get(f'v_{i}')} baseline={d.get(f'base_{i}')}")
+    compiled, query = compile_rule(loaded, catalogue.get), warehouse_query(hook)
+    i = loaded.rule.conditions.index(loaded.rule.primary)
+    cycles, prior = _cycles(loaded, compiled, query, args.start, args.end)
+    for start, end in cycles:
+        ev = evaluate(compiled, query, start, end, now=end, prior=prior)
+        prior = ev.carry
+        print(f"{args.rule} {start.isoformat()} .. {end.isoformat()}: {ev.outcome}, {ev.candidates} candidate "
+              f"rows, {ev.duration_ms} ms")
+        for r in ev.results:
+            d = r.row
+            print(f"  {r.bucket.isoformat()} {r.state:8} {r.severity or '':6} {r.entity_key} "
+                  f"value={d.get(f'v_{i}')} baseline={d.get(f'base_{i}')}")
     return 0
+
+
+def _cycles(loaded, compiled, query, start, end) -> tuple[list, dict]:
+    """The windows ``storefence evaluate`` prints and the prior of the first: one window, or for a
+    rule over a current state the live cycles (every ``every``), after the cycles of its lead-in
+    (persistence, the recovery hold) are evaluated unprinted, as the live check would have: what
+    was firing before ``start`` is known, and its recovery shows."""
+    from threshold_operators.analysis.backtest import windows
+    from threshold_operators.engine.evaluate import evaluate
+    from threshold_operators.engine.windows import lead_in
+
+    if not loaded.current_state:
+        return [(start, end)], {}
+    prior: dict = {}
+    for a, b in windows(loaded, start - lead_in(loaded.rule), start):
+        prior = evaluate(compiled, query, a, b, now=b, prior=prior).carry
+    return windows(loaded, start, end), prior
 
 
 def cmd_alerts(args) -> int:

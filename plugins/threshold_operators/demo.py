@@ -232,10 +232,11 @@ def incident_replay(warehouse, labels: dict) -> str:
             if inc["id"] == "warehouse_tracking_stall":
                 t = end - 6 * hour
             step = hour if loaded.current_state else stop - t
-            firing = []
+            firing, prior = [], {}
             while t < stop:
-                firing += evaluate(compiled, query, t, min(t + step, stop), now=t + step).firing
-                t += step
+                ev = evaluate(compiled, query, t, min(t + step, stop), now=t + step, prior=prior)
+                firing += ev.firing
+                prior, t = ev.carry, t + step
             wanted = set(inc.get("skus") or []) | {inc.get("entity")}
             hits = [r for r in firing if set(map(str, r.entity.values())) & wanted] or firing
             if not hits:

@@ -228,3 +228,42 @@ def test_an_unanswered_negative_review_climbs_every_two_hours_until_acknowledged
     tasks = pack.apis["cs_tasks"].accepted
     assert len(tasks) == 2 and tasks[0]["body"]["schema"] == "storefence.cs_task/v1"  # one task per review
     assert tasks[0]["body"]["due_within_hours"] == 2
+
+
+# --- a SKU replenished: resolved once, no more escalation (issue 11, part 3) ----------------------
+def test_a_replenished_sku_is_told_resolved_once_and_stops_escalating(pack, tmp_path):
+    from tests.engine.stock_shop import T0, load_stock_shop, replenish
+    from threshold_operators.engine.gates import failing_tables
+    from threshold_operators.engine.record import live_evaluation, record
+    from threshold_operators.warehouse.hook import WarehouseHook
+
+    hook = WarehouseHook(url=f"duckdb:///{tmp_path / 'warehouse.duckdb'}")
+    load_stock_shop(hook)
+    replenish(hook, T0 + 2 * H + timedelta(minutes=30), 600)  # 50 days of cover from the third hour
+    rid = "inventory.stock_cover"
+    loaded = pack.catalogue.get(rid)
+    compiled = compile_rule(loaded, pack.catalogue.get)
+    fp = fingerprint(rid, "shop_id=shop-01/sku=SKU-LOW")
+    levels = []
+    for k in range(6):  # the hourly check + notify tasks, the escalation DAG every 10 minutes in between
+        start = T0 + k * H
+        pack.clock.now = start + H + timedelta(minutes=10)
+        ev = live_evaluation(hook, compiled, start, start + H, pack.clock.now, failing_tables(hook, loaded.tables))
+        record(hook, ev, loaded.rule, f"cycle-{k}")
+        pack.notify(rid, ThresholdCheckOperator._summary(ev, loaded.rule) | {"failing_tables": {}})
+        for _ in range(5):
+            pack.clock.advance(minutes=10)
+            pack.cycle()
+        levels.append((pack.store.get(fp).status, pack.store.get(fp).escalation_level))
+    hook.engine.dispose()
+    assert [s for s, _ in levels] == ["firing", "firing", "resolved", "resolved", "resolved", "resolved"]
+    level = levels[1][1]
+    assert level >= 2 and all(lv == level for _, lv in levels[2:])  # escalated while firing, never after
+    for _ in range(4 * 24):  # a day of escalation cycles: no repeat, no escalation of a resolved alert
+        pack.clock.advance(minutes=15)
+        pack.cycle()
+    texts = pack.texts("purchasing_dingtalk")
+    assert sum("已恢复" in t for t in texts) == 1  # told "resolved" once
+    resolved_at = next(i for i, t in enumerate(texts) if "已恢复" in t)
+    assert resolved_at == len(texts) - 1  # and nothing about it after
+    assert pack.store.get(fp).status == "resolved" and pack.store.get(fp).escalation_level == level

@@ -22,6 +22,10 @@ REPO = Path(__file__).resolve().parents[2]
 TEST_RULES = REPO / "tests" / "engine" / "testdata"
 DOMAINS = ("sales", "inventory", "customer", "traffic", "finance", "compound")
 H = timedelta(hours=1)
+# The data's time: 10:00 in Asia/Shanghai, so a window of a few hours holds no shop-local midnight
+# and the day-grain rule has no day to complete. Time is an input: the runs read the wall clock only
+# for when things happened (the tests under several clocks: tests/test_clocks.py).
+T0 = datetime(2026, 9, 10, 2, tzinfo=UTC)
 
 
 def _bag(path=DAGS):
@@ -98,12 +102,13 @@ def _xcom(run, task_id, key="return_value"):
         return XComModel.deserialize_value(row) if row is not None else None
 
 
+@pytest.mark.clock_sensitive  # a DAG run: its tasks read the wall clock
 def test_a_breach_fails_its_check_at_once_and_the_notification_carries_it(test_rules_dags):
     from threshold_operators.warehouse.hook import WarehouseHook
 
     dag, path = test_rules_dags
     hook = WarehouseHook(url=f"duckdb:///{path}")
-    t0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - 6 * H
+    t0 = T0  # the window comes from the landed data, never from the wall clock
     _load_orders(hook, {t0 + i * H: 12 for i in range(4)} | {t0 + 4 * H: 1})
     hook.engine.dispose()
 
@@ -147,6 +152,7 @@ def test_a_breach_fails_its_check_at_once_and_the_notification_carries_it(test_r
     assert _xcom(again, "high_check", "evaluation")["outcome"] == "up_to_date"
 
 
+@pytest.mark.clock_sensitive  # a DAG run: its tasks read the wall clock
 def test_an_unreachable_warehouse_is_an_error_not_a_breach(test_rules_dags, monkeypatch, tmp_path):
     dag, _ = test_rules_dags
     monkeypatch.setenv("AIRFLOW_CONN_STOREFENCE_WAREHOUSE", json.dumps(
@@ -165,12 +171,13 @@ def test_an_unreachable_warehouse_is_an_error_not_a_breach(test_rules_dags, monk
     assert "not evaluated" in outbox[0]["payload"]["title_en"] and "infrastructure" in outbox[0]["payload"]["text_en"]
 
 
+@pytest.mark.clock_sensitive  # a DAG run: its tasks read the wall clock
 def test_a_run_with_a_window_in_its_conf_backfills_that_window(test_rules_dags):
     from threshold_operators.warehouse.hook import WarehouseHook
 
     dag, path = test_rules_dags
     hook = WarehouseHook(url=f"duckdb:///{path}")
-    t0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - 30 * H
+    t0 = T0 - 24 * H  # a fixed day: a window built from the wall clock met a shop-local midnight at some hours
     _load_orders(hook, {t0 + i * H: 12 for i in range(4)} | {t0 + 20 * H: 1})
     hook.engine.dispose()
     window = {"window_start": t0.isoformat(), "window_end": (t0 + 6 * H).isoformat()}

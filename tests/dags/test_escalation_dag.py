@@ -12,6 +12,8 @@ from tests.alerting.dingtalk_receiver import DingTalkReceiver
 from tests.dags.test_alert_dags import _bag, _states
 from threshold_operators.alerting.store import StateStore
 
+pytestmark = pytest.mark.clock_sensitive  # reads the wall clock (tests/test_clocks.py)
+
 
 @pytest.fixture
 def state(tmp_path, monkeypatch, airflow_db):

@@ -83,3 +83,61 @@ def test_evaluate_takes_the_query_and_the_clock_as_arguments():
     assert ev.outcome == Outcome.BREACH and ev.evaluated_at == now and ev.duration_ms == 250
     assert seen["window_start"] == T0 and seen["window_end"] == T0 + H and seen["c0_yellow"] == 5
     assert [str(r.state) for r in ev.results] == [State.FIRING]
+
+
+# --- a rule over a current state: one observation per cycle, resumed from the prior ----------------
+def cycles(r, observations, complete=()):
+    """Hourly current-state cycles: each observation is one cycle's rows (a level, None: not returned),
+    carried from cycle to cycle as the live check and the replay carry them. ``complete``: the
+    indexes of incomplete cycles (a failing gate)."""
+    from threshold_operators.engine.states import carry
+
+    prior, out = {}, []
+    for k, level in enumerate(observations):
+        start = T0 + k * H
+        got = entity_states(r, rows(level, start=start) if level is not None else [], start, start + H, prior,
+                            current_state=True, complete=k not in complete)
+        out += got
+        prior = carry(prior, got, k not in complete)
+    return states(out)
+
+
+def test_current_state_an_entity_no_longer_returned_resolves_once():
+    assert cycles(rule(), [2, 3, None, None, 2]) == [(0, "firing", "yellow"), (1, "firing", "red"),
+                                                      (2, "resolved", None), (4, "firing", "yellow")]
+
+
+def test_current_state_persistence_counts_across_cycles():
+    assert cycles(rule(**{"for": 2}), [2, 2, None, 2]) == [(0, "pending", "yellow"), (1, "firing", "yellow"),
+                                                            (2, "resolved", None), (3, "pending", "yellow")]
+
+
+def test_current_state_incomplete_cycles_resolve_nothing():
+    assert cycles(rule(), [2, None, None, None], complete={1, 2}) == [(0, "firing", "yellow"), (3, "resolved", None)]
+
+
+def test_current_state_hold_counts_from_the_last_breach_across_cycles():
+    r = rule(conditions=[{"metric": "orders", "above": 5, "recover": 3}], hold_for="2h")
+    prior, out = {}, []
+    from threshold_operators.engine.states import carry
+
+    for k, (level, hold) in enumerate([(2, 0), (0, 1), (0, 1), (0, 1)]):
+        start = T0 + k * H
+        got = entity_states(r, [{"shop_id": "s1", "bucket": start, "level": level, "hold": hold}], start, start + H,
+                            prior, current_state=True)
+        out += got
+        prior = carry(prior, got)
+    assert states(out) == [(0, "firing", "yellow"), (1, "firing", "yellow"), (2, "firing", "yellow"),
+                           (3, "resolved", None)]
+
+
+def test_a_series_alert_its_lead_in_no_longer_sees_resolves():
+    """A rule over a series: an alert left firing (e.g. its resolving cycle was incomplete) that the
+    window neither shows firing nor resolving resolves; one the window shows firing goes on."""
+    from threshold_operators.engine.states import Prior
+
+    firing = {"shop_id=s1": Prior({"shop_id": "s1"}, T0 - 10 * H, State.FIRING, "yellow", 1, T0 - 10 * H)}
+    assert states(entity_states(rule(), [], T0, T0 + 2 * H, firing)) == [(1, "resolved", None)]
+    assert states(entity_states(rule(), rows(2, 2), T0, T0 + 2 * H, firing)) == [(0, "firing", "yellow"),
+                                                                                 (1, "firing", "yellow")]
+    assert entity_states(rule(), [], T0, T0 + 2 * H, firing, complete=False) == []

@@ -5,7 +5,9 @@ baselines as the check task) over ``[start, end)``. A rule over a series of buck
 in week-long windows: the engine's state walk starts every window with its lead-in (persistence
 and the recovery hold), so a window gives exactly what the hourly cycles gave, bucket for
 bucket (``tests/analysis`` checks it). A current-state rule (stock now, parcels in transit now)
-has no history of its own and is evaluated cycle by cycle, every ``every``.
+has no history of its own and is evaluated cycle by cycle, every ``every``; each cycle resumes
+from what the one before left pending or firing (``Evaluation.carry``), as the live check
+resumes from ``rule_results``, so an entity no longer returned resolves and its episode ends.
 
 ``--series FILE.csv`` runs the same rule on a metric CSV with no warehouse (``analysis.series``).
 """
@@ -56,9 +58,11 @@ def replay(loaded, lookup, query, start: datetime, end: datetime, stepwise: bool
     from threshold_operators.engine.evaluate import evaluate
 
     compiled = compile_rule(loaded, lookup)
-    results = []
+    results, prior = [], {}
     for a, b in windows(loaded, start, end, stepwise):
-        results += evaluate(compiled, query, a, b, now=b).results
+        ev = evaluate(compiled, query, a, b, now=b, prior=prior)
+        results += ev.results
+        prior = ev.carry
     return results
 
 

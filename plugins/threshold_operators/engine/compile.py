@@ -39,6 +39,7 @@ class CompiledRule:
     sql: str
     static_params: dict
     referenced: dict[str, CompiledRule] = field(default_factory=dict)  # prefix -> compiled rule
+    current_state: bool = False  # a metric of the state at the window's end (``LoadedRule.current_state``)
 
     def params(self, start: datetime, end: datetime) -> dict:
         """Every bound parameter for the window ``[start, end)``."""
@@ -239,7 +240,7 @@ def compile_rule(loaded, lookup) -> CompiledRule:
     b = _Builder(loaded.rule, loaded.template, "", lookup)
     final = b.build()
     sql = "WITH " + ",\n".join(f"{name} AS (\n{body}\n)" for name, body in b.ctes) + f"\nSELECT * FROM {final}"
-    return CompiledRule(loaded.rule, sql, b.params, b.referenced)
+    return CompiledRule(loaded.rule, sql, b.params, b.referenced, bool(getattr(loaded, "current_state", False)))
 
 
 def threshold_of(rule: Rule, severity: str | None) -> float | None:

@@ -3,6 +3,12 @@
 ``evaluate(compiled, query, start, end, now)`` takes the query function and the clock as
 arguments (the engine opens no connection and reads no clock itself), so tests and backfills
 are exact. ``query(sql, params) -> list[dict]`` is normally ``WarehouseQuery(hook)``.
+
+``prior`` is what the engine knew before this cycle: each entity pending or firing after the
+previous complete evaluation (``engine.states.Prior``; the check task reads it from
+``rule_results``, a replay carries ``Evaluation.carry`` from one cycle to the next). A rule over
+a current state needs it to see an entity recover (it is no longer returned); ``complete=False``
+(a table the rule reads failed its extract gate) resolves nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from threshold_operators.engine.compile import CompiledRule, threshold_of
-from threshold_operators.engine.states import BucketResult, State, entity_states
+from threshold_operators.engine.states import BucketResult, Prior, State, carry, entity_states
 
 Query = Callable[[str, dict], list[dict]]
 
@@ -38,6 +44,8 @@ class Evaluation:
     duration_ms: int = 0
     evaluated_at: datetime | None = None
     detail: str | None = None
+    carry: dict[str, Prior] = field(default_factory=dict, repr=False)  # the next cycle's prior
+    complete: bool = True  # False: a data gate failed; nothing was resolved
 
     def entities(self, state: State) -> set[str]:
         return {r.entity_key for r in self.results if r.state == state}
@@ -107,16 +115,18 @@ def warehouse_query(hook) -> Query:
 
 
 def evaluate(compiled: CompiledRule, query: Query, start: datetime, end: datetime,
-             now: datetime, clock: Callable[[], float] = time.perf_counter) -> Evaluation:
-    """Evaluate the buckets completing in ``[start, end)``. Errors propagate to the caller,
-    which decides between retrying and failing (see ``alerting.failures``)."""
+             now: datetime, clock: Callable[[], float] = time.perf_counter, *,
+             prior: dict[str, Prior] | None = None, complete: bool = True) -> Evaluation:
+    """Evaluate the buckets completing in ``[start, end)``, resuming from ``prior``. Errors
+    propagate to the caller, which decides between retrying and failing (see ``alerting.failures``)."""
     rule = compiled.rule
     if end <= start:
         return Evaluation(rule.id, rule.mode, start, end, Outcome.UP_TO_DATE, evaluated_at=now,
-                          detail="no new complete bucket")
+                          detail="no new complete bucket", carry=dict(prior or {}), complete=complete)
     t0 = clock()
     rows = query(compiled.sql, compiled.params(start, end))
-    results = entity_states(rule, rows, start, end)
+    results = entity_states(rule, rows, start, end, prior, current_state=compiled.current_state, complete=complete)
     outcome = Outcome.BREACH if any(r.state == State.FIRING for r in results) else Outcome.OK
     return Evaluation(rule.id, rule.mode, start, end, outcome, results, len(rows),
-                      int((clock() - t0) * 1000), now)
+                      int((clock() - t0) * 1000), now,
+                      carry=carry(prior, results, complete), complete=complete)

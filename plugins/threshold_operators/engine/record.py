@@ -4,6 +4,9 @@
 - ``rule_results``: one row per entity and bucket that was pending, firing or resolved, with
   value, baseline, threshold, severity and every metric (JSON). Keyed by (rule, entity,
   bucket), written by upsert: a retry or a backfill of the same window never duplicates.
+  The metrics JSON of a pending or firing row also keeps where the state walk stood (``level``,
+  ``streak``, ``last_breach``): ``previous_states`` reads it back as the next cycle's prior, so a
+  rule over a current state resolves an entity the next complete cycle no longer returns.
 
 ``landed_until`` is how far the data of a rule's tables is complete: the oldest high-water
 mark among them (from ``extract_runs``, or the table itself when nothing was extracted,
@@ -17,10 +20,12 @@ import json
 from datetime import datetime, timedelta
 
 from threshold_operators.engine.evaluate import Evaluation, describe
+from threshold_operators.engine.states import BucketResult, Prior, State
 from threshold_operators.rules.model import Rule
 from threshold_operators.warehouse.schema import arrow_table, as_utc, table_spec
 
 DIMENSIONS = ("shops", "products")  # read whole; they do not say how far the facts have landed
+WALK_KEYS = ("level", "streak", "last_breach")  # the state walk's position, kept in rule_results.metrics
 
 
 def _scalar(hook, sql: str, params: dict):
@@ -101,12 +106,61 @@ def record(hook, evaluation: Evaluation, rule: Rule, run_id: str | None) -> None
                 "baseline": [d["baseline"] for d in rows],
                 "threshold": [d["threshold"] for d in rows],
                 "entity": [json.dumps(d["entity"], ensure_ascii=False) for d in rows],
-                "metrics": [json.dumps({**d["metrics"], **d.get("attributes", {})}, ensure_ascii=False, default=str)
-                            for d in rows],
+                "metrics": [json.dumps({**d["metrics"], **d.get("attributes", {}), **_walk_position(r)},
+                                       ensure_ascii=False, default=str) for d, r in zip(rows, ev.results, strict=True)],
                 "mode": [rule.mode] * len(rows),
                 "window_end": [ev.window_end] * len(rows),
                 "evaluated_at": [ev.evaluated_at] * len(rows),
             }))
+
+
+def _walk_position(r: BucketResult) -> dict:
+    if r.state == State.RESOLVED:
+        return {}
+    return {"level": r.level, "streak": r.streak,
+            "last_breach": r.last_breach.isoformat() if r.last_breach is not None else None}
+
+
+def previous_states(hook, rule: Rule, before: datetime) -> dict[str, Prior]:
+    """Each entity pending or firing according to its latest ``rule_results`` row before ``before``
+    (the state the engine left it in; ``evaluate(prior=...)``). A pending entity counts only from
+    the bucket just before: an older streak was broken by the cycles in between."""
+    from sqlalchemy import text
+
+    sql = text("SELECT r.entity_key, r.entity, r.bucket, r.state, r.severity, r.metrics FROM rule_results r "
+               "JOIN (SELECT entity_key, MAX(bucket) AS bucket FROM rule_results "
+               "      WHERE rule_id = :rule_id AND bucket < :before GROUP BY entity_key) m "
+               "  ON m.entity_key = r.entity_key AND m.bucket = r.bucket "
+               "WHERE r.rule_id = :rule_id AND r.state IN ('pending', 'firing')")
+    with hook.engine.connect() as con:
+        rows = [dict(r._mapping) for r in con.execute(sql, {"rule_id": rule.id, "before": before})]
+    out: dict[str, Prior] = {}
+    for r in rows:
+        bucket, walk = as_utc(r["bucket"]), json.loads(r["metrics"] or "{}")
+        if r["state"] == "pending" and bucket < before - rule.grain_delta:
+            continue
+        last = walk.get("last_breach")
+        out[r["entity_key"]] = Prior(
+            json.loads(r["entity"] or "{}"), bucket, State(r["state"]), r["severity"],
+            int(walk.get("streak") or 1),
+            # rows written before the walk kept its position: their bucket was a breach
+            as_utc(datetime.fromisoformat(last)) if last else (bucket if "last_breach" not in walk else None))
+    return out
+
+
+def live_evaluation(hook, compiled, start: datetime, end: datetime, now: datetime,
+                    failing_gates: dict | None = None) -> Evaluation:
+    """The check task's cycle over ``[start, end)``: it resumes from what ``rule_results`` left
+    pending or firing, so an entity a complete cycle no longer returns resolves; a table the rule
+    reads that failed its extract gate (``failing_gates``) makes the cycle incomplete: it
+    resolves nothing, and its entities keep their state until a complete cycle sees them."""
+    from threshold_operators.engine.evaluate import evaluate, warehouse_query
+
+    ev = evaluate(compiled, warehouse_query(hook), start, end, now=now,
+                  prior=previous_states(hook, compiled.rule, start), complete=not failing_gates)
+    if failing_gates:
+        ev.detail = "incomplete (failing data gates: " + ", ".join(sorted(failing_gates)) + "): nothing resolved"
+    return ev
 
 
 def window_results(hook, rule: Rule, window_end) -> tuple[list[dict], dict[str, str]]:
@@ -136,7 +190,7 @@ def window_results(hook, rule: Rule, window_end) -> tuple[list[dict], dict[str, 
             "bucket": as_utc(r["bucket"]).isoformat(), "state": "firing", "severity": r["severity"],
             "metric": primary.metric, "value": _float(r["value"]), "baseline": _float(r["baseline"]),
             "threshold": _float(r["threshold"]),
-            "metrics": {k: v for k, v in metrics.items() if k not in rule.attributes},
+            "metrics": {k: v for k, v in metrics.items() if k not in rule.attributes and k not in WALK_KEYS},
             "attributes": {k: metrics.get(k) for k in rule.attributes},
         })
     return breaches, dict(sorted(resolved.items()))

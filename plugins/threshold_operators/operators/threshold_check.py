@@ -15,6 +15,9 @@ What the task does with the outcome:
   without retries (``AirflowFailException``); the notification task downstream
   (``trigger_rule=all_done``) reads them;
 - a shadow rule firing: recorded, logged, success;
+- an entity firing after the last cycle (``rule_results``) that this cycle no longer returns
+  resolves (rules over a current state, e.g. stock now, return only what breaches); a table the
+  rule reads that failed its extract gate makes the cycle incomplete: it resolves nothing;
 - the warehouse unreachable or locked: retried (``AirflowException``); a rule whose SQL the
   warehouse rejects: failed at once. Either way the XCom says ``outcome: error`` with the kind,
   so the notification says "could not evaluate", never "breach".
@@ -66,9 +69,15 @@ class ThresholdCheckOperator(BaseOperator):
         from datetime import UTC
 
         from threshold_operators.engine.compile import compile_rule
-        from threshold_operators.engine.evaluate import Evaluation, Outcome, evaluate, warehouse_query
+        from threshold_operators.engine.evaluate import Evaluation, Outcome
         from threshold_operators.engine.gates import failing_tables
-        from threshold_operators.engine.record import landed_until, last_window_end, next_window, record
+        from threshold_operators.engine.record import (
+            landed_until,
+            last_window_end,
+            live_evaluation,
+            next_window,
+            record,
+        )
         from threshold_operators.operators.failures import FailureKind, kind_of, raise_for
         from threshold_operators.rules.catalogue import load_catalogue
 
@@ -94,9 +103,8 @@ class ThresholdCheckOperator(BaseOperator):
                 summary = self._summary(ev, rule) | {"failing_tables": gates}
                 ti.xcom_push(key="evaluation", value=summary)
                 return summary
-            compiled = compile_rule(loaded, catalogue.get)
-            ev = evaluate(compiled, warehouse_query(hook), start, end, now=now)
-            ev.detail = note
+            ev = live_evaluation(hook, compile_rule(loaded, catalogue.get), start, end, now, gates)
+            ev.detail = note if ev.detail is None else f"{note}; {ev.detail}"
             record(hook, ev, rule, run_id)
         except Exception as exc:  # one place decides: retry or fail now
             kind = kind_of(exc)

@@ -58,8 +58,9 @@ class LoadedRule:
     @property
     def current_state(self) -> bool:
         """A metric of the state at the window's end (stock, parcels in transit), not a series
-        over the window's buckets: one bucket per cycle, so it is evaluated hour by hour."""
-        return "in_window(" not in self.template
+        over the window's buckets: one bucket per cycle, so it is evaluated hour by hour. A rule
+        replayed on a metric series (``analysis.series`` reads the table ``series``) is a series."""
+        return "in_window(" not in self.template and self.tables != ("series",)
 
 
 @dataclass
