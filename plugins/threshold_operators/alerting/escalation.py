@@ -77,6 +77,7 @@ def _tell(store, routing, rule, event: str, level: int, alerts: list[Alert], now
         q = QueueReport()
         text, key, data, defer = _message(routing, rule, event, level, alerts, now, stage)
         rule_id = alerts[0].rule_id
+        faults.point("cycle.decided")
         try:
             with store.transaction() as con:
                 enqueue_message(store, routing, routing.team_of(rule.owner if rule else None), level, text, key,

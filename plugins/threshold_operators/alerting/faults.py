@@ -9,7 +9,9 @@ is reached in this process (default the first):
 - ``kill``: ``SIGKILL`` to this process (a worker killed by the OOM killer or a deploy), so
   nothing after it runs: no ``finally``, no rollback but the database's own.
 
-The steps are listed in ``STEPS`` (docs/alerting.md says where each sits).
+In-process tests may also register ``hooks[step] = callable`` (run when the step is reached:
+e.g. an acknowledgement made between a cycle's read and its write). The steps are listed in
+``STEPS`` (docs/alerting.md says where each sits).
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ STEPS = (
     "notify.recorded",     # inside the transaction: alert states written, no outbox row yet
     "notify.queued",       # inside the transaction: messages queued, actions not yet
     "notify.committed",    # the transaction committed, delivery not started
+    "cycle.decided",       # a cycle step's message decided from the alerts it read, nothing written
     "cycle.told",          # inside a cycle step's transaction: message queued, alerts not yet written
     "deliver.claimed",     # a batch claimed, not sent
     "deliver.sent",        # the receiver accepted it, not recorded (at-least-once sits here)
     "deliver.recorded",    # recorded sent
 )
 _seen: dict[str, int] = {}
+hooks: dict = {}  # step -> callable(step), for in-process tests
 
 
 class InjectedFault(RuntimeError):
@@ -36,6 +40,8 @@ class InjectedFault(RuntimeError):
 
 
 def point(step: str) -> None:
+    if hooks and step in hooks:
+        hooks[step](step)
     spec = os.environ.get(ENV)
     if not spec:
         return
@@ -52,5 +58,6 @@ def point(step: str) -> None:
 
 
 def reset() -> None:
-    """Forget how often each step was reached (between in-process test cases)."""
+    """Forget how often each step was reached, and the hooks (between in-process test cases)."""
     _seen.clear()
+    hooks.clear()
