@@ -302,6 +302,19 @@ def _burst(store: StateStore, routes: dict[str, int]) -> dict[str, list[str]]:
     return titles
 
 
+class Unhurried:
+    """A sender that takes a few milliseconds (a real network's latency), so deliverers overlap."""
+
+    def __init__(self, inner):
+        self.name, self.inner = inner.name, inner
+
+    def send(self, message):
+        import time
+
+        time.sleep(0.005)
+        return self.inner.send(message)
+
+
 def _robot_senders(robots: dict, clock: Clock) -> dict:
     from threshold_operators.alerting.channels.dingtalk import DingTalkSender
 
@@ -320,14 +333,20 @@ def test_n_deliverers_at_once_stay_within_the_robots_limit(state_store, how, n, 
         robots = {r: stack.enter_context(DingTalkReceiver(clock=clock)) for r in titles}
         for _ in range(6):
             if how == "threads":
-                def one():
-                    deliver_due(state_store, _robot_senders(robots, clock), clock.now,
-                                rate_limits=dict.fromkeys(robots, 20), batch=batch)
+                errors = []
+
+                def one(errors=errors):
+                    try:
+                        deliver_due(state_store, {r: Unhurried(s) for r, s in _robot_senders(robots, clock).items()},
+                                    clock.now, rate_limits=dict.fromkeys(robots, 20), batch=batch)
+                    except Exception as exc:  # noqa: BLE001 - reported below
+                        errors.append(exc)
                 workers = [threading.Thread(target=one) for _ in range(n)]
                 for w in workers:
                     w.start()
                 for w in workers:
                     w.join(120)
+                assert errors == []
             else:
                 job = _job(state_store, "deliver", clock.now, None, {r: x.url for r, x in robots.items()},
                            kind="dingtalk", rate_limits=dict.fromkeys(robots, 20), batch=batch)
@@ -340,6 +359,8 @@ def test_n_deliverers_at_once_stay_within_the_robots_limit(state_store, how, n, 
                 minutes = per_minute.setdefault(r, Counter())
                 minutes[clock.now] = robot.requests - sum(minutes.values())
             clock.advance(seconds=61)
+            if not state_store.pending():
+                break
         refused = sum(len(robot.refused) for robot in robots.values())
     told = {r: [f"[red] {r} #{i}" for m in robot.received for i in re.findall(r"SKU-(\d+):", m["markdown"]["text"])]
             for r, robot in robots.items()}
@@ -442,3 +463,37 @@ def test_a_firing_alert_nobody_was_told_of_is_told_once_by_the_cycle(state_store
     _count(f"untold alert re-queued ({how})", faults_injected=int(fired), alerts_recorded=len(store.list()),
            messages_expected=len(store.notifications()), delivered=len(set(keys)),
            duplicated=len(keys) - len(set(keys)), lost=len(store.notifications()) - len(set(keys)), refused=0)
+
+
+def test_a_mark_whose_claim_was_taken_over_is_not_applied(state_store):
+    """The first deliverer's lease ran out and a second one holds the row: the first one's late
+    answer (sent or failed) changes nothing; the second one's record stands."""
+    state_store.enqueue(key="k", fingerprint="f", event="fired", level=1, route="r", payload={"title": "t", "text": "x"},
+                        now=T)
+    [row] = state_store.pending()
+    first = state_store.claim(row["id"], T, lease_seconds=300)
+    assert first and state_store.claim(row["id"], T + timedelta(minutes=4)) is None  # still held
+    second = state_store.claim(row["id"], T + timedelta(minutes=6))  # the lease ran out
+    assert second and second != first
+    assert not state_store.mark_failed(row["id"], "HTTP 503", T + timedelta(minutes=7), token=first)
+    assert not state_store.mark_sent(row["id"], T + timedelta(minutes=7), token=first)
+    assert state_store.pending()[0]["claim_token"] == second and state_store.pending()[0]["attempts"] == 0
+    assert state_store.mark_sent(row["id"], T + timedelta(minutes=7), token=second)
+    assert not state_store.mark_failed(row["id"], "late", None, token=second)  # a sent row stays sent
+    [done] = state_store.notifications()
+    assert done["status"] == "sent" and done["attempts"] == 1 and done["last_error"] is None
+
+
+def test_the_lease_outlasts_the_worst_case_send_of_each_sender():
+    from threshold_operators.alerting.channels.base import Message
+    from threshold_operators.alerting.channels.email import EmailSender
+    from threshold_operators.alerting.channels.sms import SmsSender
+    from threshold_operators.alerting.delivery import LEASE_MIN, lease_for, worst_case_send
+
+    sms = SmsSender(requests.Session(), "http://127.0.0.1:9", "key", {"endpoint": "/send"}, timeout=10)
+    many = Message("t", "x", mentions=tuple(f"1380000{i:04d}" for i in range(20)))
+    assert worst_case_send(sms, many) == 400  # 20 numbers, one after the other, 10 s connect + 10 s read each
+    assert lease_for(sms, many) == timedelta(seconds=860) > timedelta(seconds=400)
+    mail = EmailSender(lambda: None, "alerts@example.com", timeout=30, retry_limit=5)
+    assert worst_case_send(mail, Message("t", "x", emails=("a@x", "b@x"))) == 30 * (5 + 3 + 2)
+    assert lease_for(RaisingSender("r")) == LEASE_MIN  # an HTTP robot: 60 s at worst, the 5-minute floor

@@ -182,6 +182,8 @@ def _deliver_route(store, sender, route: str, clock, policy: RetryPolicy, fallba
                    language: str, batch: bool, limit: int, report: DeliveryReport) -> None:
     """Claim, send and record the route's due rows, one request at a time, in order. Each claim is
     taken under the route's lock, with the throttle's count, so N deliverers share one budget."""
+    from threshold_operators.alerting.store import ClaimLost
+
     while True:
         t = clock()
         with store.route_lock(route) as con:
@@ -211,7 +213,11 @@ def _deliver_route(store, sender, route: str, clock, policy: RetryPolicy, fallba
                 lot = due[:1]
             lot = store.claimed([r["id"] for r in lot], con)
             message = _message(lot, language)
-            token = store.claim_rows([r["id"] for r in lot], t, lease_for(sender, message), con)
+            try:
+                token = store.claim_rows([r["id"] for r in lot], t, lease_for(sender, message), con)
+            except ClaimLost:  # taken meanwhile (a deliverer not honouring the route lock): leave it
+                report.busy += 1
+                return
         faults.point("deliver.claimed")
         if not _send(store, sender, route, lot, token, message, language, clock, policy, fallback, report):
             report.held_back += max(len(due) - len(lot), 0)
