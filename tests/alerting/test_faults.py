@@ -497,3 +497,28 @@ def test_the_lease_outlasts_the_worst_case_send_of_each_sender():
     mail = EmailSender(lambda: None, "alerts@example.com", timeout=30, retry_limit=5)
     assert worst_case_send(mail, Message("t", "x", emails=("a@x", "b@x"))) == 30 * (5 + 3 + 2)
     assert lease_for(RaisingSender("r")) == LEASE_MIN  # an HTTP robot: 60 s at worst, the 5-minute floor
+
+
+def test_the_email_sender_raising_on_a_title_with_a_newline_stalls_nothing(state_store, monkeypatch):
+    """The issue's case, with the real SMTP sender and a real SMTP server: the email module refuses
+    a header with a newline by raising; that row fails (recorded), the next rows go out."""
+    from tests.alerting.receivers import SmtpServer
+    from threshold_operators.alerting.channels.email import EmailSender
+
+    titles = ["[红色] 库存告急\nBcc: everyone@example.com", "[红色] 库存告急 #2", "[红色] 库存告急 #3"]
+    for i, title in enumerate(titles):
+        state_store.enqueue(key=f"mail-{i}", fingerprint=f"f{i}", event="fired", level=1, route="ops_email",
+                            payload={"title": title, "text": "SKU-1", "emails": ["ops@shop.example"]}, now=T)
+    with SmtpServer() as smtp:
+        monkeypatch.setenv("AIRFLOW_CONN_OPS_EMAIL", json.dumps(
+            {"conn_type": "smtp", "host": smtp.host, "port": smtp.port, "login": "alerts", "password": "smtp-password",
+             "extra": {"from_email": "storefence@shop.example", "disable_ssl": True, "disable_tls": True,
+                       "retry_limit": 0, "timeout": 5}}))
+        report = deliver_due(state_store, {"ops_email": EmailSender.from_connection("ops_email")}, T)
+        subjects = [str(m["Subject"]) for m in smtp.received]
+    rows = state_store.notifications()
+    assert subjects == titles[1:] and [r["status"] for r in rows] == ["failed", "sent", "sent"]
+    assert rows[0]["last_error"].startswith("unexpected ValueError") and "smtp-password" not in rows[0]["last_error"]
+    assert report.failed == [rows[0]["id"]] and len(report.sent) == 2
+    _count("sender raises", faults_injected=1, alerts_recorded=0, messages_expected=2, delivered=len(subjects),
+           duplicated=0, lost=2 - len(subjects), refused=0)
