@@ -59,6 +59,7 @@ NOTIFY_STEPS = ("notify.decided", "notify.recorded", "notify.queued", "notify.co
 DELIVER_STEPS = ("deliver.claimed", "deliver.sent", "deliver.recorded")
 
 FIGURES: dict[str, Counter] = {}
+SUMMARY: list[str] = []
 
 
 def _count(category: str, **numbers) -> None:
@@ -66,7 +67,7 @@ def _count(category: str, **numbers) -> None:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def figures(request):
+def figures():
     yield
     if not FIGURES:
         return
@@ -80,11 +81,9 @@ def figures(request):
     out = REPO / "bench" / "results" / "fault_suite.json"
     out.write_text(json.dumps({"suite": "tests/alerting/test_faults.py", "figures": table}, indent=1) + "\n")
     lines = ["", "fault suite figures (" + str(out.relative_to(REPO)) + "):",
-             f"{'category':<26}" + "".join(f"{k:>18}" for k in keys)]
-    lines += [f"{cat:<26}" + "".join(f"{row[k]:>18}" for k in keys) for cat, row in table.items()]
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    for line in lines:
-        reporter.write_line(line) if reporter else print(line)
+             f"{'category':<32}" + "".join(f"{k:>18}" for k in keys)]
+    lines += [f"{cat:<32}" + "".join(f"{row[k]:>18}" for k in keys) for cat, row in table.items()]
+    SUMMARY[:] = lines  # printed at the end of the session (conftest.py: pytest_terminal_summary)
 
 
 @pytest.fixture(autouse=True)
