@@ -50,3 +50,13 @@ class Clock:
 @pytest.fixture
 def clock():
     return Clock()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fault suite's figures (tests/alerting/test_faults.py), when it ran."""
+    import sys
+
+    for name, module in list(sys.modules.items()):
+        if name.endswith("test_faults") and getattr(module, "SUMMARY", None):
+            for line in module.SUMMARY:
+                terminalreporter.write_line(line)

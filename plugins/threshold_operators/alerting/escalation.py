@@ -5,6 +5,8 @@
 1. **release**: an alert held back by a silence, or by a red or compound alert, whose mute has
    ended is told now (if it still fires). Alerts held back by a failing data gate are released by
    their rule's next evaluation, which sees the gate;
+   **tell the untold**: a firing, unmuted alert nobody was told of (``notified_at`` unset) is
+   queued now, once (``tell_untold``);
 2. **escalate**: a firing alert nobody acknowledged within its SLA (the rule's own in
    ``routing.yaml`` escalation.rules, or the default) is told to the next level: executor (1),
    supervisor (2), director (3). Acknowledging (CLI, API, signed link) stops the ladder until the
@@ -14,8 +16,10 @@
 4. **deliver**: the outbox (``alerting.delivery``), with retries and fallbacks.
 
 Steps 1-3 group like the notify task: one message per rule, level and severity, whatever the
-number of entities. Each message and the alerts' new level are written in one transaction, so
-running the cycle again (a retry, two schedulers) never repeats a step. Quiet hours defer
+number of entities. Each message and the alerts' new level are written in one transaction, the
+alerts by compare-and-set (a version), so running the cycle again (a retry, two schedulers) never
+repeats a step, and an acknowledgement made while the cycle runs is never overwritten: the cycle
+re-reads the alert and decides again (an acknowledged alert is not escalated). Quiet hours defer
 non-red messages to the morning. Pass ``now``; nothing here reads a clock.
 """
 
@@ -25,9 +29,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from threshold_operators.alerting import faults
 from threshold_operators.alerting.lifecycle import (
     Alert,
     AlertStatus,
+    Event,
     acknowledge,
     escalate,
     fingerprint,
@@ -41,6 +47,7 @@ class CycleReport:
     released: list[str] = field(default_factory=list)  # fingerprints
     escalated: list[tuple[str, int]] = field(default_factory=list)  # (fingerprint, new level)
     repeated: list[str] = field(default_factory=list)
+    requeued: list[str] = field(default_factory=list)  # firing alerts nobody was told of, told now
     queued: int = 0
     delivery: object | None = None
 
@@ -48,8 +55,8 @@ class CycleReport:
         d = self.delivery
         sent = f"; delivered {len(d.sent)}, retrying {len(d.retrying)}, failed {len(d.failed)}, " \
                f"held back {d.held_back}, throttled {d.throttled}" if d is not None else ""
-        return (f"released {len(self.released)}, escalated {len(self.escalated)}, repeated {len(self.repeated)}, "
-                f"queued {self.queued}{sent}")
+        return (f"released {len(self.released)}, re-queued {len(self.requeued)}, escalated {len(self.escalated)}, "
+                f"repeated {len(self.repeated)}, queued {self.queued}{sent}")
 
 
 def _components(rules) -> dict[str, list[str]]:
@@ -57,8 +64,38 @@ def _components(rules) -> dict[str, list[str]]:
 
 
 def _tell(store, routing, rule, event: str, level: int, alerts: list[Alert], now: datetime, report: CycleReport,
-          stage, update) -> None:
-    """One grouped message for ``alerts`` of ``rule`` at ``level``, and each alert's new state, atomically."""
+          stage, update, still, attempts: int = 5) -> list[Alert]:
+    """One grouped message for ``alerts`` of ``rule`` at ``level``, and each alert's new state
+    (``update``), in one transaction, the alerts by compare-and-set. When one changed since it
+    was read (acknowledged, told by a late notify task), the group is re-read and re-decided:
+    only the alerts for which ``still(alert)`` holds are told. Returns the alerts told."""
+    from threshold_operators.alerting.store import StaleAlerts
+
+    for _ in range(attempts):
+        if not alerts:
+            return []
+        q = QueueReport()
+        text, key, data, defer = _message(routing, rule, event, level, alerts, now, stage)
+        rule_id = alerts[0].rule_id
+        faults.point("cycle.decided")
+        try:
+            with store.transaction() as con:
+                enqueue_message(store, routing, routing.team_of(rule.owner if rule else None), level, text, key,
+                                fingerprint(rule_id, f"({event}:L{level})"), event, now, q, not_before=defer,
+                                con=con, data=data)
+                faults.point("cycle.told")
+                store.cas_many([update(a) for a in alerts], con)
+        except StaleAlerts:
+            fresh = store.get_many([a.fingerprint for a in alerts])
+            alerts = [fresh[a.fingerprint] for a in alerts if a.fingerprint in fresh and still(fresh[a.fingerprint])]
+            continue
+        report.queued += q.queued
+        return alerts
+    raise RuntimeError(f"{rule_id}: alerts kept changing while being told ({attempts} attempts)")
+
+
+def _message(routing, rule, event: str, level: int, alerts: list[Alert], now: datetime, stage):
+    """The text, idempotency key, data and deferral of the message telling ``alerts``."""
     from threshold_operators.alerting import messages
 
     team = routing.team_of(rule.owner if rule else None)
@@ -78,39 +115,83 @@ def _tell(store, routing, rule, event: str, level: int, alerts: list[Alert], now
     else:  # an alert of a rule no longer in the catalogue: still escalated, plainly
         text = messages.Text(f"[{event}] {alerts[0].rule_id}", f"【{event}】{alerts[0].rule_id}: {len(alerts)}",
                              f"[{event}] {alerts[0].rule_id}", f"[{event}] {alerts[0].rule_id}: {len(alerts)}", severity)
-    q = QueueReport()
     rule_id = alerts[0].rule_id
     key = _key(rule_id, event, level, severity, *sorted(f"{a.fingerprint}@{a.escalated_at}@{a.notified_at}"
                                                         for a in alerts))
-    with store.engine.begin() as con:
-        enqueue_message(store, routing, team, level, text, key, fingerprint(rule_id, f"({event}:L{level})"), event,
-                        now, q, not_before=defer, con=con,
-                        data={"rule_id": rule_id, "event": event, "severity": severity, "level": level,
-                              "entities": [a.entity_key for a in alerts],
-                              "fingerprints": [a.fingerprint for a in alerts]})
-        store.save_many([update(a) for a in alerts], con)
-    report.queued += q.queued
+    data = {"rule_id": rule_id, "event": event, "severity": severity, "level": level,
+            "entities": [a.entity_key for a in alerts], "fingerprints": [a.fingerprint for a in alerts]}
+    return text, key, data, defer
+
+
+def _set(store, alert: Alert, update, still, attempts: int = 5) -> Alert | None:
+    """Write ``update(alert)`` by compare-and-set; re-read and re-decide (``still``) when it changed
+    meanwhile. The alert written, or None when it no longer needs it."""
+    from threshold_operators.alerting.store import StaleAlerts
+
+    for _ in range(attempts):
+        if alert is None or not still(alert):
+            return None
+        new = update(alert)
+        try:
+            with store.transaction() as con:
+                store.cas_many([new], con)
+            return new
+        except StaleAlerts:
+            alert = store.get(alert.fingerprint)
+    raise RuntimeError(f"alert {alert.fingerprint} kept changing ({attempts} attempts)")
+
+
+def _releasable(a: Alert, stage, routing, rules, now: datetime) -> bool:
+    if a.status != AlertStatus.SILENCED or (a.muted or "").startswith("inhibited: the data"):
+        return False
+    mute = stage.check(a, routing.team_of(rules[a.rule_id].owner) if a.rule_id in rules else None, now)
+    return mute is None or mute.until is not None
 
 
 def release_mutes(store, routing, rules, now: datetime, report: CycleReport, stage=None, active=None) -> None:
     report, active, stage = _sweep(store, routing, rules, now, report, stage, active)
     groups: dict[tuple[str, int], list[Alert]] = defaultdict(list)
     for a in active:
-        if a.status != AlertStatus.SILENCED or (a.muted or "").startswith("inhibited: the data"):
-            continue
-        mute = stage.check(a, routing.team_of(rules[a.rule_id].owner) if a.rule_id in rules else None, now)
-        if mute is not None and mute.until is None:
+        if not _releasable(a, stage, routing, rules, now):
             continue
         if a.notified_at is not None:  # told before the silence: back to firing, its ladder resumes
-            store.save(replace(a, status=AlertStatus.FIRING, muted=None, updated_at=now))
-            report.released.append(a.fingerprint)
+            done = _set(store, a, lambda x: replace(x, status=AlertStatus.FIRING, muted=None, updated_at=now),
+                        lambda x: _releasable(x, stage, routing, rules, now) and x.notified_at is not None)
+            if done is not None:
+                report.released.append(a.fingerprint)
             continue
         level = routing.start_level(a.severity, a.rule_id)
         groups[(a.rule_id, level)].append(a)
     for (rule_id, level), alerts in sorted(groups.items()):
-        _tell(store, routing, rules.get(rule_id), "fired", level, alerts, now, report, stage,
-              lambda a, lv=level: replace(escalate(a, lv, now), status=AlertStatus.FIRING, muted=None, notified_at=now))
-        report.released += [a.fingerprint for a in alerts]
+        told = _tell(store, routing, rules.get(rule_id), "fired", level, alerts, now, report, stage,
+                     lambda a, lv=level: replace(escalate(a, lv, now), status=AlertStatus.FIRING, muted=None,
+                                                 notified_at=now),
+                     lambda a, lv=level: _releasable(a, stage, routing, rules, now) and a.notified_at is None
+                     and routing.start_level(a.severity, a.rule_id) == lv)
+        report.released += [a.fingerprint for a in told]
+
+
+def _untold(a: Alert) -> bool:
+    return a.status == AlertStatus.FIRING and a.notified_at is None and not a.muted
+
+
+def tell_untold(store, routing, rules, now: datetime, report: CycleReport | None = None, stage=None,
+                active=None) -> CycleReport:
+    """Queue the first message of every firing, unmuted alert nobody was told of (``notified_at``
+    unset: its notify stage failed before it queued anything, in a store older than the one
+    transaction of record and enqueue). Compare-and-set: a late notify task that tells it first
+    wins, and this step then tells nothing."""
+    report, active, stage = _sweep(store, routing, rules, now, report, stage, active)
+    groups: dict[tuple[str, int], list[Alert]] = defaultdict(list)
+    for a in active:
+        if _untold(a):
+            groups[(a.rule_id, routing.start_level(a.severity, a.rule_id))].append(a)
+    for (rule_id, level), alerts in sorted(groups.items()):
+        told = _tell(store, routing, rules.get(rule_id), "fired", level, alerts, now, report, stage,
+                     lambda a, lv=level: replace(escalate(a, lv, now), notified_at=now),
+                     lambda a, lv=level: _untold(a) and routing.start_level(a.severity, a.rule_id) == lv)
+        report.requeued += [a.fingerprint for a in told]
+    return report
 
 
 def _sweep(store, routing, rules, now, report, stage, active):
@@ -130,10 +211,19 @@ def escalate_due(store, routing, rules, now: datetime, report: CycleReport | Non
         if level is not None:
             groups[(a.rule_id, level)].append(a)
     for (rule_id, level), alerts in sorted(groups.items()):
-        _tell(store, routing, rules.get(rule_id), "escalated", level, alerts, now, report, stage,
-              lambda a, lv=level: replace(escalate(a, lv, now), notified_at=now))
-        report.escalated += [(a.fingerprint, level) for a in alerts]
+        told = _tell(store, routing, rules.get(rule_id), "escalated", level, alerts, now, report, stage,
+                     lambda a, lv=level: replace(escalate(a, lv, now), notified_at=now),
+                     lambda a, lv=level: next_escalation(a, routing.sla_of(a.rule_id), now) == lv)
+        report.escalated += [(a.fingerprint, level) for a in told]
     return report
+
+
+def _repeat_level(a: Alert, rules, routing, now: datetime) -> int | None:
+    if a.status != AlertStatus.FIRING or a.notified_at is None:
+        return None
+    rule = rules.get(a.rule_id)
+    every = (rule.notify.repeat if rule is not None and rule.notify.repeat else None) or routing.escalation.repeat
+    return (a.escalation_level or 1) if now - a.notified_at >= every else None
 
 
 def repeat_due(store, routing, rules, now: datetime, report: CycleReport | None = None, stage=None,
@@ -142,22 +232,23 @@ def repeat_due(store, routing, rules, now: datetime, report: CycleReport | None 
     report, active, stage = _sweep(store, routing, rules, now, report, stage, active)
     groups: dict[tuple[str, int], list[Alert]] = defaultdict(list)
     for a in active:
-        if a.status != AlertStatus.FIRING or a.notified_at is None:
-            continue
-        rule = rules.get(a.rule_id)
-        every = (rule.notify.repeat if rule is not None and rule.notify.repeat else None) or routing.escalation.repeat
-        if now - a.notified_at >= every:
-            groups[(a.rule_id, a.escalation_level or 1)].append(a)
+        level = _repeat_level(a, rules, routing, now)
+        if level is not None:
+            groups[(a.rule_id, level)].append(a)
     for (rule_id, level), alerts in sorted(groups.items()):
-        _tell(store, routing, rules.get(rule_id), "repeat", level, alerts, now, report, stage,
-              lambda a: replace(a, notified_at=now, updated_at=now))
-        report.repeated += [a.fingerprint for a in alerts]
+        told = _tell(store, routing, rules.get(rule_id), "repeat", level, alerts, now, report, stage,
+                     lambda a: replace(a, notified_at=now, updated_at=now),
+                     lambda a, lv=level: _repeat_level(a, rules, routing, now) == lv)
+        report.repeated += [a.fingerprint for a in told]
     return report
 
 
-def run_cycle(store, routing, rules, now: datetime, *, senders=None, policy=None, log=None) -> CycleReport:
-    """Release, escalate, repeat, deliver: one pass of the ``storefence_escalation`` DAG.
-    ``senders``: route -> sender (default: built from the Airflow connections)."""
+def run_cycle(store, routing, rules, now: datetime, *, senders=None, policy=None, log=None,
+              clock=None) -> CycleReport:
+    """Release, tell the untold, escalate, repeat, deliver: one pass of the ``storefence_escalation``
+    DAG. ``now``: the time the cycle decides at; ``clock``: delivery's clock (default: ``now``
+    pinned; the DAG passes the real one). ``senders``: route -> sender (default: built from the
+    Airflow connections)."""
     from threshold_operators.alerting.delivery import RetryPolicy, deliver
 
     report = CycleReport()
@@ -166,20 +257,25 @@ def run_cycle(store, routing, rules, now: datetime, *, senders=None, policy=None
     release_mutes(store, routing, rules, now, report, stage, active)
     if report.released:
         active = store.list(active_only=True)
+    tell_untold(store, routing, rules, now, report, stage, active)
+    if report.requeued:
+        active = store.list(active_only=True)
     escalate_due(store, routing, rules, now, report, stage, active)
     if report.escalated:
         active = store.list(active_only=True)
     repeat_due(store, routing, rules, now, report, stage, active)
-    report.delivery = deliver(store, routing, now, rules=list(rules.values()), senders=senders,
-                              policy=policy or RetryPolicy(), log=log)
+    report.delivery = deliver(store, routing, None if clock else now, clock=clock, rules=list(rules.values()),
+                              senders=senders, policy=policy or RetryPolicy(), log=log)
     return report
 
 
 def acknowledge_alert(store, prefix: str, who: str, now: datetime) -> Alert:
-    """Acknowledge by fingerprint (or an unambiguous prefix); raises LookupError otherwise."""
+    """Acknowledge by fingerprint (or an unambiguous prefix); raises LookupError otherwise. Written
+    by compare-and-set: an acknowledgement racing the cycle or a notify task is re-applied on the
+    alert's newest state, never lost."""
     alert = store.find(prefix)
     if alert is None:
         raise LookupError(f"no single alert has a fingerprint starting with {prefix!r}")
-    t = acknowledge(alert, who, now)
-    store.save(t.alert)
-    return t.alert
+    done = _set(store, alert, lambda a: acknowledge(a, who, now).alert,
+                lambda a: acknowledge(a, who, now).event == Event.ACKNOWLEDGED)
+    return done if done is not None else store.get(alert.fingerprint)

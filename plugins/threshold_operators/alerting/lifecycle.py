@@ -79,6 +79,7 @@ class Alert:
     detail: dict = field(default_factory=dict, compare=False)
     notified_at: datetime | None = None  # when people were last told of it
     muted: str | None = None  # why it is held back, while it is
+    version: int = field(default=0, compare=False)  # the stored row's version when read (0: not stored)
 
     @property
     def active(self) -> bool:

@@ -65,4 +65,4 @@ class StorefenceNotifier(BaseNotifier):
         if self.deliver and report.queued:
             from threshold_operators.alerting.delivery import deliver
 
-            deliver(store, routing, now, log=self.log)
+            deliver(store, routing, log=self.log)  # the real clock at each claim

@@ -20,7 +20,10 @@
    same outbox under keys of their own.
 
 Delivery (``alerting.delivery``) sends the outbox; the escalation cycle (``alerting.escalation``)
-escalates, repeats and releases muted alerts. Nothing here reads a clock or opens a warehouse.
+escalates, repeats, releases muted alerts and re-queues any firing alert nobody was told of.
+Stages 1-6 of one evaluation are written in ONE transaction, the alerts by compare-and-set
+(``StateStore.cas_many``): all or nothing, never over a newer state. Nothing here reads a clock
+or opens a warehouse.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from hashlib import sha256
 
+from threshold_operators.alerting import faults
 from threshold_operators.alerting.lifecycle import (
     SEVERITY_ORDER,
     Alert,
@@ -127,25 +131,43 @@ def enqueue_message(store, routing, team: str, level: int, text, key: str, fp: s
 
 
 def queue_notifications(rule, evaluation: dict | None, store, routing, now: datetime, *,
-                        components: dict[str, list[str]] | None = None) -> QueueReport:
-    """Record the check's outcome and queue what people must hear. ``components``: compound rule
-    id -> the rules it refers to (for the compound inhibition)."""
+                        components: dict[str, list[str]] | None = None, attempts: int = 5) -> QueueReport:
+    """Record the check's outcome and queue what people must hear, in one transaction: the alerts'
+    new states, their messages (resolved included) and the actions' rows are written together or
+    not at all, so a failure anywhere (a locked file, a killed worker, a message that cannot be
+    built) leaves nothing half-done and the task's retry does it all. The alerts are written by
+    compare-and-set: when one changed since it was read (an acknowledgement, the escalation cycle),
+    the whole evaluation is re-read and re-decided (up to ``attempts`` times).
+    ``components``: compound rule id -> the rules it refers to (for the compound inhibition)."""
+    from threshold_operators.alerting.store import StaleAlerts
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return _queue_once(rule, evaluation, store, routing, now, components)
+        except StaleAlerts:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _queue_once(rule, evaluation: dict | None, store, routing, now: datetime,
+                components: dict[str, list[str]] | None) -> QueueReport:
     from threshold_operators.alerting import messages
 
     report = QueueReport()
     if evaluation is None or evaluation.get("outcome") == "error":
         hour = now.replace(minute=0, second=0, microsecond=0)
-        enqueue_message(store, routing, routing.team_of("data_engineering"), 1,
-                        messages.evaluation_error_message(rule.id, evaluation), _key(rule.id, "evaluation_error", hour),
-                        fingerprint(rule.id, "(evaluation)"), "error", now, report)
+        text = messages.evaluation_error_message(rule.id, evaluation)
+        with store.transaction() as con:
+            enqueue_message(store, routing, routing.team_of("data_engineering"), 1, text,
+                            _key(rule.id, "evaluation_error", hour), fingerprint(rule.id, "(evaluation)"), "error",
+                            now, report, con=con)
         return report
     failing = evaluation.get("failing_tables") or {}
-    for table, gate in sorted(failing.items()):  # one message per failing gate, whichever rules see it
-        enqueue_message(store, routing, routing.team_of("data_engineering"), 1,
-                        messages.data_gate_message(table, gate, [rule.id]),
-                        _key("gate", table, gate["kind"], gate["observed_at"]), fingerprint("(data)", table),
-                        "data_gate", now, report, data={"table": table, **gate})
+    gates = [(messages.data_gate_message(table, gate, [rule.id]), table, gate) for table, gate in sorted(failing.items())]
     if rule.mode == "shadow" or evaluation.get("outcome") in (None, "up_to_date"):
+        with store.transaction() as con:
+            _queue_gates(store, routing, gates, now, report, con)
         return report
 
     # 1. record
@@ -156,7 +178,7 @@ def queue_notifications(rule, evaluation: dict | None, store, routing, now: date
     resolved: list[Alert] = []
     seen = observations(rule.id, evaluation)
     known = store.get_many({fingerprint(rule.id, o.entity_key) for o in seen})
-    changed: list[Alert] = []  # saved together at the end of the stage
+    final: dict[str, Alert] = {}  # each changed alert's last state, written with its messages
     told_now: set[str] = set()  # fingerprints with news in this evaluation
     for obs in seen:
         fp = fingerprint(rule.id, obs.entity_key)
@@ -171,7 +193,7 @@ def queue_notifications(rule, evaluation: dict | None, store, routing, now: date
             if told and rule.notify.resolved:
                 resolved.append(before)
             report.count(report.events, str(event))
-            changed.append(replace(alert, muted=None))
+            final[fp] = known[fp] = replace(alert, muted=None)
             continue
         # 2. mute: news, and alerts held back whose mute may have ended
         if event in (Event.FIRED, Event.WORSENED) or (event == Event.NONE and alert.status == AlertStatus.SILENCED):
@@ -179,8 +201,7 @@ def queue_notifications(rule, evaluation: dict | None, store, routing, now: date
             if mute is not None and mute.until is None:  # held back: silenced, told when the mute ends
                 report.count(report.muted, mute.kind)
                 alert = replace(alert, status=AlertStatus.SILENCED, muted=mute.reason)
-                known[fp] = alert
-                changed.append(alert)
+                final[fp] = known[fp] = alert
                 continue
             if alert.status == AlertStatus.SILENCED:  # released: news now, if nobody was told yet
                 alert = replace(alert, status=AlertStatus.FIRING, muted=None)
@@ -194,11 +215,11 @@ def queue_notifications(rule, evaluation: dict | None, store, routing, now: date
                 told_now.add(fp)
         known[fp] = alert
         if alert != before:
-            changed.append(alert)
-    store.save_many(changed)
+            final[fp] = alert
 
-    # 3-5. group, route, dedup
+    # 3-5. group, route (the messages are built before anything is written)
     window = (evaluation.get("window_start") or "", evaluation["window_end"])
+    tell = []
     for (event, severity), items in sorted(news.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]))):
         level = routing.start_level(severity, rule.id)
         people = [p.name for p in routing.recipients(team, level)]
@@ -207,35 +228,52 @@ def queue_notifications(rule, evaluation: dict | None, store, routing, now: date
                                       links_for([a for a, _, _ in items[:messages.TOP]], level),
                                       tz=routing.timezone)
         defer = max((m.until for _, _, m in items if m is not None and m.until), default=None)
-        with store.engine.begin() as con:  # the message and the alerts' new level: both or neither
-            enqueue_message(store, routing, team, level, text, _key(rule.id, event, severity, level, window[1]),
-                            fingerprint(rule.id, f"({event}:{severity})"), str(event), now, report,
-                            not_before=defer, con=con,
-                            data={"rule_id": rule.id, "event": str(event), "severity": severity,
-                                  "entities": [o.entity_key for _, o, _ in items],
-                                  "fingerprints": [a.fingerprint for a, _, _ in items]})
-            store.save_many([replace(escalate(known.get(a.fingerprint, a), level, now), notified_at=now)
-                             for a, _, _ in items], con)  # each alert's latest state (it may have resolved since)
+        tell.append((level, text, _key(rule.id, event, severity, level, window[1]),
+                     fingerprint(rule.id, f"({event}:{severity})"), str(event), defer,
+                     {"rule_id": rule.id, "event": str(event), "severity": severity,
+                      "entities": [o.entity_key for _, o, _ in items],
+                      "fingerprints": [a.fingerprint for a, _, _ in items]}))
+        for a, _, _ in items:  # each alert's latest state (it may have resolved since), told at its level
+            final[a.fingerprint] = replace(escalate(known.get(a.fingerprint, a), level, now), notified_at=now)
     if resolved:
         level = max(a.escalation_level for a in resolved) or 1
         people = [p.name for p in routing.recipients(team, level)]
         text = messages.resolved_message(rule, [a.entity_key for a in resolved], window[1], level, people,
                                            routing.timezone, max((a.severity for a in resolved),
                                                                  key=lambda s: SEVERITY_ORDER.get(s or "", 0)))
-        enqueue_message(store, routing, team, level, text, _key(rule.id, "resolved", level, window[1]),
-                        fingerprint(rule.id, "(resolved)"), "resolved", now, report,
-                        data={"rule_id": rule.id, "event": "resolved", "entities": [a.entity_key for a in resolved]})
-
-    # 6. actions
+        tell.append((level, text, _key(rule.id, "resolved", level, window[1]), fingerprint(rule.id, "(resolved)"),
+                     "resolved", None, {"rule_id": rule.id, "event": "resolved",
+                                        "entities": [a.entity_key for a in resolved]}))
     fired = [{**o.detail, "fingerprint": a.fingerprint} for (event, _), items in news.items() if event == Event.FIRED
              for a, o, _ in items]  # a worsening alert does not order the same purchase again
-    if fired:
-        report.actions = queue_actions(rule, fired, window[1], store, routing, now, report)
+    faults.point("notify.decided")
+
+    # 5. dedup: the alerts, their messages and the actions, in one transaction (compare-and-set)
+    with store.transaction() as con:
+        _queue_gates(store, routing, gates, now, report, con)
+        store.cas_many(list(final.values()), con)
+        faults.point("notify.recorded")
+        for level, text, key, fp, event, defer, data in tell:
+            enqueue_message(store, routing, team, level, text, key, fp, event, now, report, not_before=defer,
+                            con=con, data=data)
+        faults.point("notify.queued")
+        # 6. actions
+        if fired:
+            report.actions = queue_actions(rule, fired, window[1], store, routing, now, report, con=con)
+    faults.point("notify.committed")
     return report
 
 
+def _queue_gates(store, routing, gates, now: datetime, report: QueueReport, con) -> None:
+    """One message per failing gate, whichever rules see it."""
+    for text, table, gate in gates:
+        enqueue_message(store, routing, routing.team_of("data_engineering"), 1, text,
+                        _key("gate", table, gate["kind"], gate["observed_at"]), fingerprint("(data)", table),
+                        "data_gate", now, report, data={"table": table, **gate}, con=con)
+
+
 def queue_actions(rule, breaches: list[dict], window_end: str, store, routing, now: datetime,
-                  report: QueueReport) -> int:
+                  report: QueueReport, con=None) -> int:
     from threshold_operators.alerting import messages
     from threshold_operators.alerting.actions import action_requests, route_of
 
@@ -248,12 +286,12 @@ def queue_actions(rule, breaches: list[dict], window_end: str, store, routing, n
                              event=f"action:{action.kind}", level=0, route=route_of(action),
                              payload={"title": action.kind, "text": "", "dry_run": r["dry_run"],
                                       "data": {"endpoint": r["endpoint"], "body": r["body"], "kind": r["kind"]}},
-                             now=now):
+                             now=now, con=con):
                 added += 1
         if requests and requests[0]["dry_run"]:  # a dry run is announced to the rule's team instead
             lines = [{"entity": r["body"].get("entity"), "would": action.kind} for r in requests]
             text = messages.action_message(rule, action, lines, dry_run=True)
             enqueue_message(store, routing, routing.team_of(rule.owner), 1, text,
                             _key(rule.id, "dry_run", action.kind, window_end), fingerprint(rule.id, "(action)"),
-                            "action", now, report)
+                            "action", now, report, con=con)
     return added

@@ -8,18 +8,29 @@ in WAL mode, so the UI and the CLI read it while DAGs write. Production: Postgre
 - ``notifications``: the outbox. A notification is stored *before* it is sent, under its
   idempotency key (``lifecycle.notification_key``); storing the same key again does nothing, so a
   retried task, a cleared and re-run DAG run or a backfill never sends anything twice. Delivery
-  marks it sent, or failed with its next attempt time.
+  claims it (a token and a lease), sends it, and marks it sent, or failed with its next attempt
+  time, only while it still holds the claim (``finish``).
+- ``delivery_routes``: one row per outbox route, locked while a deliverer claims on that route
+  (``route_lock``), so the throttle's count and the claim are one atomic step for N deliverers.
+
+Writes go through ``transaction()``: ``BEGIN IMMEDIATE`` on SQLite (the writer lock is taken at
+the start, so a read-then-write transaction never fails half-way on an upgrade), a plain
+transaction on PostgreSQL. Alert rows carry a ``version``: ``cas_many`` writes an alert only if
+nobody wrote it since it was read (compare-and-set), so a decision taken on an old snapshot is
+re-taken, never applied over a newer state (an acknowledgement).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from datetime import datetime
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, func
 
 from threshold_operators.alerting.lifecycle import Alert, AlertStatus
 
@@ -48,6 +59,7 @@ alerts = Table(
     Column("detail", Text),
     Column("notified_at", TS),  # when people were last told (fired, worsened, escalated, repeated)
     Column("muted", Text),  # why it is held back, while it is (a silence, an inhibition)
+    Column("version", Integer),  # bumped by every write: compare-and-set (NULL in old stores: 0)
 )
 
 notifications = Table(
@@ -67,6 +79,13 @@ notifications = Table(
     Column("sent_at", TS),
     Column("claimed_until", TS),  # a deliverer is sending it; another one leaves it alone until then
     Column("batch_of", Integer),  # sent within the batch led by this notification id (the throttle counts batches)
+    Column("claim_token", String(32)),  # the claim that sent it or holds it (one token per request sent)
+    Column("claimed_at", TS),  # when that claim was taken (the throttle counts claims in its window)
+)
+
+delivery_routes = Table(  # one row per route, locked while a deliverer claims on it
+    "delivery_routes", metadata,
+    Column("route", String(128), primary_key=True),
 )
 
 silences = Table(
@@ -131,27 +150,42 @@ class StateStore:
 
             @event.listens_for(engine, "connect")
             def _wal(dbapi_conn, _record):
+                dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself (below), not pysqlite
                 cur = dbapi_conn.cursor()
                 cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.close()
+
+            @event.listens_for(engine, "begin")
+            def _begin(con):  # a write transaction takes the writer lock at once (waits up to the timeout)
+                con.exec_driver_sql("BEGIN IMMEDIATE" if con.get_execution_options().get("storefence_write")
+                                    else "BEGIN")
 
             return engine
         engine = create_engine(url)
         if self.schema:
             @event.listens_for(engine, "connect")
             def _search_path(dbapi_conn, _record):
+                autocommit = dbapi_conn.autocommit
+                dbapi_conn.autocommit = True  # not inside a transaction a rollback would undo
                 cur = dbapi_conn.cursor()
                 cur.execute(f"SET search_path TO {self.schema}")
                 cur.close()
+                dbapi_conn.autocommit = autocommit
         return engine
+
+    @contextmanager
+    def transaction(self):
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite): committed at the end, rolled back on error."""
+        with self.engine.connect().execution_options(storefence_write=True) as con, con.begin():
+            yield con
 
     def create(self) -> None:
         """Create the tables, and add the columns a store made by an older version lacks."""
         from sqlalchemy import inspect
 
         metadata.create_all(self.engine, checkfirst=True)
-        with self.engine.begin() as con:
+        with self.transaction() as con:
             for table in metadata.sorted_tables:
                 have = {c["name"] for c in inspect(con).get_columns(table.name)}
                 for column in table.columns:
@@ -201,65 +235,70 @@ class StateStore:
         return _alert(rows[0]) if len(rows) == 1 else None
 
     def save(self, alert: Alert, con=None) -> None:
-        """Insert or replace the alert's row."""
-        row = _row(alert)
-        if con is None:
-            with self.engine.begin() as c:
-                return self.save(alert, c)
-        updated = con.execute(alerts.update().where(alerts.c.fingerprint == alert.fingerprint).values(**row)).rowcount
-        if not updated:
-            con.execute(alerts.insert().values(**row))
-        return None
+        """Insert or replace the alert's row, whatever it holds now (set-up, tests, admin tools: the
+        alert path writes with ``cas_many``)."""
+        self.save_many([alert], con)
 
     def save_many(self, items, con=None) -> None:
-        """Insert or replace many alerts in one statement (an upsert on SQLite and PostgreSQL)."""
+        """Insert or replace many alerts in one statement (an upsert), bumping their versions."""
         rows = list({a.fingerprint: _row(a) for a in items}.values())  # the last state of each
         if not rows:
             return
         if con is None:
-            with self.engine.begin() as c:
+            with self.transaction() as c:
                 return self.save_many(items, c)
-        dialect = self.engine.dialect.name
-        if dialect not in ("sqlite", "postgresql"):
-            for a in items:
-                self.save(a, con)
-            return None
-        if dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert
+        insert = self._insert()
         stmt = insert(alerts)
-        stmt = stmt.on_conflict_do_update(index_elements=["fingerprint"],
-                                          set_={c.name: stmt.excluded[c.name] for c in alerts.columns
-                                                if c.name != "fingerprint"})
-        con.execute(stmt, rows)
+        stmt = stmt.on_conflict_do_update(index_elements=["fingerprint"], set_={
+            **{c.name: stmt.excluded[c.name] for c in alerts.columns if c.name not in ("fingerprint", "version")},
+            "version": func.coalesce(alerts.c.version, 0) + 1})
+        con.execute(stmt, [{**r, "version": 1} for r in rows])
         return None
+
+    def cas_many(self, items, con) -> list[str]:
+        """Compare-and-set: write each alert only if its row still has the version it was read at
+        (``Alert.version``; 0: it must not exist yet), bumping it. Raises ``StaleAlerts`` (with the
+        fingerprints whose row changed since) when any was written meanwhile: the transaction rolls
+        back and the caller re-reads and re-decides. One statement (an upsert ``... WHERE version =
+        read version RETURNING``)."""
+        items = list({a.fingerprint: a for a in items}.values())
+        if not items:
+            return []
+        insert = self._insert()
+        stmt = insert(alerts)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["fingerprint"],
+            set_={**{c.name: stmt.excluded[c.name] for c in alerts.columns if c.name != "fingerprint"}},
+            where=func.coalesce(alerts.c.version, 0) == stmt.excluded.version - 1,
+        ).returning(alerts.c.fingerprint)
+        written = set(con.execute(stmt, [{**_row(a), "version": a.version + 1} for a in items]).scalars())
+        lost = [a.fingerprint for a in items if a.fingerprint not in written]
+        if lost:
+            raise StaleAlerts(lost)
+        return []
+
+    def _insert(self):
+        if self.engine.dialect.name == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        elif self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            raise NotImplementedError(f"state store on {self.engine.dialect.name}: SQLite or PostgreSQL")
+        return insert
 
     # --- the outbox ----------------------------------------------------------------------------
     def enqueue(self, *, key: str, fingerprint: str, event: str, level: int, route: str, payload: dict,
                 now: datetime, not_before: datetime | None = None, con=None) -> bool:
-        """Store a notification to send (at ``not_before``: after quiet hours); False if one with this
-        key exists already (sent or not)."""
+        """Store a notification to send (at ``not_before``: after quiet hours, a deferral that never
+        holds back the route's later rows); False if one with this key exists already (sent or not)."""
         if con is None:
-            with self.engine.begin() as c:
+            with self.transaction() as c:
                 return self.enqueue(key=key, fingerprint=fingerprint, event=event, level=level, route=route,
                                     payload=payload, now=now, not_before=not_before, con=c)
         values = {"idempotency_key": key, "fingerprint": fingerprint, "event": event, "level": level, "route": route,
                   "payload": json.dumps(payload, ensure_ascii=False, default=str), "status": "pending",
                   "attempts": 0, "next_attempt_at": max(now, not_before or now), "created_at": now}
-        dialect = self.engine.dialect.name
-        if dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        elif dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy import select
-
-            if con.execute(select(notifications.c.id).where(notifications.c.idempotency_key == key)).first():
-                return False
-            con.execute(notifications.insert().values(**values))
-            return True
-        stmt = insert(notifications).values(**values).on_conflict_do_nothing(index_elements=["idempotency_key"])
+        stmt = self._insert()(notifications).values(**values).on_conflict_do_nothing(index_elements=["idempotency_key"])
         return con.execute(stmt).rowcount == 1
 
     def due(self, now: datetime, limit: int = 100) -> list[dict]:
@@ -277,47 +316,151 @@ class StateStore:
 
         q = select(notifications).where(notifications.c.status == "pending").order_by(notifications.c.id).limit(limit)
         with self.engine.connect() as con:
-            return [{**dict(r), "payload": json.loads(r["payload"]),
-                     "next_attempt_at": _as_utc(r["next_attempt_at"])} for r in con.execute(q).mappings()]
+            return [_outbox_row(r) for r in con.execute(q).mappings()]
 
-    def claim(self, notification_id: int, now: datetime, lease_seconds: float = 120) -> bool:
-        """Take a pending notification to send it; False when another deliverer holds it. A lease
-        that runs out (the deliverer died mid-send) lets the next one take it again."""
-        from datetime import timedelta
+    def pending_routes(self) -> list[str]:
+        """The routes with pending notifications, the one with the oldest first."""
+        from sqlalchemy import select
 
-        from sqlalchemy import or_
+        q = (select(notifications.c.route, func.min(notifications.c.id).label("first"))
+             .where(notifications.c.status == "pending").group_by(notifications.c.route).order_by("first"))
+        with self.engine.connect() as con:
+            return [r.route for r in con.execute(q)]
 
-        with self.engine.begin() as con:
-            return con.execute(notifications.update().where(
-                notifications.c.id == notification_id, notifications.c.status == "pending",
-                or_(notifications.c.claimed_until.is_(None), notifications.c.claimed_until <= now),
-            ).values(claimed_until=now + timedelta(seconds=lease_seconds))).rowcount == 1
+    @contextmanager
+    def route_lock(self, route: str):
+        """A write transaction holding ``route``'s lock (its ``delivery_routes`` row ``FOR UPDATE`` on
+        PostgreSQL; SQLite's single writer lock, taken by ``BEGIN IMMEDIATE``): while it is held no
+        other deliverer counts or claims on the route."""
+        from sqlalchemy import select
+
+        with self.transaction() as con:
+            if self.engine.dialect.name == "postgresql":
+                con.execute(self._insert()(delivery_routes).values(route=route).on_conflict_do_nothing())
+                con.execute(select(delivery_routes.c.route).where(delivery_routes.c.route == route).with_for_update())
+            yield con
+
+    def route_queue(self, route: str, now: datetime, con, limit: int = 5000) -> list[dict]:
+        """The route's pending rows in order, without payloads (cheap to re-read): the due ones and
+        those backing off after a failed attempt. A row deferred before its first attempt (quiet
+        hours) is left out until its time: it holds back nothing behind it."""
+        from sqlalchemy import or_, select
+
+        c = notifications.c
+        q = (select(c.id, c.attempts, c.next_attempt_at, c.claimed_until)
+             .where(c.route == route, c.status == "pending", or_(c.next_attempt_at <= now, c.attempts > 0))
+             .order_by(c.id).limit(limit))
+        return [{**dict(r), "next_attempt_at": _as_utc(r["next_attempt_at"])} for r in con.execute(q).mappings()]
+
+    def route_busy(self, route: str, now: datetime, con) -> bool:
+        """Whether a live claim (its lease not run out) holds rows of ``route``."""
+        from sqlalchemy import select
+
+        c = notifications.c
+        q = select(c.id).where(c.route == route, c.status == "pending", c.claimed_until > now).limit(1)
+        return con.execute(q).first() is not None
+
+    def requests_since(self, route: str, since: datetime, now: datetime, con=None) -> int:
+        """Requests made on ``route`` since ``since``, and in flight: the throttle's count. A request
+        is one claim token (a batch is one); rows sent before tokens existed count by ``batch_of``.
+        Claims are counted from the moment they are taken (sent or not), so N deliverers never
+        spend the same budget twice."""
+        from sqlalchemy import and_, distinct, or_, select
+
+        if con is None:
+            with self.engine.connect() as c:
+                return self.requests_since(route, since, now, c)
+        c = notifications.c
+        tokens = select(func.count(distinct(c.claim_token))).where(
+            c.route == route, c.claim_token.is_not(None), c.status != "dry_run",
+            or_(c.claimed_at > since, c.sent_at > since,
+                and_(c.status == "pending", c.claimed_until > now)))
+        legacy = select(func.count()).where(
+            c.route == route, c.claim_token.is_(None), c.status == "sent", c.sent_at > since,
+            or_(c.batch_of.is_(None), c.batch_of == c.id))
+        return con.execute(tokens).scalar_one() + con.execute(legacy).scalar_one()
 
     def sent_since(self, route: str, since: datetime) -> int:
-        """Messages a route sent since ``since`` (the throttle's count)."""
-        from sqlalchemy import func, or_, select
+        """Requests a route made since ``since`` (``requests_since`` at ``since`` + the window)."""
+        return self.requests_since(route, since, since)
 
-        q = select(func.count()).where(notifications.c.route == route, notifications.c.status == "sent",
-                                       notifications.c.sent_at > since,
-                                       or_(notifications.c.batch_of.is_(None),
-                                           notifications.c.batch_of == notifications.c.id))
-        with self.engine.connect() as con:
-            return con.execute(q).scalar_one()
+    def claim_rows(self, ids: list[int], now: datetime, lease: timedelta, con, token: str | None = None) -> str | None:
+        """Claim the pending rows ``ids`` under one new token until ``now + lease``; the token, or
+        None when one of them is held by a live claim or no longer pending (nothing is claimed)."""
+        from sqlalchemy import or_
 
-    def mark_sent(self, notification_id: int, now: datetime, status: str = "sent", batch_of: int | None = None) -> None:
+        token = token or uuid.uuid4().hex
+        c = notifications.c
+        n = con.execute(notifications.update().where(
+            c.id.in_(ids), c.status == "pending", or_(c.claimed_until.is_(None), c.claimed_until <= now),
+        ).values(claim_token=token, claimed_at=now, claimed_until=now + lease)).rowcount
+        if n != len(set(ids)):
+            raise ClaimLost(f"{len(set(ids)) - n} of {len(set(ids))} rows taken meanwhile")
+        return token
+
+    def claim(self, notification_id: int, now: datetime, lease_seconds: float = 120) -> str | None:
+        """Take one pending notification (a token), or None when a live claim holds it. A lease that
+        runs out (the deliverer died mid-send) lets the next one take it again."""
+        try:
+            with self.transaction() as con:
+                return self.claim_rows([notification_id], now, timedelta(seconds=lease_seconds), con)
+        except ClaimLost:
+            return None
+
+    def claimed(self, ids: list[int], con=None) -> list[dict]:
+        """The full rows ``ids`` (payloads decoded), in id order."""
+        from sqlalchemy import select
+
+        if con is None:
+            with self.engine.connect() as c:
+                return self.claimed(ids, c)
+        q = select(notifications).where(notifications.c.id.in_(ids)).order_by(notifications.c.id)
+        return [_outbox_row(r) for r in con.execute(q).mappings()]
+
+    def release(self, token: str, con=None) -> None:
+        """Give back a claim not used (nothing was sent under it)."""
+        if con is None:
+            with self.transaction() as c:
+                return self.release(token, c)
+        c = notifications.c
+        con.execute(notifications.update().where(c.claim_token == token, c.status == "pending")
+                    .values(claim_token=None, claimed_at=None, claimed_until=None))
+        return None
+
+    def finish(self, token: str | None, updates: dict[int, dict], con=None) -> list[int]:
+        """Record the outcome of a claim: ``updates`` id -> the columns to set (``status``,
+        ``sent_at``, ``last_error``, ``next_attempt_at``...; ``attempts`` is incremented), applied
+        only to rows still pending under ``token`` (None: any pending row, for tools and tests).
+        Returns the ids whose claim was gone (another deliverer took them after the lease ran out):
+        nothing is written to those."""
+        if con is None:
+            with self.transaction() as c:
+                return self.finish(token, updates, c)
+        c = notifications.c
+        gone = []
+        for nid, values in updates.items():
+            q = notifications.update().where(c.id == nid, c.status == "pending")
+            if token is not None:
+                q = q.where(c.claim_token == token)
+            values = {**values, "attempts": c.attempts + 1, "claimed_until": None}
+            if values.get("last_error"):
+                values["last_error"] = values["last_error"][:2000]
+            if not con.execute(q.values(**values)).rowcount:
+                gone.append(nid)
+        return gone
+
+    def mark_sent(self, notification_id: int, now: datetime, status: str = "sent", batch_of: int | None = None,
+                  token: str | None = None) -> bool:
         """Sent (or ``dry_run``: an action recorded, not executed), alone or in the batch led by ``batch_of``."""
-        with self.engine.begin() as con:
-            con.execute(notifications.update().where(notifications.c.id == notification_id)
-                        .values(status=status, sent_at=now, attempts=notifications.c.attempts + 1,
-                                claimed_until=None, batch_of=batch_of))
+        return not self.finish(token, {notification_id: {"status": status, "sent_at": now, "batch_of": batch_of}})
 
-    def mark_failed(self, notification_id: int, error: str, next_attempt_at: datetime | None) -> None:
+    def mark_failed(self, notification_id: int, error: str, next_attempt_at: datetime | None,
+                    token: str | None = None) -> bool:
         """A failed attempt: retry at ``next_attempt_at``, or give up (None)."""
-        with self.engine.begin() as con:
-            con.execute(notifications.update().where(notifications.c.id == notification_id).values(
-                status="pending" if next_attempt_at else "failed", attempts=notifications.c.attempts + 1,
-                last_error=error[:2000], claimed_until=None,
-                **({"next_attempt_at": next_attempt_at} if next_attempt_at else {})))
+        values = {"status": "pending" if next_attempt_at else "failed", "last_error": error}
+        if next_attempt_at:
+            values["next_attempt_at"] = next_attempt_at
+        return not self.finish(token, {notification_id: values})
 
     # --- silences ------------------------------------------------------------------------------
     def add_silence(self, silence, now: datetime):
@@ -325,7 +468,7 @@ class StateStore:
         from dataclasses import replace
 
         silence = replace(silence, created_at=now)
-        with self.engine.begin() as con:
+        with self.transaction() as con:
             con.execute(silences.insert().values(
                 id=silence.id, rule=silence.rule, entity=silence.entity, shop=silence.shop, author=silence.author,
                 reason=silence.reason, starts_at=silence.starts_at, ends_at=silence.ends_at, created_at=now))
@@ -351,7 +494,7 @@ class StateStore:
 
         from sqlalchemy import select
 
-        with self.engine.begin() as con:
+        with self.transaction() as con:
             row = con.execute(select(silences.c.starts_at).where(silences.c.id == silence_id, silences.c.ends_at > now)
                               ).first()
             if row is None:
@@ -371,6 +514,23 @@ class StateStore:
             return [{**dict(r), "payload": json.loads(r["payload"])} for r in con.execute(q).mappings()]
 
 
+class StaleAlerts(RuntimeError):
+    """Alerts written by someone else since they were read (a lost compare-and-set)."""
+
+    def __init__(self, fingerprints):
+        super().__init__(f"{len(fingerprints)} alert(s) changed since read: {', '.join(fingerprints[:5])}")
+        self.fingerprints = list(fingerprints)
+
+
+class ClaimLost(RuntimeError):
+    """A row to claim is held by someone else or no longer pending."""
+
+
+def _outbox_row(r) -> dict:
+    return {**dict(r), "payload": json.loads(r["payload"]), "next_attempt_at": _as_utc(r["next_attempt_at"]),
+            "claimed_until": _as_utc(r["claimed_until"]) if r["claimed_until"] else None}
+
+
 def _row(a: Alert) -> dict:
     return {"fingerprint": a.fingerprint, "rule_id": a.rule_id, "entity_key": a.entity_key, "status": str(a.status),
             "severity": a.severity, "first_bucket": a.first_bucket, "last_bucket": a.last_bucket,
@@ -378,7 +538,7 @@ def _row(a: Alert) -> dict:
             "escalated_at": a.escalated_at,
             "acknowledged_by": a.acknowledged_by, "acknowledged_at": a.acknowledged_at, "resolved_at": a.resolved_at,
             "detail": json.dumps(a.detail, ensure_ascii=False, default=str), "notified_at": a.notified_at,
-            "muted": a.muted}
+            "muted": a.muted, "version": a.version}
 
 
 def _alert(r) -> Alert:
@@ -388,4 +548,4 @@ def _alert(r) -> Alert:
                  _as_utc(r["escalated_at"]) if r["escalated_at"] else None, r["acknowledged_by"],
                  _as_utc(r["acknowledged_at"]) if r["acknowledged_at"] else None,
                  _as_utc(r["resolved_at"]) if r["resolved_at"] else None, json.loads(r["detail"] or "{}"),
-                 _as_utc(r["notified_at"]) if r["notified_at"] else None, r["muted"])
+                 _as_utc(r["notified_at"]) if r["notified_at"] else None, r["muted"], r.get("version") or 0)

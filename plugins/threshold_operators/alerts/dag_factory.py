@@ -80,7 +80,7 @@ def _notify_task(loaded: LoadedRule, check_task_id: str, conn_id: str):
               f"muted {queued.muted or 'none'}; {queued.queued} message(s) and {queued.actions} action(s) queued, "
               f"{queued.duplicates} already there")
         if queued.queued or queued.actions:  # at once; what cannot go now, the escalation DAG retries
-            d = deliver(store, routing, now, rules=[rule])
+            d = deliver(store, routing, rules=[rule])  # the real clock at each claim, not the task's start
             print(f"delivered {len(d.sent)}, dry runs {len(d.dry_run)}, retrying {len(d.retrying)}, "
                   f"failed {len(d.failed)}, waiting {d.held_back + d.throttled}")
         return {"events": queued.events, "queued": queued.queued, "actions": queued.actions, "muted": queued.muted}

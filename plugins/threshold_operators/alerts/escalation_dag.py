@@ -47,7 +47,8 @@ def build_escalation_dag(cron: str = EVERY) -> DAG:
             store = StateStore()
             store.create()
             rules = {rid: r.rule for rid, r in load_catalogue().rules.items()}
-            report = run_cycle(store, load_routing(), rules, datetime.now(UTC))
+            report = run_cycle(store, load_routing(), rules, datetime.now(UTC),
+                               clock=lambda: datetime.now(UTC))  # delivery claims at the current time
             print(report.summary())
             d = report.delivery
             return {"released": len(report.released), "escalated": len(report.escalated),

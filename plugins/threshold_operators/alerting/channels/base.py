@@ -20,6 +20,7 @@ class Message:
     emails: tuple[str, ...] = ()  # addresses, for the email channel
     severity: str | None = None  # blue, yellow, red (None: a resolved or operational message)
     links: tuple[tuple[str, str], ...] = ()  # (label, url): the acknowledge link, the runbook
+    key: str | None = field(default=None, compare=False)  # the outbox idempotency key (Idempotency-Key header)
 
 
 @dataclass(frozen=True)

@@ -42,9 +42,17 @@ class EmailSender:
     ``SmtpHook``); one connection per message, closed after it."""
 
     def __init__(self, connect: Callable[[], smtplib.SMTP], from_email: str | None, *, name: str = "email",
-                 clock: Callable[[], float] = time.time, secrets: tuple[str, ...] = ()):
+                 clock: Callable[[], float] = time.time, secrets: tuple[str, ...] = (), timeout: float = 30.0,
+                 retry_limit: int = 5):
         self.name, self.from_email = name, from_email
         self._connect, self._clock, self._secrets = connect, clock, secrets
+        self._timeout, self._retry_limit = timeout, retry_limit
+
+    def worst_case_seconds(self, message: Message | None = None) -> float:
+        """The hook's connection attempts (``retry_limit`` x ``timeout``), then the session's
+        commands (MAIL, RCPT per recipient, DATA, QUIT), each up to ``timeout``."""
+        recipients = len(message.emails) if message is not None else 10
+        return self._timeout * (self._retry_limit + 3 + max(recipients, 1))
 
     @classmethod
     def from_connection(cls, conn_id: str, **kwargs) -> EmailSender:
@@ -59,6 +67,8 @@ class EmailSender:
 
         kwargs.setdefault("name", conn_id)
         kwargs.setdefault("secrets", (conn.password or "",))
+        kwargs.setdefault("timeout", float(extra.get("timeout", 30)))  # SmtpHook's defaults
+        kwargs.setdefault("retry_limit", int(extra.get("retry_limit", 5)))
         return cls(connect, extra.get("from_email") or (conn.login if "@" in (conn.login or "") else None), **kwargs)
 
     def payload(self, message: Message) -> EmailMessage:

@@ -129,6 +129,11 @@ class SmsSender:
     def text(self, message: Message) -> str:
         return sms_text(message)
 
+    def worst_case_seconds(self, message: Message | None = None) -> float:
+        """One request per number, one after the other, each up to its connect and read timeouts."""
+        numbers = len(set(message.mentions)) if message is not None else 10
+        return 2 * self._timeout * max(numbers, 1)
+
     def payload(self, message: Message, to: str) -> dict:
         """The request for one recipient: method, url, headers, query and body, rendered."""
         values = {"to": to, "text": self.text(message), "title": message.title, "severity": message.severity or "",

@@ -13,6 +13,10 @@ With a secret, ``X-Storefence-Signature: sha256=<hex HMAC-SHA256(secret, raw bod
 signs its webhooks): the receiver recomputes it over the bytes it got and compares in constant
 time; ``sent_at`` is inside the signed body, so it can also refuse old replays.
 
+Every request carries ``Idempotency-Key: <the outbox key>`` (a digest of the keys for a batch):
+delivery is at-least-once where a deliverer dies between the receiver's answer and its record,
+and a repeat then comes with the same key, for the receiver to drop.
+
 Any 2xx is success; 429 and 5xx are retried, other 4xx are not; network errors are retried.
 """
 
@@ -30,6 +34,7 @@ from threshold_operators.alerting.channels.http_connection import http_session
 
 SCHEMA = "storefence.alert/v1"
 SIGNATURE_HEADER = "X-Storefence-Signature"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -63,6 +68,8 @@ class WebhookSender:
         body = json.dumps(self.payload(message), ensure_ascii=False, default=str).encode()
         headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "storefence-alerts",
                    "X-Storefence-Schema": SCHEMA}
+        if message.key:  # the outbox's idempotency key: a receiver that saw it already can drop a repeat
+            headers[IDEMPOTENCY_HEADER] = message.key
         if self._secret:
             headers[SIGNATURE_HEADER] = signature(self._secret, body)
         try:
