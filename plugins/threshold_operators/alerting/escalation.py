@@ -111,7 +111,7 @@ def _message(routing, rule, event: str, level: int, alerts: list[Alert], now: da
     window = (min(a.first_bucket for a in alerts).isoformat(), max(a.last_bucket for a in alerts).isoformat())
     if rule is not None:
         text = messages.alert_message(rule, event, severity, breaches, window, level, people,
-                                      links_for(alerts[:messages.TOP], level), tz=routing.timezone)
+                                      links_for(alerts[:messages.TOP], level, now), tz=routing.timezone)
     else:  # an alert of a rule no longer in the catalogue: still escalated, plainly
         text = messages.Text(f"[{event}] {alerts[0].rule_id}", f"【{event}】{alerts[0].rule_id}: {len(alerts)}",
                              f"[{event}] {alerts[0].rule_id}", f"[{event}] {alerts[0].rule_id}: {len(alerts)}", severity)

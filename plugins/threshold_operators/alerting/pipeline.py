@@ -103,7 +103,7 @@ def _link_settings():
         return None
 
 
-def links_for(alerts, level: int) -> dict[str, str]:
+def links_for(alerts, level: int, now: datetime | None = None) -> dict[str, str]:
     """Fingerprint -> signed acknowledge link of each alert's current firing (its ``opened_at``), when
     the ``storefence_ack`` connection is set up (else none)."""
     from threshold_operators.alerting.ack_link import ack_url
@@ -111,7 +111,7 @@ def links_for(alerts, level: int) -> dict[str, str]:
     settings = _link_settings()
     if settings is None:
         return {}
-    return {a.fingerprint: ack_url(settings, a.fingerprint, level, opened_at=a.opened_at) for a in alerts}
+    return {a.fingerprint: ack_url(settings, a.fingerprint, level, now, opened_at=a.opened_at) for a in alerts}
 
 
 def enqueue_message(store, routing, team: str, level: int, text, key: str, fp: str, event: str, now: datetime,
@@ -225,7 +225,7 @@ def _queue_once(rule, evaluation: dict | None, store, routing, now: datetime,
         people = [p.name for p in routing.recipients(team, level)]
         breaches = [{**o.detail, "fingerprint": a.fingerprint} for a, o, _ in items]
         text = messages.alert_message(rule, str(event), severity, breaches, window, level, people,
-                                      links_for([a for a, _, _ in items[:messages.TOP]], level),
+                                      links_for([a for a, _, _ in items[:messages.TOP]], level, now),
                                       tz=routing.timezone)
         defer = max((m.until for _, _, m in items if m is not None and m.until), default=None)
         tell.append((level, text, _key(rule.id, event, severity, level, window[1]),

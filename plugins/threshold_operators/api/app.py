@@ -280,10 +280,14 @@ def create_app(store_factory: Callable[[], StateStore] = StateStore, now: Callab
         alert, level = found
         name = " ".join(name.split())[:80]
         who = f"{name} (link:L{level})" if name else f"link:L{level}"
-        t = acknowledge(alert, who, now())
-        if t.event == Event.ACKNOWLEDGED:
-            store.save(t.alert)
-            return _page("已确认 / Acknowledged", _alert_table(t.alert, level))
+        at = now()
+        if acknowledge(alert, who, at).event == Event.ACKNOWLEDGED:
+            # compare-and-set, as the CLI and the API: a cycle or a notify task writing the alert
+            # meanwhile is re-read, never overwritten
+            done = acknowledge_alert(store, alert.fingerprint, who, at)
+            if done.status == AlertStatus.ACKNOWLEDGED and done.acknowledged_by == who:
+                return _page("已确认 / Acknowledged", _alert_table(done, level))
+            alert = done
         if alert.status == AlertStatus.ACKNOWLEDGED:
             return _page("已确认 / Already acknowledged", _alert_table(alert, level))
         return _page("无需确认 / Nothing to acknowledge",
