@@ -47,6 +47,8 @@ QUERY_PATH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.
 # An action's endpoint: a path on the connection's host, e.g. /v1/purchase-suggestions.
 ENDPOINT = re.compile(r"^(/[A-Za-z0-9_~-][A-Za-z0-9_.~-]*)*/?$")
 CONN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
+# Storefence's own connections (the acknowledge-link key, the state store, the warehouse): never an action's.
+RESERVED_CONN_IDS = frozenset({"storefence_ack", "storefence_state", "storefence_warehouse"})
 
 
 def _identifier(v: str, what: str = "column name") -> str:
@@ -212,6 +214,9 @@ class Action(_Strict):
     def _conn_id(cls, v):
         if not CONN_ID.match(v):
             raise ValueError(f"{v!r} is not a connection id")
+        if v in RESERVED_CONN_IDS:
+            raise ValueError(f"{v!r} is Storefence's own connection; an action may not use it (declare the "
+                             f"action's own connection under action_connections in routing.yaml)")
         return v
 
     @field_validator("endpoint")

@@ -44,7 +44,11 @@ def _warehouse_schema() -> dict[str, dict[str, str]]:
 
 
 def _line_of(text: str, needle: str) -> int:
-    m = re.search(rf"\b{re.escape(needle)}\b", text, re.IGNORECASE)
+    """The line of ``needle`` (a word; ``name(`` a function call) in ``text``, ignoring -- comments."""
+    code = re.sub(r"--[^\n]*", lambda m: " " * len(m.group(0)), text)
+    pattern = rf"\b{re.escape(needle[:-1])}\s*\(" if needle.endswith("(") else rf"\b{re.escape(needle)}\b"
+    pattern = pattern.replace("\\ ", "\\s+")
+    m = re.search(pattern, code, re.IGNORECASE) or re.search(pattern, text, re.IGNORECASE)
     return text.count("\n", 0, m.start()) + 1 if m else 1
 
 
@@ -75,7 +79,8 @@ def statement_problems(stmt, schema: dict, extra_tables: set[str] = frozenset())
         if isinstance(node, _WRITES):
             what = "SELECT INTO" if isinstance(node, exp.Into) else "FOR UPDATE / SHARE" if isinstance(node, exp.Lock) \
                 else node.key.upper()
-            problems.append((what.split()[0], f"a {what} inside the query; a metric query only reads"))
+            needle = {"SELECT INTO": "INTO", "FOR UPDATE / SHARE": "FOR"}.get(what, what)
+            problems.append((needle, f"a {what} inside the query; a metric query only reads"))
     ctes = {c.alias_or_name for c in stmt.find_all(exp.CTE)} | set(extra_tables)
     for table in stmt.find_all(exp.Table):
         if isinstance(table.this, exp.Func):
@@ -89,7 +94,7 @@ def statement_problems(stmt, schema: dict, extra_tables: set[str] = frozenset())
     for node in stmt.find_all(exp.Func):
         key, written = function_name(node)
         if key not in ALLOWED_FUNCTIONS:
-            problems.append((written, f"function {written}() is not allowed in a metric query (only pure "
+            problems.append((f"{written}(", f"function {written}() is not allowed in a metric query (only pure "
                                       f"functions: the allow-list is in docs/rules.md, 'Rule files are data')"))
     return list(dict.fromkeys(problems))
 
@@ -165,7 +170,7 @@ def check_query(rule: Rule, path: Path, template: str, dialects) -> tuple[tuple[
             break
         bucket = _bucket_type_problem(qualified, schema, dialect)
         if bucket:
-            problems.append(f"{path}:{_line_of(template, 'bucket')}: query: {bucket}")
+            problems.append(f"{path}:{_line_of(template, 'AS bucket')}: query: {bucket}")
             break
     return tuple(sorted(tables)), _merge_dialects(problems)
 
