@@ -52,8 +52,7 @@ def same_origin_url(base_url: str, endpoint: str) -> str:
 
     url = f"{base_url.rstrip('/')}{endpoint}"
     base, final = urlsplit(base_url), urlsplit(url)
-    if (final.scheme, final.hostname, final.port, final.username, final.password) != \
-            (base.scheme, base.hostname, base.port, base.username, base.password) \
+    if (final.scheme, final.netloc) != (base.scheme, base.netloc) or "@" in final.netloc \
             or not final.path.startswith(base.path.rstrip("/")) or ".." in final.path.split("/"):
         raise ActionRefused(f"the endpoint {endpoint!r} leaves the connection's host {base.hostname!r}; not sent")
     return url
