@@ -31,8 +31,6 @@ from threshold_operators.alerting.channels.base import Message, SendResult, http
 from threshold_operators.rules.model import RESERVED_CONN_IDS
 
 
-
-
 class ActionRefused(ValueError):
     """An action whose connection or URL a rule may not use."""
 
