@@ -256,14 +256,20 @@ def compile_rule(loaded, lookup) -> CompiledRule:
     b = _Builder(loaded.rule, loaded.template, "", lookup)
     final = b.build()
     sql = "WITH " + ",\n".join(f"{name} AS (\n{body}\n)" for name, body in b.ctes) + f"\nSELECT * FROM {final}"
-    problems = statement_problems_of(sql)
+    read = set(loaded.tables).union(*(lookup(r).tables for r in loaded.rule.references))
+    problems = statement_problems_of(sql, tuple(sorted(read & SCRATCH_TABLES)))
     if problems:
         raise RuleRefused(f"rule {loaded.rule.id}: refused, nothing was run: " + "; ".join(problems))
     return CompiledRule(loaded.rule, sql, b.params, b.referenced)
 
 
+# Tables of the analysis tools' own in-memory DuckDB (analysis.series replaces a rule's query by
+# `SELECT ... FROM series`); a compiled rule may read one only when its catalogue entry says so.
+SCRATCH_TABLES = frozenset({"series"})
+
+
 @lru_cache(maxsize=256)
-def statement_problems_of(sql: str) -> tuple[str, ...]:
+def statement_problems_of(sql: str, scratch_tables: tuple[str, ...] = ()) -> tuple[str, ...]:
     """Why a compiled statement may not run, in either warehouse dialect (empty: it may)."""
     import sqlglot
     from sqlglot.errors import ParseError
@@ -280,7 +286,7 @@ def statement_problems_of(sql: str) -> tuple[str, ...]:
         if len(statements) != 1:
             out.append(f"{len(statements)} statements ({dialect}); a rule is one SELECT")
             continue
-        out += [msg for _, msg in statement_problems(statements[0], _warehouse_schema())]
+        out += [msg for _, msg in statement_problems(statements[0], _warehouse_schema(), set(scratch_tables))]
     return tuple(dict.fromkeys(out))
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from threshold_operators import located_yaml
-from threshold_operators.rules.model import DOMAINS, Rule, RuleFile
+from threshold_operators.rules.model import DOMAINS, IDENTIFIER, Rule, RuleFile
 
 INCLUDE = Path(__file__).resolve().parents[3] / "include"
 RULES_DIR = INCLUDE / "rules"
@@ -242,7 +242,8 @@ def _restore(doc: dict, rdir: Path, sdir: Path) -> Catalogue:
         rule = Rule.model_validate(r["rule"])
         file, sql_path = Path(r["file"]), Path(r["sql_path"])
         if sql_path != sdir / rule.query or not inside(sql_path, sdir) or not inside(file, rdir) \
-                or file.parent != rdir or file.stem != rule.domain:
+                or file.parent != rdir or file.stem != rule.domain \
+                or not all(isinstance(t, str) and IDENTIFIER.match(t) for t in r["tables"]):
             raise _Untrusted(rule.id)
         template = sql_path.read_text(encoding="utf-8")
         if _sha(template) != r["sql_sha256"] or _sha(file.read_text(encoding="utf-8")) != r["file_sha256"]:

@@ -19,7 +19,7 @@ Helpers available in a template:
 
 A template is data, not code: it is rendered in Jinja's immutable sandbox, sees only these
 helpers and values (no filters, no globals, no attribute of anything: ``x.y`` and ``x['y']``
-are refused), and a helper's arguments must be column references (``o.created_at``) or param
+are refused; no loops, macros, includes or imports), and a helper's arguments must be column references (``o.created_at``) or param
 names: a helper never pastes arbitrary text into the SQL. A refused construct is a
 ``TemplateProblem`` naming the template's line (a lint problem at file:line).
 """
@@ -134,6 +134,12 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+# Statements a metric query may not use: loops and macros (a template that runs for ever),
+# includes, imports and inheritance (other files).
+_REFUSED_STATEMENTS = (jinja2.nodes.For, jinja2.nodes.Macro, jinja2.nodes.CallBlock, jinja2.nodes.Include,
+                       jinja2.nodes.Import, jinja2.nodes.FromImport, jinja2.nodes.Extends, jinja2.nodes.Block)
+
+
 def _template_line(tb) -> int | None:
     """The template line a rendering error was raised on (Jinja rewrites its traceback)."""
     line = None
@@ -147,7 +153,11 @@ def _template_line(tb) -> int | None:
 def render(template_text: str, ctx: RenderContext) -> str:
     """The SQL of a metric query for ``ctx``; raises TemplateProblem with the template's message."""
     try:
-        template = _environment().from_string(template_text)
+        env = _environment()
+        for node in env.parse(template_text).find_all(_REFUSED_STATEMENTS):
+            raise TemplateProblem(f"line {node.lineno}: template: {{% {type(node).__name__.lower()} %}} is not "
+                                  f"allowed in a metric query (no loops, macros, includes or imports)")
+        template = env.from_string(template_text)
         chunks, size = [], 0
         for chunk in template.generate(
             in_window=_Helper(ctx.in_window),
