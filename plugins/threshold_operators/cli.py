@@ -488,6 +488,14 @@ def main(argv: list[str] | None = None) -> int:
     except (WarehouseConfigError, SimulationError, IncidentError, UsageError, FileNotFoundError) as exc:
         print(f"storefence {args.command}: {exc}", file=sys.stderr)
         return 2
+    except ValueError as exc:  # a rule refused before it ran: a message, not a traceback
+        from threshold_operators.engine.compile import RuleRefused
+        from threshold_operators.rules.sql_template import TemplateProblem
+
+        if not isinstance(exc, RuleRefused | TemplateProblem):
+            raise
+        print(f"storefence {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
