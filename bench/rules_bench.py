@@ -706,7 +706,8 @@ def parse_times(runs: int, dag_files: list[str], generated: int = 200) -> dict:
         shutil.copytree(REPO / "include" / "rules", tmp / "rules")
         shutil.copytree(REPO / "include" / "sql", tmp / "sql")
         generate_rules(tmp / "rules", generated)
-        base = {"PYTHONPATH": str(REPO / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+        # the catalogue cache lives under AIRFLOW_HOME only: the cache folders below are inside it
+        base = {"PYTHONPATH": str(REPO / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW_HOME": str(tmp)}
         big = {"STOREFENCE_RULES_DIR": str(tmp / "rules"), "STOREFENCE_SQL_DIR": str(tmp / "sql")}
         cases: dict[str, tuple[list[str], dict, bool]] = {  # name: (argv, env, cold cache)
             "airflow one-task DAG (from airflow.sdk import DAG)": (["-c", ONE_TASK], {}, False),
@@ -834,7 +835,8 @@ def main() -> int:
         out["pandas_agreement"] = agreement(main_path, args.agreement_ends)
         tmp = Path(tempfile.mkdtemp(prefix="sf-sensitised-"))
         try:
-            env = {"STOREFENCE_RULES_DIR": str(sensitised_rules(tmp / "rules")), "STOREFENCE_CACHE_DIR": str(tmp / "cache")}
+            env = {"STOREFENCE_RULES_DIR": str(sensitised_rules(tmp / "rules")), "AIRFLOW_HOME": str(tmp),
+                   "STOREFENCE_CACHE_DIR": str(tmp / "cache")}
             out["pandas_agreement_sensitised_order_spike"] = {
                 "change": "sales.order_spike with min_volume 3 (was 10) and poisson z > 3 (was 6)",
                 **agreement(main_path, 3, env, only=("sales.order_spike",), with_end=False)}

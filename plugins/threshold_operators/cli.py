@@ -204,8 +204,15 @@ def _routing_problems(rdir: Path, catalogue) -> list[str]:
         routing = load_routing(path)
     except located_yaml.ConfigFileError as exc:
         return exc.problems
-    return [f"{r.file}:{r.line_of('owner')}: owner: {r.rule.owner!r} is not a team of {path.name} "
-            f"({', '.join(sorted(routing.teams))})" for r in catalogue.rules.values() if r.rule.owner not in routing.teams]
+    problems = [f"{r.file}:{r.line_of('owner')}: owner: {r.rule.owner!r} is not a team of {path.name} "
+                f"({', '.join(sorted(routing.teams))})" for r in catalogue.rules.values() if r.rule.owner not in routing.teams]
+    for r in catalogue.rules.values():
+        for i, action in enumerate(r.rule.actions):
+            if action.conn_id not in routing.action_connections:
+                problems.append(f"{r.file}:{r.line_of('actions', i, 'conn_id')}: actions.{i}.conn_id: {action.conn_id!r} "
+                                f"is not declared under action_connections in {path.name} "
+                                f"({', '.join(routing.action_connections) or 'none declared'})")
+    return problems
 
 
 def cmd_rules(args) -> int:
@@ -501,6 +508,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (WarehouseConfigError, SimulationError, IncidentError, UsageError, FileNotFoundError) as exc:
+        print(f"storefence {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # a rule refused before it ran: a message, not a traceback
+        from threshold_operators.engine.compile import RuleRefused
+        from threshold_operators.rules.sql_template import TemplateProblem
+
+        if not isinstance(exc, RuleRefused | TemplateProblem):
+            raise
         print(f"storefence {args.command}: {exc}", file=sys.stderr)
         return 2
 

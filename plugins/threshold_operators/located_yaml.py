@@ -26,17 +26,40 @@ def _scalar(node) -> Any:
     return yaml.SafeLoader("").construct_object(node, deep=True)
 
 
-def _walk(node, path: tuple, lines: dict[tuple, int]) -> Any:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        out = {}
-        for key_node, value_node in node.value:
-            key = key_node.value
-            out[key] = _walk(value_node, (*path, key), lines)
-            lines[(*path, key)] = key_node.start_mark.line + 1  # the key's line, not its value's
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_walk(item, (*path, i), lines) for i, item in enumerate(node.value)]
+MAX_NODES = 200_000  # a rule file has a few thousand; an alias bomb ("billion laughs") has billions
+
+
+class _AliasProblem(ValueError):
+    def __init__(self, line: int, message: str):
+        super().__init__(message)
+        self.line = line
+
+
+def _walk(node, path: tuple, lines: dict[tuple, int], active: set[int], budget: list[int]) -> Any:
+    """The document under ``node``. ``active``: the nodes being expanded (an alias back to one of
+    them is a cycle); ``budget``: nodes left to expand (aliases repeat a node wherever they point)."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _AliasProblem(node.start_mark.line + 1, f"more than {MAX_NODES:,} values once aliases are expanded "
+                                                      f"(an alias bomb?)")
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+        if id(node) in active:
+            raise _AliasProblem(node.start_mark.line + 1, "a recursive alias (an anchor used inside itself)")
+        active.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                out = {}
+                for key_node, value_node in node.value:
+                    if not isinstance(key_node, yaml.ScalarNode):
+                        raise _AliasProblem(key_node.start_mark.line + 1, "a mapping key must be a plain value")
+                    key = key_node.value
+                    out[key] = _walk(value_node, (*path, key), lines, active, budget)
+                    lines[(*path, key)] = key_node.start_mark.line + 1  # the key's line, not its value's
+                return out
+            return [_walk(item, (*path, i), lines, active, budget) for i, item in enumerate(node.value)]
+        finally:
+            active.discard(id(node))
     return _scalar(node)
 
 
@@ -51,7 +74,12 @@ def load(path: str | Path) -> tuple[Any, dict[tuple, int]]:
     except OSError as exc:
         raise ConfigFileError([f"{path}: cannot be read: {exc.strerror}"]) from None
     lines: dict[tuple, int] = {}
-    return (_walk(node, (), lines) if node is not None else None), lines
+    if node is None:
+        return None, lines
+    try:
+        return _walk(node, (), lines, set(), [MAX_NODES]), lines
+    except _AliasProblem as exc:
+        raise ConfigFileError([f"{path}:{exc.line}: not valid here: {exc}"]) from None
 
 
 def line_of(lines: dict[tuple, int], loc: tuple) -> int:

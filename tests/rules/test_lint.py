@@ -96,7 +96,7 @@ def test_dag_parsing_reuses_the_validated_catalogue_until_a_file_changes(tmp_pat
     shutil.copytree(REPO / "include" / "rules", rules)
     shutil.copytree(REPO / "include" / "sql", sql)
     env = {"STOREFENCE_RULES_DIR": str(rules), "STOREFENCE_SQL_DIR": str(sql),
-           "STOREFENCE_CACHE_DIR": str(tmp_path / "cache")}
+           "STOREFENCE_CACHE_DIR": str(Path(os.environ["AIRFLOW_HOME"]) / f"cache-{tmp_path.name}")}  # under AIRFLOW_HOME
     assert _parse_in_a_fresh_process(env) == (True, "")  # first parse: validated (sqlglot)
     assert _parse_in_a_fresh_process(env) == (False, "")  # then: from the cache, no SQL parsing
     query = sql / "sales" / "orders_by_sku_hour.sql"

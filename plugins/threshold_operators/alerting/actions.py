@@ -12,6 +12,13 @@ An action is an outbox row like a message (route ``action:<conn_id>``), under an
 of the alert(s), the action and the data window: a retried task, a re-run or a backfill sends it
 once, and the receiving system gets the same key in the ``Idempotency-Key`` header for its own
 deduplication. Every body carries a versioned ``schema`` name.
+
+A rule file is data, and the connection's password goes out as a bearer token, so where a
+request goes is not the rule's to choose: the endpoint is a path on the connection's host
+(``rules.model.ENDPOINT``), the final URL is checked to be on that host before anything is sent
+(and redirects are not followed), the connection must be declared under ``action_connections``
+in ``routing.yaml`` (``storefence lint`` refuses others), and Storefence's own connections
+(``RESERVED_CONN_IDS``: the acknowledge-link key, the state store, the warehouse) never are.
 """
 
 from __future__ import annotations
@@ -21,6 +28,32 @@ from collections import defaultdict
 from hashlib import sha256
 
 from threshold_operators.alerting.channels.base import Message, SendResult, http_failure, lookup_connection
+from threshold_operators.rules.model import RESERVED_CONN_IDS
+
+
+class ActionRefused(ValueError):
+    """An action whose connection or URL a rule may not use."""
+
+
+def check_conn_id(conn_id: str, declared=None) -> None:
+    """Raise ActionRefused unless ``conn_id`` may carry an action (``declared``: routing.yaml's list)."""
+    if conn_id in RESERVED_CONN_IDS:
+        raise ActionRefused(f"connection {conn_id!r} is Storefence's own; an action may not use it")
+    if declared is not None and conn_id not in declared:
+        raise ActionRefused(f"connection {conn_id!r} is not declared under action_connections in routing.yaml")
+
+
+def same_origin_url(base_url: str, endpoint: str) -> str:
+    """``base_url + endpoint``, or ActionRefused when that URL is not on the base URL's host (an
+    endpoint like ``@other.host/x`` or ``.evil.example/x`` would move the request elsewhere)."""
+    from urllib.parse import urlsplit
+
+    url = f"{base_url.rstrip('/')}{endpoint}"
+    base, final = urlsplit(base_url), urlsplit(url)
+    if (final.scheme, final.netloc) != (base.scheme, base.netloc) or "@" in final.netloc \
+            or not final.path.startswith(base.path.rstrip("/")) or ".." in final.path.split("/"):
+        raise ActionRefused(f"the endpoint {endpoint!r} leaves the connection's host {base.hostname!r}; not sent")
+    return url
 
 
 def route_of(action) -> str:
@@ -96,9 +129,12 @@ class ActionSender:
             token, timeout
 
     @classmethod
-    def from_connection(cls, conn_id: str, **kwargs) -> ActionSender:
+    def from_connection(cls, conn_id: str, declared=None, **kwargs) -> ActionSender:
+        """``declared``: the action connections routing.yaml allows (None: only the reserved
+        connections are refused)."""
         from threshold_operators.alerting.channels.http_connection import http_session
 
+        check_conn_id(conn_id, declared)
         conn = lookup_connection(conn_id)
         session, base_url = http_session(conn_id, conn)  # no basic auth over the bearer token
         return cls(session, base_url, conn.password or None, name=f"action:{conn_id}", **kwargs)
@@ -111,8 +147,12 @@ class ActionSender:
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         try:
-            reply = self.session.post(f"{self.base_url}{data.get('endpoint', '')}", json=data["body"],
-                                      headers=headers, timeout=self._timeout)
+            url = same_origin_url(self.base_url, data.get("endpoint", ""))
+        except ActionRefused as exc:
+            return SendResult(False, False, str(exc))  # not retried: the rule must change
+        try:
+            reply = self.session.post(url, json=data["body"], headers=headers, timeout=self._timeout,
+                                      allow_redirects=False)  # a redirect could lead the token elsewhere
         except requests.RequestException as exc:
             return SendResult(False, True, type(exc).__name__)
         if reply.status_code == 409:  # the receiver has this idempotency key already: it is done

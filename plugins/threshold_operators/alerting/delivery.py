@@ -311,7 +311,7 @@ def build_senders(routing, rules=()) -> tuple[dict[str, Sender], list[str]]:
             if route in senders:
                 continue
             try:
-                senders[route] = ActionSender.from_connection(action.conn_id)
+                senders[route] = ActionSender.from_connection(action.conn_id, routing.action_connections)
             except Exception as exc:  # noqa: BLE001 - an undefined connection: reported, the rest still delivers
                 problems.append(f"{route}: {type(exc).__name__}: {str(exc)[:200]}")
     return senders, problems

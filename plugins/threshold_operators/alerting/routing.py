@@ -7,6 +7,13 @@
   per severity; a rule's ``owner`` names its team.
 - ``escalation``: how long an alert may stay unacknowledged at a level (``sla``, per rule or by
   default) and the level a severity starts at (red may start at the supervisor).
+- ``action_connections``: the Airflow connections rules' ``actions:`` may post to (a rule naming
+  another is refused by lint and never sent; Storefence's own connections and the channels'
+  connections may not be listed).
+
+Routes that go nowhere are refused: every team has a channel for every severity (directly, or
+through the yellow list a missing severity falls back to), and a team using email, SMS or voice
+has someone at level 1.
 
 Validated like the rule files: every problem with file, line and field.
 """
@@ -75,6 +82,8 @@ class Routing(_Strict):
     people: dict[str, Person]
     teams: dict[str, Team]
     escalation: Escalation = Escalation()
+    action_connections: list[str] = Field(default_factory=list, description="Airflow connections (type http) "
+                                          "that rules' actions may post to")
 
     @model_validator(mode="after")
     def _references(self):
@@ -93,9 +102,32 @@ class Routing(_Strict):
                     parse_quiet_hours(team.quiet_hours)
                 except ValueError as exc:
                     problems.append(f"teams.{name}.quiet_hours: {exc}")
+        from threshold_operators.alerting.actions import RESERVED_CONN_IDS
+
+        channel_conns = {c.conn_id for c in self.channels.values()}
+        for conn_id in self.action_connections:
+            if conn_id in RESERVED_CONN_IDS:
+                problems.append(f"action_connections: {conn_id!r} is Storefence's own connection; actions may not use it")
+            elif conn_id in channel_conns:
+                problems.append(f"action_connections: {conn_id!r} is a channel's connection; give actions their own")
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def dead_ends(self) -> list[tuple[tuple, str]]:
+        """(location in the file, problem) for each way an alert would reach nobody."""
+        out = []
+        for name, team in self.teams.items():
+            missing = [s for s in ("blue", "yellow", "red") if not self.channels_for(name, s)]
+            if missing:
+                out.append((("teams", name, "channels"), f"no channel for {', '.join(missing)}: those alerts of "
+                            f"team {name} would reach nobody (list a channel per severity, or a yellow list)"))
+            personal = {self.channels[c].kind for chans in team.channels.values() for c in chans
+                        if c in self.channels} & {"email", "sms", "voice"}
+            if personal and not self.recipients(name, 1):
+                out.append((("teams", name, "levels"), f"nobody at level 1, yet the team's alerts go by "
+                            f"{', '.join(sorted(personal))}: they would reach nobody"))
+        return out
 
     def sla_of(self, rule_id: str) -> timedelta:
         return self.escalation.rules.get(rule_id, self.escalation.sla)
@@ -144,5 +176,13 @@ def routing_path() -> Path:
 
 
 def load_routing(path: Path | None = None) -> Routing:
-    """The routing file, or ConfigFileError with every problem (file, line, field)."""
-    return located_yaml.validate(Routing, path or routing_path())
+    """The routing file, or ConfigFileError with every problem (file, line, field), including
+    routes that go nowhere."""
+    path = path or routing_path()
+    routing = located_yaml.validate(Routing, path)
+    dead = routing.dead_ends()
+    if dead:
+        _, lines = located_yaml.load(path)
+        raise located_yaml.ConfigFileError([f"{path}:{located_yaml.line_of(lines, loc)}: {'.'.join(map(str, loc))}: {msg}"
+                                            for loc, msg in dead])
+    return routing

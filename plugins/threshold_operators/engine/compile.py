@@ -14,7 +14,11 @@ The statement wraps the rule's metric query in CTEs:
 
 and returns only the rows that breach (``level > 0``) or are held between the recover and
 breach thresholds (``hold = 1``): a few rows per cycle, never the fact rows. Thresholds,
-offsets and windows are bound parameters; identifiers come from the validated rule only.
+offsets and windows are bound parameters; identifiers come from the validated rule only, match
+the one identifier pattern (``rules.model.IDENTIFIER``) and are quoted. The compiled statement
+is parsed before it is handed out (``rules.sql_check.statement_problems``, both dialects):
+exactly one SELECT, nothing that writes, only warehouse tables and allow-listed functions, or
+the rule is refused (``RuleRefused``) and nothing runs.
 
 The SQL is plain enough for DuckDB and PostgreSQL alike (tested on both) and uses nothing
 another SQLAlchemy warehouse could not offer (CTEs, VALUES, generate_series for the no-data grid).
@@ -24,9 +28,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 
 from threshold_operators.engine.windows import baseline_offsets, plan_cycle, scan_range_count
-from threshold_operators.rules.model import SEVERITIES, Condition, Rule
+from threshold_operators.rules.model import IDENTIFIER, SEVERITIES, Condition, Rule
 from threshold_operators.rules.sql_template import RenderContext, render
 
 LEVEL = {s: i + 1 for i, s in enumerate(SEVERITIES)}  # blue 1, yellow 2, red 3
@@ -60,6 +65,18 @@ def _f(x) -> str:
     return f"CAST({x} AS DOUBLE PRECISION)"
 
 
+class RuleRefused(ValueError):
+    """A compiled rule statement that may not run (not one SELECT, a write, a function or table
+    outside the allow-lists, a name outside the identifier pattern). Not retried."""
+
+
+def q(name: str) -> str:
+    """A column name from a rule file, checked against the one identifier pattern and quoted."""
+    if not isinstance(name, str) or not IDENTIFIER.match(name):
+        raise RuleRefused(f"{name!r} is not an identifier (rules.model.IDENTIFIER); the rule is refused")
+    return f'"{name}"'
+
+
 class _Builder:
     def __init__(self, rule: Rule, template: str, prefix: str, lookup):
         self.rule, self.template, self.p, self.lookup = rule, template, prefix, lookup
@@ -72,10 +89,10 @@ class _Builder:
         return f":{self.p}{name}"
 
     def keys(self, alias: str) -> str:
-        return ", ".join(f"{alias}.{k}" for k in self.rule.keys)
+        return ", ".join(f"{alias}.{q(k)}" for k in self.rule.keys)
 
     def on(self, a: str, b: str, keys=None) -> str:
-        return " AND ".join(f"{a}.{k} = {b}.{k}" for k in (keys or self.rule.keys))
+        return " AND ".join(f"{a}.{q(k)} = {b}.{q(k)}" for k in (keys or self.rule.keys))
 
     def cte(self, name: str, body: str) -> str:
         full = f"{self.p}{name}"
@@ -92,7 +109,7 @@ class _Builder:
 
     def current(self, m: str) -> str:
         r, p = self.rule, self.p
-        metrics = ", ".join(f"x.{c}" for c in (*r.metrics, *r.attributes))
+        metrics = ", ".join(f"x.{q(c)}" for c in (*r.metrics, *r.attributes))
         if r.no_data == "skip":
             return self.cte("cur", f"SELECT {self.keys('x')}, x.bucket, {metrics}, 0 AS no_data FROM {m} x "
                                    f"WHERE x.bucket > :{p}candidates_from AND x.bucket <= :{p}last_bucket")
@@ -100,7 +117,7 @@ class _Builder:
         grid = self.cte("grid", f"SELECT CAST(g.b AS TIMESTAMPTZ) AS bucket FROM generate_series("
                                 f"CAST(:{p}grid_first AS TIMESTAMPTZ), CAST(:{p}last_bucket AS TIMESTAMPTZ), "
                                 f"INTERVAL '1 hour') AS g(b)")
-        filled = ", ".join([f"COALESCE(x.{c}, 0) AS {c}" for c in r.metrics] + [f"x.{c}" for c in r.attributes])
+        filled = ", ".join([f"COALESCE(x.{q(c)}, 0) AS {q(c)}" for c in r.metrics] + [f"x.{q(c)}" for c in r.attributes])
         return self.cte("cur", f"SELECT {self.keys('e')}, t.bucket, {filled}, "
                                f"CASE WHEN x.bucket IS NULL THEN 1 ELSE 0 END AS no_data "
                                f"FROM {ents} e CROSS JOIN {grid} t LEFT JOIN {m} x ON {self.on('x', 'e')} "
@@ -109,8 +126,8 @@ class _Builder:
     def baseline(self, i: int, cond: Condition, m: str, cur: str) -> str:
         b, r = cond.baseline, self.rule
         fill = r.no_data == "zero" or b.missing == "zero"
-        hv = f"COALESCE(h.{cond.metric}, 0)" if fill else f"h.{cond.metric}"
-        points = "COUNT(*)" if fill else f"COUNT(h.{cond.metric})"
+        hv = f"COALESCE(h.{q(cond.metric)}, 0)" if fill else f"h.{q(cond.metric)}"
+        points = "COUNT(*)" if fill else f"COUNT(h.{q(cond.metric)})"
         group = f"GROUP BY {self.keys('c')}, c.bucket"
         if b.kind == "trailing":
             w = self.bind(f"b{i}_window", b.window)
@@ -140,7 +157,7 @@ class _Builder:
         self.ctes.extend(sub.ctes)
         self.referenced[sub_prefix] = CompiledRule(loaded.rule, "", sub.params, sub.referenced)
         keys = loaded.rule.keys
-        cols = ", ".join(f"f.{k}" for k in keys)
+        cols = ", ".join(f"f.{q(k)}" for k in keys)
         name = self.cte(f"ref{j}", f"SELECT {cols}, f.bucket, MAX(f.level) AS level FROM {final} f "
                                    f"WHERE f.level > 0 GROUP BY {cols}, f.bucket")
         return name, keys
@@ -156,7 +173,7 @@ class _Builder:
                 joins.append(f"LEFT JOIN {ref} ref{i} ON {self.on(f'ref{i}', 'c', keys)} AND ref{i}.bucket = c.bucket")
                 tiers.append(f"CASE WHEN ref{i}.level > 0 THEN {GATE} ELSE 0 END")
                 continue
-            v = f"c.{cond.metric}"
+            v = f"c.{q(cond.metric)}"
             if cond.baseline is not None:
                 b = self.baseline(i, cond, m, cur)
                 joins.append(f"LEFT JOIN {b} b{i} ON {self.on(f'b{i}', 'c')} AND b{i}.bucket = c.bucket")
@@ -182,7 +199,7 @@ class _Builder:
         # no_data: zero evaluates a silent bucket as zeros; alert makes it a breach of its own
         silent = f"WHEN c.no_data = 1 THEN {LEVEL[r.severity]} " if r.no_data == "alert" else ""
         scored = self.cte("scored", (
-            f"SELECT {self.keys('c')}, c.bucket, {', '.join(f'c.{x}' for x in (*r.metrics, *r.attributes))}, c.no_data, "
+            f"SELECT {self.keys('c')}, c.bucket, {', '.join(f'c.{q(x)}' for x in (*r.metrics, *r.attributes))}, c.no_data, "
             f"{', '.join(selects)}, {vol} AS volume_ok, "
             f"CASE {silent}WHEN NOT ({vol} = 1) THEN 0 ELSE {level} END AS level, "
             f"CASE WHEN NOT ({vol} = 1) THEN 0 ELSE {hold} END AS hold "
@@ -218,7 +235,7 @@ class _Builder:
         for k, mv in enumerate(self.rule.min_volume):
             t = self.bind(f"vol{k}", mv.at_least)
             if mv.of == "value":
-                parts.append(f"c.{mv.metric} >= {t}")
+                parts.append(f"c.{q(mv.metric)} >= {t}")
             else:
                 i = next(i for i, c in enumerate(self.rule.conditions) if c.metric == mv.metric and c.baseline)
                 parts.append(f"COALESCE(b{i}.baseline, 0) >= {t}")
@@ -240,7 +257,38 @@ def compile_rule(loaded, lookup) -> CompiledRule:
     b = _Builder(loaded.rule, loaded.template, "", lookup)
     final = b.build()
     sql = "WITH " + ",\n".join(f"{name} AS (\n{body}\n)" for name, body in b.ctes) + f"\nSELECT * FROM {final}"
+    read = set(loaded.tables).union(*(lookup(r).tables for r in loaded.rule.references))
+    problems = statement_problems_of(sql, tuple(sorted(read & SCRATCH_TABLES)))
+    if problems:
+        raise RuleRefused(f"rule {loaded.rule.id}: refused, nothing was run: " + "; ".join(problems))
     return CompiledRule(loaded.rule, sql, b.params, b.referenced, bool(getattr(loaded, "current_state", False)))
+
+
+# Tables of the analysis tools' own in-memory DuckDB (analysis.series replaces a rule's query by
+# `SELECT ... FROM series`); a compiled rule may read one only when its catalogue entry says so.
+SCRATCH_TABLES = frozenset({"series"})
+
+
+@lru_cache(maxsize=256)
+def statement_problems_of(sql: str, scratch_tables: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Why a compiled statement may not run, in either warehouse dialect (empty: it may)."""
+    import sqlglot
+    from sqlglot.errors import ParseError
+
+    from threshold_operators.rules.sql_check import _warehouse_schema, statement_problems
+
+    out: list[str] = []
+    for dialect in ("duckdb", "postgres"):
+        try:
+            statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
+        except ParseError as exc:
+            out.append(f"does not parse as {dialect} SQL: {str(exc).splitlines()[0]}")
+            continue
+        if len(statements) != 1:
+            out.append(f"{len(statements)} statements ({dialect}); a rule is one SELECT")
+            continue
+        out += [msg for _, msg in statement_problems(statements[0], _warehouse_schema(), set(scratch_tables))]
+    return tuple(dict.fromkeys(out))
 
 
 def threshold_of(rule: Rule, severity: str | None) -> float | None:

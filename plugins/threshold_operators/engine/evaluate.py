@@ -108,7 +108,7 @@ def warehouse_query(hook) -> Query:
     def query(sql: str, params: dict) -> list[dict]:
         from sqlalchemy import text
 
-        with hook.engine.connect() as con:
+        with hook.evaluation_connection() as con:  # read-only, no files, settings locked
             return [dict(r._mapping) for r in con.execute(text(sql), params)]
 
     return query

@@ -24,18 +24,34 @@ def staging_root() -> Path:
     return Path(os.environ.get("STOREFENCE_STAGING", Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "storefence" / "staging"))
 
 
+class StagingPathError(ValueError):
+    """A run id, source or table name that would put files outside the staging root."""
+
+
 def _safe(run_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+    """One path component from a run id: only letters, digits, _ . - and never '.' or '..'
+    (a leading dot becomes _), so a run id cannot name a parent folder."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+    return re.sub(r"^\.", "_", name)[:200] or "_"
+
+
+def _below(root: Path, *parts: str) -> Path:
+    """``root / parts``, checked (symbolic links resolved) to stay inside ``root``."""
+    path = root.joinpath(*parts)
+    if any(p in ("", ".", "..") or "/" in p or "\\" in p for p in parts) \
+            or not path.resolve().is_relative_to(root.resolve()):
+        raise StagingPathError(f"{'/'.join(parts)!r} would leave the staging root {root}")
+    return path
 
 
 def staging_dir(run_id: str, source: str, table: str, root: Path | None = None) -> Path:
-    return (root or staging_root()) / _safe(run_id) / source / table
+    return _below(Path(root or staging_root()), _safe(run_id), source, table)
 
 
 def validations_dir(run_id: str, source: str) -> Path:
     """Where the Great Expectations results of a run are kept (beside staging, not removed)."""
     base = os.environ.get("STOREFENCE_VALIDATIONS") or staging_root().parent / "validations"
-    return Path(base) / _safe(run_id) / source
+    return _below(Path(base), _safe(run_id), source)
 
 
 @dataclass

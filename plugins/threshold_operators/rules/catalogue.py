@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from threshold_operators import located_yaml
-from threshold_operators.rules.model import DOMAINS, Rule, RuleFile
+from threshold_operators.rules.model import DOMAINS, IDENTIFIER, Rule, RuleFile
 
 INCLUDE = Path(__file__).resolve().parents[3] / "include"
 RULES_DIR = INCLUDE / "rules"
@@ -36,6 +36,14 @@ def rules_dir() -> Path:
 
 def sql_dir() -> Path:
     return Path(os.environ.get("STOREFENCE_SQL_DIR", SQL_DIR))
+
+
+def inside(path: Path, folder: Path) -> bool:
+    """Whether ``path``, with every symbolic link resolved, is inside ``folder``."""
+    try:
+        return path.resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError):  # a symbolic-link loop
+        return False
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,10 @@ def _load_file(path: Path, domain: str, sqls: Path, catalogue: Catalogue, dialec
         if not sql_path.is_file():
             problems.append(f"{path}:{rl.get(('query',), 0)}: rules.{i}.query: {rule.query!r} not found in {sqls}")
             continue
+        if not inside(sql_path, sqls):
+            problems.append(f"{path}:{rl.get(('query',), 0)}: rules.{i}.query: {rule.query!r} resolves outside the "
+                            f"SQL folder {sqls} (a symbolic link?); a metric query lives in the SQL folder")
+            continue
         template = sql_path.read_text(encoding="utf-8")
         # Rules sharing a query (variants, generated rules) need the SQL checked once.
         memo_key = (str(sql_path), template, rule.entity, tuple(rule.metrics), tuple(rule.attributes), tuple(sorted(rule.params.items())),
@@ -154,7 +166,8 @@ def _check_references(catalogue: Catalogue, lines_of) -> None:
 _CACHE: dict[tuple, Catalogue] = {}
 # The code whose behaviour a cached result depends on: a change to any of it invalidates the cache.
 _VALIDATING_CODE = ("rules/model.py", "rules/catalogue.py", "rules/sql_check.py", "rules/sql_template.py",
-                    "engine/windows.py", "warehouse/schema.py", "located_yaml.py", "durations.py")
+                    "engine/windows.py", "warehouse/schema.py", "located_yaml.py", "durations.py",
+                    "rules/sql_functions.py")
 
 
 def _signature(rdir: Path, sdir: Path) -> tuple:
@@ -181,20 +194,30 @@ def _build(rdir: Path, sdir: Path, dialects: tuple[str, ...]) -> Catalogue:
 # --- The validated catalogue on disk: DAG files are parsed by many short-lived processes; they
 # all reuse the result of one validation until a rule file, a query or the validating code changes.
 
-def _cache_dir() -> Path:
-    import tempfile
-
+def _cache_dir() -> Path | None:
+    """``$AIRFLOW_HOME/storefence-cache`` (or ``$STOREFENCE_CACHE_DIR`` when it is inside
+    ``$AIRFLOW_HOME``); None, no cache on disk, without an Airflow home: a shared temporary folder
+    is writable by anyone on the machine, and a cached catalogue says which SQL runs."""
+    home = os.environ.get("AIRFLOW_HOME")
+    if not home:
+        return None
     configured = os.environ.get("STOREFENCE_CACHE_DIR")
     if configured:
-        return Path(configured)
-    home = os.environ.get("AIRFLOW_HOME")
-    return Path(home) / "storefence-cache" if home else Path(tempfile.gettempdir()) / "storefence-cache"
+        return Path(configured) if inside(Path(configured), Path(home)) else None
+    return Path(home) / "storefence-cache"
 
 
-def _cache_file(key: tuple) -> Path:
+def _cache_file(key: tuple) -> Path | None:
     import hashlib
 
-    return _cache_dir() / f"catalogue-{hashlib.sha256(repr(key).encode()).hexdigest()[:24]}.json"
+    folder = _cache_dir()
+    return None if folder is None else folder / f"catalogue-{hashlib.sha256(repr(key).encode()).hexdigest()[:24]}.json"
+
+
+def _sha(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _dump(catalogue: Catalogue) -> dict:
@@ -202,33 +225,51 @@ def _dump(catalogue: Catalogue) -> dict:
         "problems": catalogue.problems,
         "rules": [{"rule": r.rule.model_dump(mode="json", by_alias=True, exclude_defaults=True),
                    "file": str(r.file), "line": r.line, "sql_path": str(r.sql_path), "tables": list(r.tables),
+                   "sql_sha256": _sha(r.template), "file_sha256": _sha(r.file.read_text(encoding="utf-8")),
                    "field_lines": [[list(k), v] for k, v in r.field_lines.items()]} for r in catalogue.rules.values()],
     }
 
 
-def _restore(doc: dict) -> Catalogue:
+class _Untrusted(ValueError):
+    """A cached entry that does not match what is on disk: validate again."""
+
+
+def _restore(doc: dict, rdir: Path, sdir: Path) -> Catalogue:
+    """The cached catalogue, re-checked against the files (a cache file is not trusted): each rule
+    re-validated by the model, its rule file in the rules folder and its query in the SQL folder
+    (symbolic links resolved), both with the content hashes they were validated with."""
     catalogue = Catalogue(problems=doc["problems"])
     for r in doc["rules"]:
         rule = Rule.model_validate(r["rule"])
-        sql_path = Path(r["sql_path"])
-        catalogue.rules[rule.id] = LoadedRule(rule, Path(r["file"]), r["line"], sql_path,
-                                              sql_path.read_text(encoding="utf-8"), tuple(r["tables"]),
+        file, sql_path = Path(r["file"]), Path(r["sql_path"])
+        if sql_path != sdir / rule.query or not inside(sql_path, sdir) or not inside(file, rdir) \
+                or file.parent != rdir or file.stem != rule.domain \
+                or not all(isinstance(t, str) and IDENTIFIER.match(t) for t in r["tables"]):
+            raise _Untrusted(rule.id)
+        template = sql_path.read_text(encoding="utf-8")
+        if _sha(template) != r["sql_sha256"] or _sha(file.read_text(encoding="utf-8")) != r["file_sha256"]:
+            raise _Untrusted(rule.id)
+        catalogue.rules[rule.id] = LoadedRule(rule, file, r["line"], sql_path, template, tuple(r["tables"]),
                                               {tuple(k): v for k, v in r["field_lines"]})
     return catalogue
 
 
-def _read_cached(path: Path) -> Catalogue | None:
+def _read_cached(path: Path | None, rdir: Path, sdir: Path) -> Catalogue | None:
     import json
 
+    if path is None:
+        return None
     try:
-        return _restore(json.loads(path.read_text(encoding="utf-8")))
+        return _restore(json.loads(path.read_text(encoding="utf-8")), rdir, sdir)
     except (OSError, ValueError, KeyError, TypeError):
-        return None  # absent, half-written by a crashed process or from another version: validate again
+        return None  # absent, half-written, from another version or not matching the files: validate again
 
 
-def _write_cached(path: Path, catalogue: Catalogue) -> None:
+def _write_cached(path: Path | None, catalogue: Catalogue) -> None:
     import json
 
+    if path is None:
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -240,13 +281,14 @@ def _write_cached(path: Path, catalogue: Catalogue) -> None:
 
 def load_catalogue(rules_path: Path | None = None, sql_path: Path | None = None,
                    dialects: tuple[str, ...] = DIALECTS) -> Catalogue:
-    """Every domain's rules and problems. Cached in the process and on disk (``$STOREFENCE_CACHE_DIR``,
-    default ``$AIRFLOW_HOME/storefence-cache``) until a rule or SQL file, or the validating code, changes."""
+    """Every domain's rules and problems. Cached in the process and on disk (``$AIRFLOW_HOME/storefence-cache``,
+    or ``$STOREFENCE_CACHE_DIR`` inside ``$AIRFLOW_HOME``) until a rule or SQL file, or the validating code,
+    changes; a cached result is re-checked against the files before it is used."""
     rdir, sdir = Path(rules_path or rules_dir()), Path(sql_path or sql_dir())
     key = (str(rdir), str(sdir), dialects, _signature(rdir, sdir))
     if key not in _CACHE:
         cached = _cache_file(key)
-        catalogue = _read_cached(cached)
+        catalogue = _read_cached(cached, rdir, sdir)
         if catalogue is None:
             catalogue = _build(rdir, sdir, dialects)
             _write_cached(cached, catalogue)

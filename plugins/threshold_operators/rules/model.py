@@ -37,7 +37,25 @@ Severity = Literal["blue", "yellow", "red"]
 GRAINS: dict[str, timedelta] = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 
 _ID = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
-_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+# The one pattern of every name from a rule file that reaches SQL (metrics, attributes, param
+# names, min_volume metrics): lower-case letters, digits and _, at most 63 characters (PostgreSQL's
+# limit). The engine also quotes them (engine/compile.py).
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_NAME = IDENTIFIER
+# query: a path below the SQL folder, e.g. sales/orders_by_sku_hour.sql (no .., no absolute path).
+QUERY_PATH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*\.sql$")
+# An action's endpoint: a path on the connection's host, e.g. /v1/purchase-suggestions.
+ENDPOINT = re.compile(r"^(/[A-Za-z0-9_~-][A-Za-z0-9_.~-]*)*/?$")
+CONN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
+# Storefence's own connections (the acknowledge-link key, the state store, the warehouse): never an action's.
+RESERVED_CONN_IDS = frozenset({"storefence_ack", "storefence_state", "storefence_warehouse"})
+
+
+def _identifier(v: str, what: str = "column name") -> str:
+    if not isinstance(v, str) or not IDENTIFIER.match(v):
+        raise ValueError(f"{v!r} is not a {what} (lower-case letters, digits and _, starting with a letter or _, "
+                         f"at most 63 characters)")
+    return v
 
 
 class _Strict(BaseModel):
@@ -106,9 +124,7 @@ class Condition(_Strict):
     @field_validator("metric")
     @classmethod
     def _metric_name(cls, v):
-        if v is not None and not _NAME.match(v):
-            raise ValueError(f"{v!r} is not a column name (lower case letters, digits, _)")
-        return v
+        return v if v is None else _identifier(v)
 
     @field_validator("above", "below")
     @classmethod
@@ -164,6 +180,11 @@ class MinVolume(_Strict):
     at_least: float = Field(ge=0)
     of: Literal["value", "baseline"] = "value"
 
+    @field_validator("metric")
+    @classmethod
+    def _metric_name(cls, v):
+        return _identifier(v)
+
 
 class Notify(_Strict):
     """How often people hear of a rule's alerts beyond the first message."""
@@ -187,6 +208,24 @@ class Action(_Strict):
                                              "and announced, never sent")
     params: dict[str, float | int | str] = Field(default_factory=dict,
                                                  description="purchase_suggestion: target_cover_days")
+
+    @field_validator("conn_id")
+    @classmethod
+    def _conn_id(cls, v):
+        if not CONN_ID.match(v):
+            raise ValueError(f"{v!r} is not a connection id")
+        if v in RESERVED_CONN_IDS:
+            raise ValueError(f"{v!r} is Storefence's own connection; an action may not use it (declare the "
+                             f"action's own connection under action_connections in routing.yaml)")
+        return v
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_is_a_path(cls, v):
+        if v and (not ENDPOINT.match(v) or ".." in v.split("/") or "//" in v):
+            raise ValueError(f"{v!r} is not a path on the connection's host (e.g. /v1/tasks): no scheme, host, "
+                             f"'@', '//', '..', query or fragment; the host is the connection's")
+        return v
 
 
 class Rule(_Strict):
@@ -233,6 +272,21 @@ class Rule(_Strict):
         bad = [k for k in v if not _NAME.match(k)]
         if bad:
             raise ValueError(f"parameter names must be lower-case identifiers: {', '.join(bad)}")
+        return v
+
+    @field_validator("attributes")
+    @classmethod
+    def _attribute_names(cls, v):
+        for name in v:
+            _identifier(name, "column name (attributes are columns of the metric query)")
+        return v
+
+    @field_validator("query")
+    @classmethod
+    def _query_path(cls, v):
+        if not QUERY_PATH.match(v) or ".." in v.split("/"):
+            raise ValueError(f"{v!r} is not a path inside the SQL folder such as sales/orders_by_sku_hour.sql "
+                             f"(no '..', not absolute, ending in .sql)")
         return v
 
     @model_validator(mode="after")

@@ -1,9 +1,16 @@
 """Static checks of a rule's metric query, with sqlglot, before it ever reaches a warehouse.
 
-The query is rendered (Jinja, placeholders only), then parsed in each warehouse dialect:
-exactly one statement, a SELECT; only tables of the warehouse schema; only their columns;
-and the output has what the engine reads: the entity's key columns, ``bucket`` and every
-metric the rule names. Each problem carries the SQL file and the line it is on.
+The query is rendered (sandboxed Jinja, placeholders only), then parsed in each warehouse
+dialect: exactly one statement, a SELECT, with nothing that writes anywhere in its tree (no
+data-modifying CTE, ``SELECT INTO``, ``FOR UPDATE``); only tables of the warehouse schema; only
+their columns; only functions of the allow-list (``rules.sql_functions``: pure functions, no
+file readers, no other servers, no clock); and the output has what the engine reads: the
+entity's key columns, ``bucket`` (a TIMESTAMPTZ) and every metric the rule names. Each problem
+carries the SQL file and the line it is on.
+
+``statement_problems`` runs the same structural checks on the statement the engine compiles
+from a rule, just before it runs (``engine.compile``): a rule that reached the engine without
+lint (a stale cache, a hand-built catalogue) is refused the same way.
 """
 
 from __future__ import annotations
@@ -12,8 +19,11 @@ import re
 from functools import cache
 from pathlib import Path
 
+from sqlglot import exp
+
 from threshold_operators.engine.windows import scan_range_count
 from threshold_operators.rules.model import Rule
+from threshold_operators.rules.sql_functions import ALLOWED_FUNCTIONS
 from threshold_operators.rules.sql_template import RenderContext, TemplateProblem, render
 
 
@@ -34,14 +44,82 @@ def _warehouse_schema() -> dict[str, dict[str, str]]:
 
 
 def _line_of(text: str, needle: str) -> int:
-    m = re.search(rf"\b{re.escape(needle)}\b", text)
+    """The line of ``needle`` (a word; ``name(`` a function call) in ``text``, ignoring -- comments."""
+    code = re.sub(r"--[^\n]*", lambda m: " " * len(m.group(0)), text)
+    pattern = rf"\b{re.escape(needle[:-1])}\s*\(" if needle.endswith("(") else rf"\b{re.escape(needle)}\b"
+    pattern = pattern.replace("\\ ", "\\s+")
+    m = re.search(pattern, code, re.IGNORECASE) or re.search(pattern, text, re.IGNORECASE)
     return text.count("\n", 0, m.start()) + 1 if m else 1
+
+
+# Nodes that write, change a setting or leave the query: refused anywhere in the tree.
+_WRITES = tuple(getattr(exp, n) for n in (
+    "DML", "DDL", "Insert", "Update", "Delete", "Merge", "Create", "Drop", "Alter", "Command", "Copy",
+    "TruncateTable", "Set", "Pragma", "Use", "Transaction", "Commit", "Rollback", "Into", "Lock", "LoadData",
+    "Attach", "Detach", "Install", "Describe", "Kill", "Grant", "Revoke", "Analyze", "Summarize", "Cache",
+    "Uncache", "Refresh", "Export", "Comment", "Declare", "Execute", "Show") if hasattr(exp, n))
+
+
+def function_name(node) -> tuple[str, str]:
+    """(allow-list key, the name as written) of a function node."""
+    if isinstance(node, exp.Anonymous):
+        return str(node.name).lower(), str(node.name)
+    written = node.sql_name() if hasattr(node, "sql_name") else node.key
+    return node.key, written.lower()
+
+
+def statement_problems(stmt, schema: dict, extra_tables: set[str] = frozenset()) -> list[tuple[str, str]]:
+    """(what to look for in the source, message) for each reason ``stmt`` may not run:
+    not a SELECT, a write anywhere inside, a table outside the warehouse schema (or in another
+    schema / database), a function outside the allow-list."""
+    if not isinstance(stmt, exp.Select | exp.SetOperation):
+        return [("", f"a {stmt.key.upper()} statement; only a SELECT may be a metric query")]
+    problems: list[tuple[str, str]] = []
+    for node in stmt.walk():
+        if isinstance(node, _WRITES):
+            what = "SELECT INTO" if isinstance(node, exp.Into) else "FOR UPDATE / SHARE" if isinstance(node, exp.Lock) \
+                else node.key.upper()
+            needle = {"SELECT INTO": "INTO", "FOR UPDATE / SHARE": "FOR"}.get(what, what)
+            problems.append((needle, f"a {what} inside the query; a metric query only reads"))
+    ctes = {c.alias_or_name for c in stmt.find_all(exp.CTE)} | set(extra_tables)
+    for table in stmt.find_all(exp.Table):
+        if isinstance(table.this, exp.Func):
+            continue  # a table function: checked with the other functions below
+        name = table.name
+        if table.args.get("db") or table.args.get("catalog"):
+            problems.append((name, f"table {table.sql()!r} names a schema or database; a metric query reads "
+                                   f"the warehouse's tables by their plain names"))
+        elif name not in ctes and name not in schema:
+            problems.append((name, f"table {name!r} is not in the warehouse schema (docs/warehouse.md)"))
+    for node in stmt.find_all(exp.Func):
+        key, written = function_name(node)
+        if key not in ALLOWED_FUNCTIONS:
+            problems.append((f"{written}(", f"function {written}() is not allowed in a metric query (only pure "
+                                      f"functions: the allow-list is in docs/rules.md, 'Rule files are data')"))
+    return list(dict.fromkeys(problems))
+
+
+def _bucket_type_problem(stmt, schema: dict, dialect: str) -> str | None:
+    """Why the output's ``bucket`` is not a TIMESTAMPTZ (None: it is, or sqlglot cannot tell)."""
+    from sqlglot.optimizer.annotate_types import annotate_types
+
+    try:
+        typed = annotate_types(stmt, schema=schema, dialect=dialect)
+    except Exception:  # noqa: BLE001 - typing is best effort; the structure was checked already
+        return None
+    for sel in typed.selects:
+        if sel.alias_or_name == "bucket" and sel.type is not None:
+            t = sel.type
+            if t.this == exp.DataType.Type.UNKNOWN or t.this == exp.DataType.Type.TIMESTAMPTZ:
+                return None
+            return (f"bucket is a {t.sql(dialect)}, not a TIMESTAMPTZ: a timestamp without a time zone is "
+                    f"ambiguous; CAST(... AS TIMESTAMPTZ) or use hour() / local_day()")
+    return None
 
 
 def check_query(rule: Rule, path: Path, template: str, dialects) -> tuple[tuple[str, ...], list[str]]:
     """(tables read, problems). No problems means the query is safe to compile and run."""
     import sqlglot
-    from sqlglot import exp
     from sqlglot.errors import OptimizeError, ParseError
     from sqlglot.optimizer.qualify import qualify
 
@@ -68,24 +146,16 @@ def check_query(rule: Rule, path: Path, template: str, dialects) -> tuple[tuple[
             problems.append(f"{path}:1: query: {len(statements)} statements; a metric query is one SELECT")
             continue
         stmt = statements[0]
-        if not isinstance(stmt, exp.Select | exp.SetOperation):
-            problems.append(f"{path}:1: query: a {stmt.key.upper()} statement; only a SELECT may be a metric query")
-            continue
-        ctes = {c.alias_or_name for c in stmt.find_all(exp.CTE)}
-        for table in stmt.find_all(exp.Table):
-            name = table.name
-            if not name or name in ctes or isinstance(table.this, exp.Anonymous | exp.Func):
-                continue
-            if name not in schema:
-                problems.append(f"{path}:{_line_of(template, name)}: query: table {name!r} is not in the "
-                                f"warehouse schema (docs/warehouse.md)")
-            else:
-                tables.add(name)
-        if problems:
+        found = statement_problems(stmt, schema)
+        if found:
+            problems.extend(f"{path}:{_line_of(template, needle) if needle else 1}: query: {msg}" for needle, msg in found)
             break
+        ctes = {c.alias_or_name for c in stmt.find_all(exp.CTE)}
+        tables |= {t.name for t in stmt.find_all(exp.Table) if t.name and t.name not in ctes
+                   and not isinstance(t.this, exp.Func)}
         try:
-            qualify(stmt.copy(), schema=schema, dialect=dialect, validate_qualify_columns=True,
-                    quote_identifiers=False, identify=False)
+            qualified = qualify(stmt.copy(), schema=schema, dialect=dialect, validate_qualify_columns=True,
+                                quote_identifiers=False, identify=False)
         except OptimizeError as exc:
             msg = str(exc).splitlines()[0]
             m = (re.search(r"Column '\"?(\w+)\"?'", msg) or re.search(r"[Uu]nknown column:? '?(\w+)", msg)
@@ -97,6 +167,10 @@ def check_query(rule: Rule, path: Path, template: str, dialects) -> tuple[tuple[
         if missing:
             problems.append(f"{path}:1: query: the output lacks {', '.join(missing)} (entity {rule.entity} needs "
                             f"{', '.join(rule.keys)}; then bucket; metrics {', '.join(rule.metrics)})")
+            break
+        bucket = _bucket_type_problem(qualified, schema, dialect)
+        if bucket:
+            problems.append(f"{path}:{_line_of(template, 'AS bucket')}: query: {bucket}")
             break
     return tuple(sorted(tables)), _merge_dialects(problems)
 

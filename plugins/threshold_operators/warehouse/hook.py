@@ -14,6 +14,13 @@ A DuckDB file can be open in only one process at a time, and LocalExecutor runs 
 process of its own. So on DuckDB this hook never keeps the file open between uses (no pool),
 retries while another process holds the lock (``extra.lock_timeout`` seconds, default 120), and
 the DAGs put warehouse tasks in the one-slot ``storefence_warehouse`` pool.
+
+Rules are evaluated on a connection of their own (``evaluation_connection``), a second line of
+defence behind the lint and the check of every compiled statement: on DuckDB a connection
+opened read-only with external access (files, URLs, ATTACH, COPY), extension loading and
+installing disabled and its configuration locked before the rule's SQL runs; on PostgreSQL a
+READ ONLY transaction (and ``default_transaction_read_only``), rolled back after the query.
+The extract and load side keeps the ordinary connection (it writes the warehouse).
 """
 
 from __future__ import annotations
@@ -31,6 +38,15 @@ from airflow.sdk.exceptions import AirflowFailException
 from threshold_operators.warehouse import WAREHOUSE_CONN_ID
 
 DEFAULT_LOCK_TIMEOUT_S = 120.0
+
+# DuckDB settings of the rule evaluation connection, given when the file is opened; then
+# `SET lock_configuration = true` makes them (and every other setting) final for the connection.
+DUCKDB_EVALUATION_CONFIG = {
+    "enable_external_access": False,  # no files, URLs, ATTACH, COPY, INSTALL
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+}
 
 HOW_TO_SET = (
     "set it with `airflow connections add {conn_id} --conn-type duckdb --conn-host /path/warehouse.duckdb` "
@@ -215,6 +231,43 @@ class WarehouseHook(DbApiHook):
     @cached_property
     def engine(self):
         return self.get_sqlalchemy_engine()
+
+    @cached_property
+    def evaluation_engine(self):
+        """The engine rules are evaluated on: read-only, no external access, settings locked."""
+        from sqlalchemy import event
+
+        if self.is_duckdb:
+            in_memory = self.duckdb_path == ":memory:"
+            engine = self.get_sqlalchemy_engine({"connect_args": {
+                "read_only": not in_memory, "config": dict(DUCKDB_EVALUATION_CONFIG)}})
+
+            @event.listens_for(engine, "connect")
+            def _lock(dbapi_conn, conn_rec):  # after the UTC listener: the time zone is set, then final
+                dbapi_conn.execute("SET enable_progress_bar = false")
+                dbapi_conn.execute("SET lock_configuration = true")
+
+            return engine
+        if self.sqlalchemy_url.get_backend_name() == "postgresql":
+            options = "-c timezone=UTC -c default_transaction_read_only=on"
+            if self.search_path:
+                options += f" -c search_path={self.search_path}"
+            return self.get_sqlalchemy_engine({"connect_args": {"options": options}})
+        return self.get_sqlalchemy_engine()
+
+    @contextmanager
+    def evaluation_connection(self):
+        """A SQLAlchemy connection for a rule's statement: nothing it runs can read a file, reach
+        another server, change a setting or write (see the module's docstring). Rolled back on exit."""
+        from sqlalchemy import text
+
+        with self.evaluation_engine.connect() as con:
+            if self.dialect_name == "postgresql":
+                con.execute(text("SET TRANSACTION READ ONLY"))
+            try:
+                yield con
+            finally:
+                con.rollback()
 
     def get_conn(self):
         """A DB-API connection: the native DuckDB connection, or the driver's (psycopg2, ...)."""

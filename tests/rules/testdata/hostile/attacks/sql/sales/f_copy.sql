@@ -1,0 +1,1 @@
+COPY orders TO '@CANARY@' -- case: f_copy
