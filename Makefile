@@ -11,7 +11,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export STOREFENCE_HOME := $(CURDIR)
 
-.PHONY: demo test test-clocks setup airflow-home lint lock bench bench-simulator bench-extract bench-rules bench-alerting clean
+.PHONY: demo test test-clocks setup airflow-home lint lock bench bench-simulator bench-extract bench-rules bench-alerting bench-faults clean
 
 demo: airflow-home
 	$(BIN)/storefence demo
@@ -49,7 +49,7 @@ lock:
 	{ echo "# Pinned, tested set. Generated from requirements.in by 'make lock'; do not edit by hand."; \
 	  /tmp/storefence-lock/bin/pip freeze --exclude-editable; } > requirements.txt
 
-bench: bench-simulator bench-extract bench-rules bench-alerting
+bench: bench-simulator bench-extract bench-rules bench-alerting bench-faults
 
 bench-simulator: airflow-home
 	$(BIN)/python bench/simulator_bench.py
@@ -62,6 +62,10 @@ bench-rules: airflow-home
 
 bench-alerting: airflow-home
 	$(BIN)/python bench/alerting_bench.py
+
+# The fault-injection suite's figures (faults, alerts, messages expected, delivered, duplicated, lost, refused).
+bench-faults: $(VENV)/.installed
+	CI=true STOREFENCE_FAULT_FIGURES=$(CURDIR)/bench/results/fault_suite.json $(BIN)/pytest -q tests/alerting/test_faults.py
 
 clean:
 	rm -rf $(VENV) .airflow
