@@ -104,7 +104,9 @@ def test_a_ready_marker_says_when_a_file_is_finished(folder):
     drop(folder, "items_b.csv.ready", b"", age=timedelta(seconds=1))
     manifest = fetch(source)
     assert manifest.files == ["items_b.csv"] and manifest.rows == 2
-    assert manifest.waiting == [{"file": "items_a.csv", "reason": "waiting for its marker <name>.ready"}]
+    [waiting] = manifest.waiting
+    assert (waiting["file"], waiting["reason"]) == ("items_a.csv", "waiting for its marker <name>.ready")
+    assert waiting["stuck_since"] == (NOW - timedelta(days=1)).isoformat()  # a day without its marker: told
     finish(source, manifest)
     assert names(folder / "done") == ["items_b.csv", "items_b.csv.ready"]
     assert names(folder) == ["done", "items_a.csv"]
@@ -232,3 +234,35 @@ def test_the_data_engineers_are_told_once_per_run_and_table(tmp_path, monkeypatc
     assert tell_data_engineers(source, fetch(source, "run-2"), NOW, state_url=state, deliver=False) == len(channels)
     empty = fetch(spec(tmp_path / "none"), "run-3")
     assert tell_data_engineers(spec(tmp_path / "none"), empty, NOW, state_url=state, deliver=False) == 0
+
+
+def test_a_file_whose_marker_never_comes_is_told_once_per_version(tmp_path):
+    from threshold_operators.alerting.store import StateStore
+
+    state = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    source = spec(folder, finished_when={"ready_marker": ".ready", "stuck_after": "2h"})
+    drop(folder, "items_a.csv", ITEMS, age=timedelta(minutes=90))
+    young = fetch(source)
+    assert young.files == [] and "stuck_since" not in young.waiting[0]  # 90 min: not yet stuck
+    assert tell_data_engineers(source, young, NOW, state_url=state, deliver=False) == 0
+
+    later = NOW + timedelta(hours=1)  # 2.5 h without its marker
+    stuck = fetch(source, "run-2", later)
+    assert stuck.files == [] and stuck.waiting[0]["stuck_since"] == (NOW - timedelta(minutes=90)).isoformat()
+    told = tell_data_engineers(source, stuck, later, state_url=state, deliver=False)
+    assert told > 0
+    # every later run finds it still waiting: nobody is told again
+    again = fetch(source, "run-3", later + timedelta(hours=5))
+    assert tell_data_engineers(source, again, later + timedelta(hours=5), state_url=state, deliver=False) == 0
+    rows = StateStore(url=state).notifications()
+    assert len(rows) == told and {r["event"] for r in rows} == {"file_stuck"}
+    text = rows[0]["payload"]["text_en"]
+    assert "items_a.csv" in text and "items_a.csv.ready" in text and "2.5 h ago" in text
+    # the writer rewrites the file (a new version), and again no marker: told about that one
+    drop(folder, "items_a.csv", ITEMS + "X-3,1,shop-09,SKU-C,1,9.00,2026-09-28T12:00:00Z\n", age=timedelta(hours=3))
+    newer = fetch(source, "run-4", NOW)
+    assert tell_data_engineers(source, newer, NOW, state_url=state, deliver=False) == told
+    (folder / "items_a.csv.ready").write_bytes(b"")
+    assert fetch(source, "run-5", NOW).files == ["items_a.csv"]

@@ -18,7 +18,9 @@ Three stages, each with its own job:
    to ``rejected/`` with a ``<name>.reason.txt`` beside them, markers with their files. Nothing
    moves before the load commits: a failed load leaves every file where it was, and the retry
    classifies them again. ``tell_data_engineers`` then queues one message per run and table for
-   the ``data_engineering`` team (told once, however often the task is retried).
+   the ``data_engineering`` team (told once, however often the task is retried), and one per file
+   stuck waiting for its ready marker longer than ``finished_when.stuck_after`` (1 h; told once
+   per version of the file, however many runs find it waiting).
 
 Files are taken oldest first. ``now`` is passed in (the task's clock; tests pin it and set the
 files' times with ``os.utime``).
@@ -137,7 +139,11 @@ def fetch_file_table(source: SourceSpec, table: TableSource, *, run_id: str, now
         before = Seen.of(path, rule)
         why = unfinished(before, rule, now)
         if why:
-            waiting.append({"file": path.name, "reason": why})
+            entry = {"file": path.name, "reason": why}
+            if rule.ready_marker and now - before.mtime >= rule.stuck_after:
+                # its writer died before the marker, or forgot it: somebody must look (told once)
+                entry |= {"stuck_since": before.mtime.isoformat(), "version": before.mtime_ns}
+            waiting.append(entry)
             continue
         try:
             rows = _read(path, table, accept_header_only=source.accept_header_only)
@@ -197,36 +203,67 @@ def rejection_events(manifest: staging.Manifest) -> list[tuple[str, str]]:
 
 def tell_data_engineers(source: SourceSpec, manifest: staging.Manifest, now: datetime, *,
                         state_url: str | None = None, deliver: bool = True, log=None) -> int:
-    """Queue (and deliver) one message about the run's rejected files of one table to the
-    ``data_engineering`` team. Keyed by source, table and run: told once. Returns the rows queued."""
-    if not manifest.rejected:
+    """Queue (and deliver) what the data engineers must hear of one table's run: one message about
+    its rejected files (keyed by source, table and run: told once however often the task is
+    retried), and one about each file stuck waiting for its ready marker (keyed by the file and its
+    version: told once however many runs find it still waiting). Returns the rows queued."""
+    stuck = [w for w in manifest.waiting if w.get("stuck_since")]
+    if not manifest.rejected and not stuck:
         return 0
     from threshold_operators.alerting.lifecycle import fingerprint
-    from threshold_operators.alerting.messages import Text
     from threshold_operators.alerting.pipeline import QueueReport, _key, enqueue_message
     from threshold_operators.alerting.routing import load_routing
     from threshold_operators.alerting.store import StateStore
 
+    routing = load_routing()
+    store = StateStore(url=state_url)
+    store.create()
+    report = QueueReport()
+    team = routing.team_of("data_engineering")
+    fp = fingerprint(f"(file:{source.source})", manifest.table)
+    if manifest.rejected:
+        enqueue_message(store, routing, team, 1, _rejected_text(source, manifest),
+                        _key("file_rejected", source.source, manifest.table, manifest.run_id), fp, "file_rejected",
+                        now, report, data={"source": source.source, "table": manifest.table,
+                                           "rejected": manifest.rejected})
+    for w in stuck:
+        enqueue_message(store, routing, team, 1, _stuck_text(source, manifest.table, w, now),
+                        _key("file_stuck", source.source, manifest.table, w["file"], w["version"]), fp, "file_stuck",
+                        now, report, data={"source": source.source, "table": manifest.table, **w})
+    if deliver and report.queued:
+        from threshold_operators.alerting.delivery import deliver as send
+
+        send(store, routing, now, **({"log": log} if log is not None else {}))
+    return report.queued
+
+
+def _rejected_text(source: SourceSpec, manifest: staging.Manifest):
+    from threshold_operators.alerting.messages import Text
+
     folder = drop_folder(source)
     lines = "\n".join(f"- {r['file']}: {r['reason']}" for r in manifest.rejected)
     n = len(manifest.rejected)
-    text = Text(f"[文件被拒收] {source.source}.{manifest.table}: {n}",
+    return Text(f"[文件被拒收] {source.source}.{manifest.table}: {n}",
                 f"【数据文件被拒收】{source.source} → {manifest.table}：{n} 个文件无法整体读取，未加载，"
                 f"已移到 {folder / 'rejected'}（原因见同名 .reason.txt）：\n{lines}\n请修正后重新放入目录。",
                 f"[file rejected] {source.source}.{manifest.table}: {n}",
                 f"[file rejected] {source.source} -> {manifest.table}: {n} file(s) could not be read as a whole; "
                 f"nothing of them was loaded. Moved to {folder / 'rejected'} (reason in <name>.reason.txt):\n"
                 f"{lines}\nFix and drop them again.", "yellow")
-    routing = load_routing()
-    store = StateStore(url=state_url)
-    store.create()
-    report = QueueReport()
-    enqueue_message(store, routing, routing.team_of("data_engineering"), 1, text,
-                    _key("file_rejected", source.source, manifest.table, manifest.run_id),
-                    fingerprint(f"(file:{source.source})", manifest.table), "file_rejected", now, report,
-                    data={"source": source.source, "table": manifest.table, "rejected": manifest.rejected})
-    if deliver and report.queued:
-        from threshold_operators.alerting.delivery import deliver as send
 
-        send(store, routing, now, **({"log": log} if log is not None else {}))
-    return report.queued
+
+def _stuck_text(source: SourceSpec, table: str, waiting: dict, now: datetime):
+    from threshold_operators.alerting.messages import Text
+
+    marker = source.finished_when.ready_marker
+    since = datetime.fromisoformat(waiting["stuck_since"])
+    hours = (now - since).total_seconds() / 3600
+    where = drop_folder(source) / waiting["file"]
+    return Text(f"[文件等待标记] {source.source}.{table}: {waiting['file']}",
+                f"【数据文件未完成】{where} 最后修改于 {since:%Y-%m-%d %H:%M} UTC（{hours:.1f} 小时前），"
+                f"仍没有标记文件 {waiting['file']}{marker}，因此未加载。写入方是否中断？"
+                f"确认文件完整后创建标记文件即可加载。",
+                f"[file waiting] {source.source}.{table}: {waiting['file']}",
+                f"[file waiting for its marker] {where} last changed {since:%Y-%m-%d %H:%M} UTC ({hours:.1f} h ago) "
+                f"and has no {waiting['file']}{marker}, so it is not loaded. Did its writer stop? Once the file "
+                f"is complete, create the marker and the next run loads it.", "yellow")

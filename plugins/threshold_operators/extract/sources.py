@@ -66,12 +66,15 @@ class FinishedWhen(BaseModel):
                                     "this long (used when there is no ready_marker)")
     ready_marker: str | None = Field(None, pattern=r"^\.[A-Za-z0-9_.-]+$", description='e.g. ".ready": the file is '
                                      "finished once <name>.ready exists (the writer makes it last)")
+    stuck_after: Duration = Field(timedelta(hours=1), description="with a ready_marker: a file whose marker has "
+                                  "not come this long after its last change is told to the data engineers "
+                                  "(once per version of the file); it keeps waiting")
 
-    @field_validator("unchanged_for")
+    @field_validator("unchanged_for", "stuck_after")
     @classmethod
-    def _positive(cls, v):
+    def _positive(cls, v, info):
         if v < timedelta(0):
-            raise ValueError("unchanged_for cannot be negative")
+            raise ValueError(f"{info.field_name} cannot be negative")
         return v
 
 

@@ -69,7 +69,7 @@ class Manifest:
     waited_s: float = 0.0
     files: list[str] = field(default_factory=list)  # file sources: the files staged
     rejected: list[dict] = field(default_factory=list)  # file sources: {file, reason} of files refused whole
-    waiting: list[dict] = field(default_factory=list)  # file sources: {file, reason} of files not yet finished
+    waiting: list[dict] = field(default_factory=list)  # file sources: {file, reason[, stuck_since, version]} not yet finished
 
 
 def write(folder: Path, pages: Iterable[list[dict]], manifest: dict, part_rows: int = 50_000) -> Manifest:
