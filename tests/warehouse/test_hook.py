@@ -142,3 +142,48 @@ def test_postgres_search_path_keeps_tables_in_their_schema(pg_schema, pg_admin_u
         tz = con.exec_driver_sql("SHOW timezone").scalar_one()
     hook.engine.dispose()
     assert where == pg_schema and tz == "UTC"
+
+
+@pytest.mark.postgres
+def test_rules_run_as_the_evaluation_role_read_the_warehouse_and_no_server_file(pg_schema, pg_admin_url, pg_server,
+                                                                              capsys):
+    """A read-only transaction does not stop a superuser's pg_read_file; the evaluation role does."""
+    import secrets
+
+    import sqlalchemy as sa
+
+    role = f"sf_checks_{secrets.token_hex(3)}"
+    owner = WarehouseHook(url=pg_admin_url, search_path=pg_schema)
+    with owner.engine.begin() as con:
+        con.exec_driver_sql("CREATE TABLE orders (order_id text)")
+        con.exec_driver_sql("INSERT INTO orders VALUES ('A-1')")
+        con.exec_driver_sql(f"CREATE ROLE {role} NOLOGIN")
+        con.exec_driver_sql(f"GRANT USAGE ON SCHEMA {pg_schema} TO {role}")
+        con.exec_driver_sql(f"GRANT SELECT ON ALL TABLES IN SCHEMA {pg_schema} TO {role}")
+    try:
+        # the superuser of this test server: warned, and it could read a server file
+        with owner.evaluation_connection() as con:
+            assert con.execute(sa.text("SELECT pg_read_file('PG_VERSION')")).scalar_one().strip()
+        logged = capsys.readouterr().out  # Airflow's hook logger writes through structlog
+        assert "may read server files" in logged and "evaluation_role" in logged
+
+        checks = WarehouseHook(url=pg_admin_url, search_path=pg_schema, evaluation_role=role)
+        with checks.evaluation_connection() as con:
+            assert con.execute(sa.text("SELECT current_user")).scalar_one() == role
+            assert con.execute(sa.text("SELECT order_id FROM orders")).scalar_one() == "A-1"
+        for forbidden in ("SELECT pg_read_file('PG_VERSION')", "SELECT count(*) FROM pg_authid"):
+            with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), \
+                    checks.evaluation_connection() as con:
+                con.execute(sa.text(forbidden))
+        with checks.engine.connect() as con:  # extract and load keep the connection's own user
+            assert con.execute(sa.text("SELECT current_user")).scalar_one() != role
+        checks.engine.dispose()
+        checks.evaluation_engine.dispose()
+        with pytest.raises(WarehouseConfigError, match="evaluation_role"):
+            _ = WarehouseHook(url=pg_admin_url, evaluation_role='x"; DROP TABLE orders; --').evaluation_role
+    finally:
+        owner.engine.dispose()
+        owner.evaluation_engine.dispose()
+        with pg_server.begin() as con:
+            con.exec_driver_sql(f"DROP OWNED BY {role}")
+            con.exec_driver_sql(f"DROP ROLE {role}")

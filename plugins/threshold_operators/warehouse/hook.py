@@ -19,7 +19,9 @@ Rules are evaluated on a connection of their own (``evaluation_connection``), a 
 defence behind the lint and the check of every compiled statement: on DuckDB a connection
 opened read-only with external access (files, URLs, ATTACH, COPY), extension loading and
 installing disabled and its configuration locked before the rule's SQL runs; on PostgreSQL a
-READ ONLY transaction (and ``default_transaction_read_only``), rolled back after the query.
+READ ONLY transaction (and ``default_transaction_read_only``), rolled back after the query, as
+``extra.evaluation_role`` (``SET LOCAL ROLE``) when the connection names one: a read-only
+transaction does not stop a superuser's ``pg_read_file``, a role that may only read does.
 The extract and load side keeps the ordinary connection (it writes the warehouse).
 """
 
@@ -134,10 +136,12 @@ class WarehouseHook(DbApiHook):
     hook_name = "Storefence warehouse"
     supports_autocommit = True
 
-    def __init__(self, *args, url: str | None = None, search_path: str | None = None, **kwargs):
+    def __init__(self, *args, url: str | None = None, search_path: str | None = None,
+                 evaluation_role: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self._url = url
         self._search_path = search_path
+        self._evaluation_role = evaluation_role
 
     # --- configuration -------------------------------------------------------------------------
     @cached_property
@@ -255,6 +259,32 @@ class WarehouseHook(DbApiHook):
             return self.get_sqlalchemy_engine({"connect_args": {"options": options}})
         return self.get_sqlalchemy_engine()
 
+    @cached_property
+    def evaluation_role(self) -> str | None:
+        """PostgreSQL: the role rules are evaluated as (``extra.evaluation_role``), a role that may
+        only read the warehouse tables; the connection's user must be a member of it."""
+        import re
+
+        role = self._evaluation_role or self._extra.get("evaluation_role")
+        if role is not None and not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", str(role)):
+            raise WarehouseConfigError(f"connection '{self.get_conn_id()}': extra.evaluation_role {role!r} is not a "
+                                       f"role name (lower case letters, digits and _)")
+        return role
+
+    def _warn_if_superuser(self, con) -> None:
+        """Once per hook: a superuser's read-only transaction still reads server files (pg_read_file)."""
+        from sqlalchemy import text
+
+        if getattr(self, "_superuser_checked", False):
+            return
+        self._superuser_checked = True
+        row = con.execute(text("SELECT current_user, rolsuper OR pg_has_role(current_user, 'pg_read_server_files', "
+                               "'MEMBER') FROM pg_roles WHERE rolname = current_user")).first()
+        if row and row[1]:
+            self.log.warning("rules are evaluated as %s, who may read server files even in a read-only transaction: "
+                             "set extra.evaluation_role on connection %s to a role that may only read the warehouse "
+                             "(docs/warehouse.md)", row[0], self.get_conn_id())
+
     @contextmanager
     def evaluation_connection(self):
         """A SQLAlchemy connection for a rule's statement: nothing it runs can read a file, reach
@@ -264,6 +294,10 @@ class WarehouseHook(DbApiHook):
         with self.evaluation_engine.connect() as con:
             if self.dialect_name == "postgresql":
                 con.execute(text("SET TRANSACTION READ ONLY"))
+                if self.evaluation_role:  # for this transaction only; the statement cannot RESET it
+                    con.execute(text(f'SET LOCAL ROLE "{self.evaluation_role}"'))
+                else:
+                    self._warn_if_superuser(con)
             try:
                 yield con
             finally:
