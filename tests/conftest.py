@@ -41,6 +41,20 @@ if CLOCK:  # before Airflow or anything else reads the time
     time_machine.travel(datetime.fromisoformat(CLOCK.replace("Z", "+00:00")), tick=True).start()
 
 
+# The instant a test that reaches a clock-reading edge (a DAG run, the CLI) runs at when no
+# STOREFENCE_TEST_CLOCK is set: a Thursday, 12:00 in Shanghai.
+DEFAULT_TEST_NOW = datetime(2026, 10, 1, 4, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def pinned_now(time_machine) -> datetime:
+    """Travel to STOREFENCE_TEST_CLOCK (tests/test_clocks.py), else DEFAULT_TEST_NOW, the clock
+    ticking from there; the instant, for the test to build its data from."""
+    at = datetime.fromisoformat(CLOCK.replace("Z", "+00:00")) if CLOCK else DEFAULT_TEST_NOW
+    time_machine.move_to(at, tick=True)
+    return at
+
+
 def pytest_report_header(config):
     return f"clock: {CLOCK} (STOREFENCE_TEST_CLOCK), ticking" if CLOCK else None
 

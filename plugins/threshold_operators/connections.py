@@ -11,8 +11,8 @@
   with ``airflow connections add`` or in the UI lives in the metadata DB, so there, and only
   there, the DB is read through Airflow's ``MetastoreBackend``.
 
-The old ``airflow.models.Connection.get_connection_from_secrets`` is not used: inside a task it
-emits a DeprecationWarning on every call (the flood in the task logs).
+The lookup on ``airflow.models``' Connection class is not used: inside a task it emits a
+DeprecationWarning on every call (the flood in the task logs).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def in_task() -> bool:
     """Whether this process runs a task (the Task SDK's supervisor channel is set up): the same
-    test Airflow's own ``get_connection_from_secrets`` makes."""
+    test Airflow's own connection lookup makes."""
     runner = sys.modules.get("airflow.sdk.execution_time.task_runner")
     return getattr(runner, "SUPERVISOR_COMMS", None) is not None
 

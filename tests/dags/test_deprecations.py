@@ -85,9 +85,8 @@ def test_the_recorder_sees_a_deprecated_call_of_ours(airflow_db):
     assert any("get_connection_from_secrets" in m and "old_lookup.py" in where for m, where in found), found
 
 
-def _write_drop(airflow_home):
+def _write_drop(airflow_home, now):
     import os
-    import time
 
     from tests.dags.test_extract_dags import ITEMS_CSV, ORDERS_CSV
 
@@ -97,12 +96,12 @@ def _write_drop(airflow_home):
     (drop / "orders_dep.csv").write_text(ORDERS_CSV, encoding="utf-8")
     (drop / "order_items_dep.csv").write_text(ITEMS_CSV, encoding="utf-8")
     (drop / "orders_empty.csv").write_text("", encoding="utf-8")
-    finished = time.time() - 3600  # written an hour ago: finished
+    finished = now.timestamp() - 3600  # written an hour before the task runs: finished
     for p in drop.glob("*.csv"):
         os.utime(p, (finished, finished))
 
 
-def test_task_runs_cause_no_deprecation_warning(airflow_db, airflow_home, tmp_path, monkeypatch):
+def test_task_runs_cause_no_deprecation_warning(airflow_db, airflow_home, tmp_path, monkeypatch, pinned_now):
     """An extract DAG (file drop, quality gate, load, the rejected-file message) and an alert DAG
     (check, notify, deliver with acknowledge links) run with dag.test(): no DeprecationWarning of ours."""
     from airflow.dag_processing.dagbag import DagBag
@@ -119,12 +118,12 @@ def test_task_runs_cause_no_deprecation_warning(airflow_db, airflow_home, tmp_pa
     monkeypatch.setenv("AIRFLOW_CONN_STOREFENCE_STATE", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "s.sqlite")}))
     monkeypatch.setenv("AIRFLOW_CONN_STOREFENCE_ACK", json.dumps(
         {"conn_type": "http", "host": "https://airflow.example.com", "password": "ack-secret"}))
-    _write_drop(airflow_home)
+    _write_drop(airflow_home, pinned_now)
 
-    from datetime import UTC, datetime, timedelta
+    from datetime import timedelta
 
     hook = WarehouseHook(url=f"duckdb:///{path}")
-    t0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=6)
+    t0 = pinned_now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=6)
     _load_orders(hook, {t0 + i * timedelta(hours=1): 12 for i in range(5)})  # a live breach, whatever the hour
     hook.engine.dispose()
 

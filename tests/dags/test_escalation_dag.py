@@ -4,7 +4,7 @@ against a DingTalk robot on loopback and a state store of the test's own."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -43,8 +43,8 @@ def test_the_dag_runs_every_two_minutes_outside_the_warehouse_pool(airflow_db):
     assert dag.tasks[0].pool == "default_pool"
 
 
-def test_a_run_delivers_what_is_pending_once(state, robot):
-    now = datetime.now(UTC)
+def test_a_run_delivers_what_is_pending_once(state, robot, pinned_now):
+    now = pinned_now
     state.enqueue(key="k1", fingerprint="f1", event="fired", level=1, route="ops_dingtalk",
                   payload={"title": "[red] 爆单且库存告急", "text": "SKU-1: 库存仅够 5 小时", "mentions": ["13800000003"]},
                   now=now - timedelta(minutes=1))

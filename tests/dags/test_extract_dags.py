@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
+from datetime import timedelta
 
 import pytest
 
@@ -133,7 +133,8 @@ X-404,1,shop-09,SKU-C,1,10.00,2026-09-28T11:30:00Z
 """
 
 
-def test_csv_drop_loads_good_rows_quarantines_bad_ones_and_files_move(extract_dags, airflow_home, tmp_path, monkeypatch):
+def test_csv_drop_loads_good_rows_quarantines_bad_ones_and_files_move(extract_dags, airflow_home, tmp_path, monkeypatch,
+                                                                      pinned_now):
     monkeypatch.setenv("AIRFLOW_CONN_STOREFENCE_WAREHOUSE", json.dumps({"conn_type": "duckdb", "host": str(tmp_path / "w.duckdb")}))
     monkeypatch.setenv("AIRFLOW_CONN_STOREFENCE_STATE", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "s.sqlite")}))
     drop = airflow_home / "storefence" / "drop" / "shop_exports"
@@ -143,10 +144,12 @@ def test_csv_drop_loads_good_rows_quarantines_bad_ones_and_files_move(extract_da
     (drop / "order_items_0928.csv").write_text(ITEMS_CSV, encoding="utf-8")
     (drop / "orders_garbled.csv").write_bytes("订单号,金额\n".encode("gbk"))  # an export saved in GBK
     (drop / "orders_nokey.csv").write_text("amount,status\n1,paid\n", encoding="utf-8")
-    finished = time.time() - 3600  # the task reads the wall clock: written an hour ago, finished at any hour
+    finished = (pinned_now - timedelta(hours=1)).timestamp()  # written an hour before the task runs: finished
     for p in drop.glob("*.csv"):
         os.utime(p, (finished, finished))
-    (drop / "orders_still_writing.csv").write_text(ORDERS_CSV[:120], encoding="utf-8")  # written just now
+    still = drop / "orders_still_writing.csv"
+    still.write_text(ORDERS_CSV[:120], encoding="utf-8")  # written as the task runs
+    os.utime(still, (pinned_now.timestamp(), pinned_now.timestamp()))
     run = extract_dags.get_dag("storefence_extract_shop_exports").test()
     assert run.state == "success", {ti.task_id: ti.state for ti in run.get_task_instances()}
 
