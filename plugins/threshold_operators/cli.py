@@ -246,7 +246,7 @@ def cmd_evaluate(args) -> int:
     if not args.rule or args.start is None or args.end is None:
         raise UsageError("storefence evaluate RULE --start TS --end TS, or storefence evaluate --labels FILE")
     from threshold_operators.engine.compile import compile_rule
-    from threshold_operators.engine.evaluate import evaluate, warehouse_query
+    from threshold_operators.engine.evaluate import evaluate_cycles, warehouse_query
     from threshold_operators.rules.catalogue import load_catalogue
 
     catalogue = load_catalogue()
@@ -257,11 +257,9 @@ def cmd_evaluate(args) -> int:
     compiled, query = compile_rule(loaded, catalogue.get), warehouse_query(hook)
     i = loaded.rule.conditions.index(loaded.rule.primary)
     cycles, prior = _cycles(loaded, compiled, query, args.start, args.end)
-    for start, end in cycles:
-        ev = evaluate(compiled, query, start, end, now=end, prior=prior)
-        prior = ev.carry
-        print(f"{args.rule} {start.isoformat()} .. {end.isoformat()}: {ev.outcome}, {ev.candidates} candidate "
-              f"rows, {ev.duration_ms} ms")
+    for ev in evaluate_cycles(compiled, query, cycles, prior):
+        print(f"{args.rule} {ev.window_start.isoformat()} .. {ev.window_end.isoformat()}: {ev.outcome}, "
+              f"{ev.candidates} candidate rows, {ev.duration_ms} ms")
         for r in ev.results:
             d = r.row
             print(f"  {r.bucket.isoformat()} {r.state:8} {r.severity or '':6} {r.entity_key} "
@@ -275,14 +273,14 @@ def _cycles(loaded, compiled, query, start, end) -> tuple[list, dict]:
     (persistence, the recovery hold) are evaluated unprinted, as the live check would have: what
     was firing before ``start`` is known, and its recovery shows."""
     from threshold_operators.analysis.backtest import windows
-    from threshold_operators.engine.evaluate import evaluate
+    from threshold_operators.engine.evaluate import evaluate_cycles
     from threshold_operators.engine.windows import lead_in
 
     if not loaded.current_state:
         return [(start, end)], {}
     prior: dict = {}
-    for a, b in windows(loaded, start - lead_in(loaded.rule), start):
-        prior = evaluate(compiled, query, a, b, now=b, prior=prior).carry
+    for ev in evaluate_cycles(compiled, query, windows(loaded, start - lead_in(loaded.rule), start)):
+        prior = ev.carry
     return windows(loaded, start, end), prior
 
 

@@ -204,37 +204,36 @@ def _deliver_route(store, sender, route: str, clock, policy: RetryPolicy, fallba
                 if budget == 0:
                     report.throttled += len(due)
                     return
-                if batch:
-                    due = store.claimed([r["id"] for r in due], con)  # the texts, to size the batches
-                    lot = _batches(due, budget, language)[0]
-                else:
-                    lot = due[:1]
+            if cap and batch:  # the texts of every due row, to size the batches
+                lot = _batches(store.claimed([r["id"] for r in due], con), budget, language)[0]
             else:
-                lot = due[:1]
-            lot = store.claimed([r["id"] for r in lot], con)
-            message = _message(lot, language)
+                lot = store.claimed([due[0]["id"]], con)
+            message, problem = _message(lot, language)
             try:
                 token = store.claim_rows([r["id"] for r in lot], t, lease_for(sender, message), con)
             except ClaimLost:  # taken meanwhile (a deliverer not honouring the route lock): leave it
                 report.busy += 1
                 return
         faults.point("deliver.claimed")
-        if not _send(store, sender, route, lot, token, message, language, clock, policy, fallback, report):
+        if not _send(store, sender, route, lot, token, message or problem, clock, policy, fallback, report):
             report.held_back += max(len(due) - len(lot), 0)
             return
 
 
-def _message(lot: list[dict], language: str) -> Message | None:
+def _message(lot: list[dict], language: str) -> tuple[Message | None, str | None]:
+    """The request of a lot, or why it cannot be built (a payload that is not a message: ``_send``
+    records it as a final failure)."""
     try:
-        return batch_message([message_of(n["payload"], language, n["idempotency_key"]) for n in lot], language)
-    except Exception:  # noqa: BLE001 - a payload that is not a message: _send records it as a failure
-        return None
+        return batch_message([message_of(n["payload"], language, n["idempotency_key"]) for n in lot], language), None
+    except Exception as exc:  # noqa: BLE001 - recorded, sent to the fallback, delivery goes on
+        return None, f"unexpected {type(exc).__name__} building the message: {str(exc)[:300]}"
 
 
-def _send(store, sender, route: str, batch: list[dict], token: str, message: Message | None, language: str,
+def _send(store, sender, route: str, batch: list[dict], token: str, message: Message | str,
           clock, policy: RetryPolicy, fallback: str | None, report: DeliveryReport) -> bool:
-    """Send one claimed batch and record the outcome under its claim; False when the route must stop
-    for this pass (a retryable failure: the later rows wait behind it, in order)."""
+    """Send one claimed batch (``message``: the request, or why it could not be built) and record the
+    outcome under its claim; False when the route must stop for this pass (a retryable failure: the
+    later rows wait behind it, in order)."""
     lead = batch[0]["id"]
     if all(n["payload"].get("dry_run") for n in batch):
         gone = store.finish(token, {n["id"]: {"status": "dry_run", "sent_at": clock()} for n in batch})
@@ -244,8 +243,8 @@ def _send(store, sender, route: str, batch: list[dict], token: str, message: Mes
     if sender is None:
         # a missing connection is a set-up problem: kept (with back-off) until it is defined, then the fallback
         ok, retryable, error = False, True, f"no sender configured for route {route!r} (is its connection defined?)"
-    elif message is None:
-        ok, retryable, error = False, False, _unexpected_payload(batch, language)
+    elif isinstance(message, str):  # the message could not be built: why
+        ok, retryable, error = False, False, message
     else:
         try:
             result = sender.send(message)
@@ -288,14 +287,6 @@ def _send(store, sender, route: str, batch: list[dict], token: str, message: Mes
             if n in reroute:
                 report.rerouted.append(n["id"])
     return not retryable
-
-
-def _unexpected_payload(batch: list[dict], language: str) -> str:
-    try:
-        batch_message([message_of(n["payload"], language) for n in batch], language)
-    except Exception as exc:  # noqa: BLE001 - the same error as in _message, to record
-        return f"unexpected {type(exc).__name__} building the message: {str(exc)[:300]}"
-    return "unexpected: the message could not be built"
 
 
 def build_senders(routing, rules=()) -> tuple[dict[str, Sender], list[str]]:

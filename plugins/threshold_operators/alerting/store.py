@@ -255,7 +255,7 @@ class StateStore:
         con.execute(stmt, [{**r, "version": 1} for r in rows])
         return None
 
-    def cas_many(self, items, con) -> list[str]:
+    def cas_many(self, items, con) -> None:
         """Compare-and-set: write each alert only if its row still has the version it was read at
         (``Alert.version``; 0: it must not exist yet), bumping it. Raises ``StaleAlerts`` (with the
         fingerprints whose row changed since) when any was written meanwhile: the transaction rolls
@@ -263,7 +263,7 @@ class StateStore:
         read version RETURNING``)."""
         items = list({a.fingerprint: a for a in items}.values())
         if not items:
-            return []
+            return
         insert = self._insert()
         stmt = insert(alerts)
         stmt = stmt.on_conflict_do_update(
@@ -275,7 +275,6 @@ class StateStore:
         lost = [a.fingerprint for a in items if a.fingerprint not in written]
         if lost:
             raise StaleAlerts(lost)
-        return []
 
     def _insert(self):
         if self.engine.dialect.name == "sqlite":
@@ -380,13 +379,10 @@ class StateStore:
             or_(c.batch_of.is_(None), c.batch_of == c.id))
         return con.execute(tokens).scalar_one() + con.execute(legacy).scalar_one()
 
-    def sent_since(self, route: str, since: datetime) -> int:
-        """Requests a route made since ``since`` (``requests_since`` at ``since`` + the window)."""
-        return self.requests_since(route, since, since)
-
-    def claim_rows(self, ids: list[int], now: datetime, lease: timedelta, con, token: str | None = None) -> str | None:
-        """Claim the pending rows ``ids`` under one new token until ``now + lease``; the token, or
-        None when one of them is held by a live claim or no longer pending (nothing is claimed)."""
+    def claim_rows(self, ids: list[int], now: datetime, lease: timedelta, con, token: str | None = None) -> str:
+        """Claim the pending rows ``ids`` under one new token until ``now + lease``; the token.
+        ``ClaimLost`` when one of them is held by a live claim or no longer pending (the caller's
+        transaction rolls back: nothing is claimed)."""
         from sqlalchemy import or_
 
         token = token or uuid.uuid4().hex
@@ -416,16 +412,6 @@ class StateStore:
                 return self.claimed(ids, c)
         q = select(notifications).where(notifications.c.id.in_(ids)).order_by(notifications.c.id)
         return [_outbox_row(r) for r in con.execute(q).mappings()]
-
-    def release(self, token: str, con=None) -> None:
-        """Give back a claim not used (nothing was sent under it)."""
-        if con is None:
-            with self.transaction() as c:
-                return self.release(token, c)
-        c = notifications.c
-        con.execute(notifications.update().where(c.claim_token == token, c.status == "pending")
-                    .values(claim_token=None, claimed_at=None, claimed_until=None))
-        return None
 
     def finish(self, token: str | None, updates: dict[int, dict], con=None) -> list[int]:
         """Record the outcome of a claim: ``updates`` id -> the columns to set (``status``,

@@ -55,15 +55,10 @@ def replay(loaded, lookup, query, start: datetime, end: datetime, stepwise: bool
     """Every bucket result (pending, firing, resolved) of the rule over ``[start, end)``.
     ``stepwise``: cycle by cycle (default: for current-state rules only)."""
     from threshold_operators.engine.compile import compile_rule
-    from threshold_operators.engine.evaluate import evaluate
+    from threshold_operators.engine.evaluate import evaluate_cycles
 
     compiled = compile_rule(loaded, lookup)
-    results, prior = [], {}
-    for a, b in windows(loaded, start, end, stepwise):
-        ev = evaluate(compiled, query, a, b, now=b, prior=prior)
-        results += ev.results
-        prior = ev.carry
-    return results
+    return [r for ev in evaluate_cycles(compiled, query, windows(loaded, start, end, stepwise)) for r in ev.results]
 
 
 def backtest(loaded, lookup, query, start: datetime, end: datetime, overrides=(), source="warehouse",

@@ -130,3 +130,13 @@ def evaluate(compiled: CompiledRule, query: Query, start: datetime, end: datetim
     return Evaluation(rule.id, rule.mode, start, end, outcome, results, len(rows),
                       int((clock() - t0) * 1000), now,
                       carry=carry(prior, results, complete), complete=complete)
+
+
+def evaluate_cycles(compiled: CompiledRule, query: Query, windows, prior: dict[str, Prior] | None = None):
+    """Evaluate consecutive ``windows`` ((start, end) pairs) as the live cycles would, each resuming
+    from what the one before left pending or firing (``Evaluation.carry``): a replay. Yields each
+    cycle's Evaluation."""
+    for start, end in windows:
+        ev = evaluate(compiled, query, start, end, now=end, prior=prior)
+        prior = ev.carry
+        yield ev

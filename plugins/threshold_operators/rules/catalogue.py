@@ -220,12 +220,27 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _file_reader():
+    """(text, sha256) of a file, each file read once per call of the reader's owner: rules share
+    their rule file, and variants share a query."""
+    seen: dict[Path, tuple[str, str]] = {}
+
+    def read(path: Path) -> tuple[str, str]:
+        if path not in seen:
+            text = path.read_text(encoding="utf-8")
+            seen[path] = (text, _sha(text))
+        return seen[path]
+
+    return read
+
+
 def _dump(catalogue: Catalogue) -> dict:
+    read = _file_reader()
     return {
         "problems": catalogue.problems,
         "rules": [{"rule": r.rule.model_dump(mode="json", by_alias=True, exclude_defaults=True),
                    "file": str(r.file), "line": r.line, "sql_path": str(r.sql_path), "tables": list(r.tables),
-                   "sql_sha256": _sha(r.template), "file_sha256": _sha(r.file.read_text(encoding="utf-8")),
+                   "sql_sha256": _sha(r.template), "file_sha256": read(r.file)[1],
                    "field_lines": [[list(k), v] for k, v in r.field_lines.items()]} for r in catalogue.rules.values()],
     }
 
@@ -238,7 +253,7 @@ def _restore(doc: dict, rdir: Path, sdir: Path) -> Catalogue:
     """The cached catalogue, re-checked against the files (a cache file is not trusted): each rule
     re-validated by the model, its rule file in the rules folder and its query in the SQL folder
     (symbolic links resolved), both with the content hashes they were validated with."""
-    catalogue = Catalogue(problems=doc["problems"])
+    catalogue, read = Catalogue(problems=doc["problems"]), _file_reader()
     for r in doc["rules"]:
         rule = Rule.model_validate(r["rule"])
         file, sql_path = Path(r["file"]), Path(r["sql_path"])
@@ -246,8 +261,8 @@ def _restore(doc: dict, rdir: Path, sdir: Path) -> Catalogue:
                 or file.parent != rdir or file.stem != rule.domain \
                 or not all(isinstance(t, str) and IDENTIFIER.match(t) for t in r["tables"]):
             raise _Untrusted(rule.id)
-        template = sql_path.read_text(encoding="utf-8")
-        if _sha(template) != r["sql_sha256"] or _sha(file.read_text(encoding="utf-8")) != r["file_sha256"]:
+        template, sql_sha = read(sql_path)
+        if sql_sha != r["sql_sha256"] or read(file)[1] != r["file_sha256"]:
             raise _Untrusted(rule.id)
         catalogue.rules[rule.id] = LoadedRule(rule, file, r["line"], sql_path, template, tuple(r["tables"]),
                                               {tuple(k): v for k, v in r["field_lines"]})
