@@ -2,6 +2,7 @@
 
     storefence simulate   fill a warehouse with a simulated shop and its labelled incidents
     storefence shop-api   serve a simulated shop over HTTP, as a platform API would
+    storefence live-shop  prepare | serve: a shop whose clock moves with real time (make up)
     storefence warehouse  init | summary | docs
     storefence airflow-setup   migrate Airflow's metadata DB, create the pool and the default connection
     storefence demo       the main job on the embedded default (what `make demo` runs)
@@ -90,11 +91,45 @@ def cmd_shop_api(args) -> int:
         from threshold_operators.simulator.run import simulate
         from threshold_operators.warehouse.hook import WarehouseHook
 
+        from datetime import timedelta
+
         source = str(Path(tempfile.mkdtemp(prefix="storefence-shop-")) / "shop.duckdb")
         print(f"Simulating the shop into {source} ...", file=sys.stderr, flush=True)
-        simulate(_spec(args), WarehouseHook(url=f"duckdb:///{source}"), labels_out=args.labels_out)
+        spec = _spec(args)
+        spec.history_from = (args.as_of or spec.resolved_end()) - timedelta(days=2)  # exact as_of from then on
+        simulate(spec, WarehouseHook(url=f"duckdb:///{source}"), labels_out=args.labels_out)
     faults = FaultPolicy(rate_limit=args.rate_limit, error_rate=args.error_rate, seed=args.seed)
     serve(source, host=args.host, port=args.port, faults=faults, token=os.environ.get("STOREFENCE_SHOP_API_TOKEN"), as_of=args.as_of)
+    return 0
+
+
+def _live_duration(value: str):
+    """A duration (30m, 1h, 24h) or 0."""
+    from datetime import timedelta
+
+    return timedelta(0) if value.strip() == "0" else _duration(value)
+
+
+def cmd_live_shop(args) -> int:
+    """Prepare the live shop (platform file, warehouse history, state file) or serve it."""
+    from threshold_operators.simulator import live
+
+    if args.action == "serve":
+        live.serve_live(args.state_file or airflow_home(), host=args.host, port=args.port,
+                        token=os.environ.get("STOREFENCE_SHOP_API_TOKEN"))
+        return 0
+    shop = live.prepare_live_shop(
+        airflow_home(), speed=args.speed, behind=args.behind, hours_ahead=args.hours_ahead, skus=args.skus,
+        days=args.days, seed=args.seed, conn_id=args.conn_id, now=args.now, say=print)
+    clock = shop.clock()
+    caught = clock.caught_up_at
+    print(f"Live shop ready in {shop.prepared_seconds:.1f} s: {airflow_home() / live.STATE_FILE}\n"
+          f"  data time starts at {shop.d0:%Y-%m-%d %H:%M:%S} UTC, {clock.speed:g}x real time"
+          + (f", real time from {caught:%H:%M:%S} UTC" if caught else "") + "\n"
+          f"  incident {shop.incident['id']} on {shop.incident['sku']} ({shop.incident['shop_id']}): "
+          f"{shop.incident['start']} to {shop.incident['end']} (data time), seen from "
+          f"{clock.wall_time(datetime.fromisoformat(shop.incident['start'])):%H:%M:%S} UTC\n"
+          f"  serve it with: storefence live-shop serve")
     return 0
 
 
@@ -423,6 +458,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--error-rate", type=float, default=0.0, help="share of requests answered with a 5xx")
     p.add_argument("--as-of", type=_timestamp, help="serve the shop as it was at this time")
     p.set_defaults(func=cmd_shop_api)
+
+    p = sub.add_parser("live-shop", help="prepare | serve a simulated shop whose clock moves with real time")
+    live = p.add_subparsers(dest="action", required=True)
+    q = live.add_parser("prepare", help="simulate the platform file, seed the warehouse up to the live start, "
+                                        "write $AIRFLOW_HOME/storefence-live-shop.json")
+    q.add_argument("--speed", type=float, default=6.0, help="data seconds per second until real time (default 6)")
+    q.add_argument("--behind", type=_live_duration, default="1h", help="how far behind real time data starts (default 1h)")
+    q.add_argument("--hours-ahead", type=_live_duration, default="24h", help="data simulated beyond now (default 24h)")
+    q.add_argument("--skus", type=int, default=200)
+    q.add_argument("--days", type=int, default=60, help="window length; at least 50 days of history before the start")
+    q.add_argument("--seed", type=int, default=7)
+    q.add_argument("--conn-id", default=WAREHOUSE_CONN_ID, help=f"Airflow connection of the warehouse (default {WAREHOUSE_CONN_ID})")
+    q.add_argument("--now", type=_timestamp, help="the wall time the clock starts at (tests)")
+    q = live.add_parser("serve", help="serve the prepared live shop in the foreground; writes its url into the state file")
+    q.add_argument("--port", type=int, default=0, help="0: any free port (default)")
+    q.add_argument("--host", default="127.0.0.1")
+    q.add_argument("--state-file", metavar="FILE", help="default $AIRFLOW_HOME/storefence-live-shop.json")
+    p.set_defaults(func=cmd_live_shop)
 
     p = sub.add_parser("warehouse", help="init the schema, summarise the warehouse, print the schema docs")
     p.add_argument("action", choices=["init", "summary", "docs"])

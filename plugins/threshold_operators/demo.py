@@ -52,11 +52,15 @@ def inject_malformed(source_path: Path, end) -> list[str]:
 
 
 def seed_history(source_path: Path, warehouse, cutoff) -> int:
-    """Copy the platform's rows older than ``cutoff`` into the warehouse (the initial load)."""
+    """Copy the platform's rows changed before ``cutoff`` into the warehouse (the initial load),
+    each as it was at ``cutoff`` (its version then, when the platform file keeps versions:
+    ``shop_api.versions``), so the extracts that follow find the warehouse where a platform
+    read at ``cutoff`` would have left it."""
     import duckdb
     import pyarrow as pa
     from sqlalchemy import text
 
+    from threshold_operators.shop_api.versions import quote, read_histories, served_rows
     from threshold_operators.warehouse.bulk_load import bulk_loader
     from threshold_operators.warehouse.schema import PACK_TABLE_NAMES, create_schema
 
@@ -67,13 +71,16 @@ def seed_history(source_path: Path, warehouse, cutoff) -> int:
     warehouse.engine.dispose()
     src = duckdb.connect(str(source_path), read_only=True)
     src.execute("SET TimeZone = 'UTC'")
+    histories = read_histories(src)
     rows = 0
     try:
         with bulk_loader(warehouse) as loader:
             for table in TABLE_NAMES:
-                field = table_spec(table).updated_field
-                where = f" WHERE {field} < ?" if field else ""
-                reader = src.sql(f"SELECT * FROM {table}{where}", params=[cutoff] if field else []).to_arrow_reader(500_000)
+                spec = table_spec(table)
+                sql, params = served_rows(spec, histories.get(table), cutoff)
+                if spec.updated_field:
+                    sql, params = f"SELECT * FROM ({sql}) AS served WHERE {quote(spec.updated_field)} < ?", [*params, cutoff]
+                reader = src.sql(sql, params=params).to_arrow_reader(500_000)
                 for batch in reader:
                     loader.append(table, pa.Table.from_batches([batch]))
                     rows += batch.num_rows

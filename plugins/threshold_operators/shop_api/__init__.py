@@ -7,6 +7,7 @@ HTTP server.
 
 - ``faults`` - ``FaultPolicy``: the token-bucket rate limit and random server errors;
 - ``app``    - ``create_app``: the FastAPI application;
+- ``versions`` - which version of each row is served at ``as_of`` (a platform's history);
 - ``server`` - ``ShopApiServer`` (background thread, for tests) and ``serve`` (for the CLI).
 
 Nothing is imported here: FastAPI and uvicorn load only when the server is used.

@@ -9,8 +9,10 @@ Endpoints (all JSON; errors are ``{"error": message}``):
   (``<`` it), ``shop_id``, ``limit`` (1..5000, default 500) and ``cursor`` (the previous page's
   ``next_cursor``; only valid with the same filters). Tables without an ``updated_field``
   (``shops``) are ordered by key and ignore the time filters.
-- ``GET|PUT /v1/_admin/clock`` - read or move ``as_of``: rows changed after it are hidden, as if
-  the shop were seen at that moment, so a test can make data "arrive" later.
+- ``GET|PUT /v1/_admin/clock`` - read or move ``as_of``: the shop is served as it was at that
+  moment (each row's version of then, rows created later hidden: ``versions``), so a test can
+  make data "arrive" later. A live shop's clock moves ``as_of`` on every request; a PUT pins it,
+  ``{"as_of": "live"}`` follows the clock again.
 
 Values: timestamps are ISO 8601 UTC with ``Z``; money (``NUMERIC``) is a string with two
 decimals, so it stays exact; integers are integers; NULL is null.
@@ -28,10 +30,10 @@ import hashlib
 import hmac
 import json
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -39,6 +41,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from threshold_operators.shop_api.faults import FaultPolicy
+from threshold_operators.shop_api.versions import History, quote, read_histories, served_rows
 from threshold_operators.warehouse.hook import connect_duckdb
 from threshold_operators.warehouse.schema import TABLE_NAMES, TableSpec, table_spec
 
@@ -57,15 +60,37 @@ class ApiError(Exception):
         self.headers = headers
 
 
+class Clock(Protocol):
+    """What a live clock offers the API (``simulator.live.LiveClock``): the data time now."""
+
+    def now(self) -> datetime: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
 @dataclass
 class ShopState:
-    """What the running API holds: the open file, its faults, its token and its clock."""
+    """What the running API holds: the open file, its faults, its token and its clock.
+
+    ``as_of`` is a fixed moment (``None``: the shop as it stands); with a ``clock`` that is not
+    pinned, every request reads the clock instead (a live shop).
+    """
 
     con: Any
     tables: dict[str, TableSpec]
     faults: FaultPolicy | None
     token: str | None
     as_of: datetime | None
+    histories: dict[str, History] = field(default_factory=dict)
+    clock: Clock | None = None
+    pinned: bool = False
+
+    @property
+    def live(self) -> bool:
+        return self.clock is not None and not self.pinned
+
+    def current_as_of(self) -> datetime | None:
+        return as_utc(self.clock.now()) if self.live else self.as_of
 
 
 # --- values ------------------------------------------------------------------------------------
@@ -164,10 +189,6 @@ def decode_cursor(raw: str, spec: TableSpec, filters: str) -> tuple[Any, ...]:
 
 
 # --- queries -----------------------------------------------------------------------------------
-def quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
 def page_query(
     spec: TableSpec,
     *,
@@ -177,16 +198,19 @@ def page_query(
     shop_id: str | None,
     after: tuple[Any, ...] | None,
     limit: int,
+    history: History | None = None,
 ) -> tuple[str, list[Any]]:
-    """SQL and parameters for one page; fetches ``limit + 1`` rows to tell whether more follow."""
+    """SQL and parameters for one page; fetches ``limit + 1`` rows to tell whether more follow.
+
+    The rows are those served at ``as_of`` (``versions.served_rows``: each key's version of that
+    moment); the filters, the order and the cursor apply to the version served.
+    """
+    source, params = served_rows(spec, history, as_of, updated_since=updated_since)
     where: list[str] = []
-    params: list[Any] = []
     updated = spec.updated_field
-    if updated is not None:
-        for op, bound in ((">=", updated_since), ("<", updated_before), ("<=", as_of)):
-            if bound is not None:
-                where.append(f"{quote(updated)} {op} ?")
-                params.append(bound)
+    if updated is not None and updated_before is not None:
+        where.append(f"{quote(updated)} < ?")
+        params.append(updated_before)
     if shop_id is not None:
         where.append(f"{quote('shop_id')} = ?")
         params.append(shop_id)
@@ -194,7 +218,7 @@ def page_query(
     if after is not None:
         where.append(f"({ordered}) > ({', '.join('?' for _ in after)})")
         params.extend(after)
-    sql = f"SELECT {', '.join(quote(c) for c in spec.columns)} FROM {quote(spec.name)}"
+    sql = f"SELECT {', '.join(quote(c) for c in spec.columns)} FROM ({source}) AS served"
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += f" ORDER BY {ordered} LIMIT ?"
@@ -248,10 +272,11 @@ def read_page(
         spec,
         updated_since=since,
         updated_before=before,
-        as_of=state.as_of,
+        as_of=state.current_as_of(),
         shop_id=shop_id,
         after=after,
         limit=size,
+        history=state.histories.get(table),
     )
     cur = state.con.cursor()
     try:
@@ -278,12 +303,15 @@ def create_app(
     faults: FaultPolicy | None = None,
     token: str | None = None,
     as_of: datetime | None = None,
+    clock: Clock | None = None,
 ) -> FastAPI:
     """The shop API over the DuckDB file ``source_path`` (opened once, read-only).
 
     :param faults: rate limit and server errors injected into data requests.
     :param token: when set, every ``/v1`` request needs ``Authorization: Bearer <token>``.
-    :param as_of: hide rows changed after this moment (movable at run time via the admin clock).
+    :param as_of: serve the shop as it was at this moment (movable at run time via the admin clock).
+    :param clock: a live clock read on every request (``as_of`` ignored); ``PUT /v1/_admin/clock``
+        pins a moment, ``{"as_of": "live"}`` follows the clock again.
     """
     con = connect_duckdb(str(source_path), read_only=True)
     state = ShopState(
@@ -292,6 +320,8 @@ def create_app(
         faults=faults,
         token=token,
         as_of=as_utc(as_of) if as_of is not None else None,
+        histories=read_histories(con),
+        clock=clock,
     )
 
     @asynccontextmanager
@@ -354,11 +384,15 @@ def create_app(
         ]
 
     @v1.get("/_admin/clock")
-    def get_clock() -> dict[str, str | None]:
-        return {"as_of": format_timestamp(state.as_of) if state.as_of else None}
+    def get_clock() -> dict[str, Any]:
+        as_of = state.current_as_of()
+        out: dict[str, Any] = {"as_of": format_timestamp(as_of) if as_of else None}
+        if state.clock is not None:
+            out |= {"live": state.live, "clock": state.clock.describe()}
+        return out
 
     @v1.put("/_admin/clock")
-    async def put_clock(request: Request) -> dict[str, str | None]:
+    async def put_clock(request: Request) -> dict[str, Any]:
         try:
             body = await request.json()
         except ValueError:
@@ -368,7 +402,13 @@ def create_app(
         raw = body["as_of"]
         if raw is not None and not isinstance(raw, str):
             raise ApiError(400, f"as_of: {raw!r} is not an ISO 8601 timestamp string or null")
+        if raw == "live":
+            if state.clock is None:
+                raise ApiError(400, 'as_of: "live" needs a live shop (storefence live-shop serve)')
+            state.pinned = False
+            return get_clock()
         state.as_of = parse_timestamp(raw, "as_of") if raw is not None else None
+        state.pinned = True
         return get_clock()
 
     @v1.get("/{table}", dependencies=[Depends(inject_faults)])

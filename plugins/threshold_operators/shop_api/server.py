@@ -64,6 +64,7 @@ class ShopApiServer:
         faults: FaultPolicy | None = None,
         token: str | None = None,
         as_of: datetime | None = None,
+        clock=None,
         log_level: str = "warning",
         startup_timeout: float = 15.0,
     ):
@@ -73,6 +74,7 @@ class ShopApiServer:
         self.faults = faults
         self.token = token
         self.as_of = as_of
+        self.clock = clock
         self.log_level = log_level
         self.startup_timeout = startup_timeout
         self._server = None
@@ -87,7 +89,7 @@ class ShopApiServer:
             raise RuntimeError("the shop API server is already running")
         from threshold_operators.shop_api.app import create_app
 
-        app = create_app(self.source_path, faults=self.faults, token=self.token, as_of=self.as_of)
+        app = create_app(self.source_path, faults=self.faults, token=self.token, as_of=self.as_of, clock=self.clock)
         self._sock = _bind(self.host, self.port)
         self.url = _url(self._sock)
         self._server = _uvicorn_server(app, self.log_level, access_log=False)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from threshold_operators.simulator.catalogue import CATEGORY_CODES, Catalogue
 from threshold_operators.simulator.seasonality import HOUR_S, PROMOTION_CALENDAR, Window
@@ -68,8 +68,11 @@ class IncidentSpec(BaseModel):
     id: str
     kind: Kind
     description: str = ""
-    day: int = Field(ge=0, description="days before the end of the window")
+    day: int | None = Field(None, ge=0, description="days before the end of the window")
     at: str = Field("00:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="local start time HH:MM")
+    start: datetime | None = Field(
+        None, description="absolute start (ISO 8601; UTC unless an offset is given), instead of day and at"
+    )
     hours: float = Field(gt=0)
     target: Target = Field(default_factory=Target)
     params: dict[str, Any] = Field(default_factory=dict)
@@ -77,6 +80,22 @@ class IncidentSpec(BaseModel):
     anchor: Literal["start", "end"] = Field(
         "start", description="end: stays at its day before the end of the window when the schedule moves"
     )
+
+    @field_validator("start")
+    @classmethod
+    def _utc(cls, v: datetime | None) -> datetime | None:
+        return None if v is None else (v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC))
+
+    @model_validator(mode="after")
+    def _placed_once(self) -> IncidentSpec:
+        if (self.day is None) == (self.start is None):
+            raise ValueError("give either day (and at) or start, not both")
+        return self
+
+    @property
+    def absolute(self) -> bool:
+        """Placed at a given moment (``start``): never moved off a promotion."""
+        return self.start is not None
 
 
 class IncidentFile(BaseModel):
@@ -145,7 +164,7 @@ def schedule_shift(specs: list[IncidentSpec], window: Window, tz: str) -> int:
     """
     end_local = pd.Timestamp(window.end).tz_convert(tz)
     blocked = _blocked_dates((end_local - pd.Timedelta(days=window.days + 400)).date(), end_local.date())
-    movable = [s for s in specs if s.anchor == "start"]
+    movable = [s for s in specs if s.anchor == "start" and not s.absolute]
     shift = 0
     while any(d in blocked for s in movable for d in _local_days(s, end_local, shift)):
         shift += 7
@@ -163,16 +182,21 @@ def place(specs: list[IncidentSpec], window: Window, catalogue: Catalogue) -> li
         if t.shop > shops:
             raise IncidentError(f"incident {spec.id}: target.shop {t.shop} but only {shops} shop(s) are simulated")
         shop = t.shop - 1
-        tz = catalogue.timezones[shop]
-        end_local = pd.Timestamp(window.end).tz_convert(tz)
-        hh, mm = (int(x) for x in spec.at.split(":"))
-        local_day = _local_days(spec, end_local, shift if spec.anchor == "start" else 0)[0]
-        start = pd.Timestamp(datetime(local_day.year, local_day.month, local_day.day, hh, mm)).tz_localize(tz)
-        start_s = int(start.tz_convert("UTC").timestamp())
+        if spec.absolute:
+            start_s = int(spec.start.timestamp())
+            where = f"start {spec.start.isoformat()}"
+        else:
+            tz = catalogue.timezones[shop]
+            end_local = pd.Timestamp(window.end).tz_convert(tz)
+            hh, mm = (int(x) for x in spec.at.split(":"))
+            local_day = _local_days(spec, end_local, shift if spec.anchor == "start" else 0)[0]
+            start = pd.Timestamp(datetime(local_day.year, local_day.month, local_day.day, hh, mm)).tz_localize(tz)
+            start_s = int(start.tz_convert("UTC").timestamp())
+            where = f"day {spec.day} at {spec.at}"
         end_s = min(start_s + int(spec.hours * HOUR_S), window.end_s)
         if start_s < window.start_s or start_s >= window.end_s:
             raise IncidentError(
-                f"incident {spec.id}: day {spec.day} at {spec.at} falls outside the {window.days}-day window"
+                f"incident {spec.id}: {where} falls outside the {window.days}-day window"
                 " (simulate more --days or move the incident)"
             )
         skus = np.array([], dtype=np.int64)
@@ -204,6 +228,8 @@ class Spike:
     shop: int
     h0: int
     h1: int
+    t0: int  # epoch seconds: the spike's first and last (exclusive) second
+    t1: int
     skus: np.ndarray
     weights: np.ndarray  # within the targets, by popularity
     multiplier: float
@@ -246,7 +272,7 @@ def compile_effects(placed: list[PlacedIncident], window: Window, catalogue: Cat
             case "demand_spike":
                 w = catalogue.popularity[inc.skus]
                 ch = CHANNELS.index(p["channel"]) if p.get("channel") else None
-                fx.spikes.append(Spike(s, h0, h1, inc.skus, w / w.sum(), float(p.get("multiplier", 5.0)), ch))
+                fx.spikes.append(Spike(s, h0, h1, inc.start_s, inc.end_s, inc.skus, w / w.sum(), float(p.get("multiplier", 5.0)), ch))
                 if p.get("stock_hours_left") is not None:
                     fx.stock_shortfalls.append(inc)
             case "conversion_drop":

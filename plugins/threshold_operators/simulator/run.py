@@ -19,12 +19,14 @@ import numpy as np
 import pyarrow as pa
 import yaml
 
+from threshold_operators.shop_api.versions import HISTORY_TABLE, versions_table_name
 from threshold_operators.simulator.catalogue import build_catalogue
 from threshold_operators.simulator.demand import expected_orders
 from threshold_operators.simulator.incidents import compile_effects, labels, load_incidents, place
 from threshold_operators.simulator.inventory import Inventory
 from threshold_operators.simulator.seasonality import LocalClock, Window, planned_events
 from threshold_operators.simulator.shop_day import ShopDay
+from threshold_operators.simulator.versions import VALID_FROM, VERSIONED
 from threshold_operators.warehouse.bulk_load import bulk_loader
 from threshold_operators.warehouse.schema import TABLE_NAMES, create_schema
 
@@ -41,9 +43,12 @@ class SimulationSpec:
     orders_per_day: int = 2000
     seed: int = 7
     end: datetime | None = None  # exclusive; default: the start of the current UTC hour
-    incidents: str = "default"  # default | none | path to a YAML file
+    incidents: str | list = "default"  # default | none | path to a YAML file | a list of IncidentSpec
     timezone: str = "Asia/Shanghai"
     currency: str = "CNY"
+    # Keep every version of the rows that change from this moment on (simulator.versions), so
+    # the shop API can serve the shop as it was at any as_of after it. DuckDB files only.
+    history_from: datetime | None = None
 
     def validate(self) -> None:
         problems = []
@@ -71,6 +76,7 @@ class SimulationResult:
     window_start: datetime
     window_end: datetime
     labels: dict = field(repr=False, default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)  # rows per versions table (history_from)
 
     @property
     def order_lines(self) -> int:
@@ -90,6 +96,9 @@ def _truncate(hook) -> None:
     with hook.engine.begin() as con:
         for t in TABLE_NAMES:
             con.execute(text(f"DELETE FROM {t}"))
+        if hook.is_duckdb:  # the platform file's history goes with its rows
+            for t in (HISTORY_TABLE, *(versions_table_name(v) for v in VERSIONED)):
+                con.execute(text(f"DROP TABLE IF EXISTS {t}"))
 
 
 class CountingSink:
@@ -141,7 +150,10 @@ def simulate(
     say = progress or (lambda _msg: None)
     rng = np.random.default_rng(spec.seed)
     window = Window(spec.resolved_end(), spec.days)
-    incident_specs = load_incidents(spec.incidents)
+    incident_specs = spec.incidents if isinstance(spec.incidents, list) else load_incidents(spec.incidents)
+    history_from = None if spec.history_from is None else int(spec.history_from.timestamp())
+    if history_from is not None and hook is not None and not hook.is_duckdb:
+        raise SimulationError("history_from: row versions are kept in a DuckDB platform file only")
 
     catalogue = build_catalogue(rng, spec.shops, spec.skus, spec.timezone,
                                 customers_per_shop=max(2000, min(200_000, spec.orders_per_day * 20)))
@@ -151,9 +163,12 @@ def simulate(
     lam = expected_orders(rng, window, clocks, shop_base)
     placed = place(incident_specs, window, catalogue)
     effects = compile_effects(placed, window, catalogue)
+    described = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(spec).items()}
+    if isinstance(spec.incidents, list):
+        described["incidents"] = [i.id for i in spec.incidents]
     label_doc = labels(placed, window, catalogue, planned_events(window, spec.timezone),
-                       {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(spec).items()} | {"end": window.end.isoformat()})
-    day = ShopDay(rng, window, catalogue, clocks, lam, effects, spec.currency)
+                       described | {"end": window.end.isoformat()})
+    day = ShopDay(rng, window, catalogue, clocks, lam, effects, spec.currency, history_from=history_from)
     inventory = Inventory(rng, window, catalogue, clocks, lam, effects)
 
     if hook is not None:
@@ -169,11 +184,47 @@ def simulate(
     if labels_out:
         Path(labels_out).parent.mkdir(parents=True, exist_ok=True)
         Path(labels_out).write_text(yaml.safe_dump(label_doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    return SimulationResult({t: rows.get(t, 0) for t in TABLE_NAMES}, time.perf_counter() - started, window.start, window.end, label_doc)
+    return SimulationResult({t: rows.get(t, 0) for t in TABLE_NAMES}, time.perf_counter() - started, window.start,
+                            window.end, label_doc, {t: n for t, n in rows.items() if t not in TABLE_NAMES})
+
+
+def write_history(hook, versions: dict[str, list[pa.Table]], history_from: int) -> dict[str, int]:
+    """The versions tables and ``platform_history`` (read by ``shop_api.versions``) of the tables in
+    ``versions`` (an empty list: none of its rows changes after ``history_from``); rows per table."""
+    from datetime import timedelta
+
+    con = hook.get_conn()
+    written = {}
+    try:
+        con.execute("BEGIN TRANSACTION")
+        con.execute(f"CREATE OR REPLACE TABLE {HISTORY_TABLE} (table_name VARCHAR PRIMARY KEY, "
+                    "versions_table VARCHAR NOT NULL, history_from TIMESTAMPTZ NOT NULL)")
+        for table, parts in versions.items():
+            lead_s = VERSIONED.get(table, 0)
+            name = versions_table_name(table)
+            con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT *, CAST(NULL AS TIMESTAMPTZ) AS {VALID_FROM} "
+                        f"FROM {table} WHERE false")
+            for part in parts:
+                con.register("_storefence_versions", part)
+                try:
+                    con.execute(f"INSERT INTO {name} SELECT * FROM _storefence_versions")
+                finally:
+                    con.unregister("_storefence_versions")
+            written[name] = sum(p.num_rows for p in parts)
+            since = datetime.fromtimestamp(history_from, UTC) - timedelta(seconds=lead_s)
+            con.execute(f"INSERT INTO {HISTORY_TABLE} VALUES (?, ?, ?)", [table, name, since])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.close()
+    return written
 
 
 def _generate(spec, hook, day, inventory, catalogue, window, flush_rows, say) -> dict[str, int]:
     buffered: dict[str, list[pa.Table]] = {t: [] for t in TABLE_NAMES}
+    versions: dict[str, list[pa.Table]] = {t: [] for t in VERSIONED}
     pending = 0
     with bulk_loader(hook) if hook is not None else CountingSink() as loader:
 
@@ -196,9 +247,17 @@ def _generate(spec, hook, day, inventory, catalogue, window, flush_rows, say) ->
             for t, tbl in out.tables.items():
                 buffered[t].append(tbl)
                 pending += tbl.num_rows
+            for t, tbl in out.versions.items():
+                if tbl.num_rows:
+                    versions[t].append(tbl)
             if pending >= flush_rows:
                 flush()
             if (d + 1) % step == 0 or d + 1 == spec.days:
                 say(f"  day {d + 1}/{spec.days}: {sum(loader.rows_written.values()) + pending:,} rows")
         flush()
-        return dict(loader.rows_written)
+        rows = dict(loader.rows_written)
+    if day.history_from is not None and hook is not None:
+        rows |= write_history(hook, versions, day.history_from)
+    elif day.history_from is not None:
+        rows |= {versions_table_name(t): sum(p.num_rows for p in parts) for t, parts in versions.items()}
+    return rows

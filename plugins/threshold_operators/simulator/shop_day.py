@@ -9,7 +9,7 @@ stands at the end of the window.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +26,7 @@ from threshold_operators.simulator.demand import (
 )
 from threshold_operators.simulator.incidents import CHANNELS, GATEWAYS, Effects, TimedFactor
 from threshold_operators.simulator.seasonality import HOUR_S, YEARLY_TREND, LocalClock, Window
+from threshold_operators.simulator.versions import hourly_versions, order_versions, shipment_versions
 from threshold_operators.warehouse.schema import arrow_table
 
 NEVER = np.int64(2**62)
@@ -100,11 +101,17 @@ class UnitsSold:
 class DayOutput:
     tables: dict[str, pa.Table]
     units_sold: UnitsSold
+    versions: dict[str, pa.Table] = field(default_factory=dict)  # see simulator.versions
 
 
 class ShopDay:
+    """Generates the window day by day; with ``history_from`` (epoch seconds), also the versions
+    of the rows that change from then on (``simulator.versions``)."""
+
     def __init__(self, rng: np.random.Generator, window: Window, catalogue: Catalogue,
-                 clocks: list[LocalClock], lam: np.ndarray, effects: Effects, currency: str):
+                 clocks: list[LocalClock], lam: np.ndarray, effects: Effects, currency: str,
+                 history_from: int | None = None):
+        self.history_from = history_from
         self.rng, self.window, self.cat, self.clocks = rng, window, catalogue, clocks
         self.lam, self.fx, self.currency = lam, effects, currency
         self.shops = len(catalogue.shop_ids)
@@ -127,22 +134,29 @@ class ShopDay:
         return vis, orders
 
     def _spike_orders(self, hrs: np.ndarray, vis: np.ndarray):
-        """Extra orders of incident spikes: (shop, hour offset, channel, forced first SKU)."""
+        """Extra orders of incident spikes: (shop, hour offset, channel, forced first SKU, and the
+        part [lo, hi) of the hour, in seconds, they fall in). A spike starts and ends at its
+        second: an hour it covers in part gets that part of the extra orders, placed within it."""
         out = []
+        W = self.window
         for sp in self.fx.spikes:
             for h in range(max(sp.h0, hrs[0]), min(sp.h1, hrs[-1] + 1)):
+                hour_s = W.start_s + h * HOUR_S
+                lo, hi = max(sp.t0, hour_s) - hour_s, min(sp.t1, hour_s + HOUR_S) - hour_s
+                if hi <= lo:
+                    continue
                 base = self.lam[sp.shop, h] * float(LINES_P @ np.arange(1, 5)) * self.cat.popularity[sp.skus].sum()
-                n = self.rng.poisson((sp.multiplier - 1) * base)
+                n = self.rng.poisson((sp.multiplier - 1) * base * (hi - lo) / HOUR_S)
                 if n == 0:
                     continue
                 ch = np.full(n, sp.channel) if sp.channel is not None else self.rng.choice(len(CHANNELS), n, p=CHANNEL_SHARE)
                 first = self.rng.choice(sp.skus, n, p=sp.weights)
                 off = h - hrs[0]
                 np.add.at(vis, (sp.shop, off, ch, 0), np.ceil(1 / BASE_CONVERSION[ch, 0]).astype(np.int64))
-                out.append((np.full(n, sp.shop), np.full(n, off), ch, first))
+                out.append((np.full(n, sp.shop), np.full(n, off), ch, first, np.full(n, lo), np.full(n, hi)))
         if not out:
             e = np.array([], dtype=np.int64)
-            return e, e, e, e
+            return e, e, e, e, e, e
         return tuple(np.concatenate(x) for x in zip(*out, strict=True))
 
     # ---- the day -----------------------------------------------------------------------------
@@ -150,7 +164,7 @@ class ShopDay:
         rng, cat, W = self.rng, self.cat, self.window
         hrs = np.arange(h0, min(h0 + 24, W.n_hours))
         vis, conv = self._traffic(hrs)
-        sp_shop, sp_off, sp_ch, sp_first = self._spike_orders(hrs, vis)
+        sp_shop, sp_off, sp_ch, sp_first, sp_lo, sp_hi = self._spike_orders(hrs, vis)
 
         # Orders: one per conversion, plus the spikes' extra orders.
         cells = np.flatnonzero(conv.ravel())
@@ -161,7 +175,9 @@ class ShopDay:
         channel = np.concatenate([c_idx, sp_ch]).astype(np.int64)
         source = np.concatenate([src_idx, np.zeros(len(sp_shop), dtype=np.int64)])
         forced = np.concatenate([np.full(len(s_idx), -1), sp_first]).astype(np.int64)
-        created = W.start_s + (hrs[0] + off) * HOUR_S + rng.integers(0, HOUR_S, len(shop))
+        second = rng.integers(0, HOUR_S, len(shop))
+        second[len(s_idx):] = sp_lo + second[len(s_idx):] * (sp_hi - sp_lo) // HOUR_S  # within the spike's part
+        created = W.start_s + (hrs[0] + off) * HOUR_S + second
         order = np.lexsort((created, shop))
         shop, off, channel, source, forced, created = (a[order] for a in (shop, off, channel, source, forced, created))
         n = len(shop)
@@ -327,7 +343,21 @@ class ShopDay:
         tables["traffic"], tables["ad_spend"] = self._marketing(hrs, vis, shop, off, channel, source, amount)
 
         key, inverse = np.unique(off[line_order] * cat.n + g, return_inverse=True)
-        return DayOutput(tables, UnitsSold(len(hrs), cat.n, key, np.bincount(inverse, weights=qty).astype(np.int64)))
+        out = DayOutput(tables, UnitsSold(len(hrs), cat.n, key, np.bincount(inverse, weights=qty).astype(np.int64)))
+        if self.history_from is not None:
+            h = self.history_from
+            out.versions["orders"] = order_versions(
+                tables["orders"], h, created=created, t1=t1, tries=tries, fail1=fail1, t2=t2, retry=retry, fail2=fail2,
+                paid_at=paid_at, paid=paid, cancel_at=auto_cancel, cancelled=~paid & (auto_cancel < W.end_s),
+                shipped=shipped, has_ship=has_ship, delivered=delivered, is_delivered=is_delivered,
+                refund_row=line_order[refunded], refund_at=req[refunded], updated=updated)
+            out.versions["shipments"] = shipment_versions(
+                tables["shipments"], h, W.end_s, shipped=shipped[si], delivered=delivered[si],
+                is_delivered=is_delivered[si], stalled=stalled[si], tick=tick[si], last_tracking=last_tracking[si])
+            for name in ("traffic", "ad_spend"):
+                hour_s = tables[name]["hour"].cast(pa.int64()).to_numpy() // 1_000_000
+                out.versions[name] = hourly_versions(tables[name], hour_s, h)
+        return out
 
     def _marketing(self, hrs, vis, shop, off, channel, source, amount):
         rng, W = self.rng, self.window
