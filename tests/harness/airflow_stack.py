@@ -56,7 +56,7 @@ def running_airflow(home: Path, pg_server_url: str, *, executor: str = "LocalExe
     database = f"sf_stack_{os.getpid()}_{secrets.token_hex(3)}"
     url = ensure_database(pg_server_url, database)
     config = StackConfig(home=home, dags_folder=REPO / "dags", plugins_folder=REPO / "plugins", metadata_db=url,
-                         executor=executor, api_port=free_port(), log_server_port=free_port(),
+                         executor=executor, api_port=free_port(), log_server_port=free_port("0.0.0.0"),  # the log server binds every address
                          components=components, extra_config=dict(extra_config or {}),
                          extra_env=dict(extra_env or {}), inherit_airflow_env=False)
     stack = Stack(config)

@@ -65,7 +65,7 @@ class StackConfig:
     executor: str = "LocalExecutor"
     api_host: str = "127.0.0.1"
     api_port: int = 8080
-    log_server_port: int = 8793
+    log_server_port: int = 8793  # the task log server (on every address: Celery workers serve theirs)
     parallelism: int = 4  # two cores: a few HTTP fetches overlap; warehouse tasks queue on their pool anyway
     parsing_processes: int = 2
     components: tuple[str, ...] = COMPONENTS

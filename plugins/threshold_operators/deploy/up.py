@@ -56,7 +56,7 @@ def _settings(home: Path, previous: dict, args) -> dict:
     db = metadata_db.choose(home, configured, args.metadata_db)
     return {
         "metadata_db": db.url, "metadata_db_reason": db.reason, "metadata_db_kind": db.kind,
-        "api_port": free_port(preferred=args.port), "log_server_port": free_port(preferred=8793),
+        "api_port": free_port(preferred=args.port), "log_server_port": free_port("0.0.0.0", preferred=8793),
         "shop": not args.no_shop, "speed": args.speed,
         "shop_port": free_port(), "inbox_port": free_port(), "smtp_port": free_port(),
     }
