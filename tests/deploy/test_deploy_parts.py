@@ -57,6 +57,9 @@ def test_metadata_db_choice(tmp_path, monkeypatch):
     assert metadata_db.choose(tmp_path, "mysql://u@h/db", server=nowhere).url == "mysql://u@h/db"  # the home keeps its own
     assert metadata_db.choose(tmp_path, None, "sqlite").kind == "SQLite"
     assert metadata_db.choose(tmp_path, None, "postgresql://me@db/x").reason == "given with --metadata-db"
+    # one PostgreSQL database per home: two checkouts never share connections
+    assert metadata_db.database_name(tmp_path / "a") != metadata_db.database_name(tmp_path / "b")
+    assert metadata_db.database_name(tmp_path / "a").startswith("storefence_airflow_")
     with pytest.raises(RuntimeError, match="unreachable"):
         metadata_db.choose(tmp_path, None, "postgres", server=nowhere)
     monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "postgresql://env/db")

@@ -2,8 +2,10 @@
 
 In order: a URL the user gave (``--metadata-db URL`` or ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``),
 then what the Airflow home's ``airflow.cfg`` already names (a home keeps its database), then
-the PostgreSQL server on 127.0.0.1:5432 when it answers (database ``storefence_airflow``,
-created if missing), else SQLite in the home. PostgreSQL is preferred: it takes the
+the PostgreSQL server on 127.0.0.1:5432 when it answers, else SQLite in the home. The
+PostgreSQL database is ``storefence_airflow_<6 hex digits of the home's path>``, created if
+missing: one per Airflow home, as SQLite's file is, so two checkouts on one machine never share
+their connections (the warehouse connection names a file of its home). PostgreSQL is preferred: it takes the
 scheduler, the DAG processor, the API server and the LocalExecutor's task processes writing at
 once without a file lock; SQLite works for one machine's LocalExecutor on Airflow 3.3 but
 serialises every write.
@@ -16,7 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PG_SERVER = os.environ.get("STOREFENCE_PG_SERVER", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
-DEFAULT_DATABASE = "storefence_airflow"
+
+
+def database_name(home: Path) -> str:
+    import hashlib
+
+    return f"storefence_airflow_{hashlib.sha1(str(home.resolve()).encode()).hexdigest()[:6]}"
 
 
 @dataclass(frozen=True)
@@ -39,7 +46,7 @@ def sqlite_url(home: Path) -> str:
     return f"sqlite:///{home / 'airflow.db'}"
 
 
-def choose(home: Path, configured: str | None, requested: str | None = None, database: str = DEFAULT_DATABASE,
+def choose(home: Path, configured: str | None, requested: str | None = None, database: str | None = None,
            server: str = PG_SERVER) -> MetadataDb:
     """The metadata DB for the home. ``configured``: airflow.cfg's ``[database] sql_alchemy_conn``;
     ``requested``: a URL, ``postgres`` (fail if unreachable) or ``sqlite``."""
@@ -47,6 +54,7 @@ def choose(home: Path, configured: str | None, requested: str | None = None, dat
         return MetadataDb(requested, "given with --metadata-db")
     if not requested and (env := os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")):
         return MetadataDb(env, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN is set")
+    database = database or database_name(home)
     ours = {sqlite_url(home), database_url(server, database)}
     if not requested and configured and configured not in ours:
         return MetadataDb(configured, f"the one {home / 'airflow.cfg'} names")

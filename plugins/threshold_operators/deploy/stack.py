@@ -252,11 +252,16 @@ class Stack:
         return "\n".join(f"--- {n} ({p.log}):\n{p.log_tail(lines)}" for n, p in self.processes.items())
 
     def stop(self, timeout: float = 30) -> dict[str, str]:
-        """Stop every recorded process and forget them: the Airflow components first (no task
-        starts against a server that is going away), then the rest (the shop, the inbox)."""
+        """Stop every recorded process and forget them, in three waves: the components that run
+        tasks (the scheduler lets its running tasks finish, and they report through the API
+        server's execution API), then the API server, then the rest (the shop, the inbox)."""
         procs = list(self.processes.values())
-        outcome = stop([p for p in procs if p.name in self.config.components], timeout)
-        outcome.update(stop([p for p in procs if p.name not in self.config.components], timeout))
+        waves = [[p for p in procs if p.name in self.config.components and p.name != "api-server"],
+                 [p for p in procs if p.name == "api-server"],
+                 [p for p in procs if p.name not in self.config.components]]
+        outcome: dict[str, str] = {}
+        for wave in waves:
+            outcome.update(stop(wave, timeout))
         self.processes = {}
         self.state = {}
         self.state_path.unlink(missing_ok=True)
