@@ -98,23 +98,6 @@ class AirflowClient:
     def import_errors(self) -> list[dict]:
         return self.request("GET", "/api/v2/importErrors", params={"limit": 100})["import_errors"]
 
-    def wait_for_dags(self, dag_ids: list[str], timeout: float = 180) -> dict[str, dict]:
-        """Wait until every DAG of ``dag_ids`` is parsed (known to the API); id -> DAG. A DAG file
-        that fails to import fails at once with its error."""
-        deadline = time.monotonic() + timeout
-        while True:
-            known = {d["dag_id"]: d for d in self.dags()}
-            missing = [d for d in dag_ids if d not in known]
-            if not missing:
-                return known
-            errors = self.import_errors()
-            if errors:
-                raise RunFailed("DAG files failed to import:\n" + "\n".join(f"{e['filename']}: {e['stack_trace']}"
-                                                                          for e in errors))
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"not parsed after {timeout:.0f} s: {', '.join(missing)}")
-            time.sleep(2)
-
     # --- runs and tasks ---------------------------------------------------------------------
     def trigger(self, dag_id: str, conf: dict | None = None, run_id: str | None = None) -> dict:
         body = {"logical_date": None, "conf": conf or {}, **({"dag_run_id": run_id} if run_id else {})}

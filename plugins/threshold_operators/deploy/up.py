@@ -17,7 +17,8 @@
 6. wait until every DAG file is parsed, unpause the ``storefence_*`` DAGs, and say where
    everything is.
 
-A second ``up`` while it runs says so (and starts again any process that stopped). ``down``
+A second ``up`` while it runs says so (and starts again any process that stopped). When a fresh
+``up`` fails (or is interrupted) midway, it stops what it had started and says why. ``down``
 stops exactly the processes ``up`` recorded in ``$AIRFLOW_HOME/storefence-up.json``.
 """
 
@@ -158,8 +159,6 @@ def _shop_url(home: Path, port: int) -> str:
 def up(home: Path, args, say=print) -> int:
     import secrets
 
-    from threshold_operators.deploy.rest import AirflowClient
-
     t0 = time.monotonic()
     previous = Stack.read_state(home)
     settings = _settings(home, previous.get("settings", {}) if _any_alive(home, previous) else {}, args)
@@ -176,6 +175,24 @@ def up(home: Path, args, say=print) -> int:
     elif alive:
         say("The last `storefence up` was not stopped with `storefence down`, and nothing of it runs: starting afresh.")
         stack.processes, stack.state = {}, {}
+    fresh = not any(alive.values())
+    try:
+        return _start(stack, home, settings, args, t0, say)
+    except BaseException as exc:
+        if not fresh:
+            raise
+        say(f"storefence up failed: {exc}" if isinstance(exc, Exception) else "storefence up interrupted")
+        for name, what in stack.stop(timeout=15).items():
+            say(f"  {name:<14} {what}")
+        if not isinstance(exc, Exception):
+            raise
+        say(f"Stopped what it had started; the logs stay in {home / 'logs' / 'storefence-up'}.")
+        return 1
+
+
+def _start(stack: Stack, home: Path, settings: dict, args, t0: float, say) -> int:
+    from threshold_operators.deploy.rest import AirflowClient
+
     say(f"Airflow home {home}")
     say(f"Metadata DB: {metadata_db.MetadataDb(settings['metadata_db'], settings['metadata_db_reason']).describe()}")
     password = stack.configure()
