@@ -1,6 +1,7 @@
 # Storefence: two commands do all the set-up on a fresh machine.
 #   make demo   - simulate a demo shop, run the extract and alert DAGs, deliver to a local inbox
 #   make test   - run the whole test suite
+#   make up     - the pack on Airflow's own processes, in the background, with a live shop (make down stops it)
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
@@ -11,13 +12,22 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export STOREFENCE_HOME := $(CURDIR)
 
-.PHONY: demo test test-clocks setup airflow-home lint lock bench bench-simulator bench-extract bench-rules bench-alerting bench-faults clean
+.PHONY: demo test up down test-clocks setup airflow-home lint lock bench bench-simulator bench-extract bench-rules bench-alerting bench-faults clean
 
 demo: airflow-home
 	$(BIN)/storefence demo
 
 test: $(VENV)/.installed
 	$(BIN)/pytest
+
+# `storefence up` does the set-up of airflow-home itself, after choosing the metadata DB
+# (PostgreSQL when it answers), so a fresh home is not first migrated on SQLite.
+# Options: make up UP_ARGS="--speed 60" (or --no-shop, --port P, --metadata-db URL).
+up: $(VENV)/.installed
+	$(BIN)/storefence up $(UP_ARGS)
+
+down: $(VENV)/.installed
+	$(BIN)/storefence down
 
 # The tests that read the wall clock, under each pinned clock of tests/test_clocks.py in turn.
 test-clocks: $(VENV)/.installed

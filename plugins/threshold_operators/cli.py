@@ -6,6 +6,8 @@
     storefence warehouse  init | summary | docs
     storefence airflow-setup   migrate Airflow's metadata DB, create the pool and the default connection
     storefence demo       the main job on the embedded default (what `make demo` runs)
+    storefence up | down  the pack on Airflow's own processes, in the background (`make up` / `make down`)
+    storefence inbox      serve | tail: the local inbox of `storefence up`
 
 Errors the user can fix (bad arguments, a missing connection) print one line and exit with 2.
 """
@@ -547,6 +549,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conn-id", default=WAREHOUSE_CONN_ID)
     p.add_argument("--end", type=_timestamp, help="end of the simulated window (default: this hour)")
     p.set_defaults(func=cmd_demo)
+
+    from threshold_operators.deploy.up import add_parsers as _add_deploy_parsers
+
+    _add_deploy_parsers(sub)  # up, down, inbox
     return parser
 
 
