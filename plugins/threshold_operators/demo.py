@@ -2,7 +2,8 @@
 
 1. The demo shop (500 SKUs, 400 days, the default incidents) is simulated into its own DuckDB
    file, the "platform" (`$AIRFLOW_HOME/storefence-shop.duckdb`). Three malformed records are
-   added to its last hour, to show the quality gate at work.
+   added to its last hour, to show the quality gate at work (two refused; an order line of an
+   order that never comes is held for its parent, ``extract.holding``).
 2. The warehouse is given the shop's history up to six hours before the end, as if Storefence
    had been running until then (the initial load, done in bulk).
 3. The shop API serves the platform on loopback; the HTTP connections point at it.
@@ -261,6 +262,8 @@ def incident_replay(warehouse, labels: dict) -> str:
 def extract_report(warehouse) -> str:
     from sqlalchemy import text
 
+    from threshold_operators.warehouse.schema import as_utc
+
     with warehouse.engine.connect() as con:
         runs = con.execute(text(
             "SELECT source, table_name, rows_fetched, rows_loaded, rows_quarantined, high_water_mark FROM extract_runs "
@@ -268,6 +271,8 @@ def extract_report(warehouse) -> str:
         events = {(r.table_name, r.kind): r.detail for r in con.execute(text(
             "SELECT table_name, kind, detail FROM data_quality_events")).all()}
         refused = con.execute(text("SELECT table_name, record_key, failed_checks FROM quarantine ORDER BY table_name")).all()
+        held = con.execute(text("SELECT table_name, record_key, reason, give_up_at FROM held_rows "
+                                "ORDER BY table_name, record_key")).all()
     warehouse.engine.dispose()
     lines = [f"{'source':<12} {'table':<20} {'fetched':>8} {'loaded':>8} {'quarantined':>11}  freshness"]
     for r in runs:
@@ -276,6 +281,10 @@ def extract_report(warehouse) -> str:
     if refused:
         lines += ["", "Quarantined (the gate's reasons):"]
         lines += [f"  {r.table_name:<20} {r.record_key or '-':<40} {r.failed_checks}" for r in refused]
+    if held:
+        lines += ["", "Held for a late parent (loaded when it lands, else quarantined; docs/extract.md):"]
+        lines += [f"  {r.table_name:<20} {r.record_key:<40} {r.reason} (until {as_utc(r.give_up_at):%Y-%m-%d %H:%M} UTC)"
+                  for r in held]
     return "\n".join(lines)
 
 

@@ -65,6 +65,23 @@ def test_a_failing_table_inhibits_the_rules_that_read_it():
     assert inh.mutes(alert("inventory.stock_cover"), "purchasing", NOW) is None
 
 
+def test_a_failing_table_holds_back_only_the_rules_that_fire_on_low_values():
+    inh = Inhibition({"orders": "quality: 40 of 300 rows refused"},
+                     {"sales.order_drop": ["orders"], "sales.order_spike": ["orders"]}, low_rules={"sales.order_drop"})
+    assert inh.mutes(alert("sales.order_drop", "shop_id=s1"), "marketing", NOW).kind == "inhibition"
+    assert inh.mutes(alert("sales.order_spike"), "marketing", NOW) is None  # missing data never makes a spike
+
+
+def test_a_rule_fires_on_low_values_only_when_every_condition_is_below():
+    from threshold_operators.rules.catalogue import load_catalogue
+
+    rules = {rid: r.rule for rid, r in load_catalogue().rules.items()}
+    assert rules["sales.order_drop"].fires_on == "low" and rules["inventory.stock_cover"].fires_on == "low"
+    assert rules["sales.order_spike"].fires_on == "high" and rules["finance.refund_rate"].fires_on == "high"
+    compound = [r for r in rules.values() if r.references]
+    assert compound and all(r.fires_on == "high" for r in compound)  # a compound rule is never held back
+
+
 def test_red_holds_back_yellow_and_blue_of_the_same_entity_only():
     inh = Inhibition(active=[alert("inventory.stock_cover", severity="red")])
     assert inh.mutes(alert("sales.order_spike", severity="yellow"), "operations", NOW) is not None

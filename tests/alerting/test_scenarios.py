@@ -71,10 +71,10 @@ def pack(state_store):
         yield Pack(state_store, Clock(datetime(2026, 9, 7, 2, 5, tzinfo=UTC)), stack)  # 10:05 in Shanghai
 
 
-def _evaluation(rule_id, end, breaches, *, outcome="breach", failing=None):
+def _evaluation(rule_id, end, breaches, *, outcome="breach", failing=None, checked=()):
     return {"rule_id": rule_id, "mode": "live", "outcome": outcome, "window_start": (end - H).isoformat(),
             "window_end": end.isoformat(), "firing": len(breaches), "resolved_entities": [],
-            "failing_tables": failing or {},
+            "failing_tables": failing or {}, "gates_checked": list(checked),
             "breaches": [{"entity_key": k, "entity": e, "severity": s, "bucket": (end - H).isoformat(),
                           "metric": "m", "value": 1.0, "baseline": None, "threshold": 1.0, "attributes": a}
                          for k, e, s, a in breaches]}
@@ -188,22 +188,74 @@ def test_ten_thousand_skus_under_cover_are_a_few_messages_within_the_rate_limit(
     assert {a.escalation_level for a in pack.store.list(active_only=True)} == {3}
 
 
-# --- an extract freshness failure ------------------------------------------------------------------
-def test_a_stale_extract_alerts_the_data_engineers_and_not_sales(pack):
+# --- an extract freshness failure: missing data explains a drop, never a spike ----------------------
+def test_a_stale_extract_holds_back_the_drop_not_the_spikes_and_tells_the_data_engineers(pack):
     end = pack.clock.now.replace(minute=0)
     gate = {"kind": "freshness", "detail": "nothing newer than 2026-09-07T00:00; max_lag is 2:00:00",
             "observed_at": end.isoformat()}
-    drop = [("shop_id=shop-01", {"shop_id": "shop-01"}, "red", {})]
-    for rid in ("sales.order_drop", "sales.order_spike", "finance.refund_rate"):  # three rules read orders
-        report = pack.notify(rid, _evaluation(rid, end, drop, failing={"orders": gate}))
-        assert report.muted == {"inhibition": 1} and report.events == {}
+    shop = [("shop_id=shop-01", {"shop_id": "shop-01"}, "red", {})]
+    report = pack.notify("sales.order_drop", _evaluation("sales.order_drop", end, shop, failing={"orders": gate},
+                                                         checked=["orders"]))
+    assert report.muted == {"inhibition": 1} and report.events == {}
+    held = pack.store.get(fingerprint("sales.order_drop", "shop_id=shop-01"))
+    assert held.status == "silenced" and "orders" in held.muted and "missing data" in held.muted  # why, recorded
     assert pack.texts("ops_dingtalk") == []  # no "sales dropped 100%"
+    for rid in ("sales.order_spike", "finance.refund_rate"):  # high values: missing rows cannot make them
+        report = pack.notify(rid, _evaluation(rid, end, shop, failing={"orders": gate}, checked=["orders"]))
+        assert report.muted == {} and report.events == {"fired": 1}
+        alert = pack.store.get(fingerprint(rid, "shop_id=shop-01"))
+        assert alert.status == "firing" and "orders failed its freshness gate" in alert.detail["data_incomplete"]
+    told = [t for robot in pack.ROBOTS for t in pack.texts(robot)]
+    assert len(told) == 2 and all("数据不完整" in t and "orders" in t for t in told)
     data = [r for r in pack.store.notifications() if r["event"] == "data_gate"]
     assert sorted(r["route"] for r in data) == ["data_webhook", "email"]  # once, to the data engineers
-    assert "orders" in data[0]["payload"]["text"] and pack.store.list(active_only=True)[0].status == "silenced"
-    # the extract recovers, the drop is real after all: told now
-    report = pack.notify("sales.order_drop", _evaluation("sales.order_drop", end + H, drop))
-    assert report.events == {"fired": 1} and len(pack.texts("ops_dingtalk")) == 1
+    assert "orders" in data[0]["payload"]["text"] and "sales.order_drop" in data[0]["payload"]["text_en"]
+    # the extract recovers, the drop is real after all: told now; the data engineers hear it passes, once
+    report = pack.notify("sales.order_drop", _evaluation("sales.order_drop", end + H, shop, checked=["orders"]))
+    drops = [t for t in pack.texts("ops_dingtalk") if "订单骤降" in t]
+    assert report.events == {"fired": 1} and len(drops) == 1 and "数据不完整" not in drops[0]
+    pack.notify("sales.order_spike", _evaluation("sales.order_spike", end + H, shop, checked=["orders"]))
+    passed = [r for r in pack.store.notifications() if r["event"] == "data_gate_resolved"]
+    assert sorted(r["route"] for r in passed) == ["data_webhook", "email"]
+
+
+def test_a_persisting_gate_failure_is_told_once_repeated_per_interval_and_resolved_once(pack):
+    """Ten failing extract runs in a row, each seen by the checks of two rules: one message to the data
+    engineers, a repeat every escalation.repeat (4h) while nobody acknowledges, one when it passes."""
+    shop = [("shop_id=shop-01", {"shop_id": "shop-01"}, "red", {})]
+
+    def check(rid, failing):
+        end = pack.clock.now.replace(minute=0, second=0)
+        return pack.notify(rid, _evaluation(rid, end, shop, failing=failing, checked=["order_items"]))
+
+    for run in range(10):
+        pack.clock.advance(minutes=5)
+        gate = {"kind": "quality", "detail": f"40 of 300 rows refused into quarantine (run {run})",
+                "observed_at": pack.clock.now.isoformat()}
+        check("sales.order_spike", {"order_items": gate})
+        check("inventory.stock_cover", {"order_items": gate})
+
+    def told(event):
+        return [r for r in pack.store.notifications() if r["event"] == event and r["route"] == "data_webhook"]
+
+    assert len(told("data_gate")) == 1
+    text = told("data_gate")[0]["payload"]["text_en"]
+    assert "order_items" in text and "sales.order_spike" in text
+    gate_fp = told("data_gate")[0]["fingerprint"]
+    assert pack.store.get(gate_fp).rule_id == "quality.order_items.quality"
+    assert pack.store.get(gate_fp).detail["held"] == ["inventory.stock_cover"]
+    for _ in range(9):  # 4.5 hours more of failing runs, every 30 minutes
+        pack.clock.advance(minutes=30)
+        gate = {"kind": "quality", "detail": "still refusing", "observed_at": pack.clock.now.isoformat()}
+        check("sales.order_spike", {"order_items": gate})
+    repeats = [r for r in told("repeat") if r["payload"]["data"]["rule_id"] == "quality.order_items.quality"]
+    assert len(repeats) == 1 and "still failing" in repeats[0]["payload"]["text_en"]
+    assert pack.store.get(gate_fp).escalation_level == 1  # repeated, never escalated up the ladder
+    pack.clock.advance(minutes=5)
+    check("sales.order_spike", {})  # the table passes
+    check("inventory.stock_cover", {})
+    assert len(told("data_gate_resolved")) == 1 and pack.store.get(gate_fp).status == "resolved"
+    assert len(told("data_gate")) == 1
 
 
 # --- an unanswered negative review -----------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -77,8 +77,16 @@ def test_references_are_looked_up_in_the_warehouse():
 
     result = validate_batch(items, "order_items", load_suite("order_items"), now=NOW, known_keys=known)
     assert asked == [("orders", "order_id", ["o1", "o2", "o3"])]
-    assert [r["record_key"] for r in result.refused] == ["o2|1"]
-    assert result.refused[0]["failed_checks"] == "references(order_id -> orders)"
+    # a parent not loaded yet is lateness, not bad data: the line waits for it (extract.holding)
+    assert result.refused == [] and [r["record_key"] for r in result.waiting] == ["o2|1"]
+    assert result.waiting[0]["failed_checks"] == "references(order_id -> orders)"
+    assert result.waiting[0]["waiting_for"] == [{"table": "orders", "column": "order_id", "value": "o2"}]
+    assert result.waiting[0]["wait"] == timedelta(minutes=30)
+    # wait: 0 refuses it at once
+    suite = load_suite("order_items").model_copy(deep=True)
+    next(c for c in suite.checks if c.check == "references").wait = timedelta(0)
+    result = validate_batch(items, "order_items", suite, now=NOW, known_keys=known)
+    assert [r["record_key"] for r in result.refused] == ["o2|1"] and result.waiting == []
 
 
 def test_without_the_gate_types_are_still_checked():

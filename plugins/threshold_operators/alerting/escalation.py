@@ -12,7 +12,9 @@
    supervisor (2), director (3). Acknowledging (CLI, API, signed link) stops the ladder until the
    alert gets worse;
 3. **repeat**: a firing, unacknowledged alert is told again every ``repeat`` (the rule's
-   ``notify.repeat``, or ``escalation.repeat``) at its current level;
+   ``notify.repeat``, or ``escalation.repeat``) at its current level. A failing data gate
+   (``alerting.data_gates``, rule ``quality.<table>.<kind>``) is repeated to the data engineers
+   this way, never escalated up the ladder;
 4. **deliver**: the outbox (``alerting.delivery``), with retries and fallbacks.
 
 Steps 1-3 group like the notify task: one message per rule, level and severity, whatever the
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from threshold_operators.alerting import faults
+from threshold_operators.alerting.data_gates import is_gate, table_of
 from threshold_operators.alerting.lifecycle import (
     Alert,
     AlertStatus,
@@ -112,6 +115,10 @@ def _message(routing, rule, event: str, level: int, alerts: list[Alert], now: da
     if rule is not None:
         text = messages.alert_message(rule, event, severity, breaches, window, level, people,
                                       links_for(alerts[:messages.TOP], level, now), tz=routing.timezone)
+    elif is_gate(alerts[0].rule_id):  # a failing data gate, still failing
+        gate = alerts[0].detail or {}
+        text = messages.data_gate_message(table_of(alerts[0]), {"kind": gate.get("kind", "?"), **gate},
+                                          gate.get("held", []), gate.get("incomplete", []), event=event)
     else:  # an alert of a rule no longer in the catalogue: still escalated, plainly
         text = messages.Text(f"[{event}] {alerts[0].rule_id}", f"【{event}】{alerts[0].rule_id}: {len(alerts)}",
                              f"[{event}] {alerts[0].rule_id}", f"[{event}] {alerts[0].rule_id}: {len(alerts)}", severity)
@@ -207,7 +214,7 @@ def escalate_due(store, routing, rules, now: datetime, report: CycleReport | Non
     report, active, stage = _sweep(store, routing, rules, now, report, stage, active)
     groups: dict[tuple[str, int], list[Alert]] = defaultdict(list)
     for a in active:
-        level = next_escalation(a, routing.sla_of(a.rule_id), now)
+        level = None if is_gate(a.rule_id) else next_escalation(a, routing.sla_of(a.rule_id), now)
         if level is not None:
             groups[(a.rule_id, level)].append(a)
     for (rule_id, level), alerts in sorted(groups.items()):

@@ -98,6 +98,7 @@ def alert_message(rule, event: str, severity: str | None, breaches: list[dict], 
         lines += [_line(b, lang, links.get(b.get("fingerprint", ""))) for b in breaches[:TOP]]
         if count > TOP:
             lines.append(_more(count - TOP, lang))
+        lines.append(data_incomplete_line(breaches, lang))
         lines += ["", ("处理：" if lang == "zh" else "What to do: ") + rule.runbook]
         fps = [b["fingerprint"] for b in breaches if b.get("fingerprint")]
         if not links:
@@ -122,15 +123,46 @@ def resolved_message(rule, entity_keys: list[str], window_end: str, level: int, 
                 "\n".join(x for x in en if x), severity)
 
 
-def data_gate_message(table: str, gate: dict, rules: list[str]) -> Text:
-    held = ", ".join(rules)
-    kind_zh = {"freshness": "数据未按时到达", "quality": "数据质量检查未通过", "rejected": "数据文件被拒收"}.get(gate["kind"], gate["kind"])
-    zh = (f"【数据问题】表 {table}：{kind_zh}\n{gate['detail']}\n"
-          f"依赖该表的业务规则暂停通知（{held}），以免误报。请检查抽取任务 storefence_extract_*。")
-    en = (f"[data problem] table {table}: {gate['kind']} gate failed\n{gate['detail']}\n"
-          f"Business rules that read it are held back ({held}) so nobody acts on a broken extract. "
-          f"Check the storefence_extract_* DAGs.")
-    return Text(f"[数据问题] {table} {gate['kind']}", zh, f"[data] {table} {gate['kind']}", en, "yellow")
+GATE_KIND_ZH = {"freshness": "数据未按时到达", "quality": "数据质量检查未通过", "rejected": "数据文件被拒收"}
+
+
+def data_gate_message(table: str, gate: dict, held: list[str] = (), incomplete: list[str] = (),
+                      event: str = "fired") -> Text:
+    """A failing extract gate, for the data engineers (``alerting.data_gates``): fired or repeated.
+    ``held``: rules held back (they fire on low values); ``incomplete``: rules that still fire,
+    marked "data incomplete" (they fire on high values)."""
+    kind_zh = GATE_KIND_ZH.get(gate["kind"], gate["kind"])
+    again_zh, again_en = ("（仍未恢复）", " (still failing)") if event == "repeat" else ("", "")
+    zh = [f"【数据问题】表 {table}：{kind_zh}{again_zh}", str(gate.get("detail", ""))]
+    en = [f"[data problem] table {table}: {gate['kind']} gate failed{again_en}", str(gate.get("detail", ""))]
+    if held:
+        zh.append(f"依赖该表、按低值告警的规则暂停通知（{', '.join(held)}），以免把缺数当成下跌。")
+        en.append(f"Rules that read it and fire on low values are held back ({', '.join(held)}): missing rows "
+                  f"would look like a drop.")
+    if incomplete:
+        zh.append(f"按高值告警的规则照常通知，并标注“数据不完整”（{', '.join(incomplete)}）。")
+        en.append(f"Rules that fire on high values still go out, marked \"data incomplete\" ({', '.join(incomplete)}).")
+    zh.append("请检查抽取任务 storefence_extract_*。恢复后会通知一次。")
+    en.append("Check the storefence_extract_* DAGs. You will be told once when it passes again.")
+    return Text(f"[数据问题] {table} {gate['kind']}{again_zh}", "\n".join(zh), f"[data] {table} {gate['kind']}{again_en}",
+                "\n".join(en), "yellow")
+
+
+def data_gate_resolved_message(table: str, gate: dict) -> Text:
+    kind = gate.get("kind", "")
+    zh = f"【数据已恢复】表 {table}：{GATE_KIND_ZH.get(kind, kind)}问题已解除，暂停的规则恢复通知。"
+    en = f"[data resolved] table {table}: the {kind} gate passes again; held-back rules notify again."
+    return Text(f"[数据已恢复] {table} {kind}", zh, f"[data resolved] {table} {kind}", en, "yellow")
+
+
+def data_incomplete_line(breaches: list[dict], lang: str) -> str | None:
+    """The "data incomplete" line of an alert on a high value that reads a failing table."""
+    notes = sorted({b["data_incomplete"] for b in breaches if b.get("data_incomplete")})
+    if not notes:
+        return None
+    if lang == "zh":
+        return f"⚠ 数据不完整：{'; '.join(notes)}。缺失的数据只会让数值偏低，此高值告警照常发送。"
+    return f"⚠ Data incomplete: {'; '.join(notes)}. Missing rows can only make the value lower: this alert stands."
 
 
 def evaluation_error_message(rule_id: str, evaluation: dict | None) -> Text:

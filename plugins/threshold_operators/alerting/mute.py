@@ -9,7 +9,10 @@ turn and keeps the first answer.
 - **Silences** (``Silence``): by rule (glob), entity (glob on the entity key), shop; with author,
   reason, start and expiry. A maintenance window is a silence that starts later.
 - **Inhibition** (``Inhibition``): a failed quality or freshness gate on a table holds back the
-  business rules that read it (the data engineers are told instead); a red alert holds back yellow
+  business rules that read it *and fire on low values* (``Rule.fires_on``: missing data can explain
+  a drop, never a spike; the data engineers are told instead, and the alert records why); rules
+  that fire on high values are never held back by a gate (the pipeline marks them "data
+  incomplete"); a red alert holds back yellow
   and blue alerts of the same entity; an active compound alert holds back its components' alerts
   of the same entity.
 - **Quiet hours** (``QuietHours``): per team, at night only red goes out; the rest waits for morning.
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import fnmatch
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Protocol
@@ -96,13 +99,16 @@ class Inhibition:
 
     ``failing_tables``: table -> what failed (from ``data_quality_events``); ``rule_tables``: rule id
     -> the fact tables its query reads; ``active``: the alerts currently firing or acknowledged;
-    ``components``: compound rule id -> the rule ids it refers to.
+    ``components``: compound rule id -> the rule ids it refers to; ``low_rules``: the rules that
+    fire on low values, the only ones a failing table holds back (None: every rule, when the
+    caller does not know).
     """
 
     failing_tables: Mapping[str, str] = field(default_factory=dict)
     rule_tables: Mapping[str, Iterable[str]] = field(default_factory=dict)
     active: Iterable[Alert] = ()
     components: Mapping[str, Iterable[str]] = field(default_factory=dict)
+    low_rules: Container[str] | None = None
 
     def __post_init__(self):
         red, compound = {}, {}
@@ -118,9 +124,10 @@ class Inhibition:
 
     def mutes(self, alert: Alert, team: str | None, now: datetime) -> Mute | None:
         broken = sorted(t for t in self.rule_tables.get(alert.rule_id, ()) if t in self.failing_tables)
-        if broken:
+        if broken and (self.low_rules is None or alert.rule_id in self.low_rules):
             return Mute(f"inhibited: the data it reads failed its checks ({', '.join(broken)}: "
-                        f"{self.failing_tables[broken[0]]})", kind="inhibition")
+                        f"{self.failing_tables[broken[0]]}); a low value may be missing data, so it waits "
+                        f"until the table passes", kind="inhibition")
         red_rule = self._red.get(alert.entity_key)
         if red_rule and red_rule != alert.rule_id and SEVERITY_ORDER.get(alert.severity or "", 0) < 3:
             return Mute(f"inhibited: red alert {red_rule} on the same entity", kind="inhibition")

@@ -9,7 +9,10 @@
 2. **mute** (``alerting.mute``): a silence or an inhibition holds the alert back (status
    ``silenced``, with the reason; told later if it still fires when the mute ends); quiet hours
    only defer the message to the morning. A table the rule reads that failed its extract gate
-   inhibits the rule and tells the data engineers instead;
+   holds back a rule that fires on low values (``Rule.fires_on``: missing data can explain a
+   drop); a rule that fires on high values still fires, its alerts and message marked "data
+   incomplete" (missing data never explains a spike). Either way the data engineers hear of
+   the gate once per failure (``alerting.data_gates``: an alert of its own);
 3. **group**: the news of one rule in one cycle is one message per event and severity, with the
    count and the top entities (10,000 low-stock SKUs are one message, not 10,000);
 4. **route**: the owner team's channels for that severity, its people at the level the rule or
@@ -82,11 +85,11 @@ def observations(rule_id: str, evaluation: dict) -> list[Observation]:
 
 
 def mute_stage(store, routing, now: datetime, *, failing_tables=None, rule_tables=None, components=None,
-               active: list[Alert] | None = None) -> MuteStage:
+               active: list[Alert] | None = None, low_rules=None) -> MuteStage:
     """The muters in their order: inhibition, silences, quiet hours."""
     return MuteStage((
         Inhibition(failing_tables or {}, rule_tables or {}, store.list(active_only=True) if active is None else active,
-                   components or {}),
+                   components or {}, low_rules),
         Silences(tuple(store.silences(now))),
         QuietHours(routing.quiet_hours(), routing.timezone),
     ))
@@ -164,15 +167,20 @@ def _queue_once(rule, evaluation: dict | None, store, routing, now: datetime,
                             now, report, con=con)
         return report
     failing = evaluation.get("failing_tables") or {}
-    gates = [(messages.data_gate_message(table, gate, [rule.id]), table, gate) for table, gate in sorted(failing.items())]
+    low = rule.fires_on == "low"
+    active = store.list(active_only=True)
+    gates = _gate_news(store, active, evaluation, failing, rule, now)
     if rule.mode == "shadow" or evaluation.get("outcome") in (None, "up_to_date"):
         with store.transaction() as con:
             _queue_gates(store, routing, gates, now, report, con)
         return report
+    if failing and not low:  # a high value stands whatever is missing: told, marked "data incomplete"
+        note = "; ".join(f"{t} failed its {g['kind']} gate ({g['detail']})" for t, g in sorted(failing.items()))
+        evaluation = {**evaluation, "breaches": [{**b, "data_incomplete": note} for b in evaluation.get("breaches", [])]}
 
     # 1. record
     stage = mute_stage(store, routing, now, failing_tables=failing, rule_tables={rule.id: list(failing)},
-                       components=components)
+                       components=components, active=active, low_rules={rule.id} if low else set())
     team = routing.team_of(rule.owner)
     news: dict[tuple[Event, str | None], list[tuple[Alert, Observation, Mute | None]]] = {}
     resolved: list[Alert] = []
@@ -264,12 +272,39 @@ def _queue_once(rule, evaluation: dict | None, store, routing, now: datetime,
     return report
 
 
+def _gate_news(store, active: list[Alert], evaluation: dict, failing: dict, rule, now: datetime):
+    """The gate alerts this check changes (``alerting.data_gates``), decided before anything is written."""
+    from threshold_operators.alerting import data_gates
+
+    checked = evaluation.get("gates_checked") or []
+    at = evaluation.get("gates_checked_at")
+    known = store.get_many({fingerprint(data_gates.gate_rule_id(t, g["kind"]), data_gates.entity(t))
+                            for t, g in failing.items()})
+    held = [rule.id] if failing and rule.fires_on == "low" and rule.mode == "live" else []
+    incomplete = [rule.id] if failing and not held and rule.mode == "live" else []
+    return data_gates.decide(known, active, checked, failing, held, incomplete, _ts(at) if at else now, now)
+
+
 def _queue_gates(store, routing, gates, now: datetime, report: QueueReport, con) -> None:
-    """One message per failing gate, whichever rules see it."""
-    for text, table, gate in gates:
+    """The gate alerts' new states and, when one fired or resolved, its one message to the data
+    engineers, whichever rule's check saw it first; written with the check's own alerts."""
+    from threshold_operators.alerting import messages
+
+    if not gates:
+        return
+    store.cas_many([g.alert for g in gates], con)
+    for g in gates:
+        if g.event == Event.FIRED:
+            text = messages.data_gate_message(g.table, g.gate, g.gate.get("held", []), g.gate.get("incomplete", []))
+        elif g.event == Event.RESOLVED and g.alert.notified_at is not None:
+            text = messages.data_gate_resolved_message(g.table, g.gate)
+        else:
+            continue
+        a = g.alert
         enqueue_message(store, routing, routing.team_of("data_engineering"), 1, text,
-                        _key("gate", table, gate["kind"], gate["observed_at"]), fingerprint("(data)", table),
-                        "data_gate", now, report, data={"table": table, **gate}, con=con)
+                        _key("gate", a.fingerprint, g.event, a.opened_at.isoformat()), a.fingerprint,
+                        "data_gate" if g.event == Event.FIRED else "data_gate_resolved", now, report,
+                        data={"table": g.table, "rule_id": a.rule_id, **g.gate}, con=con)
 
 
 def queue_actions(rule, breaches: list[dict], window_end: str, store, routing, now: datetime,

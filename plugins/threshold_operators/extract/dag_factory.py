@@ -121,7 +121,8 @@ def _load_task(spec: SourceSpec, ts, warehouse_conn_id: str):
         result = load_staged(spec, ts, warehouse=WarehouseHook(warehouse_conn_id=warehouse_conn_id),
                              run_id=context["run_id"], now=now)
         print(f"{spec.source}.{ts.table}: fetched {result.fetched}, loaded {result.loaded}, "
-              f"quarantined {result.quarantined}, superseded {result.superseded}; "
+              f"quarantined {result.quarantined}, superseded {result.superseded}, held for a late parent "
+              f"{result.held} (released {result.released}, expired {result.expired}); "
               f"high-water mark {result.high_water_mark}; {'fresh' if result.fresh else 'STALE'}")
         if result.advanced:  # new data landed; a re-read of the overlap or a backfill triggers nothing
             context["outlet_events"][alias].add(table_asset(ts.table), extra={

@@ -9,7 +9,7 @@ Suites are YAML (``include/rules/quality/<table>.yaml``), readable by analysts:
       - {check: between, column: rating, min: 1, max: 5}
       - {check: in_set, column: status, values: [a, b]}
       - {check: not_in_future, columns: [created_at]}
-      - {check: references, column: order_id, table: orders}
+      - {check: references, column: order_id, table: orders, wait: 30m}
 
 Every check becomes a GX Core expectation (``ExpectColumnValuesToNotBeNull``,
 ``ExpectCompoundColumnsToBeUnique``, ``ExpectColumnValuesToBeBetween``, ...), run with GX's
@@ -17,9 +17,11 @@ pandas datasource (its SQL datasource fails on DuckDB). Two kinds of checks are 
 suite without being written: each column must be present, and each value must have its
 column's type (a timestamp that does not parse, a rating of "five").
 
-Rows come out in three groups: good (loaded), refused (quarantined, each with the checks it
-failed) and superseded (an older version of a key also delivered in the batch; the latest
-wins, as the upsert would decide). GX is imported only when a batch is validated.
+Rows come out in four groups: good (loaded), refused (quarantined, each with the checks it
+failed), waiting (their only fault is a ``references`` parent not loaded yet: a late parent is
+not bad data, so they are held for up to the check's ``wait`` and loaded when the parent lands,
+``extract.holding``) and superseded (an older version of a key also delivered in the batch; the
+latest wins, as the upsert would decide). GX is imported only when a batch is validated.
 """
 
 from __future__ import annotations
@@ -32,10 +34,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from threshold_operators import located_yaml
+from threshold_operators.durations import Duration
+from threshold_operators.engine.gates import MIN_ROWS, QUARANTINE_SHARE
 from threshold_operators.warehouse.schema import metadata, table_spec
 
 SUITES_DIR = Path(__file__).resolve().parents[3] / "include" / "rules" / "quality"
 FUTURE_TOLERANCE = timedelta(minutes=5)
+PARENT_WAIT = timedelta(minutes=30)  # references: how long a child row waits for its parent by default
 
 
 class Check(BaseModel):
@@ -47,6 +52,8 @@ class Check(BaseModel):
     max: float | None = None
     values: list[Any] | None = None
     table: str | None = Field(None, description="references: the table whose key the column points to")
+    wait: Duration | None = Field(None, description="references: how long a row whose parent is not loaded yet is "
+                                                    "held before it is quarantined (default 30m; 0: refused at once)")
 
     @model_validator(mode="after")
     def _shape(self):
@@ -60,17 +67,34 @@ class Check(BaseModel):
             raise ValueError("in_set needs values")
         if self.check == "references" and not self.table:
             raise ValueError("references needs table")
+        if self.wait is not None and self.check != "references":
+            raise ValueError("wait applies to references checks only")
+        if self.wait is not None and self.wait < timedelta(0):
+            raise ValueError("wait cannot be negative")
         return self
 
     @property
     def targets(self) -> list[str]:
         return self.columns or [self.column]
 
+    @property
+    def label(self) -> str:
+        """references: the name its failures carry (``references(order_id -> orders)``)."""
+        return f"references({self.column} -> {self.table})"
+
+    @property
+    def parent_wait(self) -> timedelta:
+        return PARENT_WAIT if self.wait is None else self.wait
+
 
 class Suite(BaseModel):
     model_config = ConfigDict(extra="forbid")
     table: str
     checks: list[Check] = Field(default_factory=list)
+    min_rows: int = Field(MIN_ROWS, ge=1, description="the quarantine share is a verdict only over at least this many "
+                                                 "rows (the latest runs pooled; engine.gates)")
+    max_refused: float = Field(QUARANTINE_SHARE, ge=0, le=1, description="the table fails its gate when more than this share "
+                                                             "of those rows was refused")
 
     @model_validator(mode="after")
     def _columns_exist(self):
@@ -94,6 +118,8 @@ def load_suite(name: str, folder: Path = SUITES_DIR) -> Suite:
 class GateResult:
     good: Any  # pandas DataFrame, typed like the warehouse table
     refused: list[dict] = field(default_factory=list)  # {row_no, record_key, failed_checks, raw_record}
+    # {row_no, record_key, failed_checks, raw_record, version, waiting_for: [{table, column, value}], wait}
+    waiting: list[dict] = field(default_factory=list)
     superseded: int = 0
     checks_run: int = 0
     validation: dict | None = None  # GX's result, JSON-ready
@@ -146,7 +172,7 @@ def _expectations(suite: Suite, table: str, now: datetime):
             for c in chk.targets:
                 out.append((f"not_in_future({c})", E.ExpectColumnValuesToBeBetween(column=c, max_value=now + FUTURE_TOLERANCE)))
         elif chk.check == "references":
-            out.append((f"references({chk.column} -> {chk.table})",
+            out.append((chk.label,
                         E.ExpectColumnValuesToBeInSet(column=f"__ref__{chk.column}", value_set=[True])))
     for c in spec.columns:
         out.append((f"type({c})", E.ExpectColumnValuesToBeInSet(column=f"__type__{c}", value_set=[True])))
@@ -250,17 +276,27 @@ def validate_batch(records: list[dict], table: str, suite: Suite, *, now: dateti
             failed.setdefault(int(pos), []).append(label)
 
     positions = frame.index.to_numpy()
-    refused = []
+    parents = {chk.label: chk for chk in suite.checks if chk.check == "references" and chk.parent_wait > timedelta(0)}
+    refused, waiting = [], []
     for pos, checks in sorted(failed.items()):
         # a value that did not convert is a type problem, not a missing value
         checks = [c for c in checks if not (c.startswith("not_null(") and f"type({c[9:]}" in checks)]
         idx = positions[pos]
         rec = records[idx]
         key = "|".join(str(rec.get(k)) for k in spec.key) if all(k in rec for k in spec.key) else None
-        refused.append({"row_no": int(idx), "record_key": key, "failed_checks": "; ".join(checks),
-                        "raw_record": json.dumps(rec, default=str, ensure_ascii=False)})
+        row = {"row_no": int(idx), "record_key": key, "failed_checks": "; ".join(checks),
+               "raw_record": json.dumps(rec, default=str, ensure_ascii=False)}
+        if key is not None and all(c in parents for c in checks):  # only a parent missing: wait for it
+            late = [parents[c] for c in checks]
+            version = df[cursor].iloc[pos] if cursor else None
+            waiting.append({**row, "version": None if version is None or pd.isna(version) else version.isoformat(),
+                            "waiting_for": [{"table": c.table, "column": c.column, "value": rec.get(c.column)}
+                                            for c in late],
+                            "wait": min(c.parent_wait for c in late)})
+        else:
+            refused.append(row)
     keep = [i for i in range(len(frame)) if i not in failed]
     good = df.iloc[keep][list(spec.columns)].reset_index(drop=True)
-    return GateResult(good=good, refused=refused, superseded=superseded, checks_run=len(labels),
+    return GateResult(good=good, refused=refused, waiting=waiting, superseded=superseded, checks_run=len(labels),
                       validation=result.describe_dict() if hasattr(result, "describe_dict") else None)
 

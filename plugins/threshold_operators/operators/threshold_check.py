@@ -17,7 +17,9 @@ What the task does with the outcome:
 - a shadow rule firing: recorded, logged, success;
 - an entity firing after the last cycle (``rule_results``) that this cycle no longer returns
   resolves (rules over a current state, e.g. stock now, return only what breaches); a table the
-  rule reads that failed its extract gate makes the cycle incomplete: it resolves nothing;
+  rule reads that failed its extract gate makes the cycle incomplete: it resolves nothing; the
+  tables judged (``gates_checked``) and the failing ones go to the XCom for the notify task
+  (a drop rule is held back, a spike rule fires "data incomplete": ``alerting.pipeline``);
 - the warehouse unreachable or locked: retried (``AirflowException``); a rule whose SQL the
   warehouse rejects: failed at once. Either way the XCom says ``outcome: error`` with the kind,
   so the notification says "could not evaluate", never "breach".
@@ -92,6 +94,8 @@ class ThresholdCheckOperator(BaseOperator):
         hook = self.get_db_hook()
         try:
             gates = failing_tables(hook, loaded.tables)
+            # the gates judged, and when: a table that passes resolves its gate alert (alerting.data_gates)
+            judged = {"failing_tables": gates, "gates_checked": sorted(loaded.tables), "gates_checked_at": now.isoformat()}
             start, end = _parse_time(self.window_start), _parse_time(self.window_end)
             note = "explicit window"
             if start is None or end is None:
@@ -100,7 +104,7 @@ class ThresholdCheckOperator(BaseOperator):
             if end <= start:
                 self.log.info("%s: nothing to evaluate (%s)", rule.id, note)
                 ev = Evaluation(rule.id, rule.mode, start, end, Outcome.UP_TO_DATE, evaluated_at=now, detail=note)
-                summary = self._summary(ev, rule) | {"failing_tables": gates}
+                summary = self._summary(ev, rule) | judged
                 ti.xcom_push(key="evaluation", value=summary)
                 return summary
             ev = live_evaluation(hook, compile_rule(loaded, catalogue.get), start, end, now, gates)
@@ -113,7 +117,7 @@ class ThresholdCheckOperator(BaseOperator):
             ti.xcom_push(key="evaluation", value={"rule_id": rule.id, "mode": rule.mode, "outcome": "error",
                                                   "error": {"kind": str(kind), "message": message}})
             raise_for(kind, message, exc)
-        summary = self._summary(ev, rule) | {"failing_tables": gates}
+        summary = self._summary(ev, rule) | judged
         if gates:
             self.log.warning("%s reads tables that failed their extract gates: %s", rule.id, gates)
         ti.xcom_push(key="evaluation", value=summary)

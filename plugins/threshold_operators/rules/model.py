@@ -327,6 +327,16 @@ class Rule(_Strict):
     def references(self) -> list[str]:
         return [c.rule for c in self.conditions if c.rule]
 
+    @property
+    def fires_on(self) -> Literal["low", "high"]:
+        """Which way the rule's breach goes. ``low``: every condition fires below its threshold
+        (a drop, low stock, low cover: missing rows can cause it); ``high``: any condition fires
+        above (a spike, a rate above), or refers to another rule's breach (a compound rule), which
+        missing rows cannot explain. A failing data gate holds back low rules only; high rules
+        still fire, marked "data incomplete" (``alerting.mute``, ``alerting.pipeline``)."""
+        low = all(c.rule is None and c.below is not None for c in self.conditions)
+        return "low" if low else "high"
+
 
 class RuleFile(_Strict):
     """``include/rules/<domain>.yaml``."""

@@ -94,6 +94,15 @@ class BulkLoader:
         """One value from a query, in this loader's transaction (e.g. a new high-water mark)."""
         return self._scalar(sql)
 
+    def rows(self, sql: str) -> list[dict]:
+        """Every row of a query (no parameters: the SQL names tables and columns only), as dicts."""
+        return self._rows(sql)
+
+    def delete_keys(self, table: str, keys: list[tuple]) -> None:
+        """Delete the rows of ``table`` with these primary keys (in this loader's transaction)."""
+        if keys:
+            self._delete_keys(table, table_spec(table).key, [tuple(k) for k in keys])
+
     # dialect hooks
     def open(self) -> None: ...
     def _append(self, table: str, data: pa.Table) -> None: ...
@@ -138,6 +147,14 @@ class DuckDBBulkLoader(BulkLoader):
 
     def _scalar(self, sql: str):
         return self.con.execute(sql).fetchall()[0][0]
+
+    def _rows(self, sql: str) -> list[dict]:
+        cur = self.con.execute(sql)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def _delete_keys(self, table: str, key: tuple[str, ...], keys: list[tuple]) -> None:
+        self.con.executemany(f"DELETE FROM {table} WHERE {' AND '.join(f'{k} = ?' for k in key)}", keys)
 
     def commit(self) -> None:
         self.con.execute("COMMIT")
@@ -185,6 +202,16 @@ class PostgresBulkLoader(BulkLoader):
         with self.con.cursor() as cur:
             cur.execute(sql)
             return cur.fetchone()[0]
+
+    def _rows(self, sql: str) -> list[dict]:
+        with self.con.cursor() as cur:
+            cur.execute(sql)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def _delete_keys(self, table: str, key: tuple[str, ...], keys: list[tuple]) -> None:
+        with self.con.cursor() as cur:
+            cur.executemany(f"DELETE FROM {table} WHERE {' AND '.join(f'{k} = %s' for k in key)}", keys)
 
     def commit(self) -> None:
         self.con.commit()
@@ -245,6 +272,20 @@ class SQLAlchemyBulkLoader(BulkLoader):
         from sqlalchemy import text
 
         return self.con.execute(text(sql)).scalar()
+
+    def _rows(self, sql: str) -> list[dict]:
+        from sqlalchemy import text
+
+        return [dict(r) for r in self.con.execute(text(sql)).mappings()]
+
+    def _delete_keys(self, table: str, key: tuple[str, ...], keys: list[tuple]) -> None:
+        from sqlalchemy import and_
+
+        from threshold_operators.warehouse.schema import metadata
+
+        t = metadata.tables[table]
+        for k in keys:
+            self.con.execute(t.delete().where(and_(*(t.c[c] == v for c, v in zip(key, k, strict=True)))))
 
     def commit(self) -> None:
         self.tx.commit()

@@ -264,6 +264,25 @@ quarantine = _table(
     updated_field="quarantined_at",
 )
 
+held_rows = _table(
+    "held_rows",
+    "Rows waiting for their parent (a references check: an order line whose order is not loaded yet); "
+    "loaded when it lands, quarantined when it has not within the check's wait.",
+    _col("table_name", String(64), "Warehouse table the row is meant for.", key=True),
+    _col("record_key", String(500), "The row's key values, as text.", key=True),
+    _col("source", String(64), "Source id."),
+    _col("run_id", String(250), "Airflow run that last delivered the row."),
+    _col("waiting_for", Text, "The parents it waits for: [{table, column, value}] (JSON)."),
+    _col("reason", Text, "Why it waits, for people (the references checks it failed)."),
+    _col("raw_record", Text, "The record as the source delivered it (JSON, columns mapped)."),
+    _col("version", String(40), "The row's change-tracking value (ISO 8601): a newer delivery of the key wins.",
+         nullable=True),
+    _col("first_seen", TS, "When the row was first held.", unit="UTC"),
+    _col("give_up_at", TS, "When it goes to quarantine if its parent is still missing.", unit="UTC"),
+    _col("held_at", TS, "When the row was last delivered and held.", unit="UTC"),
+    updated_field="held_at",
+)
+
 extract_runs = _table(
     "extract_runs",
     "One row per table and extract run: the window read, what loaded, what was refused, the new high-water mark.",
@@ -330,7 +349,7 @@ rule_results = _table(
     updated_field="evaluated_at",
 )
 
-PACK_TABLES: tuple[Table, ...] = (quarantine, extract_runs, data_quality_events, rule_evaluations, rule_results)
+PACK_TABLES: tuple[Table, ...] = (quarantine, held_rows, extract_runs, data_quality_events, rule_evaluations, rule_results)
 PACK_TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in PACK_TABLES)
 
 
