@@ -4,7 +4,7 @@
     storefence shop-api   serve a simulated shop over HTTP, as a platform API would
     storefence live-shop  prepare | serve: a shop whose clock moves with real time (make up)
     storefence warehouse  init | summary | docs
-    storefence airflow-setup   migrate Airflow's metadata DB, create the pool and the default connection
+    storefence airflow-setup   migrate Airflow's metadata DB, the default connection, the pool, API secrets
     storefence demo       the main job on the embedded default (what `make demo` runs)
     storefence up | down  the pack on Airflow's own processes, in the background (`make up` / `make down`)
     storefence inbox      serve | tail: the local inbox of `storefence up`
@@ -20,7 +20,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from threshold_operators.warehouse import WAREHOUSE_CONN_ID, WAREHOUSE_POOL
+from threshold_operators.warehouse import WAREHOUSE_CONN_ID
 
 DEMO = {"shops": 1, "skus": 500, "days": 400, "orders_per_day": 2000, "seed": 7}  # the demo shop
 
@@ -163,27 +163,14 @@ def airflow_home() -> Path:
 
 
 def cmd_airflow_setup(args) -> int:
-    """Idempotent: migrate the metadata DB, create the warehouse pool and the default connection."""
-    from airflow.models.connection import Connection
-    from airflow.models.pool import Pool
-    from airflow.utils.db import upgradedb
-    from airflow.utils.session import create_session
+    """Idempotent: migrate the metadata DB, the default connection, the pool sized for the
+    warehouse, strong API secrets (threshold_operators.airflow_home)."""
+    from threshold_operators.airflow_home import set_up
 
-    home = airflow_home()
-    home.mkdir(parents=True, exist_ok=True)
-    upgradedb()
-    with create_session() as session:
-        Pool.create_or_update_pool(
-            WAREHOUSE_POOL, args.pool_slots,
-            "Serialises Storefence warehouse tasks (DuckDB: one process at a time). Raise it on PostgreSQL.",
-            include_deferred=False, session=session,
-        )
-        exists = session.query(Connection).filter(Connection.conn_id == WAREHOUSE_CONN_ID).first()
-        if not exists:
-            session.add(Connection(conn_id=WAREHOUSE_CONN_ID, conn_type="duckdb", host=str(home / "storefence.duckdb"),
-                                   description="Storefence warehouse (embedded DuckDB default)"))
-    print(f"Airflow home {home}: metadata DB migrated, pool '{WAREHOUSE_POOL}' ({args.pool_slots} slot), "
-          f"connection '{WAREHOUSE_CONN_ID}' {'kept' if exists else 'created (DuckDB ' + str(home / 'storefence.duckdb') + ')'}")
+    if args.pool_slots is not None and args.pool_slots < 1:
+        raise UsageError(f"--pool-slots {args.pool_slots}: a pool needs at least one slot")
+    for line in set_up(airflow_home(), args.pool_slots):
+        print(line)
     return 0
 
 
@@ -542,7 +529,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_silence)
 
     p = sub.add_parser("airflow-setup", help="migrate the metadata DB, create the pool and the default connection")
-    p.add_argument("--pool-slots", type=int, default=1)
+    p.add_argument("--pool-slots", type=int, default=None, metavar="N",
+                   help="slots of the storefence_warehouse pool (default: 1 on DuckDB, "
+                        "8 on PostgreSQL; a count set by hand is kept)")
     p.set_defaults(func=cmd_airflow_setup)
 
     p = sub.add_parser("demo", help="the main job on the embedded default")

@@ -94,3 +94,32 @@ def test_storefence_ack_from_the_command_line(setting, tmp_path):
     missing = subprocess.run([sys.executable, "-m", "threshold_operators.cli", "ack", "zzzz", "--state", url],
                              capture_output=True, text=True, env=env)
     assert missing.returncode == 2 and "no single alert" in missing.stderr
+
+
+def test_escalation_shows_the_data_window_of_the_evaluation_that_fired_the_alert(setting):
+    """Not the zero-length window of the alert's first and last bucket ("09-06 09:00 至 09-06 09:00"),
+    nor a later evaluation's that found it still firing."""
+    from dataclasses import replace
+
+    from threshold_operators.alerting.escalation import data_window
+
+    store, routing, rules = setting
+    _fire(store, routing, rules[RULE])  # the evaluation of 09:00-10:00 Shanghai fires on the bucket of 09:00
+    assert [lv for _, lv in escalate_due(store, routing, rules, T + timedelta(hours=12)).escalated] == [2]
+    payload = next(r for r in store.notifications() if r["event"] == "escalated")["payload"]
+    assert "数据时间 09-06 09:00 至 09-06 10:00（Asia/Shanghai）" in payload["text"], payload["text"]
+    assert "data 09-06 09:00 .. 09-06 10:00 (Asia/Shanghai)" in payload["text_en"], payload["text_en"]
+
+    later = {"rule_id": RULE, "mode": "live", "outcome": "breach", "window_start": (T + timedelta(hours=1)).isoformat(),
+             "window_end": (T + timedelta(hours=2)).isoformat(), "firing": 1, "resolved_entities": [],
+             "breaches": [{"entity_key": "shop_id=shop-01/sku=SKU-BEA-000050", "severity": "yellow",
+                           "bucket": (T + timedelta(hours=1)).isoformat(), "metric": "negative_24h", "value": 61.0,
+                           "baseline": 1.0, "threshold": 12.0, "entity": {}}]}
+    queue_notifications(rules[RULE], later, store, routing, T + timedelta(hours=13))  # still firing: no news
+    alert = store.list()[0]
+    assert alert.detail["value"] == 61.0  # the rest of the detail is the latest evaluation's
+    assert data_window([alert], rules[RULE]) == ((T - timedelta(hours=1)).isoformat(), T.isoformat())
+    # an alert stored before the window was recorded: its buckets, each the rule's grain long
+    legacy = replace(alert, detail={k: v for k, v in alert.detail.items() if k != "fired_window"})
+    assert data_window([legacy], rules[RULE]) == ((T - timedelta(hours=1)).isoformat(),
+                                                  (T + timedelta(hours=2)).isoformat())

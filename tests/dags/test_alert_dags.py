@@ -52,9 +52,17 @@ def test_one_dag_per_domain_with_a_check_and_a_notify_per_rule(airflow_db):
             assert check.downstream_task_ids == {notify.task_id}
             assert notify.trigger_rule == "all_done" and notify.retries == 2
             assert check.retries == 3 and check.pool == "storefence_warehouse"
+            assert notify.pool == "default_pool"  # the state store only: it does not wait for the warehouse
             assert check.rule_id == loaded.id and "rule_id" in check.template_fields
     sales = bag.get_dag("storefence_alerts_sales")
-    assert {a.name for a in sales.timetable.asset_condition.objects} == {"storefence.orders", "storefence.order_items"}
+    # one run per extract cycle: every source feeding its fact tables (orders come from the API and
+    # the file drop), never the per-table Assets
+    assert type(sales.timetable.asset_condition).__name__ == "AssetAll"
+    assert {a.name for a in sales.timetable.asset_condition.objects} == {"storefence.source.shop_api",
+                                                                         "storefence.source.shop_exports"}
+    customer = bag.get_dag("storefence_alerts_customer")
+    assert {a.name for a in customer.timetable.asset_condition.objects} == {"storefence.source.shop_api",
+                                                                            "storefence.source.reviews_api"}
     assert sales.timetable.timetable.expression == "10 * * * *"  # the fallback when no extract lands
 
 

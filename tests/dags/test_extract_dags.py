@@ -34,6 +34,11 @@ def _events(asset_name):
 def test_one_dag_per_source_with_fetch_then_load(extract_dags):
     assert set(extract_dags.dags) == {"storefence_extract_shop_api", "storefence_extract_ads_api",
                                       "storefence_extract_reviews_api", "storefence_extract_shop_exports"}
+    shop = extract_dags.dags["storefence_extract_shop_api"]
+    publish = shop.get_task("publish")  # one event per cycle, after every load, whatever their outcome
+    assert publish.upstream_task_ids == {t.task_id for t in shop.tasks if t.task_id.startswith("load_")}
+    assert publish.is_teardown and not publish.on_failure_fail_dagrun and publish.pool != "storefence_warehouse"
+    assert [a.name for a in publish.inlets] == ["storefence.source.shop_api"]
     shop = extract_dags.get_dag("storefence_extract_shop_api")
     assert shop.get_task("load_orders").downstream_task_ids >= {"load_order_items", "load_payments", "load_refunds", "load_shipments"}
     assert shop.get_task("fetch_orders").downstream_task_ids == {"load_orders"}
@@ -50,13 +55,22 @@ def test_reviews_dag_loads_and_emits_its_asset_once(extract_dags, shop_file, tmp
         monkeypatch.setenv("AIRFLOW_CONN_REVIEWS_API_DEFAULT", json.dumps(
             {"conn_type": "http", "host": "127.0.0.1", "port": port, "schema": "http",
              "extra": {"Authorization": "Bearer t0k3n"}}))  # the credential lives in the connection only
+        cycles = len(_events("storefence.source.reviews_api"))
         first = dag.test()
         assert first.state == "success", {ti.task_id: ti.state for ti in first.get_task_instances()}
         events = _events("storefence.reviews")[before:]
         assert len(events) == 1 and events[0]["rows"] > 1000 and events[0]["source"] == "reviews_api"
-        second = dag.test()  # nothing new at the source
+        cycle = _events("storefence.source.reviews_api")[cycles:]  # the one event the alert DAGs wait for
+        assert len(cycle) == 1 and cycle[0]["advanced"] == ["reviews"] and cycle[0]["failed"] == []
+        assert cycle[0]["tables"]["reviews"]["rows"] == events[0]["rows"] and cycle[0]["cycle"] == first.run_after.isoformat()
+        second = dag.test()  # nothing new at the source: a new cycle all the same
         assert second.state == "success"
-        assert len(_events("storefence.reviews")) == before + 1  # the re-run triggered nothing
+        assert len(_events("storefence.reviews")) == before + 1  # the table did not advance
+        cycle = _events("storefence.source.reviews_api")[cycles:]
+        assert len(cycle) == 2 and cycle[1]["advanced"] == [] and cycle[1]["latest_cycle"] == second.run_after.isoformat()
+        old = dag.test(run_after=first.run_after - timedelta(days=1))  # a re-run of an old interval
+        assert old.state == "success"
+        assert len(_events("storefence.source.reviews_api")) == cycles + 2  # triggers nothing
 
     import duckdb
 
@@ -85,9 +99,13 @@ def test_an_unreachable_api_fails_the_fetch_and_loads_nothing(extract_dags, tmp_
         t.retries = 0
     monkeypatch.setenv("AIRFLOW_CONN_STOREFENCE_STATE", json.dumps({"conn_type": "sqlite",
                                                                     "host": str(tmp_path / "state.sqlite")}))
+    cycles = len(_events("storefence.source.reviews_api"))
     run = dag.test()
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
-    assert states == {"fetch_reviews": "failed", "load_reviews": "upstream_failed"}
+    assert states == {"fetch_reviews": "failed", "load_reviews": "upstream_failed", "publish": "success"}
+    assert run.state == "failed"  # publish is a teardown: the failed load decides the run's state
+    event = _events("storefence.source.reviews_api")[cycles:]  # the cycle happened: the domains are not held
+    assert len(event) == 1 and event[0]["failed"] == ["reviews"] and event[0]["advanced"] == []
 
     # the task's StorefenceNotifier told the data engineers once, on their channels
     from threshold_operators.alerting.notifier import StorefenceNotifier

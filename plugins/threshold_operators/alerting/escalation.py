@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from threshold_operators.alerting import faults
 from threshold_operators.alerting.data_gates import is_gate, table_of
@@ -97,6 +97,24 @@ def _tell(store, routing, rule, event: str, level: int, alerts: list[Alert], now
     raise RuntimeError(f"{rule_id}: alerts kept changing while being told ({attempts} attempts)")
 
 
+def data_window(alerts: list[Alert], rule=None) -> tuple[str, str]:
+    """The data window a message about ``alerts`` shows: from the earliest to the latest end of the
+    windows of the evaluations that fired them (``detail["fired_window"]``). An alert stored
+    before that was recorded: its first bucket to the end of its last (a bucket is the rule's
+    grain long), never a zero-length window. Pure."""
+    starts, ends = [], []
+    for a in alerts:
+        fired = (a.detail or {}).get("fired_window")
+        if fired and fired[1]:
+            starts.append(datetime.fromisoformat(fired[0]) if fired[0] else a.first_bucket)
+            ends.append(datetime.fromisoformat(fired[1]))
+        else:
+            starts.append(a.first_bucket)
+            ends.append(a.last_bucket + (timedelta(days=1) if getattr(rule, "grain", "hour") == "day"
+                                         else timedelta(hours=1)))
+    return min(starts).isoformat(), max(ends).isoformat()
+
+
 def _message(routing, rule, event: str, level: int, alerts: list[Alert], now: datetime, stage):
     """The text, idempotency key, data and deferral of the message telling ``alerts``."""
     from threshold_operators.alerting import messages
@@ -111,7 +129,7 @@ def _message(routing, rule, event: str, level: int, alerts: list[Alert], now: da
     people = [p.name for p in routing.recipients(team, level)]
     breaches = [{**(a.detail or {}), "entity_key": a.entity_key, "severity": a.severity, "fingerprint": a.fingerprint}
                 for a in alerts]
-    window = (min(a.first_bucket for a in alerts).isoformat(), max(a.last_bucket for a in alerts).isoformat())
+    window = data_window(alerts, rule)
     if rule is not None:
         text = messages.alert_message(rule, event, severity, breaches, window, level, people,
                                       links_for(alerts[:messages.TOP], level, now), tz=routing.timezone)

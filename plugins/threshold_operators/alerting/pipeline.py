@@ -84,6 +84,21 @@ def observations(rule_id: str, evaluation: dict) -> list[Observation]:
     return out
 
 
+def with_fired_window(alert: Alert, before: Alert | None, event: Event, window: tuple[str, str]) -> Alert:
+    """The alert with ``detail["fired_window"]``: the data window of the evaluation that fired it,
+    kept while it fires (later observations replace the rest of its detail), so the escalation
+    and repeat messages show the data the alert is about. Pure."""
+    if event == Event.FIRED:
+        fired = [w.isoformat() if isinstance(w, datetime) else w for w in window]
+    elif before is not None and (before.detail or {}).get("fired_window") and before.status != AlertStatus.RESOLVED:
+        fired = before.detail["fired_window"]
+    else:
+        return alert
+    if (alert.detail or {}).get("fired_window") == fired:
+        return alert
+    return replace(alert, detail={**(alert.detail or {}), "fired_window": fired})
+
+
 def mute_stage(store, routing, now: datetime, *, failing_tables=None, rule_tables=None, components=None,
                active: list[Alert] | None = None, low_rules=None) -> MuteStage:
     """The muters in their order: inhibition, silences, quiet hours."""
@@ -184,6 +199,7 @@ def _queue_once(rule, evaluation: dict | None, store, routing, now: datetime,
     team = routing.team_of(rule.owner)
     news: dict[tuple[Event, str | None], list[tuple[Alert, Observation, Mute | None]]] = {}
     resolved: list[Alert] = []
+    window = (evaluation.get("window_start") or "", evaluation["window_end"])
     seen = observations(rule.id, evaluation)
     known = store.get_many({fingerprint(rule.id, o.entity_key) for o in seen})
     final: dict[str, Alert] = {}  # each changed alert's last state, written with its messages
@@ -195,6 +211,7 @@ def _queue_once(rule, evaluation: dict | None, store, routing, now: datetime,
         alert, event = t.alert, t.event
         if alert is None:
             continue
+        alert = with_fired_window(alert, before, event, window)
         known[fp] = alert  # an entity may fire and resolve within one window (a backfill)
         if event == Event.RESOLVED:
             told = before is not None and (before.notified_at is not None or fp in told_now)
@@ -226,7 +243,6 @@ def _queue_once(rule, evaluation: dict | None, store, routing, now: datetime,
             final[fp] = alert
 
     # 3-5. group, route (the messages are built before anything is written)
-    window = (evaluation.get("window_start") or "", evaluation["window_end"])
     tell = []
     for (event, severity), items in sorted(news.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]))):
         level = routing.start_level(severity, rule.id)

@@ -14,9 +14,30 @@ Each rule becomes two tasks:
 A run triggered with ``{"window_start": "...", "window_end": "..."}`` as its conf evaluates that
 window instead (a backfill; the results are upserted, so a repeated window changes nothing).
 
-Schedule: when an extract lands new rows in any fact table the domain's rules read (the Assets
-``storefence.<table>``), or at minute 10 of every hour if nothing arrived (a stalled extract
-must not silence the rules that would notice: the fallback run evaluates whatever has landed).
+Schedule: once per extract cycle. Each extract run ends with one event of its source's Asset
+(``storefence.source.<source>``, ``extract.dag_factory``); a domain is scheduled on
+``AssetAll`` of the sources that feed the fact tables its rules read (``domain_sources``), or
+at minute 10 of every hour whatever arrived (the fallback).
+
+Why ``AssetAll`` and not ``AssetAny``: the sources run on the same cron, so with ``AssetAny`` a
+domain reading two sources (customer: shipments from shop_api and reviews from reviews_api;
+traffic: ads_api and shop_api; and every domain reading orders, fed by shop_api and the
+shop_exports file drop) would run once per source per cycle, the duplicate runs competing for
+the warehouse slot. With ``AssetAll`` the scheduler queues each source's event
+(AssetDagRunQueue) and creates one run when every source's event of the cycle is in; a run
+still going when the next cycle's events arrive makes the scheduler wait and then start one run
+for all of them (max_active_runs=1). It also matches how the rules read: an hourly bucket is
+complete only when the slowest table it reads has landed, so an earlier run could not have
+evaluated it. The price: a source whose cycle does not come (its DAG paused or stuck) holds back
+the domains that read it, so every extract run publishes, even when nothing advanced or a table
+failed, and the hourly fallback evaluates whatever has landed (a stalled extract must not
+silence the rules that would notice). To stop using a source, remove its file from
+include/sources/ rather than pausing its DAG. Dimension tables (shops, products) trigger nothing.
+
+Pools: a check opens the warehouse and runs in the ``storefence_warehouse`` pool; a notify task
+needs only the state store and runs outside it, except that an evaluation too large for XCom
+(``truncated``) is re-read from the warehouse's ``rule_results``: one short read (on DuckDB the
+hook waits out the file's lock).
 
 Parse time: the rule files are read and validated (``rules.catalogue``, cached per process);
 no pandas, GX, driver import and no database access. A domain whose rule files have problems
@@ -29,9 +50,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import DAG, AssetAny, AssetOrTimeSchedule, CronTriggerTimetable, task
+from airflow.sdk import DAG, AssetAll, AssetOrTimeSchedule, CronTriggerTimetable, task
 
-from threshold_operators.extract.dag_factory import table_asset
+from threshold_operators.extract.dag_factory import source_asset
 from threshold_operators.operators.threshold_check import ThresholdCheckOperator
 from threshold_operators.rules.catalogue import LoadedRule, domain_rules
 from threshold_operators.warehouse import WAREHOUSE_CONN_ID, WAREHOUSE_POOL
@@ -88,17 +109,34 @@ def _notify_task(loaded: LoadedRule, check_task_id: str, conn_id: str):
     return notify
 
 
+def domain_sources(tables, sources) -> list[str]:
+    """The sources whose cycles a domain reading ``tables`` waits for: those feeding one of its
+    fact tables (``sources``: the valid SourceSpecs). Pure."""
+    facts = set(tables) - set(DIMENSIONS)
+    return sorted({s.source for s in sources for t in s.tables if t.table in facts})
+
+
+def schedule_for(source_ids: list[str]):
+    """One run per extract cycle of all the sources (``AssetAll``), or the hourly fallback."""
+    timetable = CronTriggerTimetable(FALLBACK_CRON, timezone="UTC")
+    if not source_ids:
+        return timetable
+    return AssetOrTimeSchedule(timetable=timetable, assets=AssetAll(*(source_asset(s) for s in source_ids)))
+
+
 def build_alert_dag(domain: str, conn_id: str = WAREHOUSE_CONN_ID) -> DAG:
     """The DAG of ``domain``; raises RuleFileError (an import error) when its rules have problems."""
+    from threshold_operators.extract.sources import load_sources
+
     rules = domain_rules(domain)
-    tables = sorted({t for r in rules for t in r.tables if t not in DIMENSIONS})
-    timetable = CronTriggerTimetable(FALLBACK_CRON, timezone="UTC")
-    schedule = AssetOrTimeSchedule(timetable=timetable, assets=AssetAny(*(table_asset(t) for t in tables))) \
-        if tables else timetable
+    sources = domain_sources({t for r in rules for t in r.tables}, load_sources()[0])
+    schedule = schedule_for(sources)
     lines = [f"**Threshold rules of the {domain} domain** (`include/rules/{domain}.yaml`, reference in docs/rules.md).",
              "", "| rule | mode | entity | grain | owner |", "|---|---|---|---|---|"]
     lines += [f"| `{r.id}` {r.rule.name.zh} / {r.rule.name.en} | {r.rule.mode} | {r.rule.entity} | {r.rule.grain} "
               f"| {r.rule.owner} |" for r in rules]
+    lines += ["", f"Runs once per extract cycle of {', '.join(sources) or 'no source'} (all of them), "
+                  f"and at minute 10 of every hour (`{FALLBACK_CRON}`) whatever arrived."]
     with DAG(
         dag_id=f"storefence_alerts_{domain}",
         schedule=schedule,
@@ -113,12 +151,12 @@ def build_alert_dag(domain: str, conn_id: str = WAREHOUSE_CONN_ID) -> DAG:
             "retry_delay": timedelta(seconds=30),
             "retry_exponential_backoff": True,
             "max_retry_delay": timedelta(minutes=5),
-            "pool": WAREHOUSE_POOL,
         },
     ) as dag:
         for loaded in rules:
             name = loaded.id.split(".", 1)[1]
             check = ThresholdCheckOperator(task_id=f"{name}_check", rule_id=loaded.id, conn_id=conn_id,
+                                           pool=WAREHOUSE_POOL,
                                            window_start=WINDOW_FROM_CONF.format("window_start"),
                                            window_end=WINDOW_FROM_CONF.format("window_end"),
                                            doc_md=f"{loaded.rule.name.en}: {loaded.rule.description}")

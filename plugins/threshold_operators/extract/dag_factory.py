@@ -1,13 +1,27 @@
 """One DAG factory for every source: ``storefence_extract_<source>`` from include/sources/<source>.yaml.
 
 For each table of the source: ``fetch_<table>`` reads the changes into staging (HTTP through
-the source's Airflow connection; it does not hold the warehouse), then ``load_<table>`` runs the
-quality gate and upserts, in the ``storefence_warehouse`` pool. A table whose suite checks
-references to another table of the source loads after it. When a load brought new rows, it
-emits the table's Asset (``storefence.<table>``, URI ``storefence://warehouse/<table>``) with
-``rows``, ``quarantined`` and ``high_water_mark`` as extra, so the alert DAGs run when their
-data lands. Only a load that moved the table's high-water mark emits: re-reading the overlap,
-a re-run or a backfill of an old interval triggers nothing.
+the source's Airflow connection; it does not hold the warehouse pool, only a short read of the
+high-water mark), then ``load_<table>`` runs the quality gate and upserts, in the
+``storefence_warehouse`` pool. A table whose suite checks references to another table of the
+source loads after it.
+
+Assets, one event per extract cycle. The run ends with ``publish`` (a teardown: it runs when
+every load is done, whether or not one failed, and a failed load still fails the run). It emits
+ONE event of the source's Asset (``storefence.source.<source>``, URI
+``storefence://source/<source>``), with the cycle's outcome as extra: the tables that advanced,
+rows, quarantined and high-water mark per table, the tables whose fetch or load failed. The alert
+DAGs schedule on these source Assets (``alerts.dag_factory``: each domain waits for every
+source it reads), so one extract cycle triggers each domain once. ``cycle_event`` decides:
+
+- a table advanced (its high-water mark moved: new data landed): the event is emitted;
+- nothing advanced, and the run is the source's newest cycle (not a backfill, its ``run_after``
+  later than every cycle published before): the event is emitted all the same, so a domain
+  waiting for all its sources is not stalled by a quiet one (and a drop to nothing is noticed);
+- nothing advanced in a backfill or a re-run of an old interval: nothing is emitted.
+
+Each load still emits its table's Asset (``storefence.<table>``) when the table advanced: for
+lineage in the UI and for a user's own DAGs; no Storefence DAG is scheduled on them.
 
 Parse time: this module imports the Task SDK and pydantic only; the hooks, GX, pandas and the
 drivers are imported inside the tasks.
@@ -15,7 +29,7 @@ drivers are imported inside the tasks.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pendulum
 from airflow.sdk import DAG, Asset, AssetAlias, task
@@ -28,8 +42,33 @@ START = pendulum.datetime(2025, 1, 1, tz="UTC")
 
 
 def table_asset(table: str) -> Asset:
-    """The Asset an extract emits when ``table`` received new rows; alert DAGs schedule on it."""
+    """The Asset a load emits when ``table`` received new rows (lineage; nothing is scheduled on it)."""
     return Asset(name=f"storefence.{table}", uri=f"storefence://warehouse/{table}", group="storefence")
+
+
+def source_asset(source: str) -> Asset:
+    """The Asset an extract emits once per cycle of ``source``; the alert DAGs schedule on it."""
+    return Asset(name=f"storefence.source.{source}", uri=f"storefence://source/{source}", group="storefence")
+
+
+def cycle_event(source: str, results: dict[str, dict | None], *, run_id: str, run_type: str, cycle: datetime,
+                last_cycle: str | None) -> dict | None:
+    """The extra of the source's event for one extract run, or None when the run must trigger nothing.
+
+    ``results``: table -> the load's result (``LoadResult.as_dict()``), None when its fetch or load
+    did not finish; ``cycle``: the run's ``run_after``; ``last_cycle``: the newest cycle published
+    before (the ``latest_cycle`` of the source's last event), None when there is none. Pure."""
+    advanced = sorted(t for t, r in results.items() if r and r.get("advanced"))
+    newest = run_type != "backfill" and (last_cycle is None or cycle > datetime.fromisoformat(last_cycle))
+    if not advanced and not newest:
+        return None
+    latest = cycle if last_cycle is None else max(cycle, datetime.fromisoformat(last_cycle))
+    return {
+        "source": source, "run_id": run_id, "cycle": cycle.isoformat(), "latest_cycle": latest.isoformat(),
+        "advanced": advanced, "failed": sorted(t for t, r in results.items() if r is None),
+        "tables": {t: {"rows": r["loaded"], "quarantined": r["quarantined"], "high_water_mark": r["high_water_mark"]}
+                   for t, r in sorted(results.items()) if r},
+    }
 
 
 def _load_order(spec: SourceSpec) -> dict[str, list[str]]:
@@ -71,7 +110,35 @@ def build_extract_dag(spec: SourceSpec, warehouse_conn_id: str = WAREHOUSE_CONN_
         for table, after in _load_order(spec).items():
             for other in after:
                 loads[other] >> loads[table]
+        list(loads.values()) >> _publish_task(spec)().as_teardown()
     return dag
+
+
+def _publish_task(spec: SourceSpec):
+    asset = source_asset(spec.source)
+    alias = AssetAlias(name=f"storefence.extract.source.{spec.source}")
+    tables = [ts.table for ts in spec.tables]
+
+    # A teardown: runs once every load is done (success or not) and does not decide the run's
+    # state; no pool (it reads XCom and the source's last event, never the warehouse).
+    @task(task_id="publish", inlets=[asset], outlets=[alias], retries=3)
+    def publish(**context) -> dict | None:
+        ti, run = context["ti"], context["dag_run"]
+        results = {t: ti.xcom_pull(task_ids=f"load_{t}") for t in tables}
+        last = list(context["inlet_events"][asset].ascending(False).limit(1))
+        last_cycle = (last[0].extra or {}).get("latest_cycle") if last else None
+        extra = cycle_event(spec.source, results, run_id=run.run_id, run_type=str(getattr(run.run_type, "value",
+                            run.run_type)), cycle=run.run_after, last_cycle=last_cycle)
+        if extra is None:
+            print(f"{spec.source}: nothing advanced in an older cycle ({run.run_after.isoformat()}; newest "
+                  f"published {last_cycle}): no event, nothing triggered")
+            return None
+        context["outlet_events"][alias].add(asset, extra=extra)
+        print(f"{spec.source}: cycle {extra['cycle']} published; advanced {extra['advanced'] or 'nothing'}"
+              f"{'; failed ' + ', '.join(extra['failed']) if extra['failed'] else ''}")
+        return extra
+
+    return publish
 
 
 def _fetch_task(spec: SourceSpec, ts, warehouse_conn_id: str):
