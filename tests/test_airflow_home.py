@@ -17,12 +17,11 @@ from threshold_operators.airflow_home import (
     DEFAULT_CONN_DESCRIPTION,
     MIN_SECRET_BYTES,
     SERVER_POOL_SLOTS,
-    cfg_value,
-    cfg_with,
     plan_pool,
     stale_default_path,
-    strengthen_secrets,
+    weak_secrets,
 )
+from threshold_operators.deploy.airflow_cfg import read_options
 
 
 # --- the pool ------------------------------------------------------------------------------------
@@ -62,42 +61,33 @@ def test_only_an_earlier_set_ups_absolute_default_path_is_made_relative(tmp_path
 
 
 # --- the secrets -------------------------------------------------------------------------------
-CFG = """[core]
-# a comment
-dags_folder = /x
+def test_weak_secrets_are_replaced_once_and_nothing_else_changes(tmp_path):
+    from threshold_operators.airflow_home import write_strong_secrets
+    from threshold_operators.deploy.airflow_cfg import read_options
 
-[api]
-# Secret key used to run your api server.
-secret_key = c2hvcnQ=
-
-[api_auth]
-jwt_secret = c2hvcnQgdG9v
-jwt_algorithm =
-"""
-
-
-def test_weak_secrets_are_replaced_once_and_nothing_else_changes():
-    new, changed = strengthen_secrets(CFG, generate=lambda: "k" * MIN_SECRET_BYTES)
-    assert changed == ["[api_auth] jwt_secret", "[api] secret_key"]
-    assert cfg_value(new, "api_auth", "jwt_secret") == cfg_value(new, "api", "secret_key") == "k" * MIN_SECRET_BYTES
-    assert new.replace("k" * MIN_SECRET_BYTES, "").count("\n") == CFG.count("\n")
-    assert "# Secret key used to run your api server." in new and "dags_folder = /x" in new
-    again, changed = strengthen_secrets(new, generate=lambda: "z" * MIN_SECRET_BYTES)
-    assert changed == [] and again == new  # generated once, kept
+    cfg = tmp_path / "airflow.cfg"
+    cfg.write_text("[core]\n# a comment\ndags_folder = /x\n\n[api]\nsecret_key = c2hvcnQ=\n\n"
+                   "[api_auth]\njwt_secret = c2hvcnQgdG9v\njwt_algorithm =\n", encoding="utf-8")
+    assert write_strong_secrets(cfg) == ["[api_auth] jwt_secret", "[api] secret_key"]
+    options = read_options(cfg)
+    assert min(len(options[k]) for k in (("api_auth", "jwt_secret"), ("api", "secret_key"))) >= MIN_SECRET_BYTES
+    assert options[("core", "dags_folder")] == "/x" and "# a comment" in cfg.read_text(encoding="utf-8")
+    kept = cfg.read_text(encoding="utf-8")
+    assert write_strong_secrets(cfg) == [] and cfg.read_text(encoding="utf-8") == kept  # generated once, kept
 
 
-def test_missing_options_and_sections_are_added():
-    assert cfg_value(cfg_with("[core]\nx = 1\n", "api_auth", "jwt_secret", "s"), "api_auth", "jwt_secret") == "s"
-    text = cfg_with("[api_auth]\njwt_algorithm =\n[core]\n", "api_auth", "jwt_secret", "s")
-    assert cfg_value(text, "api_auth", "jwt_secret") == "s" and cfg_value(text, "core", "jwt_secret") is None
+def test_only_missing_or_short_secrets_are_generated():
+    strong = "s" * MIN_SECRET_BYTES
+    assert weak_secrets({("api_auth", "jwt_secret"): strong, ("api", "secret_key"): strong}) == {}
+    assert set(weak_secrets({("api_auth", "jwt_secret"): strong})) == {("api", "secret_key")}
+    assert weak_secrets({}, generate=lambda: "g") == {("api_auth", "jwt_secret"): "g", ("api", "secret_key"): "g"}
 
 
 def test_the_generated_secret_is_long_enough_for_airflows_tokens_and_the_default_is_not():
     """What PyJWT checks when Airflow signs a token (HS512 with a shared secret)."""
     import jwt
 
-    new, _ = strengthen_secrets("")
-    for secret, warns in ((cfg_value(new, "api_auth", "jwt_secret"), False), ("UGsKc5nX8M3g6hipy/KPpg==", True)):
+    for secret, warns in ((weak_secrets({})[("api_auth", "jwt_secret")], False), ("UGsKc5nX8M3g6hipy/KPpg==", True)):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             jwt.encode({"sub": "storefence"}, secret, algorithm="HS512")
@@ -112,9 +102,9 @@ def test_set_up_a_fresh_home_then_copy_it_and_move_to_postgresql(tmp_path, pg_ad
     first = run("airflow-setup", env=env)
     assert first.returncode == 0, first.stderr[-2000:]
     assert "1 slot(s) for duckdb" in first.stdout and "new random [api_auth] jwt_secret, [api] secret_key" in first.stdout
-    cfg = (home / "airflow.cfg").read_text(encoding="utf-8")
-    secret = cfg_value(cfg, "api_auth", "jwt_secret")
-    assert len(secret) >= MIN_SECRET_BYTES and cfg_value(cfg, "core", "fernet_key")  # Airflow's own defaults too
+    cfg = read_options(home / "airflow.cfg")
+    secret = cfg[("api_auth", "jwt_secret")]
+    assert len(secret) >= MIN_SECRET_BYTES and cfg[("core", "fernet_key")]  # Airflow's own defaults too
 
     copy = tmp_path / "copy"
     shutil.copytree(home, copy)
@@ -128,7 +118,7 @@ def test_set_up_a_fresh_home_then_copy_it_and_move_to_postgresql(tmp_path, pg_ad
     again = run("airflow-setup", env=pg)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "8 slot(s) for postgresql" in again.stdout and "secrets kept" in again.stdout
-    assert cfg_value((home / "airflow.cfg").read_text(encoding="utf-8"), "api_auth", "jwt_secret") == secret
+    assert read_options(home / "airflow.cfg")[("api_auth", "jwt_secret")] == secret
     bad = run("airflow-setup", "--pool-slots", "0", env=env)
     assert bad.returncode == 2 and "at least one slot" in bad.stderr
 

@@ -22,7 +22,8 @@
   the scheduler started with this home share the secret. An ``AIRFLOW__API_AUTH__JWT_SECRET``
   variable still wins over the file.
 
-The pure parts (slot decision, config text edits) are functions of their inputs; ``set_up`` does
+The decisions (slots, secrets) are pure functions of their inputs; airflow.cfg is edited in place
+by ``deploy.airflow_cfg`` (comments kept); ``set_up`` does
 the I/O.
 """
 
@@ -87,71 +88,23 @@ def stale_default_path(host: str | None, description: str | None, home: Path) ->
     return path.name == DEFAULT_WAREHOUSE_FILE and (path.parent == home or (path.parent / "airflow.cfg").exists())
 
 
-# --- airflow.cfg ---------------------------------------------------------------------------------
-def _section_span(lines: list[str], section: str) -> tuple[int, int] | None:
-    start = next((i for i, line in enumerate(lines) if line.strip() == f"[{section}]"), None)
-    if start is None:
-        return None
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
-    return start, end
-
-
-def _key_line(key: str) -> re.Pattern:
-    return re.compile(rf"^\s*{re.escape(key)}\s*=\s*(.*?)\s*$")
-
-
-def cfg_value(text: str, section: str, key: str) -> str | None:
-    """The value of ``key`` in ``[section]`` of an airflow.cfg text (None: not set there)."""
-    lines = text.splitlines()
-    span = _section_span(lines, section)
-    if span is None:
-        return None
-    for line in lines[span[0] + 1:span[1]]:
-        m = _key_line(key).match(line)
-        if m:
-            return m.group(1)
-    return None
-
-
-def cfg_with(text: str, section: str, key: str, value: str) -> str:
-    """The text with ``key = value`` in ``[section]`` (replaced, added, or the section appended);
-    every other line, comments included, as it was."""
-    lines = text.splitlines()
-    span = _section_span(lines, section)
-    if span is None:
-        return text.rstrip("\n") + f"\n\n[{section}]\n{key} = {value}\n"
-    for i in range(span[0] + 1, span[1]):
-        if _key_line(key).match(lines[i]):
-            lines[i] = f"{key} = {value}"
-            break
-    else:
-        lines.insert(span[0] + 1, f"{key} = {value}")
-    return "\n".join(lines) + "\n"
-
-
-def strengthen_secrets(text: str, generate: Callable[[], str] | None = None) -> tuple[str, list[str]]:
-    """(the config text, the options replaced): each secret shorter than MIN_SECRET_BYTES gets a
-    new random one; strong ones are kept."""
+# --- airflow.cfg (edited in place by deploy.airflow_cfg) ------------------------------------------
+def weak_secrets(existing: dict[tuple[str, str], str], generate: Callable[[], str] | None = None
+                 ) -> dict[tuple[str, str], str]:
+    """The secrets to write: a new random one for each missing or shorter than MIN_SECRET_BYTES
+    (``existing``: the file's options, ``deploy.airflow_cfg.read_options``). Pure."""
     generate = generate or (lambda: secrets.token_urlsafe(MIN_SECRET_BYTES))
-    changed = []
-    for section, key in SECRETS:
-        value = cfg_value(text, section, key)
-        if value is None or len(value.encode()) < MIN_SECRET_BYTES:
-            text = cfg_with(text, section, key, generate())
-            changed.append(f"[{section}] {key}")
-    return text, changed
+    return {key: generate() for key in SECRETS if len(existing.get(key, "").encode()) < MIN_SECRET_BYTES}
 
 
 def write_strong_secrets(config_path: Path) -> list[str]:
-    """Strengthen the secrets of the airflow.cfg at ``config_path`` (readable by its owner only)."""
-    text = config_path.read_text(encoding="utf-8") if config_path.exists() else ""
-    new, changed = strengthen_secrets(text)
-    if changed:
-        tmp = config_path.with_name(config_path.name + ".storefence-tmp")
-        tmp.write_text(new, encoding="utf-8")
-        tmp.chmod(0o600)
-        tmp.replace(config_path)
-    return changed
+    """Strengthen the secrets of the airflow.cfg at ``config_path``; the options replaced."""
+    from threshold_operators.deploy import airflow_cfg
+
+    new = weak_secrets(airflow_cfg.read_options(config_path))
+    if new:
+        airflow_cfg.update(config_path, new)
+    return [f"[{section}] {key}" for section, key in new]
 
 
 # --- the set-up ----------------------------------------------------------------------------------

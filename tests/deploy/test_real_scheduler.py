@@ -23,6 +23,7 @@ pytestmark = [pytest.mark.real_airflow, pytest.mark.postgres, pytest.mark.slow]
 
 EXTRACT = "storefence_extract_shop_api"
 ALERTS = "storefence_alerts_inventory"  # one rule; reads inventory_snapshots and order_items
+FILE_DROP = "storefence_extract_shop_exports"  # order_items also come from dropped files: an empty folder
 
 
 def afternoon_timezone(end: datetime) -> str:
@@ -86,6 +87,7 @@ def test_an_extract_through_the_scheduler_triggers_its_alert_dag(pg_server, smal
         before = {r["dag_run_id"] for r in c.dag_runs(ALERTS)}
         extract = c.trigger(EXTRACT)
         c.unpause(EXTRACT)
+        c.unpause(FILE_DROP)  # the alert DAG waits for a cycle of every source of its tables (AssetAll)
         c.wait_for_run(EXTRACT, extract["dag_run_id"], timeout=600)
         # unpausing also scheduled a run (every 5 minutes): whichever ran first loaded the last two hours
         runs = [r["dag_run_id"] for r in c.dag_runs(EXTRACT, state="success")]

@@ -108,7 +108,7 @@ def _generated_secrets(existing: dict[tuple[str, str], str]) -> dict[tuple[str, 
     wanted = {
         ("core", "fernet_key"): lambda: Fernet.generate_key().decode(),
         ("api_auth", "jwt_secret"): lambda: base64.b64encode(secrets.token_bytes(64)).decode(),
-        ("api", "secret_key"): lambda: base64.b64encode(secrets.token_bytes(32)).decode(),
+        ("api", "secret_key"): lambda: base64.b64encode(secrets.token_bytes(64)).decode(),  # HS512 too (log tokens)
     }
     return {k: make() for k, make in wanted.items() if not existing.get(k)}
 
