@@ -89,11 +89,10 @@ def cmd_shop_api(args) -> int:
     source = args.source
     if not source:
         import tempfile
+        from datetime import timedelta
 
         from threshold_operators.simulator.run import simulate
         from threshold_operators.warehouse.hook import WarehouseHook
-
-        from datetime import timedelta
 
         source = str(Path(tempfile.mkdtemp(prefix="storefence-shop-")) / "shop.duckdb")
         print(f"Simulating the shop into {source} ...", file=sys.stderr, flush=True)

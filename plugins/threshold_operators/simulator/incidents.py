@@ -234,6 +234,7 @@ class Spike:
     weights: np.ndarray  # within the targets, by popularity
     multiplier: float
     channel: int | None
+    single_line: bool = False  # the extra orders carry the spiking SKU alone (no basket companions)
 
 
 @dataclass
@@ -272,7 +273,8 @@ def compile_effects(placed: list[PlacedIncident], window: Window, catalogue: Cat
             case "demand_spike":
                 w = catalogue.popularity[inc.skus]
                 ch = CHANNELS.index(p["channel"]) if p.get("channel") else None
-                fx.spikes.append(Spike(s, h0, h1, inc.start_s, inc.end_s, inc.skus, w / w.sum(), float(p.get("multiplier", 5.0)), ch))
+                fx.spikes.append(Spike(s, h0, h1, inc.start_s, inc.end_s, inc.skus, w / w.sum(), float(p.get("multiplier", 5.0)), ch,
+                                         bool(p.get("single_line", False))))
                 if p.get("stock_hours_left") is not None:
                     fx.stock_shortfalls.append(inc)
             case "conversion_drop":

@@ -134,8 +134,8 @@ class ShopDay:
         return vis, orders
 
     def _spike_orders(self, hrs: np.ndarray, vis: np.ndarray):
-        """Extra orders of incident spikes: (shop, hour offset, channel, forced first SKU, and the
-        part [lo, hi) of the hour, in seconds, they fall in). A spike starts and ends at its
+        """Extra orders of incident spikes: (shop, hour offset, channel, forced first SKU, the
+        part [lo, hi) of the hour, in seconds, they fall in, and whether the order is that SKU alone). A spike starts and ends at its
         second: an hour it covers in part gets that part of the extra orders, placed within it."""
         out = []
         W = self.window
@@ -153,10 +153,11 @@ class ShopDay:
                 first = self.rng.choice(sp.skus, n, p=sp.weights)
                 off = h - hrs[0]
                 np.add.at(vis, (sp.shop, off, ch, 0), np.ceil(1 / BASE_CONVERSION[ch, 0]).astype(np.int64))
-                out.append((np.full(n, sp.shop), np.full(n, off), ch, first, np.full(n, lo), np.full(n, hi)))
+                out.append((np.full(n, sp.shop), np.full(n, off), ch, first, np.full(n, lo), np.full(n, hi),
+                            np.full(n, int(sp.single_line))))
         if not out:
             e = np.array([], dtype=np.int64)
-            return e, e, e, e, e, e
+            return e, e, e, e, e, e, e
         return tuple(np.concatenate(x) for x in zip(*out, strict=True))
 
     # ---- the day -----------------------------------------------------------------------------
@@ -164,7 +165,7 @@ class ShopDay:
         rng, cat, W = self.rng, self.cat, self.window
         hrs = np.arange(h0, min(h0 + 24, W.n_hours))
         vis, conv = self._traffic(hrs)
-        sp_shop, sp_off, sp_ch, sp_first, sp_lo, sp_hi = self._spike_orders(hrs, vis)
+        sp_shop, sp_off, sp_ch, sp_first, sp_lo, sp_hi, sp_single = self._spike_orders(hrs, vis)
 
         # Orders: one per conversion, plus the spikes' extra orders.
         cells = np.flatnonzero(conv.ravel())
@@ -175,11 +176,13 @@ class ShopDay:
         channel = np.concatenate([c_idx, sp_ch]).astype(np.int64)
         source = np.concatenate([src_idx, np.zeros(len(sp_shop), dtype=np.int64)])
         forced = np.concatenate([np.full(len(s_idx), -1), sp_first]).astype(np.int64)
+        single = np.concatenate([np.zeros(len(s_idx), dtype=np.int64), sp_single]).astype(bool)
         second = rng.integers(0, HOUR_S, len(shop))
         second[len(s_idx):] = sp_lo + second[len(s_idx):] * (sp_hi - sp_lo) // HOUR_S  # within the spike's part
         created = W.start_s + (hrs[0] + off) * HOUR_S + second
         order = np.lexsort((created, shop))
-        shop, off, channel, source, forced, created = (a[order] for a in (shop, off, channel, source, forced, created))
+        shop, off, channel, source, forced, single, created = (
+            a[order] for a in (shop, off, channel, source, forced, single, created))
         n = len(shop)
         per_shop = np.bincount(shop, minlength=self.shops)
         first_of_shop = np.concatenate([[0], np.cumsum(per_shop)[:-1]])
@@ -190,6 +193,9 @@ class ShopDay:
 
         # Lines.
         n_lines = rng.choice(np.arange(1, 5), n, p=LINES_P)
+        # A spike with ``single_line`` (the live shop's x100 rush): its extra orders are for its SKU
+        # alone, or the baskets they carry would raise false spikes on the rest of the catalogue.
+        n_lines[single] = 1
         line_order = np.repeat(np.arange(n), n_lines)
         starts = np.concatenate([[0], np.cumsum(n_lines)[:-1]])
         line_no = np.arange(len(line_order)) - starts[line_order] + 1
