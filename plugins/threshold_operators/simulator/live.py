@@ -196,6 +196,7 @@ def prepare_live_shop(
     conn_id: str | None = None,
     warehouse=None,
     now: datetime | None = None,
+    timezone: str = "Asia/Shanghai",
     say: Callable[[str], None] = lambda _msg: None,
 ) -> LiveShop:
     """Simulate the live platform file, seed the warehouse up to ``d0``, write the state file.
@@ -204,6 +205,8 @@ def prepare_live_shop(
     :param warehouse: a ``WarehouseHook``; default ``WarehouseHook(conn_id)``. It is disposed of
         before returning (DuckDB admits one writing process at a time).
     :param now: the wall time the clock starts at (``w0``); tests pin it.
+    :param timezone: the shop's time zone (its day and its busy hours); the real-scheduler tests
+        pick a fixed offset in which the live window is the shop's afternoon whatever the hour.
     """
     import time
 
@@ -236,7 +239,7 @@ def prepare_live_shop(
         stale.unlink(missing_ok=True)
     say(f"Simulating the live shop ({skus} SKUs, {days} days to {end:%Y-%m-%d %H:%M} UTC) into {platform}")
     spec = SimulationSpec(shops=1, skus=skus, days=days, orders_per_day=orders_per_day, seed=seed, end=end,
-                          incidents=[incident], history_from=history_from)
+                          incidents=[incident], history_from=history_from, timezone=timezone)
     result = simulate(spec, WarehouseHook(url=f"duckdb:///{platform}"), labels_out=labels_path)
     say(f"  {sum(result.rows.values()):,} rows and {sum(result.versions.values()):,} row versions "
         f"in {result.seconds:.1f} s")
