@@ -180,9 +180,24 @@ def bucket_landed(tables: tuple[str, ...], bucket_end: datetime,
     return None if not ends or None in ends else max(ends)
 
 
+def connections(inbox: dict[str, dict], shop_port: int, robots: dict, warehouse_url: str) -> dict[str, dict]:
+    """conn_id -> fields: the inbox's channels, the live shop's three sources, the DingTalk robots
+    (token and signing secret) and the PostgreSQL warehouse."""
+    from sqlalchemy.engine import make_url
+
+    pg = make_url(warehouse_url)
+    return {
+        **inbox,
+        **{f"{s}_default": {"conn_type": "http", "host": "127.0.0.1", "port": shop_port} for s in SOURCES},
+        **{conn: {"conn_type": "http", "host": robots[conn].url, "password": f"{name}-token",
+                  "extra": {"secret": f"SEC-{name}"}} for conn, name in DINGTALK.items()},
+        "storefence_warehouse": {"conn_type": "postgres", "host": pg.host, "port": pg.port or 5432,
+                                 "login": pg.username, "schema": pg.database},
+    }
+
+
 # --- the deployment run ---------------------------------------------------------------------------
 def scheduler_run(args, work: Path) -> dict:
-    import sqlalchemy as sa
 
     from tests.alerting.dingtalk_receiver import DingTalkReceiver
     from tests.harness.airflow_stack import running_airflow
@@ -226,13 +241,8 @@ def scheduler_run(args, work: Path) -> dict:
             with LiveShopServer(home / STATE_FILE) as api:
                 clock = api.clock
                 port = int(api.url.rsplit(":", 1)[1])
-                conns = inbox_connections(inbox.url, inbox.smtp_port, routing, rules)
-                conns.update({f"{s}_default": {"conn_type": "http", "host": "127.0.0.1", "port": port} for s in SOURCES})
-                conns.update({conn: {"conn_type": "http", "host": robots[conn].url, "password": f"{name}-token",
-                                     "extra": {"secret": f"SEC-{name}"}} for conn, name in DINGTALK.items()})
-                pg = sa.engine.make_url(warehouse_url)
-                conns["storefence_warehouse"] = {"conn_type": "postgres", "host": pg.host, "port": pg.port or 5432,
-                                                 "login": pg.username, "schema": pg.database}
+                conns = connections(inbox_connections(inbox.url, inbox.smtp_port, routing, rules), port, robots,
+                                    warehouse_url)
                 for conn_id, fields in conns.items():
                     client.put_connection({"connection_id": conn_id, **{k: (json.dumps(v) if k == "extra" else v)
                                                                        for k, v in fields.items()}})
@@ -534,12 +544,8 @@ def in_process_child(args) -> int:
             for robot in robots.values():
                 up.enter_context(robot)
             port = int(api.url.rsplit(":", 1)[1])
-            conns = inbox_connections(inbox.url, inbox.smtp_port, routing, rules)
-            conns.update({f"{s}_default": {"conn_type": "http", "host": "127.0.0.1", "port": port} for s in SOURCES})
-            conns.update({conn: {"conn_type": "http", "host": robots[conn].url, "password": f"{name}-token",
-                                 "extra": {"secret": f"SEC-{name}"}} for conn, name in DINGTALK.items()})
-            conns["storefence_warehouse"] = {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432,
-                                             "login": "postgres", "schema": database}
+            conns = connections(inbox_connections(inbox.url, inbox.smtp_port, routing, rules), port, robots,
+                                warehouse_url)
             for conn_id, fields in conns.items():
                 os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(fields)
             dags_folder = REPO / "dags"
