@@ -12,7 +12,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export STOREFENCE_HOME := $(CURDIR)
 
-.PHONY: demo test up down test-clocks setup airflow-home lint lock bench bench-simulator bench-extract bench-rules bench-alerting bench-faults clean
+.PHONY: demo test up down test-clocks setup airflow-home lint lock bench bench-simulator bench-extract bench-rules bench-alerting bench-faults bench-live clean
 
 demo: airflow-home
 	$(BIN)/storefence demo
@@ -59,7 +59,7 @@ lock:
 	{ echo "# Pinned, tested set. Generated from requirements.in by 'make lock'; do not edit by hand."; \
 	  /tmp/storefence-lock/bin/pip freeze --exclude-editable; } > requirements.txt
 
-bench: bench-simulator bench-extract bench-rules bench-alerting bench-faults
+bench: bench-simulator bench-extract bench-rules bench-alerting bench-faults bench-live
 
 bench-simulator: airflow-home
 	$(BIN)/python bench/simulator_bench.py
@@ -76,6 +76,12 @@ bench-alerting: airflow-home
 # The fault-injection suite's figures (faults, alerts, messages expected, delivered, duplicated, lost, refused).
 bench-faults: $(VENV)/.installed
 	CI=true STOREFENCE_FAULT_FIGURES=$(CURDIR)/bench/results/fault_suite.json $(BIN)/pytest -q tests/alerting/test_faults.py
+
+# The pack on Airflow's own scheduler with the live shop (PostgreSQL on 127.0.0.1:5432), against the
+# same cycle in dag.test(): latency, alert-DAG wall time, tasks a minute, pool waits (about 35 min;
+# LIVE_ARGS="--quick" for a 6-minute smoke run).
+bench-live: $(VENV)/.installed
+	$(BIN)/python bench/live_bench.py $(LIVE_ARGS)
 
 clean:
 	rm -rf $(VENV) .airflow

@@ -3,7 +3,9 @@
 It checks the access token, and, when it has a secret, the timestamp (at most an hour off) and
 the HMAC-SHA256 signature; it accepts 20 messages a minute and answers the 21st with errcode
 130101; it can be taken down (HTTP 503) and brought back. Every accepted message is kept, in
-order. Its clock is injectable, like everything else in the pack.
+order, with the wall time it was accepted at (``accepted_at``, epoch seconds of the real clock
+whatever ``clock`` is: the live benchmark measures latency to it). Its clock is injectable, like
+everything else in the pack.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class DingTalkReceiver(LoopbackReceiver):
                  per_minute: int = 20):
         super().__init__(clock=clock, per_minute=per_minute)
         self.token, self.secret = token, secret
+        self.accepted_at: list[float] = []  # wall time of each accepted message, parallel to ``received``
 
     def answer(self, path: str, headers, body: bytes) -> tuple:
         code, msg = self._check(path, body)
@@ -46,4 +49,5 @@ class DingTalkReceiver(LoopbackReceiver):
         if not self.within_limit():
             return 130101, "send too fast, exceed 20 times per minute"
         self.received.append(json.loads(body))
+        self.accepted_at.append(time.time())
         return 0, "ok"
