@@ -72,6 +72,16 @@ def test_a_resolved_alert_that_breaches_again_fires_again():
     assert events == ["fired", "resolved", "fired"] and alert.first_bucket == T0 + 2 * H
 
 
+def test_firing_again_after_resolution_keeps_the_stored_rows_version():
+    """The new firing replaces the stored row: compare-and-set must compare with that row's version."""
+    from dataclasses import replace
+
+    resolved = replace(transition(transition(None, obs("firing"), T0).alert, obs("resolved", None, k=1), T0).alert,
+                       version=2)
+    again = transition(resolved, obs("firing", k=2), T0)
+    assert again.event == "fired" and again.alert.version == 2 and again.alert.first_bucket == T0 + 2 * H
+
+
 def test_escalation_never_goes_down_and_keys_are_stable():
     alert, _ = run(obs("firing"))
     up = escalate(escalate(alert, 2, NOW), 1, NOW)

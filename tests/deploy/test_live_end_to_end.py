@@ -7,8 +7,8 @@ an hour behind the wall clock (as `make up`'s does) and replays at 30x until it 
 (100x the SKU's orders, about 3 hours of stock) starts 5 minutes of data time after the
 shop's clock. The shop's time zone is a fixed offset in which that moment is the afternoon, so
 the data are the same whatever the hour the test runs (the scheduler cannot be pinned; the
-data can). A bad review batch (300 ratings of 7 stars) lands 25 data minutes in: a real gate
-failure, which the data engineers must hear of once. Order lines whose order has not been
+data can). A broken review feed (900 ratings of 7 stars over an hour of data from 20 minutes in)
+is a real gate failure, over several cycles, which the data engineers must hear of once. Order lines whose order has not been
 loaded yet are not bad data: nobody hears of them.
 
 The test triggers the extract DAGs' cycles through the REST API (their own schedule is every 5
@@ -36,7 +36,7 @@ DINGTALK = {"dingtalk_ops": "ops", "dingtalk_purchasing": "purchasing", "dingtal
             "dingtalk_tech": "tech"}
 DIRECTOR_MOBILE = "13800000003"  # wang.fang, 运营总监 (include/rules/routing.yaml)
 SPEED, BEHIND = 30.0, timedelta(minutes=60)
-BAD_REVIEWS = 300
+BAD_REVIEWS = 900
 
 
 def afternoon_zone(moment: datetime) -> str:
@@ -45,8 +45,10 @@ def afternoon_zone(moment: datetime) -> str:
     return "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
 
 
-def add_bad_review_batch(platform, at: datetime) -> None:
-    """A batch the gate must fail: ``BAD_REVIEWS`` reviews rated 7 stars, posted within a minute."""
+def add_bad_review_batches(platform, start: datetime, minutes: int = 60) -> None:
+    """A broken review feed the gate must fail: ``BAD_REVIEWS`` reviews rated 7 stars, spread over
+    ``minutes`` of data time from ``start``, so every batch of that hour has far more than 5% bad
+    rows and the table stays failing across cycles (the data engineers must hear of it once)."""
     import duckdb
 
     con = duckdb.connect(str(platform))
@@ -55,8 +57,8 @@ def add_bad_review_batch(platform, at: datetime) -> None:
         con.execute(f"""
             INSERT INTO reviews
             SELECT review_id || '-bad', shop_id, order_id, sku, 7, 'seven stars',
-                   ?::TIMESTAMPTZ + INTERVAL (row_number() OVER () % 60) SECOND
-            FROM reviews WHERE created_at < ? ORDER BY created_at DESC LIMIT {BAD_REVIEWS}""", [at, at])
+                   ?::TIMESTAMPTZ + INTERVAL (row_number() OVER () * {minutes * 60 // BAD_REVIEWS}) SECOND
+            FROM reviews WHERE created_at < ? ORDER BY created_at DESC LIMIT {BAD_REVIEWS}""", [start, start])
     finally:
         con.close()
 
@@ -85,7 +87,7 @@ def test_the_live_spike_reaches_the_director_once_and_the_data_engineers_hear_on
             home, speed=SPEED, behind=BEHIND, hours_ahead=timedelta(hours=3), skus=80, days=52,
             orders_per_day=1500, timezone=afternoon_zone(incident_at), now=w0,
             warehouse=WarehouseHook(url=f"duckdb:///{home / 'storefence.duckdb'}"))
-        add_bad_review_batch(shop.platform, shop.d0 + timedelta(minutes=25))
+        add_bad_review_batches(shop.platform, shop.d0 + timedelta(minutes=20))
 
     robots = {conn: DingTalkReceiver(token=f"{name}-token", secret=f"SEC-{name}") for conn, name in DINGTALK.items()}
     routing = load_routing()

@@ -106,7 +106,8 @@ def transition(alert: Alert | None, obs: Observation, now: datetime) -> Transiti
             return Transition(alert, Event.NONE)
         status = AlertStatus.FIRING if obs.state == "firing" else AlertStatus.PENDING
         new = Alert(fingerprint(obs.rule_id, obs.entity_key), obs.rule_id, obs.entity_key, status, obs.severity,
-                    obs.bucket, obs.bucket, now, now, detail=obs.detail)
+                    obs.bucket, obs.bucket, now, now, detail=obs.detail,
+                    version=alert.version if alert is not None else 0)  # a firing again replaces the stored row
         return Transition(new, Event.FIRED if status == AlertStatus.FIRING else Event.OPENED)
     seen = replace(alert, last_bucket=obs.bucket, updated_at=now, detail=obs.detail or alert.detail)
     if obs.state == "resolved":
