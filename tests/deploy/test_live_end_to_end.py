@@ -3,11 +3,11 @@ delivery to strict DingTalk robots, asserted on what the receivers got.
 
 The deployment is the harness's (api-server, scheduler, dag-processor; LocalExecutor; a
 PostgreSQL metadata database of its own; the embedded DuckDB warehouse). The live shop starts
-an hour behind the wall clock (as `make up`'s does) and replays at 30x until it meets it; the seed's formula spike
-(100x the SKU's orders, about 3 hours of stock) starts 5 minutes of data time after the
-shop's clock. The shop's time zone is a fixed offset in which that moment is the afternoon, so
+90 minutes behind the wall clock and replays at 30x until it meets it; the seed's formula spike
+(100x the SKU's orders, about 3 hours of stock) starts half an hour before an hour boundary the
+replay passes, so the hour that shows it completes within minutes at any minute of the hour. The shop's time zone is a fixed offset in which that moment is the afternoon, so
 the data are the same whatever the hour the test runs (the scheduler cannot be pinned; the
-data can). A broken review feed (900 ratings of 7 stars over an hour of data from 20 minutes in)
+data can). A broken review feed (900 ratings of 7 stars over three hours of data from 20 minutes in)
 is a real gate failure, over several cycles, which the data engineers must hear of once. Order lines whose order has not been
 loaded yet are not bad data: nobody hears of them.
 
@@ -35,7 +35,7 @@ CYCLE = (*SOURCES, "shop_exports")  # every extract DAG: a domain runs once all 
 DINGTALK = {"dingtalk_ops": "ops", "dingtalk_purchasing": "purchasing", "dingtalk_customer_service": "cs",
             "dingtalk_tech": "tech"}
 DIRECTOR_MOBILE = "13800000003"  # wang.fang, 运营总监 (include/rules/routing.yaml)
-SPEED, BEHIND = 30.0, timedelta(minutes=60)
+SPEED, BEHIND = 30.0, timedelta(minutes=90)
 BAD_REVIEWS = 900
 
 
@@ -45,10 +45,12 @@ def afternoon_zone(moment: datetime) -> str:
     return "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
 
 
-def add_bad_review_batches(platform, start: datetime, minutes: int = 60) -> None:
+def add_bad_review_batches(platform, start: datetime, minutes: int = 180) -> None:
     """A broken review feed the gate must fail: ``BAD_REVIEWS`` reviews rated 7 stars, spread over
     ``minutes`` of data time from ``start``, so every batch of that hour has far more than 5% bad
-    rows and the table stays failing across cycles (the data engineers must hear of it once)."""
+    rows and the table stays failing across cycles, in the replay and after it has caught up (the
+    data engineers must hear of it once; a failure that clears before any check reads the table
+    is not told: see the closing note of issue 12)."""
     import duckdb
 
     con = duckdb.connect(str(platform))
@@ -79,13 +81,18 @@ def test_the_live_spike_reaches_the_director_once_and_the_data_engineers_hear_on
     home = tmp_path / "airflow"
     home.mkdir()
     w0 = datetime.now(UTC)
-    incident_at = w0 - BEHIND + timedelta(minutes=5)
+    # The spike starts half an hour before an hour boundary that the shop's clock passes while it
+    # catches up (30x), so the hour that shows it (and the stock running out) is complete within
+    # minutes, whatever the minute the test starts at.
+    d0 = w0 - BEHIND
+    boundary = (d0 + timedelta(minutes=30)).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    incident_at = boundary - timedelta(minutes=30)
     shops = {}
 
     def prepare(stack) -> None:  # before any Airflow process opens the DuckDB warehouse
         shops["live"] = shop = prepare_live_shop(
             home, speed=SPEED, behind=BEHIND, hours_ahead=timedelta(hours=3), skus=80, days=52,
-            orders_per_day=1500, timezone=afternoon_zone(incident_at), now=w0,
+            orders_per_day=1500, timezone=afternoon_zone(incident_at), now=w0, incident_at=incident_at,
             warehouse=WarehouseHook(url=f"duckdb:///{home / 'storefence.duckdb'}"))
         add_bad_review_batches(shop.platform, shop.d0 + timedelta(minutes=20))
 
@@ -140,7 +147,8 @@ def test_the_live_spike_reaches_the_director_once_and_the_data_engineers_hear_on
     assert told.get("reviews quality") == 1, f"the data engineers about the bad review batch: {told}\n{report}"
     late = [t for t in map(json.dumps, data) if "order_items" in t or "parent" in t]
     assert not late, f"the data engineers heard of late parents: {late}\n{report}"
-    stray = sorted(set(told) - {"reviews quality"})
+    # (a freshness alert at the start is right: the shop starts 90 minutes behind the wall clock)
+    stray = sorted(t for t in set(told) - {"reviews quality"} if not t.endswith("freshness"))
     assert not stray, f"the data engineers heard of other gate failures: {stray}\n{report}"
 
 

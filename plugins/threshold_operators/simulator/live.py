@@ -197,6 +197,7 @@ def prepare_live_shop(
     warehouse=None,
     now: datetime | None = None,
     timezone: str = "Asia/Shanghai",
+    incident_at: datetime | None = None,
     say: Callable[[str], None] = lambda _msg: None,
 ) -> LiveShop:
     """Simulate the live platform file, seed the warehouse up to ``d0``, write the state file.
@@ -205,6 +206,7 @@ def prepare_live_shop(
     :param warehouse: a ``WarehouseHook``; default ``WarehouseHook(conn_id)``. It is disposed of
         before returning (DuckDB admits one writing process at a time).
     :param now: the wall time the clock starts at (``w0``); tests pin it.
+    :param incident_at: when the live spike starts (data time; default five minutes after ``d0``).
     :param timezone: the shop's time zone (its day and its busy hours); the real-scheduler tests
         pick a fixed offset in which the live window is the shop's afternoon whatever the hour.
     """
@@ -229,7 +231,7 @@ def prepare_live_shop(
                               f"live start (the rules' baselines need them): use --days "
                               f"{-(-(end - d0 + MIN_HISTORY) // timedelta(days=1))} or more")
     history_from = d0.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
-    incident = live_incident(d0 + INCIDENT_AFTER)
+    incident = live_incident(_utc(incident_at) if incident_at is not None else d0 + INCIDENT_AFTER)
 
     warehouse = warehouse or WarehouseHook(warehouse_conn_id=conn_id or WAREHOUSE_CONN_ID)
     target = warehouse.describe()  # a missing connection stops here, before the simulation
