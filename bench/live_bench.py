@@ -262,8 +262,8 @@ def scheduler_run(args, work: Path) -> dict:
                     runs = {s: client.trigger(f"storefence_extract_{s}")["dag_run_id"] for s in SOURCES}
                     # the file drop is a source of orders too: the domains wait for every source's cycle
                     drop = client.trigger(f"storefence_extract_{FILE_DROP}")["dag_run_id"]
-                    states = {s: wait_ended(client, f"storefence_extract_{s}", r) for s, r in runs.items()}
-                    wait_ended(client, f"storefence_extract_{FILE_DROP}", drop)
+                    states = {s: client.wait_ended(f"storefence_extract_{s}", r, timeout=900, poll=1) for s, r in runs.items()}
+                    client.wait_ended(f"storefence_extract_{FILE_DROP}", drop, timeout=900, poll=1)
                     cycles.append({"cycle": n + 1, "triggered": datetime.fromtimestamp(started, UTC).isoformat(),
                                    "runs": runs, "states": states,
                                    "data_time": clock.data_time(datetime.now(UTC)).isoformat()})
@@ -285,16 +285,6 @@ def scheduler_run(args, work: Path) -> dict:
     return {"shop": shops["live"], "clock": clock, "cycles": cycles, "bench_from": bench_from, "bench_to": bench_to,
             "messages": messages, "refused": refused, "inbox": inbox_count, "catalogue": catalogue,
             "seconds": time.monotonic() - t_start, **collected, **warehouse}
-
-
-def wait_ended(client, dag_id: str, run_id: str, timeout: float = 900) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = client.dag_run(dag_id, run_id)["state"]
-        if state in ("success", "failed"):
-            return state
-        time.sleep(1)
-    raise TimeoutError(f"{dag_id} {run_id} did not end\n{client.run_report(dag_id, run_id)}")
 
 
 def wait_quiet(client, timeout: float) -> None:

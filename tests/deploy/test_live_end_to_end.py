@@ -123,7 +123,7 @@ def test_the_live_spike_reaches_the_director_once_and_the_data_engineers_hear_on
                     cycles += 1
                     runs = {s: client.trigger(f"storefence_extract_{s}")["dag_run_id"] for s in CYCLE}
                     for s, run_id in runs.items():
-                        _wait_ended(client, f"storefence_extract_{s}", run_id)
+                        client.wait_ended(f"storefence_extract_{s}", run_id)
                     after += bool(director)
                     director = [m for m in robots["dingtalk_ops"].received
                                 if DIRECTOR_MOBILE in (m.get("at") or {}).get("atMobiles", [])
@@ -150,16 +150,6 @@ def test_the_live_spike_reaches_the_director_once_and_the_data_engineers_hear_on
     # (a freshness alert at the start is right: the shop starts 90 minutes behind the wall clock)
     stray = sorted(t for t in set(told) - {"reviews quality"} if not t.endswith("freshness"))
     assert not stray, f"the data engineers heard of other gate failures: {stray}\n{report}"
-
-
-def _wait_ended(client, dag_id: str, run_id: str, timeout: float = 600) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = client.dag_run(dag_id, run_id)["state"]
-        if state in ("success", "failed"):
-            return state
-        time.sleep(2)
-    raise TimeoutError(f"{dag_id} {run_id} did not end\n{client.run_report(dag_id, run_id)}")
 
 
 def _wait_quiet(client, timeout: float = 300) -> None:

@@ -143,6 +143,16 @@ class AirflowClient:
                 raise TimeoutError(f"{dag_id} {run_id} still {run['state']} after {timeout:.0f} s\n{report}")
             time.sleep(poll)
 
+    def wait_ended(self, dag_id: str, run_id: str, timeout: float = 600, poll: float = 2) -> str:
+        """Poll until the run ends, whichever way; its state (``TimeoutError`` with the run's report if not)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.dag_run(dag_id, run_id)["state"]
+            if state in TERMINAL:
+                return state
+            time.sleep(poll)
+        raise TimeoutError(f"{dag_id} {run_id} did not end\n{self.run_report(dag_id, run_id)}")
+
     def run_report(self, dag_id: str, run_id: str, log_lines: int = 60) -> str:
         """Each task's state; the end of the log of each task that failed or is up for retry."""
         lines = []
