@@ -26,11 +26,14 @@ warehouse:
     from the last extract load's end to the end of the last alert-DAG run of that cycle;
 (c) task instances finished per minute over the run, and the wait of each warehouse-pool task
     between ``scheduled_when`` (ready to run) and ``queued_when`` (a pool slot and an executor
-    slot granted; Airflow does not say which of the two it waited for) and on to ``start_date``.
+    slot granted), split in two: the part during which every pool slot was held (a task holds
+    one from ``queued_when`` to its end) is the wait for a pool slot, the rest a wait for one of
+    the executor's slots; and on to ``start_date``.
 
 The baseline is the same cycle in one process (``dag.test()``; a subprocess with an Airflow home
 of its own on SQLite, the live shop, the robots and the inbox in-process, the warehouse on
-PostgreSQL as well): the three extracts, then every alert domain, timed per cycle. The ratio is
+PostgreSQL as well): the four extracts (the file drop's too, as under the scheduler), then every
+alert domain, timed per cycle. The ratio is
 the scheduler's cycle (the first of its extract runs started -> the last alert run of the cycle
 ended; a triggered run can wait behind the extract's own 5-minute run, which is left out) over
 the in-process one (medians). Targets are printed next to the figures.
@@ -73,6 +76,7 @@ DINGTALK = {"dingtalk_ops": "ops", "dingtalk_purchasing": "purchasing", "dingtal
 DIRECTOR_MOBILE = "13800000003"  # wang.fang, 运营总监 (include/rules/routing.yaml)
 DOUBLE_ALERT = "爆单且库存告急"  # compound.spike_low_stock
 POOL_SLOTS = 8
+PARALLELISM = 4  # the harness's (deploy.stack.StackConfig.parallelism): the executor's slots
 # Tables whose change-tracking column is when a row appeared; ad_spend and traffic carry the hour
 # they describe instead, so they give no creation time.
 EVENT_TABLES = ("orders", "order_items", "payments", "refunds", "complaints", "shipments", "inventory_snapshots",
@@ -132,6 +136,27 @@ def most_at_once(intervals: list[tuple[datetime, datetime]]) -> int:
         now += step
         most = max(most, now)
     return most
+
+
+def full_spans(intervals: list[tuple[datetime, datetime]], slots: int) -> list[tuple[datetime, datetime]]:
+    """The spans during which at least ``slots`` of the (start, end) intervals were open at once. A slot
+    freed and taken at the same instant leaves the pool full: arrivals count first."""
+    edges = sorted([(a, 1) for a, _ in intervals] + [(b, -1) for _, b in intervals], key=lambda e: (e[0], -e[1]))
+    spans, now, since = [], 0, None
+    for t, step in edges:
+        now += step
+        if now >= slots and since is None:
+            since = t
+        elif now < slots and since is not None:
+            if t > since:
+                spans.append((since, t))
+            since = None
+    return spans
+
+
+def overlap_s(a: datetime, b: datetime, spans: list[tuple[datetime, datetime]]) -> float:
+    """Seconds of [a, b] inside ``spans``."""
+    return sum(max(0.0, (min(b, e) - max(a, s)).total_seconds()) for s, e in spans)
 
 
 def body_text(body: dict) -> str:
@@ -439,12 +464,25 @@ def figures(r: dict) -> dict:
                            "cycle_s": (last_alert - began).total_seconds()})
 
     # (c) tasks per minute; pool waits
+    by_kind: dict[str, list[float]] = {}
+    for t in tis:
+        if t.get("start_date") and t.get("end_date") and ts(t["start_date"]) >= r["bench_from"]:
+            tid = t["task_id"]
+            kind = tid.split("_", 1)[0] if tid.startswith(("fetch_", "load_")) else tid.rsplit("_", 1)[-1]
+            by_kind.setdefault(kind, []).append((ts(t["end_date"]) - ts(t["start_date"])).total_seconds())
     finished = [ts(t["end_date"]) for t in tis if t.get("end_date") and t["state"] in ("success", "failed")
                 and ts(t["end_date"]) >= r["bench_from"]]
     span_min = (max(finished) - r["bench_from"]).total_seconds() / 60 if finished else float("nan")
     pool_tis = [t for t in tis if t.get("pool") == "storefence_warehouse" and t.get("start_date")]
-    slot_wait = [(ts(t["queued_when"]) - ts(t["scheduled_when"])).total_seconds() for t in pool_tis
-                 if t.get("queued_when") and t.get("scheduled_when")]
+    # A task instance holds a pool slot from queued to its end (Airflow counts queued and running).
+    # A scheduled task waited for the pool only while every slot was held; the rest of its
+    # scheduled -> queued time it waited for one of the executor's slots (parallelism) instead.
+    held = [(ts(t["queued_when"]), ts(t["end_date"])) for t in pool_tis if t.get("queued_when") and t.get("end_date")]
+    full = full_spans(held, POOL_SLOTS)
+    waiting = [(ts(t["scheduled_when"]), ts(t["queued_when"])) for t in pool_tis
+               if t.get("queued_when") and t.get("scheduled_when")]
+    slot_wait = [overlap_s(a, b, full) for a, b in waiting]
+    executor_wait = [(b - a).total_seconds() - w for (a, b), w in zip(waiting, slot_wait, strict=True)]
     to_start = [(ts(t["start_date"]) - ts(t["scheduled_when"] or t["queued_when"])).total_seconds() for t in pool_tis
                 if t.get("scheduled_when") or t.get("queued_when")]
     longest = max(pool_tis, key=lambda t: (ts(t["queued_when"]) - ts(t["scheduled_when"])).total_seconds()
@@ -467,6 +505,9 @@ def figures(r: dict) -> dict:
                     "extract_and_all_domains": summary([c["cycle_s"] for c in cycle_rows])},
         "cycles": cycle_rows,
         "tasks": {"finished": len(finished), "minutes": round(span_min, 2),
+                  # where a cycle's time goes: each kind of task's own run (start -> end, the
+                  # task process's start-up, its API calls and the work itself)
+                  "run_s_by_kind": {k: summary(v) for k, v in sorted(by_kind.items())},
                   "per_minute": round(len(finished) / span_min, 1) if finished else None,
                   "warehouse_pool_tasks": len(pool_tis),
                   # a wait for a pool slot needs the pool full; with parallelism below the pool's slots,
@@ -476,7 +517,8 @@ def figures(r: dict) -> dict:
                   "most_running_in_pool_at_once": most_at_once([(ts(t["start_date"]), ts(t["end_date"]))
                                                                 for t in pool_tis if t.get("end_date")]),
                   "pool_slots": POOL_SLOTS,
-                  "slot_wait_s": summary(slot_wait), "scheduled_to_start_s": summary(to_start),
+                  "slot_wait_s": summary(slot_wait), "pool_full_s": round(sum((b - a).total_seconds() for a, b in full), 1),
+                  "executor_slot_wait_s": summary(executor_wait), "scheduled_to_start_s": summary(to_start),
                   "longest_slot_wait": None if longest is None else {
                       k: longest.get(k) for k in ("dag_id", "dag_run_id", "task_id", "scheduled_when", "queued_when",
                                                   "start_date")}},
@@ -551,7 +593,7 @@ def in_process_child(args) -> int:
                           for d in DagBag(dag_folder=str(p)).dags.values()]
                 for n in range(args.baseline_cycles):
                     started = time.time()
-                    states = {s: str(extracts.get_dag(f"storefence_extract_{s}").test().state) for s in SOURCES}
+                    states = {s: str(extracts.get_dag(f"storefence_extract_{s}").test().state) for s in (*SOURCES, FILE_DROP)}
                     extracted = time.time()
                     for dag in alerts:
                         dag.test()
@@ -686,9 +728,13 @@ def main() -> int:
               f"alerts {fmt(base['all_domains_s'])})")
         print(f"    scheduler / in-process         x{ratio}   target <= 2x")
     print(f"(c) tasks finished per minute      {t['per_minute']} ({t['finished']} in {t['minutes']:.1f} min)")
+    for kind, s in t["run_s_by_kind"].items():
+        print(f"    one {kind:<12} task runs       {fmt(s)}")
     print(f"    pool slot wait                 {fmt(t['slot_wait_s'])}, max {pool_max} s   target <= 10 s "
-          f"(scheduled -> queued; at most {t['most_running_in_pool_at_once']} of the pool's {POOL_SLOTS} slots "
-          f"and {t['most_running_at_once']} tasks in all were running at once)")
+          f"(scheduled while all {POOL_SLOTS} slots were held; the pool was full {t['pool_full_s']} s in all; at most "
+          f"{t['most_running_in_pool_at_once']} pool tasks and {t['most_running_at_once']} tasks in all ran at once)")
+    print(f"    executor slot wait             {fmt(t['executor_slot_wait_s'])} (scheduled -> queued otherwise: "
+          f"parallelism {PARALLELISM})")
     print(f"    scheduled -> started (pool)    {fmt(t['scheduled_to_start_s'])}, max {t['scheduled_to_start_s']['max']} s")
     print(f"    director's double alert        {len(result['director_double_alert'])} message(s) on dingtalk_ops")
     print("targets: " + "; ".join(f"{k} {v['measured']} ({v['target']}): {'met' if v['met'] else 'NOT met'}"

@@ -131,3 +131,46 @@ def test_the_inbox_process_records_what_it_receives_and_tail_prints_it(tmp_path,
     assert out[1].endswith("email       data@example.com: [Storefence] gate failed")
     saved = [json.loads(line) for line in (tmp_path / "inbox" / "messages.jsonl").read_text().splitlines()]
     assert saved[0]["channel"] == "dingtalk_ops" and saved[0]["received_at"]
+
+
+_WORKER_PROBE = """
+import multiprocessing, sys
+from airflow.utils.process_utils import set_component_mp_start_method
+
+def probe(q, names):  # runs in a worker, as the LocalExecutor's do
+    q.put({n: n in sys.modules for n in names})
+
+if __name__ == "__main__":
+    set_component_mp_start_method("scheduler")  # what `airflow scheduler` does before its executor starts
+    names = sys.argv[1].split(",")
+    q = multiprocessing.Queue()
+    p = multiprocessing.Process(target=probe, args=(q, names))
+    p.start()
+    print(multiprocessing.get_start_method(), q.get(timeout=120))
+    p.join()
+"""
+
+
+def test_the_schedulers_workers_start_with_the_heavy_libraries_imported(tmp_path):
+    """The LocalExecutor's workers come from a forkserver that imported PRELOAD once (Airflow's
+    [scheduler] mp_start_method / mp_forkserver_preload, as written by StackConfig); a task process,
+    forked from a worker, inherits them instead of importing them again."""
+    import os
+    import subprocess
+
+    from threshold_operators.deploy.stack import PRELOAD, StackConfig
+
+    config = StackConfig(home=tmp_path, dags_folder=tmp_path, plugins_folder=tmp_path, metadata_db="sqlite://")
+    options = config.options()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
+    env.update({f"AIRFLOW__{s.upper()}__{k.upper()}": v for (s, k), v in options.items()
+                if s == "scheduler" and k.startswith("mp_")})
+    env["AIRFLOW_HOME"] = str(tmp_path)
+    script = tmp_path / "probe.py"
+    script.write_text(_WORKER_PROBE, encoding="utf-8")
+    out = subprocess.run([sys.executable, str(script), ",".join(PRELOAD)], env=env, capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    method, _, found = out.stdout.strip().splitlines()[-1].partition(" ")
+    assert method == "forkserver"
+    assert found == str(dict.fromkeys(PRELOAD, True)), found

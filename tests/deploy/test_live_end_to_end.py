@@ -59,8 +59,12 @@ def add_bad_review_batches(platform, start: datetime, minutes: int = 180) -> Non
         con.execute(f"""
             INSERT INTO reviews
             SELECT review_id || '-bad', shop_id, order_id, sku, 7, 'seven stars',
-                   ?::TIMESTAMPTZ + INTERVAL (row_number() OVER () * {minutes * 60 // BAD_REVIEWS}) SECOND
-            FROM reviews WHERE created_at < ? ORDER BY created_at DESC LIMIT {BAD_REVIEWS}""", [start, start])
+                   ?::TIMESTAMPTZ + INTERVAL (row_number() OVER (ORDER BY created_at) * {minutes * 60 // BAD_REVIEWS}) SECOND
+            FROM (SELECT * FROM reviews WHERE created_at < ? ORDER BY created_at DESC LIMIT {BAD_REVIEWS})""",
+                    [start, start])  # numbered after the LIMIT: the rows span exactly ``minutes``
+        span = con.execute("SELECT min(created_at), max(created_at), count(*) FROM reviews "
+                           "WHERE review_id LIKE '%-bad'").fetchone()
+        assert span[2] == BAD_REVIEWS and span[1] - span[0] < timedelta(minutes=minutes), span
     finally:
         con.close()
 

@@ -37,6 +37,12 @@ from threshold_operators.deploy import airflow_cfg
 from threshold_operators.deploy.processes import ManagedProcess, start, stop
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor")
+# What every task process would otherwise import for itself, a few seconds of CPU each on a small
+# machine: Airflow's task runner (every task), Great Expectations with pandas (every load that has
+# rows: about 6 s), SQLAlchemy, DuckDB, sqlglot, httpx. Third-party libraries only: the pack's own
+# modules stay fresh in each task (a forkserver keeps what it imported until the scheduler restarts).
+PRELOAD = ("airflow.sdk.execution_time.task_runner", "pandas", "great_expectations", "sqlalchemy", "duckdb",
+           "sqlglot", "httpx")
 STATE_FILE = "storefence-up.json"
 LOG_FOLDER = "logs/storefence-up"
 ADMIN = "admin"
@@ -67,6 +73,10 @@ class StackConfig:
     api_port: int = 8080
     log_server_port: int = 8793  # the task log server (on every address: Celery workers serve theirs)
     parallelism: int = 4  # two cores: a few HTTP fetches overlap; warehouse tasks queue on their pool anyway
+    # The LocalExecutor's workers start from a forkserver that has imported these once; every task
+    # process, forked from a worker, inherits them instead of importing them again (PRELOAD).
+    mp_start_method: str = "forkserver"
+    preload: tuple[str, ...] = PRELOAD
     parsing_processes: int = 2
     components: tuple[str, ...] = COMPONENTS
     extra_config: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -96,6 +106,8 @@ class StackConfig:
             ("api", "workers"): "1",
             ("logging", "worker_log_server_port"): str(self.log_server_port),
             ("dag_processor", "parsing_processes"): str(self.parsing_processes),
+            ("scheduler", "mp_start_method"): self.mp_start_method,
+            ("scheduler", "mp_forkserver_preload"): ",".join(self.preload),
             **self.extra_config,
         }
 
