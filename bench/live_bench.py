@@ -300,6 +300,11 @@ def scheduler_run(args, work: Path) -> dict:
                 bench_to = datetime.now(UTC)
                 print(f"quiet after {time.monotonic() - t_start:.0f} s; reading back the run", flush=True)
                 collected = collect(client, bench_from, catalogue)
+                # Airflow's scheduler logs a line on every loop in which a task waits for a full pool
+                log = home / "logs" / "storefence-up" / "scheduler.log"
+                collected["pool_full_log_lines"] = sum("open slots in pool" in line for line in
+                                                       log.read_text(encoding="utf-8", errors="replace").splitlines()) \
+                    if log.is_file() else None
                 warehouse = read_warehouse(warehouse_url, shops["live"].d0)
             messages = [{"conn": conn, "at": datetime.fromtimestamp(at, UTC), "body": body}
                         for conn, robot in robots.items() for body, at in zip(robot.received, robot.accepted_at, strict=True)]
@@ -613,11 +618,11 @@ def in_process_child(args) -> int:
 
 # --- the raw record ----------------------------------------------------------------------------------
 RAW_KEYS = ("cycles", "bench_from", "bench_to", "messages", "refused", "inbox", "seconds", "runs", "tis",
-            "evaluations", "extract_runs", "rows")
+            "evaluations", "extract_runs", "rows", "pool_full_log_lines")
 
 
 def write_raw(path: Path, run: dict, baseline: dict | None, load, load_after) -> None:
-    doc = {k: run[k] for k in RAW_KEYS} | {"shop": run["shop"].to_json(), "baseline": baseline,
+    doc = {k: run.get(k) for k in RAW_KEYS} | {"shop": run["shop"].to_json(), "baseline": baseline,
                                             "load": list(load), "load_after": list(load_after)}
     path.write_text(json.dumps(doc, default=str, ensure_ascii=False), encoding="utf-8")
 
@@ -628,7 +633,7 @@ def read_raw(path: Path):
 
     doc = json.loads(path.read_text(encoding="utf-8"))
     shop = LiveShop.from_json(doc["shop"])
-    run = {k: doc[k] for k in RAW_KEYS} | {"shop": shop, "clock": shop.clock(), "catalogue": load_catalogue()}
+    run = {k: doc.get(k) for k in RAW_KEYS} | {"shop": shop, "clock": shop.clock(), "catalogue": load_catalogue()}
     run["bench_from"], run["bench_to"] = ts(run["bench_from"]), ts(run["bench_to"])
     run["messages"] = [m | {"at": ts(m["at"])} for m in run["messages"]]
     run["evaluations"] = [e | {"end": ts(e["end"])} for e in run["evaluations"]]
@@ -709,6 +714,7 @@ def main() -> int:
         "in_process": None if baseline is None else {**base, "cycles": baseline["cycles"],
                                                      "dingtalk_accepted": baseline["dingtalk_accepted"]},
         "overhead_ratio": ratio, "refused": run["refused"], "inbox": run["inbox"],
+        "pool_full_log_lines": run.get("pool_full_log_lines"),
     }
     lat, t = result["latency_s"], result["tasks"]
     print("\n== Storefence on the scheduler (LocalExecutor, PostgreSQL) with the live shop "
@@ -733,6 +739,7 @@ def main() -> int:
     print(f"    pool slot wait                 {fmt(t['slot_wait_s'])}, max {pool_max} s   target <= 10 s "
           f"(scheduled while all {POOL_SLOTS} slots were held; the pool was full {t['pool_full_s']} s in all; at most "
           f"{t['most_running_in_pool_at_once']} pool tasks and {t['most_running_at_once']} tasks in all ran at once)")
+    print(f"    'open slots in pool' lines     {run.get('pool_full_log_lines')} in the scheduler's log")
     print(f"    executor slot wait             {fmt(t['executor_slot_wait_s'])} (scheduled -> queued otherwise: "
           f"parallelism {PARALLELISM})")
     print(f"    scheduled -> started (pool)    {fmt(t['scheduled_to_start_s'])}, max {t['scheduled_to_start_s']['max']} s")
