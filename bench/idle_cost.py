@@ -3,7 +3,7 @@
 Starts the harness's deployment (tests/harness/airflow_stack.py: api-server, scheduler,
 dag-processor, LocalExecutor, a PostgreSQL metadata DB of its own), unpauses the alert DAGs (the
 extracts and the escalation stay paused: nothing is triggered), waits 20 s, then reads each
-component's process tree's CPU time from /proc over ``--seconds`` and prints it as a share of one
+component's process tree's CPU time (psutil) over ``--seconds`` and prints it as a share of one
 core. On two cores every per cent the scheduler's processes burn idle is taken from a cycle.
 
     .venv/bin/python bench/idle_cost.py [--seconds 120] [--min-file-process-interval 120]
@@ -16,7 +16,6 @@ dag-processor 13.3%, api-server 4.0% of one core; with ``--min-file-process-inte
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -27,29 +26,22 @@ sys.path[:0] = [str(REPO), str(REPO / "plugins")]
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime + children's, of one process (0 once it is gone)."""
+    """CPU seconds (user + system) of ``pid`` and its living descendants (psutil)."""
+    import psutil
+
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
         return 0.0
-    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-
-
-def tree(pid: int) -> list[int]:
-    """``pid`` and its descendants."""
-    parents: dict[int, list[int]] = {}
-    for p in filter(str.isdigit, os.listdir("/proc")):
+    total = 0.0
+    for proc in procs:
         try:
-            ppid = int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except OSError:
+            t = proc.cpu_times()
+        except psutil.NoSuchProcess:
             continue
-        parents.setdefault(ppid, []).append(int(p))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo += parents.get(p, [])
-    return out
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
 
 
 def main() -> int:
@@ -69,11 +61,11 @@ def main() -> int:
             af.client.unpause(dag["dag_id"])
         time.sleep(20)
         pids = {name: p.pid for name, p in af.stack.processes.items()}
-        before = {n: sum(map(cpu_seconds, tree(pid))) for n, pid in pids.items()}
+        before = {n: cpu_seconds(pid) for n, pid in pids.items()}
         t0 = time.monotonic()
         time.sleep(args.seconds)
         dt = time.monotonic() - t0
-        after = {n: sum(map(cpu_seconds, tree(pid))) for n, pid in pids.items()}
+        after = {n: cpu_seconds(pid) for n, pid in pids.items()}
     for n in pids:
         print(f"{n:<14} {100 * (after[n] - before[n]) / dt:5.1f}% of one core while idle")
     return 0
