@@ -27,10 +27,10 @@ another SQLAlchemy warehouse could not offer (CTEs, VALUES, generate_series for 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 
-from threshold_operators.engine.windows import baseline_offsets, plan_cycle, scan_range_count
+from threshold_operators.engine.windows import baseline_offsets, history_offsets, plan_cycle, scan_range_count
 from threshold_operators.rules.model import IDENTIFIER, SEVERITIES, Condition, Rule
 from threshold_operators.rules.sql_template import RenderContext, render
 
@@ -78,11 +78,13 @@ def q(name: str) -> str:
 
 
 class _Builder:
-    def __init__(self, rule: Rule, template: str, prefix: str, lookup):
+    def __init__(self, rule: Rule, template: str, prefix: str, lookup, slices: str | None = None):
         self.rule, self.template, self.p, self.lookup = rule, template, prefix, lookup
+        self.slices = slices  # a rolling rule's rollup table (None: its query over the scan ranges)
         self.params: dict = {}
         self.ctes: list[tuple[str, str]] = []
         self.referenced: dict[str, CompiledRule] = {}
+        self.tables_read: set[str] = {slices} if slices else set()
 
     def bind(self, name: str, value) -> str:
         self.params[name] = value
@@ -102,22 +104,60 @@ class _Builder:
     # --- the stages -------------------------------------------------------------------------
     def metric(self) -> str:
         ctx = RenderContext(n_ranges=scan_range_count(self.rule), prefix=self.p, params=dict(self.rule.params))
+        if self.rule.rolling:
+            return self.rolling_metric(ctx)
         sql = render(self.template, ctx)
         for name, value in self.rule.params.items():
             self.params[f"p_{name}"] = value
         return self.cte("m", sql)
 
+    def rolling_metric(self, ctx: RenderContext) -> str:
+        """A rolling rule's values: at every bucket the cycle evaluates, and at each of those less
+        every baseline offset, the sums of the slices in the window ending with it (``rs``: rollup
+        rows of the scan ranges, or the metric query itself), then the ratios of those sums."""
+        r, p = self.rule, self.p
+        keys = self.keys("s")
+        cols = ", ".join(q(c) for c in (*r.keys, "bucket", *r.metrics))
+        if self.slices:
+            ranges = " OR ".join(f"(x.bucket >= :{p}scan_{i}_start AND x.bucket < :{p}scan_{i}_end)"
+                                 for i in range(ctx.n_ranges))
+            rs = self.cte("rs", f"SELECT {', '.join(f'x.{c}' for c in cols.split(', '))} FROM {self.slices} x "
+                                f"WHERE {ranges}")
+        else:
+            for name, value in r.params.items():
+                self.params[f"p_{name}"] = value
+            rs = self.cte("rs", f"SELECT {cols} FROM ({render(self.template, ctx)}) x")
+        offsets = history_offsets(r)
+        values = ", ".join(["(CAST(" + self.bind("o_now", timedelta(0)) + " AS INTERVAL))"]
+                           + [f"(CAST({self.bind(f'o_{k}', o)} AS INTERVAL))" for k, o in enumerate(offsets)])
+        grain = self.bind("grain", r.grain_delta)
+        pts = self.cte("pts", f"SELECT DISTINCT CAST(g.b AS TIMESTAMPTZ) - o.off AS bucket FROM generate_series("
+                              f"CAST(:{p}grid_first AS TIMESTAMPTZ), CAST(:{p}last_bucket AS TIMESTAMPTZ), "
+                              f"CAST({grain} AS INTERVAL)) AS g(b) CROSS JOIN (VALUES {values}) AS o(off)")
+        width = self.bind("window", r.window - r.grain_delta)
+        sums = ", ".join(f"SUM(s.{q(c)}) AS {q(c)}" for c in r.metrics)
+        win = self.cte("win", f"SELECT {keys}, t.bucket, {sums} FROM {rs} s JOIN {pts} t "
+                              f"ON s.bucket >= t.bucket - CAST({width} AS INTERVAL) AND s.bucket <= t.bucket "
+                              f"GROUP BY {keys}, t.bucket")
+        ratios = "".join(f", {_f(f'w.{q(x.numerator)}')} / NULLIF(w.{q(x.denominator)}, 0) AS {q(name)}"
+                         for name, x in r.ratios.items() if name in r.measures)
+        self.rs = rs
+        return self.cte("m", f"SELECT w.*{ratios} FROM {win} w")
+
     def current(self, m: str) -> str:
         r, p = self.rule, self.p
-        metrics = ", ".join(f"x.{q(c)}" for c in (*r.metrics, *r.attributes))
+        metrics = ", ".join(f"x.{q(c)}" for c in (*r.measures, *r.attributes))
         if r.no_data == "skip":
             return self.cte("cur", f"SELECT {self.keys('x')}, x.bucket, {metrics}, 0 AS no_data FROM {m} x "
                                    f"WHERE x.bucket > :{p}candidates_from AND x.bucket <= :{p}last_bucket")
         ents = self.cte("ents", f"SELECT DISTINCT {self.keys('x')} FROM {m} x")
+        step = "INTERVAL '1 hour'" if r.grain == "hour" else f"CAST({self.bind('grid_step', r.grain_delta)} AS INTERVAL)"
         grid = self.cte("grid", f"SELECT CAST(g.b AS TIMESTAMPTZ) AS bucket FROM generate_series("
                                 f"CAST(:{p}grid_first AS TIMESTAMPTZ), CAST(:{p}last_bucket AS TIMESTAMPTZ), "
-                                f"INTERVAL '1 hour') AS g(b)")
-        filled = ", ".join([f"COALESCE(x.{q(c)}, 0) AS {q(c)}" for c in r.metrics] + [f"x.{q(c)}" for c in r.attributes])
+                                f"{step}) AS g(b)")
+        # a silent entity's counts are zeros; its ratios have no value (0/0)
+        filled = ", ".join([f"COALESCE(x.{q(c)}, 0) AS {q(c)}" for c in r.metrics]
+                           + [f"x.{q(c)}" for c in (*(m for m in r.measures if m not in r.metrics), *r.attributes)])
         return self.cte("cur", f"SELECT {self.keys('e')}, t.bucket, {filled}, "
                                f"CASE WHEN x.bucket IS NULL THEN 1 ELSE 0 END AS no_data "
                                f"FROM {ents} e CROSS JOIN {grid} t LEFT JOIN {m} x ON {self.on('x', 'e')} "
@@ -129,6 +169,8 @@ class _Builder:
         hv = f"COALESCE(h.{q(cond.metric)}, 0)" if fill else f"h.{q(cond.metric)}"
         points = "COUNT(*)" if fill else f"COUNT(h.{q(cond.metric)})"
         group = f"GROUP BY {self.keys('c')}, c.bucket"
+        if b.kind == "trailing" and r.rolling:
+            return self.cte(f"b{i}", self.rolling_trailing(i, cond, cur))
         if b.kind == "trailing":
             w = self.bind(f"b{i}_window", b.window)
             if fill:
@@ -149,12 +191,31 @@ class _Builder:
                     f"LEFT JOIN {m} h ON {self.on('h', 'c')} AND h.bucket = c.bucket - o.off {group}")
         return self.cte(f"b{i}", body)
 
+    def rolling_trailing(self, i: int, cond: Condition, cur: str) -> str:
+        """A rolling rule's trailing baseline: the slices of the ``window`` before the rule's window,
+        summed and scaled to the rule's window (a ratio: the ratio of the two sums)."""
+        r, b = self.rule, cond.baseline
+        lo = self.bind(f"b{i}_lo", r.window + b.window - r.grain_delta)
+        hi = self.bind(f"b{i}_hi", r.window)
+        ratio = r.ratios.get(cond.metric)
+        if ratio is not None:
+            stat = (f"SUM({_f(f'h.{q(ratio.numerator)}')}) / NULLIF(SUM({_f(f'h.{q(ratio.denominator)}')}), 0)")
+            points = f"COUNT(h.{q(ratio.denominator)})"
+        else:
+            scale = self.bind(f"b{i}_scale", r.window / b.window)
+            stat = f"COALESCE(SUM({_f(f'h.{q(cond.metric)}')}), 0) * {scale}"
+            points = f"COUNT(h.{q(cond.metric)})"
+        return (f"SELECT {self.keys('c')}, c.bucket, {stat} AS baseline, {points} AS points FROM {cur} c "
+                f"LEFT JOIN {self.rs} h ON {self.on('h', 'c')} AND h.bucket >= c.bucket - CAST({lo} AS INTERVAL) "
+                f"AND h.bucket <= c.bucket - CAST({hi} AS INTERVAL) GROUP BY {self.keys('c')}, c.bucket")
+
     def reference(self, j: int, cond: Condition) -> tuple[str, tuple[str, ...]]:
         loaded = self.lookup(cond.rule)
         sub_prefix = f"r{j}_"
-        sub = _Builder(loaded.rule, loaded.template, self.p + sub_prefix, self.lookup)
+        sub = _Builder(loaded.rule, loaded.template, self.p + sub_prefix, self.lookup, _slices_of(loaded))
         final = sub.build()
         self.ctes.extend(sub.ctes)
+        self.tables_read |= sub.tables_read
         self.referenced[sub_prefix] = CompiledRule(loaded.rule, "", sub.params, sub.referenced)
         keys = loaded.rule.keys
         cols = ", ".join(f"f.{q(k)}" for k in keys)
@@ -185,8 +246,10 @@ class _Builder:
                             "pct_change": f"({_f(v)} - b{i}.baseline) * 100.0 / b{i}.baseline",
                             "delta": f"{_f(v)} - b{i}.baseline",
                             "poisson_z": f"({_f(v)} - b{i}.baseline) / SQRT(GREATEST(b{i}.baseline, 1.0))",
+                            "poisson_tail": _poisson_tail(_f(v), f"GREATEST({_f(f'b{i}.baseline')}, 0.0)"),
                             }[cond.compare]
-                    nonzero = "" if cond.compare in ("delta", "poisson_z") else f" AND b{i}.baseline <> 0"
+                    nonzero = "" if cond.compare in ("delta", "poisson_z", "poisson_tail") \
+                        else f" AND b{i}.baseline <> 0"
                     v = f"CASE WHEN {known}{nonzero} THEN {expr} END"
                     if cond.compare in ("ratio", "pct_change"):
                         selects.append(f"CASE WHEN {known} AND b{i}.baseline = 0 THEN 1 ELSE 0 END AS zero_base_{i}")
@@ -199,7 +262,7 @@ class _Builder:
         # no_data: zero evaluates a silent bucket as zeros; alert makes it a breach of its own
         silent = f"WHEN c.no_data = 1 THEN {LEVEL[r.severity]} " if r.no_data == "alert" else ""
         scored = self.cte("scored", (
-            f"SELECT {self.keys('c')}, c.bucket, {', '.join(f'c.{q(x)}' for x in (*r.metrics, *r.attributes))}, c.no_data, "
+            f"SELECT {self.keys('c')}, c.bucket, {', '.join(f'c.{q(x)}' for x in (*r.measures, *r.attributes))}, c.no_data, "
             f"{', '.join(selects)}, {vol} AS volume_ok, "
             f"CASE {silent}WHEN NOT ({vol} = 1) THEN 0 ELSE {level} END AS level, "
             f"CASE WHEN NOT ({vol} = 1) THEN 0 ELSE {hold} END AS hold "
@@ -252,13 +315,34 @@ class _Builder:
         return f"CASE WHEN {values[i]} {op} {t} THEN 1 ELSE 0 END"
 
 
-def compile_rule(loaded, lookup) -> CompiledRule:
-    """``loaded``: a catalogue entry (rule + template); ``lookup(rule_id)`` finds referenced rules."""
-    b = _Builder(loaded.rule, loaded.template, "", lookup)
+def _poisson_tail(x: str, b: str) -> str:
+    """How surprising a count ``x`` is for a Poisson mean ``b``: the normal quantile z with
+    P(X >= x | b) = 1 - Phi(z), by the Wilson-Hilferty approximation of that tail (the chi-square
+    of 2x degrees of freedom at 2b), within a few hundredths of z from a count of 1. No value
+    below a count of 1 (every count is at least 0)."""
+    return (f"CASE WHEN {x} >= 1 THEN 3.0 * SQRT({x}) * ((1.0 - 1.0 / (9.0 * {x})) - POWER({b} / {x}, 1.0 / 3.0)) "
+            f"END")
+
+
+def _slices_of(loaded, source: str = "rollup") -> str | None:
+    """Where a rolling rule's slices come from: its rollup table (``engine.rollups``), or None to
+    read its metric query over the scan ranges (``source="query"``; a series file always)."""
+    if not loaded.rule.rolling or source == "query" or tuple(loaded.tables) == ("series",):
+        return None
+    from threshold_operators.engine.rollups import rollup_name
+
+    return rollup_name(loaded.rule.query, loaded.rule.params)
+
+
+def compile_rule(loaded, lookup, source: str = "rollup") -> CompiledRule:
+    """``loaded``: a catalogue entry (rule + template); ``lookup(rule_id)`` finds referenced rules.
+    ``source``: a rolling rule reads its rollup (``"rollup"``, what a cycle does) or its metric
+    query over the raw facts of the scan ranges (``"query"``: the reference the rollup must equal)."""
+    b = _Builder(loaded.rule, loaded.template, "", lookup, _slices_of(loaded, source))
     final = b.build()
     sql = "WITH " + ",\n".join(f"{name} AS (\n{body}\n)" for name, body in b.ctes) + f"\nSELECT * FROM {final}"
     read = set(loaded.tables).union(*(lookup(r).tables for r in loaded.rule.references))
-    problems = statement_problems_of(sql, tuple(sorted(read & SCRATCH_TABLES)))
+    problems = statement_problems_of(sql, tuple(sorted((read & SCRATCH_TABLES) | b.tables_read)))
     if problems:
         raise RuleRefused(f"rule {loaded.rule.id}: refused, nothing was run: " + "; ".join(problems))
     return CompiledRule(loaded.rule, sql, b.params, b.referenced, bool(getattr(loaded, "current_state", False)))

@@ -61,13 +61,20 @@ def floor_hour(t: datetime) -> datetime:
     return t.replace(minute=0, second=0, microsecond=0)
 
 
+def floor_to(t: datetime, step: timedelta) -> datetime:
+    """``t`` down to a whole ``step`` (5 minutes, an hour) of the UTC clock."""
+    base = floor_hour(t) if step <= timedelta(hours=1) else t.replace(hour=0, minute=0, second=0, microsecond=0)
+    return base + ((t - base) // step) * step
+
+
 def next_window(rule: Rule, last_end: datetime | None, landed: datetime | None,
                 max_catchup: timedelta) -> tuple[datetime, datetime, str | None]:
     """(start, end, note) of the next cycle: from where the last one ended to the last complete
-    hour of landed data, at most ``max_catchup`` long. start == end means nothing to do."""
+    hour (of a 5-minute rule: the last complete 5-minute slice) of landed data, at most
+    ``max_catchup`` long. start == end means nothing to do."""
     if landed is None:
         return (last_end, last_end, "no data landed yet") if last_end else (datetime.min, datetime.min, "no data")
-    end = floor_hour(landed)
+    end = floor_to(landed, min(rule.grain_delta, timedelta(hours=1)))
     if last_end is None:
         return end - rule.every, end, "first evaluation"
     if end - last_end < rule.every:

@@ -19,14 +19,18 @@ from datetime import datetime, timedelta
 from threshold_operators.rules.model import Baseline, Rule
 
 YEAR = timedelta(days=364)  # 52 weeks: the same weekday a year earlier
+HOUR = timedelta(hours=1)
 
 
 def baseline_offsets(baseline: Baseline, grain: timedelta) -> list[timedelta]:
-    """How far back each history point of an offset baseline lies ([] for trailing)."""
+    """How far back each history point of an offset baseline lies ([] for trailing). Neighbours are
+    the buckets either side, of an hourly rule; of a rolling rule (5-minute grain), the windows
+    whole hours either side."""
     if baseline.kind in ("same_hour", "same_weekday_hour"):
         period = timedelta(days=1) if baseline.kind == "same_hour" else timedelta(weeks=1)
         spread = range(-baseline.neighbours, baseline.neighbours + 1)
-        return [period * k + grain * j for k in range(1, baseline.periods + 1) for j in spread]
+        step = max(grain, HOUR)
+        return [period * k + step * j for k in range(1, baseline.periods + 1) for j in spread]
     if baseline.kind == "previous_period":
         return [baseline.window * k for k in range(1, baseline.periods + 1)]
     if baseline.kind == "year_over_year":
@@ -51,6 +55,19 @@ def history_offsets(rule: Rule) -> list[timedelta]:
 def trailing_reach(rule: Rule) -> timedelta:
     windows = [c.baseline.window for c in rule.conditions if c.baseline and c.baseline.kind == "trailing"]
     return max(windows, default=timedelta(0))
+
+
+def reach_back(rule: Rule) -> timedelta:
+    """History before each evaluated bucket the rule's own value needs: a rolling rule's window
+    (less its last slice, the bucket itself), or the query's ``lookback``."""
+    return rule.window - rule.grain_delta if rule.rolling else rule.lookback
+
+
+def history_needed(rule: Rule) -> timedelta:
+    """How far before a window's first bucket a cycle reads (lead-in, window, baselines): what a
+    rolling rule's rollup must hold."""
+    return rule.grain_delta + lead_in(rule) + reach_back(rule) + trailing_reach(rule) + \
+        max(history_offsets(rule), default=timedelta(0))
 
 
 def scan_range_count(rule: Rule) -> int:
@@ -88,13 +105,13 @@ def plan_cycle(rule: Rule, start: datetime, end: datetime) -> CyclePlan:
         raise ValueError(f"empty window: {start} .. {end}")
     g = rule.grain_delta
     candidates_from = start - g - lead_in(rule)
-    reach = candidates_from - rule.lookback
+    reach = candidates_from - reach_back(rule)
     current = (reach - trailing_reach(rule), end)
     history = tuple((reach - o, end - o) for o in history_offsets(rule))
     return CyclePlan(
         window_start=start,
         window_end=end,
-        first_bucket=start if rule.grain == "hour" else start - g,
+        first_bucket=start if rule.grain != "day" else start - g,
         last_bucket=end - g,
         candidates_from=candidates_from,
         scans=(current, *history),

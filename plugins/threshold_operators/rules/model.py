@@ -34,7 +34,8 @@ Entity = Literal["shop", "sku", "brand", "channel", "warehouse", "batch", "gatew
 
 SEVERITIES = ("blue", "yellow", "red")  # ascending; the highest tier that holds wins
 Severity = Literal["blue", "yellow", "red"]
-GRAINS: dict[str, timedelta] = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+SLICE = timedelta(minutes=5)  # the finest bucket: rolling rules sum 5-minute slices (``window``)
+GRAINS: dict[str, timedelta] = {"5m": SLICE, "hour": timedelta(hours=1), "day": timedelta(days=1)}
 
 _ID = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 # The one pattern of every name from a rule file that reaches SQL (metrics, attributes, param
@@ -78,6 +79,10 @@ class Baseline(_Strict):
     """
 
     kind: Literal["same_hour", "same_weekday_hour", "trailing", "previous_period", "year_over_year"]
+    # (rolling rules, ``window:``) same_hour: the same window at the same time of day, previous
+    # ``periods`` days; same_weekday_hour: the same time of week, previous weeks; neighbours: the
+    # windows 1, 2, 3 hours earlier and later; trailing: the ``window`` before the rule's window,
+    # scaled to the rule's window length.
     periods: int = Field(1, ge=1, le=366, description="how many days / weeks / periods / years to average")
     window: Duration | None = Field(None, description="trailing: the window's length; previous_period: the period")
     stat: Literal["mean", "median"] = "mean"
@@ -111,10 +116,12 @@ class Condition(_Strict):
     metric: str | None = Field(None, description="a column of the rule's metric query")
     rule: str | None = Field(None, description="id of another rule that must breach for the same entity and bucket")
     baseline: Baseline | None = None
-    compare: Literal["value", "ratio", "pct_change", "delta", "poisson_z"] = Field(
+    compare: Literal["value", "ratio", "pct_change", "delta", "poisson_z", "poisson_tail"] = Field(
         "value", description="value: the metric itself; ratio: value / baseline; pct_change: "
         "(value - baseline) / baseline * 100; delta: value - baseline; poisson_z: (value - baseline) / "
-        "sqrt(max(baseline, 1)), how unusual a count is for its baseline (a noise guard for small counts)")
+        "sqrt(max(baseline, 1)), how unusual a count is for its baseline (a noise guard for small counts); "
+        "poisson_tail: the chance of a count at least this high if the baseline is its Poisson mean, as a "
+        "normal quantile (4.75 is a chance of 1 in a million; exact enough from a count of 1: docs/rules.md)")
     above: float | Tiers | None = Field(None, description="breach when the compared value is above this (or per tier)")
     below: float | Tiers | None = Field(None, description="breach when the compared value is below this (or per tier)")
     recover: float | None = Field(None, description="once firing, resolve only when the value is back past this")
@@ -186,6 +193,18 @@ class MinVolume(_Strict):
         return _identifier(v)
 
 
+class Ratio(_Strict):
+    """A rate of a rolling rule, computed from the window's sums (not an average of rates)."""
+
+    numerator: str
+    denominator: str
+
+    @field_validator("numerator", "denominator")
+    @classmethod
+    def _names(cls, v):
+        return _identifier(v)
+
+
 class Notify(_Strict):
     """How often people hear of a rule's alerts beyond the first message."""
 
@@ -234,14 +253,23 @@ class Rule(_Strict):
     description: str = Field(min_length=1)
     query: str = Field(description="metric query, relative to include/sql/ (e.g. sales/orders_by_sku_hour.sql)")
     entity: Entity = Field(description="what the rule fans out over; its key columns must be in the query's output")
-    grain: Literal["hour", "day"] = Field("hour", description="the query's bucket: hours (UTC = shop hours) or shop-local days")
-    every: Duration = Field(timedelta(hours=1), description="evaluation interval")
+    grain: Literal["5m", "hour", "day"] = Field(
+        "hour", description="the query's bucket: 5-minute slices (rolling rules, current states every 5 minutes), "
+                            "hours (UTC = shop hours) or shop-local days")
+    window: Duration | None = Field(
+        None, description="a rolling rule: the metrics are summed over this window (30m, 1h, 24h) ending at the "
+                          "newest complete 5-minute slice; the query returns 5-minute slices (slice()) of additive "
+                          "metrics, kept in a rollup; implies grain: 5m")
+    ratios: dict[str, Ratio] = Field(default_factory=dict, description="rolling rules: rates computed from the "
+                                     "window's sums, e.g. refund_rate: {numerator: refunds, denominator: orders}")
+    every: Duration = Field(timedelta(hours=1), description="evaluation interval (a multiple of the grain)")
     lookback: Duration = Field(timedelta(0), description="history before each bucket the query itself reads "
                                                         "(a rolling 24h count: 24h); widens every scan range")
     match: Literal["all", "any"] = Field("all", description="all conditions must hold (AND) or any (OR)")
     conditions: list[Condition] = Field(min_length=1)
     severity: Severity = Field("yellow", description="severity of a breach when no condition has tiers")
-    for_: int = Field(1, alias="for", ge=1, le=168, description="breach for this many consecutive buckets before firing")
+    for_: int = Field(1, alias="for", ge=1, le=288, description="breach for this many consecutive buckets (evaluations) "
+                                                           "before firing, or for a duration of data time (15m, 2h)")
     hold_for: Duration = Field(timedelta(hours=24), description="longest a firing alert is held between its recover "
                                                                 "and breach thresholds before it resolves")
     min_volume: list[MinVolume] = Field(default_factory=list)
@@ -265,6 +293,28 @@ class Rule(_Strict):
         if not _ID.match(v):
             raise ValueError(f"{v!r} is not <domain>.<name> in lower case")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rolling_defaults(cls, data):
+        """``window:`` implies 5-minute slices and, unless given, a 5-minute cadence; ``for: 15m`` is
+        a number of buckets of the rule's grain."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if data.get("window") is not None:
+            data.setdefault("grain", "5m")
+            data.setdefault("every", "5m")
+        duration = data.get("for")
+        if isinstance(duration, str) and not duration.strip().isdigit():
+            from threshold_operators.durations import parse_duration
+
+            grain = GRAINS.get(data.get("grain", "hour"), GRAINS["hour"])
+            d = parse_duration(duration)
+            if d <= timedelta(0) or d % grain:
+                raise ValueError(f"for: {duration} is not a whole number of {data.get('grain', 'hour')} buckets")
+            data["for"] = d // grain
+        return data
 
     @field_validator("params")
     @classmethod
@@ -294,11 +344,33 @@ class Rule(_Strict):
         tiered = [c for c in self.conditions if c.rule is None and c.tiered]
         if len(tiered) > 1:
             raise ValueError("at most one condition may have severity tiers")
-        if self.no_data != "skip" and self.grain != "hour":
-            raise ValueError("no_data: zero or alert needs grain: hour")
-        if self.every < timedelta(hours=1):
-            raise ValueError("every: rules are evaluated at most hourly (the buckets are hours or days)")
+        if self.no_data != "skip" and self.grain == "day":
+            raise ValueError("no_data: zero or alert needs grain: hour or 5m")
+        if self.window is not None:
+            if self.grain != "5m":
+                raise ValueError(f"window: a rolling rule sums 5-minute slices; grain must be 5m, not {self.grain}")
+            if self.window < SLICE or self.window % SLICE or self.window > timedelta(days=7):
+                raise ValueError(f"window: {self.window} is not a whole number of 5-minute slices up to 7 days")
+            if self.lookback:
+                raise ValueError("lookback: a rolling rule's window is its lookback; leave lookback out")
+            parts = {x for r in self.ratios.values() for x in (r.numerator, r.denominator)}
+            clash = sorted(set(self.ratios) & parts)
+            if clash:
+                raise ValueError(f"ratios: {', '.join(clash)} is both a ratio and a part of one")
+        elif self.ratios:
+            raise ValueError("ratios: only a rolling rule (window:) computes rates from its window's sums")
+        if self.every < self.grain_delta or self.every % self.grain_delta:
+            raise ValueError(f"every: {self.every} is not a whole number of {self.grain} buckets")
+        if self.grain == "hour" and self.every < timedelta(hours=1):
+            raise ValueError("every: an hourly rule is evaluated at most hourly (grain: 5m or window: for more often)")
+        if any(c.compare == "poisson_tail" and c.below is not None for c in self.conditions):
+            raise ValueError("compare: poisson_tail measures how surprisingly HIGH a count is; use above")
         return self
+
+    @property
+    def rolling(self) -> bool:
+        """Summed over a rolling ``window`` of 5-minute slices kept in a rollup."""
+        return self.window is not None
 
     @property
     def domain(self) -> str:
@@ -320,8 +392,19 @@ class Rule(_Strict):
 
     @property
     def metrics(self) -> list[str]:
+        """The metric columns the rule reads: of a rolling rule, the query's additive columns (a
+        ratio's numerator and denominator in place of the ratio)."""
         names = [c.metric for c in self.conditions if c.metric] + [v.metric for v in self.min_volume]
-        return list(dict.fromkeys(names))
+        out: list[str] = []
+        for name in names:
+            out += [self.ratios[name].numerator, self.ratios[name].denominator] if name in self.ratios else [name]
+        return list(dict.fromkeys(out))
+
+    @property
+    def measures(self) -> list[str]:
+        """Every value a bucket carries after the window sums: the metrics and the ratios used."""
+        names = [c.metric for c in self.conditions if c.metric] + [v.metric for v in self.min_volume]
+        return list(dict.fromkeys([*self.metrics, *(n for n in names if n in self.ratios)]))
 
     @property
     def references(self) -> list[str]:

@@ -124,6 +124,10 @@ def check_query(rule: Rule, path: Path, template: str, dialects) -> tuple[tuple[
     from sqlglot.optimizer.qualify import qualify
 
     problems: list[str] = []
+    if rule.rolling:
+        problems = _rolling_shape_problems(rule, path, template)
+        if problems:
+            return (), problems
     try:
         sql = render(template, RenderContext(n_ranges=scan_range_count(rule), params=dict(rule.params)))
     except TemplateProblem as exc:
@@ -172,7 +176,46 @@ def check_query(rule: Rule, path: Path, template: str, dialects) -> tuple[tuple[
         if bucket:
             problems.append(f"{path}:{_line_of(template, 'AS bucket')}: query: {bucket}")
             break
+    if rule.rolling and not problems:
+        problems += _event_field_problems(path, template, tables)
     return tuple(sorted(tables)), _merge_dialects(problems)
+
+
+# What a rolling rule's query may not use: it is computed slice by slice into a rollup, for any
+# range of slices, so it cannot depend on the cycle's window or bucket anything but slices.
+_NOT_IN_ROLLING = ("window_start", "window_end", "last_bucket", "hour(", "local_day(")
+
+
+def _rolling_shape_problems(rule: Rule, path: Path, template: str) -> list[str]:
+    out = []
+    for needle in ("slice(", "in_window("):
+        if needle not in template:
+            out.append(f"{path}:1: query: a rolling rule (window: {rule.window}) needs a query that buckets by "
+                       f"{needle[:-1]}() and bounds its scans by in_window() (docs/rules.md, rolling rules)")
+    for needle in _NOT_IN_ROLLING:
+        if needle in template:
+            out.append(f"{path}:{_line_of(template, needle)}: query: {needle.rstrip('(')} cannot be used by a rolling "
+                       f"rule's query (it is kept per 5-minute slice in a rollup, for any range of slices)")
+    if rule.attributes:
+        out.append(f"{path}:1: query: a rolling rule sums its metrics over the window; attributes "
+                   f"({', '.join(rule.attributes)}) cannot be summed")
+    return out
+
+
+def _event_field_problems(path: Path, template: str, tables: set[str]) -> list[str]:
+    """A rolling query's in_window() and slice() must be on a table's event time: the slices a load
+    marks for the rollups (``warehouse.rollup_tables``) are slices of it."""
+    from threshold_operators.warehouse.schema import TABLE_NAMES, table_spec
+
+    events = {table_spec(t).event_field for t in tables if t in TABLE_NAMES}
+    out = []
+    for helper, arg in re.findall(r"\b(in_window|slice)\(\s*['\"]([^'\"]+)['\"]", template):
+        column = arg.split(".")[-1]
+        if column not in events:
+            out.append(f"{path}:{_line_of(template, arg)}: query: {helper}('{arg}'): a rolling rule's slices are of "
+                       f"a table's event time ({', '.join(sorted(e for e in events if e)) or 'none read'}), which "
+                       f"loads mark for the rollups")
+    return out
 
 
 def _merge_dialects(problems: list[str]) -> list[str]:

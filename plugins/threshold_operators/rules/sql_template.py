@@ -14,6 +14,11 @@ Helpers available in a template:
 - ``{{ window_start }}`` / ``{{ window_end }}``: the evaluated window (UTC, end exclusive).
 - ``{{ param('stale_hours') }}``: a value from the rule's ``params``.
 - ``{{ hour('o.created_at') }}``: the bucket of an hourly metric.
+- ``{{ slice('o.created_at') }}``: the 5-minute slice of a rolling rule's metric (``window:``);
+  such a query returns additive metrics (counts, sums) per slice, which the engine keeps in a
+  rollup and sums over the window.
+- ``{{ last_bucket }}``: the last bucket the cycle evaluates (the window's end minus the grain):
+  the bucket of a current-state metric (stock now).
 - ``{{ local_day('o.created_at', 's.timezone') }}``: the bucket of a daily metric: the start of
   the shop-local day, as a UTC timestamp.
 
@@ -78,6 +83,12 @@ class RenderContext:
 
 def _hour(column: str) -> str:
     return f"date_trunc('hour', {_column('hour', column)})"
+
+
+def _slice(column: str) -> str:
+    col = _column("slice", column)
+    return (f"(date_trunc('hour', {col}) + INTERVAL '5 minutes' * "
+            f"CAST(FLOOR(EXTRACT(MINUTE FROM {col}) / 5) AS INTEGER))")
 
 
 def _local_day(column: str, tz: str) -> str:
@@ -163,9 +174,11 @@ def render(template_text: str, ctx: RenderContext) -> str:
             in_window=_Helper(ctx.in_window),
             param=_Helper(ctx.param),
             hour=_Helper(_hour),
+            slice=_Helper(_slice),
             local_day=_Helper(_local_day),
             window_start=f":{ctx.prefix}window_start",
             window_end=f":{ctx.prefix}window_end",
+            last_bucket=f":{ctx.prefix}last_bucket",
         ):
             size += len(chunk)
             if size > MAX_SQL_CHARS:  # stop a template that expands itself before it fills memory

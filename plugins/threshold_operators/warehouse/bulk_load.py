@@ -54,6 +54,7 @@ class BulkLoader:
             return
         self._append(table, self._conform(table, data))
         self.rows_written[table] = self.rows_written.get(table, 0) + data.num_rows
+        self._mark_dirty(table, data)
 
     def upsert(self, table: str, data: pa.Table) -> None:
         """Insert or replace by key, so a re-run, a retry or a backfill never duplicates a row.
@@ -66,6 +67,16 @@ class BulkLoader:
             return
         self._upsert(table, self._conform(table, data))
         self.rows_written[table] = self.rows_written.get(table, 0) + data.num_rows
+        self._mark_dirty(table, data)
+
+    def _mark_dirty(self, table: str, data: pa.Table) -> None:
+        """Note, in this transaction, the 5-minute slices the rows fall in (``rollup_dirty``): the
+        rollups recompute them, so a late or updated row reaches every rolling rule exactly."""
+        from threshold_operators.warehouse.rollup_tables import dirty_slices
+
+        slices = dirty_slices(table, data)
+        if slices:
+            self._insert_dirty([(table, s) for s in slices])
 
     @staticmethod
     def _upsert_sql(table: str, source: str) -> str:
@@ -98,12 +109,26 @@ class BulkLoader:
         """Every row of a query (no parameters: the SQL names tables and columns only), as dicts."""
         return self._rows(sql)
 
+    def append_rows(self, table: str, data: pa.Table) -> None:
+        """Insert ``data`` into any table by its column names (a rollup): no schema check, no slices marked."""
+        if data.num_rows:
+            self._append_any(table, data)
+
+    def execute(self, sql: str, params: tuple = ()) -> None:
+        """One statement with ``?`` placeholders, in this loader's transaction."""
+        self._execute(sql, tuple(params))
+
     def delete_keys(self, table: str, keys: list[tuple]) -> None:
         """Delete the rows of ``table`` with these primary keys (in this loader's transaction)."""
         if keys:
             self._delete_keys(table, table_spec(table).key, [tuple(k) for k in keys])
 
     # dialect hooks
+    def _append_any(self, table: str, data: pa.Table) -> None:
+        self._append(table, data)
+
+    def _execute(self, sql: str, params: tuple) -> None: ...
+    def _insert_dirty(self, rows: list[tuple]) -> None: ...
     def open(self) -> None: ...
     def _append(self, table: str, data: pa.Table) -> None: ...
     def commit(self) -> None: ...
@@ -115,6 +140,12 @@ class DuckDBBulkLoader(BulkLoader):
     def open(self) -> None:
         self.con = self.hook.get_conn()
         self.con.execute("BEGIN TRANSACTION")
+
+    def _insert_dirty(self, rows: list[tuple]) -> None:
+        self.con.executemany("INSERT INTO rollup_dirty (table_name, slice) VALUES (?, ?)", rows)
+
+    def _execute(self, sql: str, params: tuple) -> None:
+        self.con.execute(sql, list(params))
 
     def _append(self, table: str, data: pa.Table) -> None:
         cols = ", ".join(data.column_names)
@@ -170,6 +201,14 @@ class DuckDBBulkLoader(BulkLoader):
 class PostgresBulkLoader(BulkLoader):
     def open(self) -> None:
         self.con = self.hook.get_conn()
+
+    def _insert_dirty(self, rows: list[tuple]) -> None:
+        with self.con.cursor() as cur:
+            cur.executemany("INSERT INTO rollup_dirty (table_name, slice) VALUES (%s, %s)", rows)
+
+    def _execute(self, sql: str, params: tuple) -> None:
+        with self.con.cursor() as cur:
+            cur.execute(sql.replace("?", "%s"), params)
 
     def _append(self, table: str, data: pa.Table) -> None:
         import pyarrow.csv as pcsv
@@ -227,6 +266,26 @@ class SQLAlchemyBulkLoader(BulkLoader):
     def open(self) -> None:
         self.con = self.hook.engine.connect()
         self.tx = self.con.begin()
+
+    def _insert_dirty(self, rows: list[tuple]) -> None:
+        from sqlalchemy import text
+
+        self.con.execute(text("INSERT INTO rollup_dirty (table_name, slice) VALUES (:t, :s)"),
+                         [{"t": t, "s": s} for t, s in rows])
+
+    def _execute(self, sql: str, params: tuple) -> None:
+        from sqlalchemy import text
+
+        parts = sql.split("?")
+        named = "".join(part + (f":p{i}" if i < len(parts) - 1 else "") for i, part in enumerate(parts))
+        self.con.execute(text(named), {f"p{i}": v for i, v in enumerate(params)})
+
+    def _append_any(self, table: str, data: pa.Table) -> None:
+        from sqlalchemy import text
+
+        cols = data.column_names
+        self.con.execute(text(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)})"),
+                         data.to_pylist())
 
     def _append(self, table: str, data: pa.Table) -> None:
         from threshold_operators.warehouse.schema import metadata

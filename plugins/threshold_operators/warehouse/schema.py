@@ -57,13 +57,18 @@ def _col(name: str, type_, doc: str, *, key: bool = False, nullable: bool = Fals
     )
 
 
-def _table(name: str, doc: str, *columns: Column, updated_field: str | None = None) -> Table:
+def _table(name: str, doc: str, *columns: Column, updated_field: str | None = None,
+           event_field: str | None = None) -> Table:
     """A table with its description and the column that tells when a row last changed.
 
     ``updated_field`` is what incremental extraction and the shop API's ``updated_since``
-    filter read; ``None`` marks a small dimension that is always read whole.
+    filter read; ``None`` marks a small dimension that is always read whole. ``event_field``
+    (default: ``updated_field``) is when the fact happened, never changed by an update: the
+    5-minute slices of the rollups (``engine.rollups``) are slices of it, and a load marks the
+    slices of the rows it writes for the rollups to recompute.
     """
-    return Table(name, metadata, *columns, comment=doc, info={"updated_field": updated_field})
+    return Table(name, metadata, *columns, comment=doc,
+                 info={"updated_field": updated_field, "event_field": event_field or updated_field})
 
 
 shops = _table(
@@ -105,6 +110,7 @@ orders = _table(
     _col("paid_at", TS, "When payment succeeded; NULL if never paid.", nullable=True, unit="UTC"),
     _col("updated_at", TS, "Last change of the order (status, payment, refund).", unit="UTC"),
     updated_field="updated_at",
+    event_field="created_at",
 )
 
 order_items = _table(
@@ -362,6 +368,7 @@ class TableSpec:
     key: tuple[str, ...]
     updated_field: str | None
     timestamp_columns: tuple[str, ...]
+    event_field: str | None = None
 
 
 def table_spec(name: str) -> TableSpec:
@@ -372,6 +379,7 @@ def table_spec(name: str) -> TableSpec:
         key=tuple(c.name for c in table.primary_key.columns),
         updated_field=table.info["updated_field"],
         timestamp_columns=tuple(c.name for c in table.columns if isinstance(c.type, DateTime)),
+        event_field=table.info.get("event_field"),
     )
 
 
@@ -383,8 +391,11 @@ def create_schema(engine) -> list[str]:
     are. Returns the created names."""
     from sqlalchemy import inspect
 
+    from threshold_operators.warehouse.rollup_tables import create_rollup_bookkeeping
+
     existing = set(inspect(engine).get_table_names())
     metadata.create_all(engine, checkfirst=True)
+    create_rollup_bookkeeping(engine)
     return [name for name in (*TABLE_NAMES, *PACK_TABLE_NAMES) if name not in existing]
 
 

@@ -1,0 +1,95 @@
+"""The rollups' bookkeeping in the warehouse: which 5-minute slices of which fact table changed.
+
+A rolling rule (``window:`` in its rule file) reads a rollup, its metric query kept per entity
+and 5-minute slice (``engine.rollups``). Two tables keep the rollups exact under late and
+updated rows without the loader knowing any rule:
+
+- ``rollup_dirty (seq, table_name, slice)``: every load appends, **in its own transaction**,
+  the slices (of the table's ``event_field``) of the rows it wrote; ``seq`` comes from a
+  sequence, so a row appended after a reader looked has a larger ``seq`` than any it saw;
+- ``rollup_state (rollup, query_hash, through_seq, built_from, updated_at)``: how far each
+  rollup has got: it holds every slice from ``built_from`` on, recomputed for every
+  ``rollup_dirty`` row up to ``through_seq``.
+
+Created with explicit DDL (a sequence-backed column differs between DuckDB and PostgreSQL);
+documented in docs/warehouse.md (``BOOKKEEPING_DOC``).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+SLICE = timedelta(minutes=5)
+DIMENSIONS = ("shops", "products")  # read whole; not sliced
+
+BOOKKEEPING_DOC = """\
+### rollup_dirty
+
+The 5-minute slices (of the table's event time) that a load wrote rows into; appended in the
+load's own transaction. The rollups of rolling rules recompute exactly these slices.
+
+| column | type | description |
+|---|---|---|
+| seq | BIGINT | Increasing number from a sequence (a rollup remembers the last it applied). |
+| table_name | VARCHAR(64) | Fact table loaded. |
+| slice | TIMESTAMPTZ | Start of the 5-minute slice, UTC. |
+
+### rollup_state
+
+How far each rollup (`rollup_<domain>_<query>`: a rolling rule's metric query per entity and
+5-minute slice) has got.
+
+| column | type | description |
+|---|---|---|
+| rollup | VARCHAR(128) | Rollup table. |
+| query_hash | VARCHAR(64) | Hash of the rendered query it was built with; a change rebuilds it. |
+| through_seq | BIGINT | The last `rollup_dirty.seq` applied. |
+| built_from | TIMESTAMPTZ | First slice held (every later slice is held). |
+| updated_at | TIMESTAMPTZ | Wall-clock time of the last maintenance. |
+"""
+
+
+def _dialect(engine) -> str:
+    return engine.dialect.name
+
+
+def create_rollup_bookkeeping(engine) -> None:
+    """Create ``rollup_dirty`` and ``rollup_state`` if missing (idempotent)."""
+    from sqlalchemy import text
+
+    dialect = _dialect(engine)
+    if dialect.startswith("postgres"):
+        statements = ["CREATE TABLE IF NOT EXISTS rollup_dirty (seq BIGSERIAL PRIMARY KEY, "
+                      "table_name VARCHAR(64) NOT NULL, slice TIMESTAMPTZ NOT NULL)"]
+    elif dialect == "duckdb":
+        statements = ["CREATE SEQUENCE IF NOT EXISTS rollup_dirty_seq",
+                      "CREATE TABLE IF NOT EXISTS rollup_dirty (seq BIGINT PRIMARY KEY DEFAULT "
+                      "nextval('rollup_dirty_seq'), table_name VARCHAR(64) NOT NULL, slice TIMESTAMPTZ NOT NULL)"]
+    else:  # SQLite and the like: an INTEGER PRIMARY KEY numbers itself
+        statements = ["CREATE TABLE IF NOT EXISTS rollup_dirty (seq INTEGER PRIMARY KEY, "
+                      "table_name VARCHAR(64) NOT NULL, slice TIMESTAMP NOT NULL)"]
+    statements += [
+        "CREATE TABLE IF NOT EXISTS rollup_state (rollup VARCHAR(128) PRIMARY KEY, query_hash VARCHAR(64) NOT NULL, "
+        "through_seq BIGINT NOT NULL, built_from TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS rollup_dirty_table ON rollup_dirty (table_name, seq)",
+    ]
+    with engine.begin() as con:
+        for sql in statements:
+            con.execute(text(sql))
+
+
+def dirty_slices(table: str, data) -> list:
+    """The distinct 5-minute slices of the event times of ``data`` (an Arrow table of rows of the
+    fact ``table``); [] for a table that is not sliced."""
+    import pyarrow.compute as pc
+
+    from threshold_operators.warehouse.schema import TABLE_NAMES, table_spec
+
+    if table not in TABLE_NAMES or table in DIMENSIONS or data.num_rows == 0:
+        return []
+    field = table_spec(table).event_field
+    if not field or field not in data.column_names:
+        return []
+    column = data.column(field)
+    floored = pc.floor_temporal(column, multiple=5, unit="minute")
+    return [v for v in pc.unique(floored).to_pylist() if v is not None]

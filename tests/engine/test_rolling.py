@@ -1,0 +1,215 @@
+"""Rolling rules (``window:``) on DuckDB and PostgreSQL: the rollup path equals the raw query, a
+5-minute cycle equals one evaluation of the whole day, late and updated rows reach the rollup.
+
+Rows are written through the bulk loader, as the extract's load writes them, so the dirty
+slices are noted the way they are in production (``warehouse.rollup_tables``).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from threshold_operators.engine.compile import compile_rule
+from threshold_operators.engine.evaluate import evaluate, evaluate_cycles, warehouse_query
+from threshold_operators.engine.rollups import catalogue_rollups, coalesce, maintain, maintain_for
+from threshold_operators.rules.catalogue import load_catalogue
+from threshold_operators.warehouse.bulk_load import bulk_loader
+from threshold_operators.warehouse.schema import arrow_table, create_schema
+
+DATA = Path(__file__).parent / "testdata_rolling"
+M5 = timedelta(minutes=5)
+H = timedelta(hours=1)
+T0 = datetime(2026, 9, 10, 2, tzinfo=UTC)
+NOW = datetime(2026, 9, 11, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def catalogue():
+    cat = load_catalogue(DATA / "rules", DATA / "sql")
+    assert not cat.all_problems(), cat.all_problems()
+    return cat
+
+
+def _items(times: list[datetime], sku: str = "A", first: int = 0) -> list[dict]:
+    return [{"order_id": f"o-{sku}-{first + n}", "line_no": 1, "shop_id": "s1", "sku": sku, "quantity": 1,
+             "unit_price": 10, "created_at": t} for n, t in enumerate(times)]
+
+
+def _load(hook, rows: list[dict]) -> None:
+    create_schema(hook.engine)
+    cols = ("order_id", "line_no", "shop_id", "sku", "quantity", "unit_price", "created_at")
+    with bulk_loader(hook) as loader:
+        loader.upsert("order_items", arrow_table("order_items", {c: [r[c] for r in rows] for c in cols}))
+
+
+def _spread(start: datetime, per_5m: list[int]) -> list[datetime]:
+    """Order times: ``per_5m[k]`` orders in the k-th 5-minute slice from ``start``."""
+    return [start + k * M5 + timedelta(seconds=10 + 20 * j) for k, n in enumerate(per_5m) for j in range(n)]
+
+
+def _walk(ev) -> list[tuple]:
+    return [(r.entity_key, r.bucket, str(r.state), r.severity, round(float(r.row.get("v_0") or 0), 6))
+            for r in ev.results]
+
+
+def _cycles(compiled, hook, start, end, step=M5):
+    windows = [(start + k * step, start + (k + 1) * step) for k in range(int((end - start) / step))]
+    return [r for ev in evaluate_cycles(compiled, warehouse_query(hook), windows) for r in _walk(ev)]
+
+
+def _maintain(hook, catalogue, rule_id, start):
+    return maintain_for(hook, catalogue.get(rule_id), catalogue, start, start + H, NOW)
+
+
+def test_rollup_equals_the_raw_query_and_cycles_equal_one_evaluation(catalogue, warehouse):
+    # a burst of 3 orders a slice for 40 minutes in the second hour, 1 a slice otherwise
+    per = [1] * 12 + [3] * 8 + [1] * 16
+    _load(warehouse, _items(_spread(T0, per)))
+    loaded = catalogue.get("sales.rolling_count")
+    done = _maintain(warehouse, catalogue, "sales.rolling_count", T0)
+    assert done[0].rebuilt and done[0].rows > 0
+    start, end = T0, T0 + 3 * H
+    rolled = compile_rule(loaded, catalogue.get)
+    raw = compile_rule(loaded, catalogue.get, source="query")
+    assert "rollup_sales_orders_by_sku_slice" in rolled.sql and "rollup_" not in raw.sql
+    once = _walk(evaluate(rolled, warehouse_query(warehouse), start, end, now=end))
+    assert once == _walk(evaluate(raw, warehouse_query(warehouse), start, end, now=end))
+    assert once == _cycles(rolled, warehouse, start, end)  # every 5 minutes == the whole span at once
+    firing = [(b, v) for _, b, s, _, v in once if s == "firing"]
+    # 30 minutes of the burst: 6 slices x 3 = 18; first above 8: 4 quiet slices and 2 of the burst
+    assert firing[0] == (T0 + H + M5, 6 + 4.0)
+    assert max(v for _, v in firing) == 18.0
+
+
+def test_late_and_updated_rows_reach_the_rollup(catalogue, warehouse):
+    _load(warehouse, _items(_spread(T0, [1] * 12)))
+    loaded = catalogue.get("sales.rolling_count")
+    compiled = compile_rule(loaded, catalogue.get)
+    _maintain(warehouse, catalogue, "sales.rolling_count", T0)
+    start, end = T0 + 30 * M5 / 5, T0 + H
+    assert [r for r in _walk(evaluate(compiled, warehouse_query(warehouse), start, end, now=end))] == []
+    # late rows for an old slice: five more orders placed at T0 + 20 min, loaded now
+    _load(warehouse, _items([T0 + 20 * timedelta(minutes=1) + timedelta(seconds=s) for s in range(5)], first=100))
+    again = _maintain(warehouse, catalogue, "sales.rolling_count", T0)
+    assert not again[0].rebuilt and again[0].ranges == [(T0 + 20 * timedelta(minutes=1), T0 + 25 * timedelta(minutes=1))]
+    after = _walk(evaluate(compiled, warehouse_query(warehouse), start, end, now=end))
+    assert after and after[0][2] == "firing"
+    raw = compile_rule(loaded, catalogue.get, source="query")
+    assert after == _walk(evaluate(raw, warehouse_query(warehouse), start, end, now=end))
+    # an update of a loaded row (same key) re-marks its slice; nothing changes twice
+    _load(warehouse, _items([T0 + 20 * timedelta(minutes=1)], first=100))
+    third = _maintain(warehouse, catalogue, "sales.rolling_count", T0)
+    assert third[0].ranges == [(T0 + 20 * timedelta(minutes=1), T0 + 25 * timedelta(minutes=1))]
+    assert _walk(evaluate(compiled, warehouse_query(warehouse), start, end, now=end)) == after
+    # nothing new: nothing recomputed
+    assert _maintain(warehouse, catalogue, "sales.rolling_count", T0)[0].ranges == []
+
+
+def test_rollup_extends_backwards_for_an_older_window(catalogue, warehouse):
+    _load(warehouse, _items(_spread(T0 - 24 * H, [2] * 12) + _spread(T0, [2] * 12)))
+    first = _maintain(warehouse, catalogue, "sales.rolling_count", T0)
+    assert first[0].rebuilt
+    older = maintain_for(warehouse, catalogue.get("sales.rolling_count"), catalogue, T0 - 24 * H, T0 - 23 * H, NOW)
+    assert older[0].extended_to is not None and not older[0].rebuilt
+    loaded = catalogue.get("sales.rolling_count")
+    rolled, raw = compile_rule(loaded, catalogue.get), compile_rule(loaded, catalogue.get, source="query")
+    a, b = T0 - 24 * H, T0 - 22 * H
+    assert _walk(evaluate(rolled, warehouse_query(warehouse), a, b, now=b)) == \
+        _walk(evaluate(raw, warehouse_query(warehouse), a, b, now=b)) != []
+
+
+def test_same_hour_baseline_poisson_tail_and_for_as_a_duration(catalogue, warehouse):
+    # 2 days of one order every 15 minutes, then 3 a slice from T0 + 1 h on
+    quiet = [1, 0, 0] * 4
+    _load(warehouse, _items(_spread(T0 - 48 * H, quiet * 24 * 2)
+                            + _spread(T0, quiet + [3] * 12)))
+    _maintain(warehouse, catalogue, "sales.rolling_tail", T0)
+    loaded = catalogue.get("sales.rolling_tail")
+    assert loaded.rule.for_ == 2  # for: 10m of 5-minute buckets
+    compiled = compile_rule(loaded, catalogue.get)
+    start, end = T0 + H, T0 + 2 * H
+    once = evaluate(compiled, warehouse_query(warehouse), start, end, now=end)
+    states = [(r.bucket, str(r.state)) for r in once.results]
+    assert states[0][1] == "pending" and states[1][1] == "firing"
+    assert once.results == [r for ev in evaluate_cycles(compiled, warehouse_query(warehouse),
+                                                         [(start + k * M5, start + (k + 1) * M5) for k in range(12)])
+                            for r in ev.results]
+    raw = compile_rule(loaded, catalogue.get, source="query")
+    assert _walk(once) == _walk(evaluate(raw, warehouse_query(warehouse), start, end, now=end))
+    # the value is the Wilson-Hilferty quantile of the exact Poisson tail at the first breach
+    row = once.results[0].row
+    x, b = float(row["orders"]), float(row["base_0"])
+    assert b == pytest.approx(4.0) and row["v_0"] == pytest.approx(_exact_z(x, b), abs=0.05)
+
+
+def test_trailing_baseline_of_a_rolling_rule(catalogue, warehouse):
+    _load(warehouse, _items(_spread(T0, [1] * 24 + [3] * 6)))
+    _maintain(warehouse, catalogue, "sales.rolling_trailing", T0)
+    loaded = catalogue.get("sales.rolling_trailing")
+    start, end = T0 + 2 * H, T0 + 2 * H + 30 * timedelta(minutes=1)
+    ev = evaluate(compile_rule(loaded, catalogue.get), warehouse_query(warehouse), start, end, now=end)
+    last = max(ev.results, key=lambda r: r.bucket)
+    # 18 orders in the last 30 minutes against 24 in the 2 hours before, scaled to 30 minutes: 6
+    assert (float(last.row["orders"]), float(last.row["base_0"]), str(last.state)) == (18.0, 6.0, "firing")
+    raw = compile_rule(loaded, catalogue.get, source="query")
+    assert _walk(ev) == _walk(evaluate(raw, warehouse_query(warehouse), start, end, now=end))
+
+
+def _exact_z(x: float, b: float) -> float:
+    """The normal quantile of P(X >= x) for X ~ Poisson(b), summed in log space."""
+    tail = sum(math.exp(-b + k * math.log(b) - math.lgamma(k + 1)) for k in range(int(x), int(x) + 2000))
+    return statistics.NormalDist().inv_cdf(1.0 - tail)
+
+
+@pytest.mark.parametrize(("x", "b"), [(1, 0.2), (3, 0.5), (6, 1.9), (10, 2.4), (15, 3.75), (40, 12.0), (200, 120.0)])
+def test_poisson_tail_is_close_to_the_exact_quantile(x, b):
+    from threshold_operators.engine.compile import _poisson_tail
+
+    import duckdb
+
+    z = duckdb.sql(f"SELECT {_poisson_tail(f'CAST({x} AS DOUBLE)', f'CAST({b} AS DOUBLE)')}").fetchall()[0][0]
+    assert z == pytest.approx(_exact_z(x, b), abs=0.12)
+
+
+def test_coalesce_merges_slices_less_than_an_hour_apart():
+    s = [T0, T0 + M5, T0 + 30 * timedelta(minutes=1), T0 + 3 * H]
+    assert coalesce(s) == [(T0, T0 + 35 * timedelta(minutes=1)), (T0 + 3 * H, T0 + 3 * H + M5)]
+
+
+def test_catalogue_rollups_share_one_table_per_query(catalogue):
+    rollups = catalogue_rollups(catalogue)
+    assert list(rollups) == ["rollup_sales_orders_by_sku_slice"]
+    r = rollups["rollup_sales_orders_by_sku_slice"]
+    assert r.keys == ("shop_id", "sku") and r.metrics == ("orders",) and r.tables == ("order_items",)
+    assert set(r.rules) == {"sales.rolling_count", "sales.rolling_tail", "sales.rolling_trailing"}
+
+
+def test_a_load_notes_its_slices_in_its_own_transaction(warehouse):
+    create_schema(warehouse.engine)
+    with pytest.raises(RuntimeError), bulk_loader(warehouse) as loader:
+        loader.upsert("order_items", arrow_table("order_items", {
+            c: [v] for c, v in _items([T0 + timedelta(minutes=7)])[0].items()}))
+        raise RuntimeError("the load fails after its upsert")
+    with warehouse.engine.connect() as con:
+        assert con.execute(sa.text("SELECT COUNT(*) FROM rollup_dirty")).scalar() == 0
+    _load(warehouse, _items([T0 + timedelta(minutes=7), T0 + timedelta(minutes=8), T0 + timedelta(minutes=12)]))
+    with warehouse.engine.connect() as con:
+        rows = con.execute(sa.text("SELECT table_name, slice FROM rollup_dirty ORDER BY slice")).all()
+    assert [(t, s.astimezone(UTC)) for t, s in rows] == [("order_items", T0 + M5), ("order_items", T0 + 2 * M5)]
+
+
+def test_a_changed_query_rebuilds_the_rollup(catalogue, warehouse):
+    _load(warehouse, _items(_spread(T0, [1] * 12)))
+    rollup = catalogue_rollups(catalogue)["rollup_sales_orders_by_sku_slice"]
+    assert maintain(warehouse, rollup, T0, NOW).rebuilt
+    assert not maintain(warehouse, rollup, T0, NOW).rebuilt
+    from dataclasses import replace
+
+    changed = replace(rollup, template=rollup.template.replace("COUNT(DISTINCT i.order_id)", "COUNT(*)"))
+    assert maintain(warehouse, changed, T0, NOW).rebuilt
