@@ -277,7 +277,7 @@ def cmd_evaluate(args) -> int:
         raise UsageError(f"unknown rule {args.rule!r}; `storefence rules list` shows the catalogue")
     loaded = catalogue.get(args.rule)
     hook = _hook(args)
-    compiled, query = compile_rule(loaded, catalogue.get), warehouse_query(hook)
+    compiled, query = compile_rule(loaded, catalogue.get, source="query"), warehouse_query(hook)
     i = loaded.rule.conditions.index(loaded.rule.primary)
     cycles, prior = _cycles(loaded, compiled, query, args.start, args.end)
     for ev in evaluate_cycles(compiled, query, cycles, prior):

@@ -235,7 +235,7 @@ def incident_replay(warehouse, labels: dict) -> str:
             loaded = catalogue.rules.get(rule_id)
             if loaded is None:
                 continue
-            compiled = compile_rule(loaded, catalogue.get)
+            compiled = compile_rule(loaded, catalogue.get, source="query")
             t, stop = start.replace(minute=0, second=0), end + (timedelta(days=1, hours=1) if loaded.rule.grain == "day" else 2 * hour)
             if inc["id"] == "warehouse_tracking_stall":
                 t = end - 6 * hour

@@ -1,12 +1,12 @@
 -- Hours of stock left per SKU at the current sales rate: units on hand and not reserved at the
--- end of the window, over the units sold in the window's last hour (a current-state metric).
+-- end of the window, over the units sold in the hour before it (a current-state metric, every 5
+-- minutes; the rate from the order lines' 5-minute rollup).
 -- Only SKUs that sold in that hour can be short of stock at that rate: their snapshots alone are read.
 WITH rate AS (
-    SELECT i.shop_id, i.sku, SUM(i.quantity) AS units_last_hour
-    FROM order_items i
-    WHERE i.created_at >= CAST({{ window_end }} AS TIMESTAMPTZ) - INTERVAL '1 hour'
-      AND i.created_at < CAST({{ window_end }} AS TIMESTAMPTZ)
-    GROUP BY i.shop_id, i.sku
+    SELECT r.shop_id, r.sku, SUM(r.units) AS units_last_hour
+    FROM {{ rollup('sales/orders_by_sku_slice.sql') }} r
+    WHERE r.bucket >= CAST({{ window_end }} AS TIMESTAMPTZ) - INTERVAL '1 hour'
+    GROUP BY r.shop_id, r.sku
 ),
 latest AS (
     SELECT v.shop_id, v.sku, v.warehouse_id, v.on_hand, v.reserved,
@@ -24,7 +24,7 @@ stock AS (
 )
 SELECT s.shop_id,
        s.sku,
-       CAST({{ window_end }} AS TIMESTAMPTZ) - INTERVAL '1 hour' AS bucket,
+       CAST({{ last_bucket }} AS TIMESTAMPTZ) AS bucket,
        s.stock,
        r.units_last_hour,
        s.stock * 1.0 / r.units_last_hour AS stock_hours

@@ -57,7 +57,7 @@ def replay(loaded, lookup, query, start: datetime, end: datetime, stepwise: bool
     from threshold_operators.engine.compile import compile_rule
     from threshold_operators.engine.evaluate import evaluate_cycles
 
-    compiled = compile_rule(loaded, lookup)
+    compiled = compile_rule(loaded, lookup, source="query")  # the raw facts: a replay never needs a rollup
     return [r for ev in evaluate_cycles(compiled, query, windows(loaded, start, end, stepwise)) for r in ev.results]
 
 

@@ -43,7 +43,7 @@ def scored_rows(loaded, lookup, query, windows, keys: set[str] | None) -> dict[s
     """entity key -> every evaluated bucket's row (metric, baselines, compared values), in time order."""
     from threshold_operators.engine.compile import compile_rule, scored_sql
 
-    compiled = compile_rule(loaded, lookup)
+    compiled = compile_rule(loaded, lookup, source="query")
     sql = scored_sql(compiled)
     out: dict[str, dict] = defaultdict(dict)
     for a, b in windows:

@@ -124,7 +124,7 @@ def run_case(case: Case, catalogue) -> list[str]:
     wh, rule, lookup = warehouse_for(loaded, catalogue.get, rows_of(case, loaded.rule))
     failures = []
     try:
-        compiled = compile_rule(rule, lookup)
+        compiled = compile_rule(rule, lookup, source="query")
         for ev in case.evals:
             at = parse_ts(ev["at"] if isinstance(ev["at"], str) else ev["at"].isoformat(), case.where)
             result = evaluate(compiled, wh.query, at - loaded.rule.every, at, now=at)

@@ -32,7 +32,7 @@ from functools import lru_cache
 
 from threshold_operators.engine.windows import baseline_offsets, history_offsets, plan_cycle, scan_range_count
 from threshold_operators.rules.model import IDENTIFIER, SEVERITIES, Condition, Rule
-from threshold_operators.rules.sql_template import RenderContext, render
+from threshold_operators.rules.sql_template import ROLLUP_READ_DAYS, RenderContext, render, rollup_table
 
 LEVEL = {s: i + 1 for i, s in enumerate(SEVERITIES)}  # blue 1, yellow 2, red 3
 GATE = 99  # level of a plain (untiered) condition that holds: never caps a tiered one
@@ -45,6 +45,7 @@ class CompiledRule:
     static_params: dict
     referenced: dict[str, CompiledRule] = field(default_factory=dict)  # prefix -> compiled rule
     current_state: bool = False  # a metric of the state at the window's end (``LoadedRule.current_state``)
+    inline: tuple[str, ...] = ()  # placeholder prefixes of rollup() read from the raw facts (source="query")
 
     def params(self, start: datetime, end: datetime) -> dict:
         """Every bound parameter for the window ``[start, end)``."""
@@ -56,6 +57,9 @@ def _bind(compiled: CompiledRule, prefix: str, start: datetime, end: datetime) -
     out = {f"{prefix}{k}": v for k, v in plan.params().items()}
     out[f"{prefix}grid_first"] = plan.candidates_from + compiled.rule.grain_delta
     out.update({f"{prefix}{k}": v for k, v in compiled.static_params.items()})
+    for inline in compiled.inline:  # a rollup() read from the raw facts: the slices of its 35 days
+        out[f"{inline}scan_0_start"] = end - timedelta(days=ROLLUP_READ_DAYS)
+        out[f"{inline}scan_0_end"] = end
     for sub_prefix, sub in compiled.referenced.items():
         out.update(_bind(sub, prefix + sub_prefix, start, end))
     return out
@@ -78,9 +82,12 @@ def q(name: str) -> str:
 
 
 class _Builder:
-    def __init__(self, rule: Rule, template: str, prefix: str, lookup, slices: str | None = None):
+    def __init__(self, rule: Rule, template: str, prefix: str, lookup, slices: str | None = None,
+                 source: str = "rollup"):
         self.rule, self.template, self.p, self.lookup = rule, template, prefix, lookup
         self.slices = slices  # a rolling rule's rollup table (None: its query over the scan ranges)
+        self.source = source
+        self.inline: list[str] = []  # prefixes of rollup() subqueries read from the raw facts
         self.params: dict = {}
         self.ctes: list[tuple[str, str]] = []
         self.referenced: dict[str, CompiledRule] = {}
@@ -106,7 +113,11 @@ class _Builder:
         ctx = RenderContext(n_ranges=scan_range_count(self.rule), prefix=self.p, params=dict(self.rule.params))
         if self.rule.rolling:
             return self.rolling_metric(ctx)
+        if self.source == "query":  # rollup(): the query itself over the raw facts of the 35 days
+            ctx.rollup_sql = self.inline_rollup
         sql = render(self.template, ctx)
+        if self.source != "query":
+            self.tables_read |= {rollup_table(path) for path in ctx.rollups_used}
         for name, value in self.rule.params.items():
             self.params[f"p_{name}"] = value
         return self.cte("m", sql)
@@ -191,6 +202,13 @@ class _Builder:
                     f"LEFT JOIN {m} h ON {self.on('h', 'c')} AND h.bucket = c.bucket - o.off {group}")
         return self.cte(f"b{i}", body)
 
+    def inline_rollup(self, path: str) -> str:
+        from threshold_operators.engine.rollups import read_query
+
+        prefix = f"{self.p}ru{len(self.inline)}_"
+        self.inline.append(prefix)
+        return f"({render(read_query(path), RenderContext(n_ranges=1, prefix=prefix))})"
+
     def rolling_trailing(self, i: int, cond: Condition, cur: str) -> str:
         """A rolling rule's trailing baseline: the slices of the ``window`` before the rule's window,
         summed and scaled to the rule's window (a ratio: the ratio of the two sums)."""
@@ -212,11 +230,13 @@ class _Builder:
     def reference(self, j: int, cond: Condition) -> tuple[str, tuple[str, ...]]:
         loaded = self.lookup(cond.rule)
         sub_prefix = f"r{j}_"
-        sub = _Builder(loaded.rule, loaded.template, self.p + sub_prefix, self.lookup, _slices_of(loaded))
+        sub = _Builder(loaded.rule, loaded.template, self.p + sub_prefix, self.lookup,
+                       _slices_of(loaded, self.source), self.source)
         final = sub.build()
         self.ctes.extend(sub.ctes)
         self.tables_read |= sub.tables_read
-        self.referenced[sub_prefix] = CompiledRule(loaded.rule, "", sub.params, sub.referenced)
+        self.referenced[sub_prefix] = CompiledRule(loaded.rule, "", sub.params, sub.referenced,
+                                                   inline=tuple(sub.inline))
         keys = loaded.rule.keys
         cols = ", ".join(f"f.{q(k)}" for k in keys)
         name = self.cte(f"ref{j}", f"SELECT {cols}, f.bucket, MAX(f.level) AS level FROM {final} f "
@@ -246,7 +266,8 @@ class _Builder:
                             "pct_change": f"({_f(v)} - b{i}.baseline) * 100.0 / b{i}.baseline",
                             "delta": f"{_f(v)} - b{i}.baseline",
                             "poisson_z": f"({_f(v)} - b{i}.baseline) / SQRT(GREATEST(b{i}.baseline, 1.0))",
-                            "poisson_tail": _poisson_tail(_f(v), f"GREATEST({_f(f'b{i}.baseline')}, 0.0)"),
+                            "poisson_tail": _poisson_tail(_f(v), f"(GREATEST({_f(f'b{i}.baseline')}, 0.0) + 0.5 / "
+                                                                  f"GREATEST(b{i}.points, 1))"),
                             }[cond.compare]
                     nonzero = "" if cond.compare in ("delta", "poisson_z", "poisson_tail") \
                         else f" AND b{i}.baseline <> 0"
@@ -318,8 +339,10 @@ class _Builder:
 def _poisson_tail(x: str, b: str) -> str:
     """How surprising a count ``x`` is for a Poisson mean ``b``: the normal quantile z with
     P(X >= x | b) = 1 - Phi(z), by the Wilson-Hilferty approximation of that tail (the chi-square
-    of 2x degrees of freedom at 2b), within a few hundredths of z from a count of 1. No value
-    below a count of 1 (every count is at least 0)."""
+    of 2x degrees of freedom at 2b), within about 0.1 of z from a count of 1. No value below a
+    count of 1 (every count is at least 0). The caller passes the baseline plus half an event over
+    its history windows (Jeffreys' estimate of a Poisson mean): a history of zeros is not proof
+    that the mean is 0, so a SKU that never sold is not infinitely surprised by its first orders."""
     return (f"CASE WHEN {x} >= 1 THEN 3.0 * SQRT({x}) * ((1.0 - 1.0 / (9.0 * {x})) - POWER({b} / {x}, 1.0 / 3.0)) "
             f"END")
 
@@ -329,23 +352,22 @@ def _slices_of(loaded, source: str = "rollup") -> str | None:
     read its metric query over the scan ranges (``source="query"``; a series file always)."""
     if not loaded.rule.rolling or source == "query" or tuple(loaded.tables) == ("series",):
         return None
-    from threshold_operators.engine.rollups import rollup_name
-
-    return rollup_name(loaded.rule.query, loaded.rule.params)
+    return rollup_table(loaded.rule.query, loaded.rule.params)
 
 
 def compile_rule(loaded, lookup, source: str = "rollup") -> CompiledRule:
     """``loaded``: a catalogue entry (rule + template); ``lookup(rule_id)`` finds referenced rules.
     ``source``: a rolling rule reads its rollup (``"rollup"``, what a cycle does) or its metric
     query over the raw facts of the scan ranges (``"query"``: the reference the rollup must equal)."""
-    b = _Builder(loaded.rule, loaded.template, "", lookup, _slices_of(loaded, source))
+    b = _Builder(loaded.rule, loaded.template, "", lookup, _slices_of(loaded, source), source)
     final = b.build()
     sql = "WITH " + ",\n".join(f"{name} AS (\n{body}\n)" for name, body in b.ctes) + f"\nSELECT * FROM {final}"
     read = set(loaded.tables).union(*(lookup(r).tables for r in loaded.rule.references))
     problems = statement_problems_of(sql, tuple(sorted((read & SCRATCH_TABLES) | b.tables_read)))
     if problems:
         raise RuleRefused(f"rule {loaded.rule.id}: refused, nothing was run: " + "; ".join(problems))
-    return CompiledRule(loaded.rule, sql, b.params, b.referenced, bool(getattr(loaded, "current_state", False)))
+    return CompiledRule(loaded.rule, sql, b.params, b.referenced, bool(getattr(loaded, "current_state", False)),
+                        tuple(b.inline))
 
 
 # Tables of the analysis tools' own in-memory DuckDB (analysis.series replaces a rule's query by

@@ -30,8 +30,10 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
-from threshold_operators.rules.model import SLICE
+from threshold_operators.rules.model import ENTITY_KEYS, SLICE
+from threshold_operators.rules.sql_template import ROLLUP_READ_DAYS, rollup_table
 
 log = logging.getLogger(__name__)
 
@@ -70,46 +72,83 @@ class Rollup:
 
 
 def rollup_name(query: str, params: dict) -> str:
-    """``rollup_<query path as an identifier>`` (and a hash of the params when a rule has some)."""
-    stem = re.sub(r"[^a-z0-9_]", "_", query.lower().removesuffix(".sql"))
-    name = f"rollup_{stem}"
-    if params:
-        name += "_" + hashlib.sha256(repr(sorted(params.items())).encode()).hexdigest()[:8]
-    if len(name) > 63:
-        name = name[:54] + "_" + hashlib.sha256(name.encode()).hexdigest()[:8]
-    return name
+    return rollup_table(query, params)
+
+
+KEY_COLUMNS = frozenset(k for keys in ENTITY_KEYS.values() for k in keys)
+
+
+@lru_cache(maxsize=256)
+def query_columns(template: str, params: tuple = ()) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """(key columns, metric columns, tables read) of a slice query: its output's entity key columns
+    (shop_id, sku, ...), the rest but ``bucket`` (additive metrics), and the warehouse tables it reads."""
+    import sqlglot
+    from sqlglot import exp
+
+    from threshold_operators.rules.sql_template import RenderContext, render
+
+    stmt = sqlglot.parse_one(render(template, RenderContext(n_ranges=1, params=dict(params))), read="duckdb")
+    names = list(stmt.named_selects)
+    ctes = {c.alias_or_name for c in stmt.find_all(exp.CTE)}
+    tables = sorted({t.name for t in stmt.find_all(exp.Table) if t.name and t.name not in ctes})
+    return (tuple(n for n in names if n in KEY_COLUMNS),
+            tuple(n for n in names if n not in KEY_COLUMNS and n != "bucket"), tuple(tables))
+
+
+def rollup_of_query(query: str, template: str, params: dict | None = None, rules: tuple[str, ...] = ()) -> Rollup:
+    params = dict(params or {})
+    keys, metrics, tables = query_columns(template, tuple(sorted(params.items())))
+    return Rollup(rollup_name(query, params), query, template, tuple(sorted(params.items())), keys, metrics,
+                  tables, rules)
+
+
+def read_query(path: str) -> str:
+    """A slice query's text from the SQL folder (``rollup()`` names one by its path)."""
+    from threshold_operators.rules.catalogue import inside, sql_dir
+
+    file = sql_dir() / path
+    if not inside(file, sql_dir()) or not file.is_file():
+        raise FileNotFoundError(f"rollup({path!r}): no such query in {sql_dir()}")
+    return file.read_text(encoding="utf-8")
+
+
+ROLLUP_CALL = re.compile(r"\{\{\s*rollup\(\s*['\"]([^'\"]+)['\"]\s*\)\s*\}\}")
+
+
+def rollup_paths(template: str) -> list[str]:
+    """The queries a template reads through ``rollup()``."""
+    return list(dict.fromkeys(ROLLUP_CALL.findall(template)))
 
 
 def catalogue_rollups(catalogue) -> dict[str, Rollup]:
-    """Every rollup the catalogue's rolling rules read (rules sharing a query and params share one,
-    with the union of their metrics)."""
-    found: dict[str, dict] = {}
+    """Every rollup the catalogue reads: each rolling rule's query (rules sharing a query and params
+    share one) and each query named by ``rollup()``."""
+    found: dict[str, tuple[str, str, dict, list[str]]] = {}
     for loaded in catalogue.rules.values():
         rule = loaded.rule
-        if not rule.rolling or loaded.tables == ("series",):
+        if loaded.tables == ("series",):
             continue
-        name = rollup_name(rule.query, rule.params)
-        entry = found.setdefault(name, {"loaded": loaded, "metrics": [], "rules": []})
-        entry["metrics"] += [m for m in rule.metrics if m not in entry["metrics"]]
-        entry["rules"].append(rule.id)
-    out = {}
-    for name, entry in found.items():
-        loaded = entry["loaded"]
-        out[name] = Rollup(name, loaded.rule.query, loaded.template, tuple(sorted(loaded.rule.params.items())),
-                           loaded.rule.keys, tuple(entry["metrics"]), tuple(loaded.tables), tuple(entry["rules"]))
-    return out
-
-
-def rollup_for(loaded, catalogue) -> Rollup:
-    return catalogue_rollups(catalogue)[rollup_name(loaded.rule.query, loaded.rule.params)]
+        if rule.rolling:
+            name = rollup_name(rule.query, rule.params)
+            found.setdefault(name, (rule.query, loaded.template, dict(rule.params), []))[3].append(rule.id)
+        for path in rollup_paths(loaded.template):
+            name = rollup_name(path, {})
+            if name not in found:
+                found[name] = (path, read_query(path), {}, [])
+            found[name][3].append(rule.id)
+    return {name: rollup_of_query(q, t, p, tuple(rules)) for name, (q, t, p, rules) in found.items()}
 
 
 def rollups_needed(loaded, catalogue) -> list[tuple[Rollup, object]]:
-    """(rollup, rule) for the rule and every rule it refers to that is rolling."""
+    """(rollup, rule reading it) for the rule and every rule it refers to."""
+    every = catalogue_rollups(catalogue)
     out = []
     for item in [loaded, *(catalogue.get(r) for r in loaded.rule.references)]:
-        if item.rule.rolling and item.tables != ("series",):
-            out.append((rollup_for(item, catalogue), item.rule))
+        if item.tables == ("series",):
+            continue
+        if item.rule.rolling:
+            out.append((every[rollup_name(item.rule.query, item.rule.params)], item.rule))
+        out += [(every[rollup_name(path, {})], item.rule) for path in rollup_paths(item.template)]
     return out
 
 
@@ -250,7 +289,11 @@ def maintain_for(hook, loaded, catalogue, start: datetime, end: datetime, now: d
     its window, lead-in and baselines need."""
     from threshold_operators.engine.windows import history_needed
 
-    out = []
+    need: dict[str, tuple[Rollup, datetime]] = {}
     for rollup, rule in rollups_needed(loaded, catalogue):
-        out.append(maintain(hook, rollup, start - history_needed(rule), now))
-    return out
+        # a rolling rule reads its window and baselines; rollup() gives a query the 35 days before the end
+        since = start - history_needed(rule) if rule.rolling and rollup.query == rule.query \
+            else start - timedelta(days=ROLLUP_READ_DAYS)
+        if rollup.name not in need or since < need[rollup.name][1]:
+            need[rollup.name] = (rollup, since)
+    return [maintain(hook, rollup, since, now) for rollup, since in need.values()]

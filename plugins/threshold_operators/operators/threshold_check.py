@@ -5,8 +5,10 @@ through ``WarehouseHook`` (the Airflow connection ``storefence_warehouse`` by de
 warehouse the hook supports works.
 
 The window: by default the buckets that completed since the rule's last evaluation, up to the
-last complete hour of landed data (``engine.record.next_window``); ``window_start`` and
-``window_end`` (templated, ISO 8601) set it explicitly, e.g. for a backfill.
+last complete hour (a 5-minute rule: 5-minute slice) of landed data
+(``engine.record.next_window``); ``window_start`` and ``window_end`` (templated, ISO 8601) set
+it explicitly, e.g. for a backfill. A rolling rule's rollups (``engine.rollups``) first take in
+every slice the loads marked since, on the writing connection; the rule itself runs read-only.
 
 What the task does with the outcome:
 
@@ -73,6 +75,7 @@ class ThresholdCheckOperator(BaseOperator):
         from threshold_operators.engine.compile import compile_rule
         from threshold_operators.engine.evaluate import Evaluation, Outcome
         from threshold_operators.engine.gates import failing_tables
+        from threshold_operators.engine.rollups import maintain_for, rollups_needed
         from threshold_operators.engine.record import (
             landed_until,
             last_window_end,
@@ -107,6 +110,9 @@ class ThresholdCheckOperator(BaseOperator):
                 summary = self._summary(ev, rule) | judged
                 ti.xcom_push(key="evaluation", value=summary)
                 return summary
+            if rollups_needed(loaded, catalogue):  # a rolling rule: its rollups first take in what landed
+                for done in maintain_for(hook, loaded, catalogue, start, end, now):
+                    self.log.info("rollup %s", done.describe())
             ev = live_evaluation(hook, compile_rule(loaded, catalogue.get), start, end, now, gates)
             ev.detail = note if ev.detail is None else f"{note}; {ev.detail}"
             record(hook, ev, rule, run_id)

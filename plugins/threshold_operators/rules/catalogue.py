@@ -167,7 +167,7 @@ _CACHE: dict[tuple, Catalogue] = {}
 # The code whose behaviour a cached result depends on: a change to any of it invalidates the cache.
 _VALIDATING_CODE = ("rules/model.py", "rules/catalogue.py", "rules/sql_check.py", "rules/sql_template.py",
                     "engine/windows.py", "warehouse/schema.py", "located_yaml.py", "durations.py",
-                    "rules/sql_functions.py")
+                    "rules/sql_functions.py", "engine/rollups.py")
 
 
 def _signature(rdir: Path, sdir: Path) -> tuple:

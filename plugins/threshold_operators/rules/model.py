@@ -359,7 +359,9 @@ class Rule(_Strict):
                 raise ValueError(f"ratios: {', '.join(clash)} is both a ratio and a part of one")
         elif self.ratios:
             raise ValueError("ratios: only a rolling rule (window:) computes rates from its window's sums")
-        if self.every < self.grain_delta or self.every % self.grain_delta:
+        if self.every < SLICE or self.every % SLICE:
+            raise ValueError(f"every: {self.every} is not a whole number of 5-minute slices")
+        if self.grain == "5m" and self.every % self.grain_delta:
             raise ValueError(f"every: {self.every} is not a whole number of {self.grain} buckets")
         if self.grain == "hour" and self.every < timedelta(hours=1):
             raise ValueError("every: an hourly rule is evaluated at most hourly (grain: 5m or window: for more often)")

@@ -128,8 +128,9 @@ def check_query(rule: Rule, path: Path, template: str, dialects) -> tuple[tuple[
         problems = _rolling_shape_problems(rule, path, template)
         if problems:
             return (), problems
+    ctx = RenderContext(n_ranges=scan_range_count(rule), params=dict(rule.params))
     try:
-        sql = render(template, RenderContext(n_ranges=scan_range_count(rule), params=dict(rule.params)))
+        sql = render(template, ctx)
     except TemplateProblem as exc:
         m = re.match(r"line (\d+): (.*)", str(exc))
         if m:
@@ -138,6 +139,15 @@ def check_query(rule: Rule, path: Path, template: str, dialects) -> tuple[tuple[
         return (), [f"{path}:{_line_of(template, named.group(1)) if named else 1}: query: {exc}"]
     schema = _warehouse_schema()
     tables: set[str] = set()
+    rollups: set[str] = set()
+    for used in dict.fromkeys(ctx.rollups_used):
+        found, problem = _rollup_columns(used)
+        if problem:
+            return (), [f"{path}:{_line_of(template, used)}: query: {problem}"]
+        name, columns, read = found
+        schema = {**schema, name: columns}
+        rollups.add(name)
+        tables |= set(read)
     for dialect in dialects:
         try:
             statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
@@ -150,13 +160,13 @@ def check_query(rule: Rule, path: Path, template: str, dialects) -> tuple[tuple[
             problems.append(f"{path}:1: query: {len(statements)} statements; a metric query is one SELECT")
             continue
         stmt = statements[0]
-        found = statement_problems(stmt, schema)
+        found = statement_problems(stmt, schema, rollups)
         if found:
             problems.extend(f"{path}:{_line_of(template, needle) if needle else 1}: query: {msg}" for needle, msg in found)
             break
         ctes = {c.alias_or_name for c in stmt.find_all(exp.CTE)}
         tables |= {t.name for t in stmt.find_all(exp.Table) if t.name and t.name not in ctes
-                   and not isinstance(t.this, exp.Func)}
+                   and t.name not in rollups and not isinstance(t.this, exp.Func)}
         try:
             qualified = qualify(stmt.copy(), schema=schema, dialect=dialect, validate_qualify_columns=True,
                                 quote_identifiers=False, identify=False)
@@ -179,6 +189,27 @@ def check_query(rule: Rule, path: Path, template: str, dialects) -> tuple[tuple[
     if rule.rolling and not problems:
         problems += _event_field_problems(path, template, tables)
     return tuple(sorted(tables)), _merge_dialects(problems)
+
+
+def _rollup_columns(path: str):
+    """((rollup table, its columns and types, the tables its query reads), problem) of a query named by
+    ``rollup()``: it must be a slice query (slice(), in_window(), no params) of the SQL folder."""
+    from threshold_operators.engine.rollups import query_columns, read_query
+    from threshold_operators.rules.sql_template import rollup_table
+
+    try:
+        template = read_query(path)
+    except (OSError, FileNotFoundError) as exc:
+        return None, str(exc)
+    if "slice(" not in template or "in_window(" not in template or "param(" in template:
+        return None, (f"rollup({path!r}): not a slice query (a rolling rule's kind: slice(), in_window(), no "
+                      f"params)")
+    try:
+        keys, metrics, read = query_columns(template)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is a problem of that query
+        return None, f"rollup({path!r}): {type(exc).__name__}: {str(exc).splitlines()[0]}"
+    columns = {**{k: "VARCHAR" for k in keys}, "bucket": "TIMESTAMPTZ", **{m: "DOUBLE" for m in metrics}}
+    return (rollup_table(path), columns, read), None
 
 
 # What a rolling rule's query may not use: it is computed slice by slice into a rollup, for any

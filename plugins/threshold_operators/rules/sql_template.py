@@ -17,6 +17,10 @@ Helpers available in a template:
 - ``{{ slice('o.created_at') }}``: the 5-minute slice of a rolling rule's metric (``window:``);
   such a query returns additive metrics (counts, sums) per slice, which the engine keeps in a
   rollup and sums over the window.
+- ``{{ rollup('sales/orders_by_sku_slice.sql') }}``: the 5-minute slices of another query (one a
+  rolling rule would read), from its rollup, as a subquery: every slice of the 35 days before
+  the window's end. A current-state rule (stock now) reads its sales rate from it instead of
+  scanning order lines every 5 minutes.
 - ``{{ last_bucket }}``: the last bucket the cycle evaluates (the window's end minus the grain):
   the bucket of a current-state metric (stock now).
 - ``{{ local_day('o.created_at', 's.timezone') }}``: the bucket of a daily metric: the start of
@@ -44,8 +48,25 @@ PARAM_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 MAX_SQL_CHARS = 200_000  # a rendered metric query is a few kB; more is a template expanding itself
 
 
+ROLLUP_PATH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*\.sql$")
+ROLLUP_READ_DAYS = 35  # what rollup() gives a query: the slices of the 35 days before the window's end
+
+
 class TemplateProblem(ValueError):
     pass
+
+
+def rollup_table(path: str, params: dict | None = None) -> str:
+    """``rollup_<query path as an identifier>`` (and a hash of the params when a rule has some)."""
+    import hashlib
+
+    stem = re.sub(r"[^a-z0-9_]", "_", path.lower().removesuffix(".sql"))
+    name = f"rollup_{stem}"
+    if params:
+        name += "_" + hashlib.sha256(repr(sorted(params.items())).encode()).hexdigest()[:8]
+    if len(name) > 63:
+        name = name[:54] + "_" + hashlib.sha256(name.encode()).hexdigest()[:8]
+    return name
 
 
 def _column(helper: str, value) -> str:
@@ -63,6 +84,8 @@ class RenderContext:
     params: dict = field(default_factory=dict)
     used_params: set[str] = field(default_factory=set)
     windowed: bool = False
+    rollups_used: list[str] = field(default_factory=list)
+    rollup_sql: object = None  # path -> SQL of the subquery (None: the rollup table, see ``rollup``)
 
     def in_window(self, column: str) -> str:
         column = _column("in_window", column)
@@ -70,6 +93,18 @@ class RenderContext:
         p = self.prefix
         parts = [f"({column} >= :{p}scan_{i}_start AND {column} < :{p}scan_{i}_end)" for i in range(self.n_ranges)]
         return "(" + " OR ".join(parts) + ")"
+
+    def rollup(self, path: str) -> str:
+        if not isinstance(path, str) or not ROLLUP_PATH.match(path) or ".." in path.split("/"):
+            raise TemplateProblem(f"rollup({path!r}): the argument is a query path inside the SQL folder, such as "
+                                  f"'sales/orders_by_sku_slice.sql'")
+        self.rollups_used.append(path)
+        if self.rollup_sql is not None:
+            return self.rollup_sql(path)
+        table = rollup_table(path)
+        p = self.prefix
+        return (f"(SELECT * FROM {table} WHERE bucket >= CAST(:{p}window_end AS TIMESTAMPTZ) - INTERVAL "
+                f"'{ROLLUP_READ_DAYS} days' AND bucket < CAST(:{p}window_end AS TIMESTAMPTZ))")
 
     def param(self, name: str) -> str:
         if not isinstance(name, str) or not PARAM_NAME.match(name):
@@ -175,6 +210,7 @@ def render(template_text: str, ctx: RenderContext) -> str:
             param=_Helper(ctx.param),
             hour=_Helper(_hour),
             slice=_Helper(_slice),
+            rollup=_Helper(ctx.rollup),
             local_day=_Helper(_local_day),
             window_start=f":{ctx.prefix}window_start",
             window_end=f":{ctx.prefix}window_end",
