@@ -15,6 +15,7 @@ from threshold_operators.engine.record import live_evaluation, previous_states, 
 from threshold_operators.rules.catalogue import load_catalogue
 
 RULE = "inventory.stock_cover"
+LAST = H - timedelta(minutes=5)  # the rule's grain is 5 minutes: a cycle's bucket is its last 5 minutes
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +42,14 @@ def test_a_replenished_sku_resolves_in_the_next_cycle_and_only_once(catalogue, w
     replenish(warehouse, T0 + 2 * H + timedelta(minutes=30), 600)  # 50 days of cover from 19:30
     got = [_states(_cycle(warehouse, catalogue, k)) for k in range(5)]
     assert got == [
-        [(LOW, T0, "firing", "yellow")],  # 60 units, 12 a day: 5 days
-        [(LOW, T0 + H, "firing", "yellow")],
-        [(LOW, T0 + 2 * H, "resolved", None)],  # no longer returned by the query: recovered
+        [(LOW, T0 + LAST, "firing", "yellow")],  # 60 units, 12 a day: 5 days
+        [(LOW, T0 + H + LAST, "firing", "yellow")],
+        [(LOW, T0 + 2 * H + LAST, "resolved", None)],  # no longer returned by the query: recovered
         [],  # and nothing more: resolved once
         [],
     ]
     breaches, resolved = window_results(warehouse, catalogue.get(RULE).rule, T0 + 3 * H)
-    assert breaches == [] and resolved == {LOW: (T0 + 2 * H).isoformat()}
+    assert breaches == [] and resolved == {LOW: (T0 + 2 * H + LAST).isoformat()}
     assert OK not in previous_states(warehouse, catalogue.get(RULE).rule, T0 + 10 * H)
 
 
@@ -57,7 +58,7 @@ def test_a_retried_cycle_gives_the_same_answer(catalogue, warehouse):
     replenish(warehouse, T0 + H + timedelta(minutes=30), 600)
     _cycle(warehouse, catalogue, 0)
     first = _states(_cycle(warehouse, catalogue, 1))
-    assert first == [(LOW, T0 + H, "resolved", None)]
+    assert first == [(LOW, T0 + H + LAST, "resolved", None)]
     assert _states(_cycle(warehouse, catalogue, 1)) == first  # its own rows are not its prior
 
 
@@ -72,7 +73,7 @@ def test_a_cycle_under_a_failing_data_gate_resolves_nothing(catalogue, warehouse
     fail_gate(warehouse, "order_items", T0 + 3 * H)  # the next extract fails too
     assert _states(_cycle(warehouse, catalogue, 2)) == []
     extract_ran(warehouse, "order_items", T0 + 4 * H)  # then one passes its gates
-    assert _states(_cycle(warehouse, catalogue, 3)) == [(LOW, T0 + 3 * H, "resolved", None)]
+    assert _states(_cycle(warehouse, catalogue, 3)) == [(LOW, T0 + 3 * H + LAST, "resolved", None)]
 
 
 def test_held_between_recover_and_breach_stays_firing_then_resolves(catalogue, warehouse):
@@ -81,8 +82,8 @@ def test_held_between_recover_and_breach_stays_firing_then_resolves(catalogue, w
     replenish(warehouse, T0 + 3 * H + timedelta(minutes=30), 300)  # 25 days: recovered
     got = [_states(_cycle(warehouse, catalogue, k)) for k in range(4)]
     assert got == [
-        [(LOW, T0, "firing", "yellow")],
-        [(LOW, T0 + H, "firing", "yellow")],  # held: the recovery hold (hold_for 48h) keeps it firing
-        [(LOW, T0 + 2 * H, "firing", "yellow")],
-        [(LOW, T0 + 3 * H, "resolved", None)],
+        [(LOW, T0 + LAST, "firing", "yellow")],
+        [(LOW, T0 + H + LAST, "firing", "yellow")],  # held: the recovery hold (hold_for 48h) keeps it firing
+        [(LOW, T0 + 2 * H + LAST, "firing", "yellow")],
+        [(LOW, T0 + 3 * H + LAST, "resolved", None)],
     ]

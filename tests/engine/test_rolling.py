@@ -75,7 +75,7 @@ def test_rollup_equals_the_raw_query_and_cycles_equal_one_evaluation(catalogue, 
     done = _maintain(warehouse, catalogue, "sales.rolling_count", T0)
     assert done[0].rebuilt and done[0].rows > 0
     start, end = T0, T0 + 3 * H
-    rolled = compile_rule(loaded, catalogue.get)
+    rolled = compile_rule(loaded, catalogue.get, source="rollup")
     raw = compile_rule(loaded, catalogue.get, source="query")
     assert "rollup_sales_orders_by_sku_slice" in rolled.sql and "rollup_" not in raw.sql
     once = _walk(evaluate(rolled, warehouse_query(warehouse), start, end, now=end))
@@ -90,7 +90,7 @@ def test_rollup_equals_the_raw_query_and_cycles_equal_one_evaluation(catalogue, 
 def test_late_and_updated_rows_reach_the_rollup(catalogue, warehouse):
     _load(warehouse, _items(_spread(T0, [1] * 12)))
     loaded = catalogue.get("sales.rolling_count")
-    compiled = compile_rule(loaded, catalogue.get)
+    compiled = compile_rule(loaded, catalogue.get, source="rollup")
     _maintain(warehouse, catalogue, "sales.rolling_count", T0)
     start, end = T0 + 30 * M5 / 5, T0 + H
     assert [r for r in _walk(evaluate(compiled, warehouse_query(warehouse), start, end, now=end))] == []
@@ -118,7 +118,7 @@ def test_rollup_extends_backwards_for_an_older_window(catalogue, warehouse):
     older = maintain_for(warehouse, catalogue.get("sales.rolling_count"), catalogue, T0 - 24 * H, T0 - 23 * H, NOW)
     assert older[0].extended_to is not None and not older[0].rebuilt
     loaded = catalogue.get("sales.rolling_count")
-    rolled, raw = compile_rule(loaded, catalogue.get), compile_rule(loaded, catalogue.get, source="query")
+    rolled, raw = compile_rule(loaded, catalogue.get, source="rollup"), compile_rule(loaded, catalogue.get, source="query")
     a, b = T0 - 24 * H, T0 - 22 * H
     assert _walk(evaluate(rolled, warehouse_query(warehouse), a, b, now=b)) == \
         _walk(evaluate(raw, warehouse_query(warehouse), a, b, now=b)) != []
@@ -132,7 +132,7 @@ def test_same_hour_baseline_poisson_tail_and_for_as_a_duration(catalogue, wareho
     _maintain(warehouse, catalogue, "sales.rolling_tail", T0)
     loaded = catalogue.get("sales.rolling_tail")
     assert loaded.rule.for_ == 2  # for: 10m of 5-minute buckets
-    compiled = compile_rule(loaded, catalogue.get)
+    compiled = compile_rule(loaded, catalogue.get, source="rollup")
     start, end = T0 + H, T0 + 2 * H
     once = evaluate(compiled, warehouse_query(warehouse), start, end, now=end)
     states = [(r.bucket, str(r.state)) for r in once.results]
@@ -153,7 +153,7 @@ def test_trailing_baseline_of_a_rolling_rule(catalogue, warehouse):
     _maintain(warehouse, catalogue, "sales.rolling_trailing", T0)
     loaded = catalogue.get("sales.rolling_trailing")
     start, end = T0 + 2 * H, T0 + 2 * H + 30 * timedelta(minutes=1)
-    ev = evaluate(compile_rule(loaded, catalogue.get), warehouse_query(warehouse), start, end, now=end)
+    ev = evaluate(compile_rule(loaded, catalogue.get, source="rollup"), warehouse_query(warehouse), start, end, now=end)
     last = max(ev.results, key=lambda r: r.bucket)
     # 18 orders in the last 30 minutes against 24 in the 2 hours before, scaled to 30 minutes: 6
     assert (float(last.row["orders"]), float(last.row["base_0"]), str(last.state)) == (18.0, 6.0, "firing")

@@ -355,10 +355,12 @@ def _slices_of(loaded, source: str = "rollup") -> str | None:
     return rollup_table(loaded.rule.query, loaded.rule.params)
 
 
-def compile_rule(loaded, lookup, source: str = "rollup") -> CompiledRule:
+def compile_rule(loaded, lookup, source: str = "query") -> CompiledRule:
     """``loaded``: a catalogue entry (rule + template); ``lookup(rule_id)`` finds referenced rules.
-    ``source``: a rolling rule reads its rollup (``"rollup"``, what a cycle does) or its metric
-    query over the raw facts of the scan ranges (``"query"``: the reference the rollup must equal)."""
+    ``source``: where rolling rules and ``rollup()`` read their 5-minute slices: the metric query
+    over the raw facts of the scan ranges (``"query"``: exact and read-only, for the analysis tools
+    and replays), or the rollups (``"rollup"``: what a live cycle does, after ``engine.rollups``
+    has maintained them; the same answer, without reading raw history)."""
     b = _Builder(loaded.rule, loaded.template, "", lookup, _slices_of(loaded, source), source)
     final = b.build()
     sql = "WITH " + ",\n".join(f"{name} AS (\n{body}\n)" for name, body in b.ctes) + f"\nSELECT * FROM {final}"

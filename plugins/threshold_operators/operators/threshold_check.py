@@ -113,7 +113,7 @@ class ThresholdCheckOperator(BaseOperator):
             if rollups_needed(loaded, catalogue):  # a rolling rule: its rollups first take in what landed
                 for done in maintain_for(hook, loaded, catalogue, start, end, now):
                     self.log.info("rollup %s", done.describe())
-            ev = live_evaluation(hook, compile_rule(loaded, catalogue.get), start, end, now, gates)
+            ev = live_evaluation(hook, compile_rule(loaded, catalogue.get, source="rollup"), start, end, now, gates)
             ev.detail = note if ev.detail is None else f"{note}; {ev.detail}"
             record(hook, ev, rule, run_id)
         except Exception as exc:  # one place decides: retry or fail now
