@@ -1,20 +1,20 @@
--- Complaints and returns per production batch and shop-local day. Complaints carry their batch;
--- a return is counted against the SKU's current batch.
+-- Complaints and quality returns per production batch and 5-minute slice. Complaints carry their
+-- batch; a return (quality, damaged, not as described) is counted against the SKU's batch when
+-- the slice is computed (the rollup keeps that attribution). Additive: finance.complaint_spike
+-- sums them over its rolling window.
 WITH complained AS (
-    SELECT c.shop_id, c.batch_id, {{ local_day('c.created_at', 's.timezone') }} AS bucket, COUNT(*) AS complaints
+    SELECT c.shop_id, c.batch_id, {{ slice('c.created_at') }} AS bucket, COUNT(*) AS complaints
     FROM complaints c
-    JOIN shops s ON s.shop_id = c.shop_id
     WHERE {{ in_window('c.created_at') }}
-    GROUP BY c.shop_id, c.batch_id, {{ local_day('c.created_at', 's.timezone') }}
+    GROUP BY c.shop_id, c.batch_id, {{ slice('c.created_at') }}
 ),
 returned AS (
-    SELECT r.shop_id, p.batch_id, {{ local_day('r.requested_at', 's.timezone') }} AS bucket, COUNT(*) AS returns
+    SELECT r.shop_id, p.batch_id, {{ slice('r.requested_at') }} AS bucket, COUNT(*) AS returns
     FROM refunds r
     JOIN products p ON p.shop_id = r.shop_id AND p.sku = r.sku
-    JOIN shops s ON s.shop_id = r.shop_id
     WHERE {{ in_window('r.requested_at') }}
       AND r.reason IN ('quality', 'damaged', 'not_as_described')
-    GROUP BY r.shop_id, p.batch_id, {{ local_day('r.requested_at', 's.timezone') }}
+    GROUP BY r.shop_id, p.batch_id, {{ slice('r.requested_at') }}
 )
 SELECT COALESCE(c.shop_id, r.shop_id) AS shop_id,
        COALESCE(c.batch_id, r.batch_id) AS batch_id,
