@@ -58,6 +58,7 @@ def main() -> int:
     from rule_variants import _warehouse, _weeks
 
     from threshold_operators.analysis.backtest import backtest
+    from threshold_operators.durations import format_duration
     from threshold_operators.engine.evaluate import warehouse_query
     from threshold_operators.rules.catalogue import load_catalogue
 
@@ -79,7 +80,8 @@ def main() -> int:
             paging += sum(e.severity in ("yellow", "red") for e in eps)
             blue += sum(e.severity == "blue" for e in eps)
         closest = _closest(catalogue, hook, rid, weeks)
-        shape = f"{rule.window} every {rule.every}" if rule.rolling else f"{rule.grain} every {rule.every}"
+        every = format_duration(rule.every)
+        shape = f"{format_duration(rule.window)} every {every}" if rule.rolling else f"{rule.grain} every {every}"
         out["rules"][rid] = {"shape": shape, "paging_per_week": round(paging / len(weeks), 3),
                              "blue_per_week": round(blue / len(weeks), 2), "closest": closest}
         print(f"| `{rid}` | {shape} | {paging / len(weeks):.2f} | {blue / len(weeks):.1f} | "
