@@ -161,7 +161,7 @@ def simulate(
     clocks = [clock_by_tz[tz] for tz in catalogue.timezones]
     shop_base = spec.orders_per_day * np.concatenate([[1.0], rng.uniform(0.7, 1.3, spec.shops - 1)])
     lam = expected_orders(rng, window, clocks, shop_base)
-    placed = place(incident_specs, window, catalogue)
+    placed = place(incident_specs, window, catalogue, shop_base)
     effects = compile_effects(placed, window, catalogue)
     described = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(spec).items()}
     if isinstance(spec.incidents, list):
