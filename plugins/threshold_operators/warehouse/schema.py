@@ -460,13 +460,16 @@ def render_markdown() -> str:
             lines += ["# The pack's own tables", "",
                       "What extraction did and refused, and what rule evaluation found. Simulations and summaries leave them alone.", ""]
         updated = table.info["updated_field"]
+        event = table.info.get("event_field")
         key = ", ".join(c.name for c in table.primary_key.columns)
+        sliced = f" Rollup slices of: `{event}`." if event and table in TABLES and table.name not in ("shops", "products") \
+            else ""
         lines += [
             f"## `{table.name}`",
             "",
             table.comment,
             "",
-            f"Key: `{key}`. Changes tracked by: {f'`{updated}`' if updated else 'none (read whole)'}.",
+            f"Key: `{key}`. Changes tracked by: {f'`{updated}`' if updated else 'none (read whole)'}.{sliced}",
             "",
             "| column | type | unit | key | null | meaning |",
             "|---|---|---|---|---|---|",
@@ -478,6 +481,12 @@ def render_markdown() -> str:
                 f"| {'yes' if c.nullable else ''} | {c.comment} |"
             )
         lines.append("")
+    from threshold_operators.warehouse.rollup_tables import BOOKKEEPING_DOC
+
+    lines += ["# The rollups' bookkeeping", "",
+              "Rolling rules read rollups (`rollup_<query path>`: a slice query's rows per entity and 5-minute",
+              "slice, created and maintained by the engine: docs/rules.md, Rolling windows). Two tables keep",
+              "them exact; created with the schema.", "", BOOKKEEPING_DOC.replace("### ", "## ")]
     return "\n".join(lines)
 
 
