@@ -228,18 +228,24 @@ class _Builder:
                 f"AND h.bucket <= c.bucket - CAST({hi} AS INTERVAL) GROUP BY {self.keys('c')}, c.bucket")
 
     def reference(self, j: int, cond: Condition) -> tuple[str, tuple[str, ...]]:
-        loaded = self.lookup(cond.rule)
-        sub_prefix = f"r{j}_"
-        sub = _Builder(loaded.rule, loaded.template, self.p + sub_prefix, self.lookup,
-                       _slices_of(loaded, self.source), self.source)
-        final = sub.build()
-        self.ctes.extend(sub.ctes)
-        self.tables_read |= sub.tables_read
-        self.referenced[sub_prefix] = CompiledRule(loaded.rule, "", sub.params, sub.referenced,
-                                                   inline=tuple(sub.inline))
-        keys = loaded.rule.keys
+        """The buckets at which the referenced rule (or any of a list of them) breaches, per entity."""
+        finals, keys = [], ()
+        for k, target in enumerate(cond.rules):
+            loaded = self.lookup(target)
+            sub_prefix = f"r{j}_" if k == 0 else f"r{j}x{k}_"
+            sub = _Builder(loaded.rule, loaded.template, self.p + sub_prefix, self.lookup,
+                           _slices_of(loaded, self.source), self.source)
+            finals.append(sub.build())
+            self.ctes.extend(sub.ctes)
+            self.tables_read |= sub.tables_read
+            self.referenced[sub_prefix] = CompiledRule(loaded.rule, "", sub.params, sub.referenced,
+                                                       inline=tuple(sub.inline))
+            keys = loaded.rule.keys  # the catalogue checks that every rule of a list has the same entity
         cols = ", ".join(f"f.{q(k)}" for k in keys)
-        name = self.cte(f"ref{j}", f"SELECT {cols}, f.bucket, MAX(f.level) AS level FROM {final} f "
+        union = " UNION ALL ".join(f"SELECT {', '.join(q(k) for k in keys)}, bucket, level FROM {f} WHERE level > 0"
+                                   for f in finals)
+        source = finals[0] if len(finals) == 1 else f"({union})"
+        name = self.cte(f"ref{j}", f"SELECT {cols}, f.bucket, MAX(f.level) AS level FROM {source} f "
                                    f"WHERE f.level > 0 GROUP BY {cols}, f.bucket")
         return name, keys
 

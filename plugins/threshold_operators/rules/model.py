@@ -114,7 +114,8 @@ class Condition(_Strict):
     or another rule breaching for the same entity (``rule:``, compound rules)."""
 
     metric: str | None = Field(None, description="a column of the rule's metric query")
-    rule: str | None = Field(None, description="id of another rule that must breach for the same entity and bucket")
+    rule: str | list[str] | None = Field(None, description="id of another rule that must breach for the same entity "
+                                                           "and bucket (a list: any of them)")
     baseline: Baseline | None = None
     compare: Literal["value", "ratio", "pct_change", "delta", "poisson_z", "poisson_tail"] = Field(
         "value", description="value: the metric itself; ratio: value / baseline; pct_change: "
@@ -132,6 +133,23 @@ class Condition(_Strict):
     @classmethod
     def _metric_name(cls, v):
         return v if v is None else _identifier(v)
+
+    @field_validator("rule")
+    @classmethod
+    def _rule_ids(cls, v):
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("give at least one rule id")
+            if len(set(v)) != len(v):
+                raise ValueError(f"a rule is named twice: {v}")
+            if len(v) == 1:
+                return v[0]
+        return v
+
+    @property
+    def rules(self) -> list[str]:
+        """The referenced rule ids ([] for a metric condition)."""
+        return [] if self.rule is None else [self.rule] if isinstance(self.rule, str) else list(self.rule)
 
     @field_validator("above", "below")
     @classmethod
@@ -410,7 +428,7 @@ class Rule(_Strict):
 
     @property
     def references(self) -> list[str]:
-        return [c.rule for c in self.conditions if c.rule]
+        return [r for c in self.conditions for r in c.rules]
 
     @property
     def fires_on(self) -> Literal["low", "high"]:
