@@ -219,7 +219,8 @@ def who_got_what(store, routing, inbox) -> str:
 
 
 def incident_replay(warehouse, labels: dict) -> str:
-    """Each incident's expected rules, evaluated over its window as the hourly cycles would."""
+    """Each incident's expected rules, evaluated over its window as their live cycles would (hourly, or
+    every 5 minutes for rolling and 5-minute rules)."""
     from threshold_operators.engine.compile import compile_rule
     from threshold_operators.engine.evaluate import evaluate, warehouse_query
     from threshold_operators.rules.catalogue import load_catalogue
@@ -239,7 +240,7 @@ def incident_replay(warehouse, labels: dict) -> str:
             t, stop = start.replace(minute=0, second=0), end + (timedelta(days=1, hours=1) if loaded.rule.grain == "day" else 2 * hour)
             if inc["id"] == "warehouse_tracking_stall":
                 t = end - 6 * hour
-            step = hour if loaded.current_state else stop - t
+            step = loaded.rule.every if loaded.current_state else stop - t
             firing, prior = [], {}
             while t < stop:
                 ev = evaluate(compiled, query, t, min(t + step, stop), now=t + step, prior=prior)
@@ -253,8 +254,9 @@ def incident_replay(warehouse, labels: dict) -> str:
             first = min(hits, key=lambda r: r.bucket)
             worst = max(hits, key=lambda r: ("blue", "yellow", "red").index(r.severity)).severity
             after = (first.bucket + loaded.rule.grain_delta - start) / hour
+            when = f"{after * 60:+.0f} min" if abs(after) < 2 else f"{after:+.1f} h"
             lines.append(f"{inc['id']:<26} {rule_id:<31} {first.entity_key.split('/', 1)[-1][:28]:<28} {worst:<8} "
-                         f"{first.bucket:%m-%d %H:%M} UTC bucket, complete {after:+.1f} h after the start")
+                         f"{first.bucket:%m-%d %H:%M} UTC bucket, complete {when} after the start")
     warehouse.engine.dispose()
     return "\n".join(lines)
 
