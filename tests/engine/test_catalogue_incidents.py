@@ -6,7 +6,8 @@ weeks, weekends included, must stay quiet (nothing yellow or red from a live rul
 rule must fire in the same cycle as the spike it combines.
 
 Window rules are evaluated in one window over the incident (the engine gives the same answer as
-hourly cycles: test_engine_sql.py proves it); current-state rules (stock, parcels) hour by hour.
+their live cycles: test_engine_sql.py and test_rolling.py prove it); current-state rules (stock,
+parcels) cycle by cycle at their cadence (every 5 minutes or every hour).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ EXPECTED_SEVERITY = {
     ("formula_spike_low_stock", "inventory.stock_cover"): "red",
     ("formula_spike_low_stock", "compound.spike_low_stock"): "red",
     ("influencer_fresh_food", "sales.order_spike"): "red",
+    ("small_sku_surge", "sales.order_spike_sustained"): "yellow",
+    ("small_sku_surge", "compound.spike_low_stock"): "red",
     ("clothing_batch_quality", "finance.complaint_spike"): "red",
     ("payment_gateway_degraded", "finance.payment_failure"): "yellow",
     ("paid_channel_quality", "traffic.paid_cost_quality"): "yellow",
@@ -74,10 +77,10 @@ def _evaluate(catalogue, hook, rule_id, start, end, step=None):
     query = warehouse_query(hook)
     if not loaded.current_state:
         return evaluate(compiled, query, start, end, now=end).results
-    results, t = [], start
+    results, t, every = [], start, loaded.rule.every  # a current state: one cycle of the rule's cadence
     while t < end:
-        results += evaluate(compiled, query, t, t + H, now=t + H).results
-        t += step or H
+        results += evaluate(compiled, query, t, t + every, now=t + every).results
+        t += step or every
     return results
 
 
@@ -121,10 +124,11 @@ def test_compound_fires_in_the_same_cycle_as_the_spike(catalogue, incident_shop)
     query = warehouse_query(hook)
     compiled = {rid: compile_rule(catalogue.get(rid), catalogue.get)
                 for rid in ("sales.order_spike", "compound.spike_low_stock")}
-    for k in range(8):  # live: one cycle an hour
-        t = start + k * H
+    m5 = timedelta(minutes=5)
+    for k in range(8 * 12):  # live: one cycle every 5 minutes
+        t = start + k * m5
         for rid, c in compiled.items():
-            for r in evaluate(c, query, t, t + H, now=t + H).firing:
+            for r in evaluate(c, query, t, t + m5, now=t + m5).firing:
                 first[rid].setdefault(r.entity_key, t)
     assert first["compound.spike_low_stock"], "the double alert never fired"
     for entity, cycle in first["compound.spike_low_stock"].items():
