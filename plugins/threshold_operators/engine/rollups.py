@@ -257,6 +257,8 @@ def maintain(hook, rollup: Rollup, need_from: datetime, now: datetime) -> Mainte
                     done.extended_to, built_from = need_from, need_from
         seen_seq = None if state is None else state["through_seq"]
         done.ranges, done.through_seq = ranges, max_seq
+        if not done.rebuilt and not ranges and seen_seq == max_seq:
+            return done  # nothing landed since: no write at all
         # 2. the query's rows for those slices (read-only connection)
         data = _read(hook, rollup, ranges) if ranges else None
         done.rows = data.num_rows if data is not None else 0
