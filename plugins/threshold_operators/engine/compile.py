@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
+from pathlib import Path
 
 from threshold_operators.engine.windows import baseline_offsets, history_offsets, plan_cycle, scan_range_count
 from threshold_operators.rules.model import IDENTIFIER, SEVERITIES, Condition, Rule
@@ -383,9 +384,49 @@ def compile_rule(loaded, lookup, source: str = "query") -> CompiledRule:
 SCRATCH_TABLES = frozenset({"series"})
 
 
+# The code a statement's verdict depends on: a change to any of it invalidates the cached verdicts.
+_CHECKING_CODE = ("rules/sql_check.py", "rules/sql_functions.py", "warehouse/schema.py", "engine/compile.py")
+
+
+@lru_cache(maxsize=1)
+def _checking_signature() -> str:
+    import hashlib
+
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for name in _CHECKING_CODE:
+        digest.update((package / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 @lru_cache(maxsize=256)
 def statement_problems_of(sql: str, scratch_tables: tuple[str, ...] = ()) -> tuple[str, ...]:
-    """Why a compiled statement may not run, in either warehouse dialect (empty: it may)."""
+    """Why a compiled statement may not run, in either warehouse dialect (empty: it may).
+
+    Parsing a compound rule's statement in both dialects takes seconds, and every check task is a
+    process of its own: a statement found fit is remembered on disk, in the catalogue's cache
+    (``$AIRFLOW_HOME/storefence-cache/statements/``), under the hash of its text, the tables it may
+    read and the checking code. Only a pass is remembered; a refusal is checked again every time."""
+    import hashlib
+
+    from threshold_operators.rules.catalogue import _cache_dir
+
+    folder = _cache_dir()
+    key = hashlib.sha256("\0".join([sql, *scratch_tables, _checking_signature()]).encode()).hexdigest()
+    mark = folder / "statements" / f"{key}.ok" if folder is not None else None
+    if mark is not None and mark.is_file():
+        return ()
+    problems = _statement_problems(sql, scratch_tables)
+    if not problems and mark is not None:
+        try:
+            mark.parent.mkdir(parents=True, exist_ok=True)
+            mark.touch()
+        except OSError:
+            pass  # a read-only home: checked every time
+    return problems
+
+
+def _statement_problems(sql: str, scratch_tables: tuple[str, ...]) -> tuple[str, ...]:
     import sqlglot
     from sqlglot.errors import ParseError
 
