@@ -42,8 +42,8 @@ EXPECTED_SEVERITY = {
     ("warehouse_tracking_stall", "customer.logistics_stale"): "red",
 }
 
-# Two incident-free weeks, Monday to Monday: one with a year of history behind it (so the
-# year-over-year rule is evaluated), one in early summer.
+# Two incident-free weeks, Monday to Monday: one with a year of history behind it (the paid-channel
+# rule compares year over year), one in early summer (it falls back to the previous 4 weeks).
 QUIET_WEEKS = [datetime.fromisoformat("2026-09-14T00:00:00+00:00"), datetime.fromisoformat("2026-07-06T00:00:00+00:00")]
 
 
