@@ -248,3 +248,21 @@ def test_a_promotion_that_sells_a_third_of_its_plan_is_an_order_drop(catalogue, 
     assert {r.entity_key for r in firing} == {"shop_id=shop-01"}
     assert min(r.bucket for r in firing) == t + 2 * H  # for: 3
     assert not _firing(catalogue, hook, "sales.order_drop", t, t + 6 * H, plans=False)
+
+
+def test_evaluate_labels_still_counts_alerts_in_planned_events_apart(catalogue, plan_shop):
+    """`storefence evaluate --labels` (analysis.scoring): the incident over its plan is caught; what
+    is left in the planned events is counted apart, never as false alerts; without plans the
+    Singles' Day alerts land there."""
+    from threshold_operators.analysis.backtest import backtest
+    from threshold_operators.analysis.scoring import score
+
+    hook, labels = plan_shop
+    start, end = datetime(2025, 11, 9, tzinfo=UTC), END
+    query = warehouse_query(hook)
+    loaded = catalogue.get("sales.order_spike")
+    planned = score(loaded.rule, backtest(loaded, catalogue.get, query, start, end).episodes, labels, start, end)
+    assert planned.caught == ["over_plan"] and planned.false_alerts == 0 and planned.planned == 0
+    unplanned = score(loaded.rule, backtest(_without_plans(loaded), catalogue.get, query, start, end).episodes,
+                      labels, start, end)
+    assert unplanned.caught == ["over_plan"] and unplanned.false_alerts == 0 and unplanned.planned >= 5
