@@ -85,9 +85,29 @@ def seed_history(source_path: Path, warehouse, cutoff) -> int:
                 for batch in reader:
                     loader.append(table, pa.Table.from_batches([batch]))
                     rows += batch.num_rows
+        rows += copy_planned_events(src, warehouse)
     finally:
         src.close()
     return rows
+
+
+def copy_planned_events(src, warehouse) -> int:
+    """The platform's planned events (the simulator's promotions, with the uplift it planned) into the
+    warehouse's ``planned_events``, each source replacing its own rows: in the demo the shop's planning
+    system is the platform."""
+    from threshold_operators.warehouse.planned_events import replace_planned_events
+
+    if not src.sql("SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'planned_events'").fetchone()[0]:
+        return 0
+    cur = src.execute("SELECT * FROM planned_events")
+    names = [d[0] for d in cur.description]
+    by_source: dict[str, list[dict]] = {}
+    for values in cur.fetchall():
+        row = dict(zip(names, values, strict=True))
+        by_source.setdefault(row["source"], []).append(row)
+    written = sum(replace_planned_events(warehouse.engine, source, rows) for source, rows in by_source.items())
+    warehouse.engine.dispose()
+    return written
 
 
 def run_extracts(dags_folder: Path, log) -> dict[str, str]:
@@ -312,6 +332,16 @@ def run_demo(conn_id: str, end, dags_folder: Path, home: Path, say=print) -> int
     cutoff = result.window_end - CATCH_UP
     say(f"2/7 Initial load: the history up to {cutoff:%Y-%m-%d %H:%M} UTC into {warehouse.describe()}")
     say(f"    {seed_history(source, warehouse, cutoff):,} rows")
+    from datetime import UTC, datetime
+
+    from threshold_operators.rules.catalogue import rules_dir
+    from threshold_operators.warehouse.planned_events import load_plans_file
+
+    planned = len(result.labels.get("planned_events") or [])
+    loaded = load_plans_file(warehouse.engine, rules_dir() / "plans.yaml", datetime.now(UTC))
+    warehouse.engine.dispose()
+    say(f"    planned events: the simulator's {planned} promotion(s) (its planning system) and {loaded} row(s) of "
+        f"include/rules/plans.yaml, into planned_events (`storefence plans list`)")
     log_path = home / "storefence-demo.log"
     with open(log_path, "w", encoding="utf-8") as log:
         with ShopApiServer(source) as api:
@@ -329,8 +359,6 @@ def run_demo(conn_id: str, end, dags_folder: Path, home: Path, say=print) -> int
         labels = yaml.safe_load(labels_path.read_text(encoding="utf-8"))
         say(render(table_stats(warehouse), labels, warehouse.describe()))
         say("")
-        from datetime import UTC, datetime
-
         from threshold_operators.alerting.local_inbox import LocalInbox
         from threshold_operators.alerting.routing import load_routing
         from threshold_operators.alerting.store import DEFAULT_FILE, StateStore

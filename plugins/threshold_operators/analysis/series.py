@@ -131,6 +131,11 @@ class SeriesWarehouse:
             raw.execute("CREATE TABLE series AS SELECT * FROM series_arrow")
             raw.unregister("series_arrow")
             con.commit()
+        # A series has no planned events: the compiled rule's plan join finds nothing (factor 1).
+        from threshold_operators.warehouse.schema import planned_events, products
+
+        for t in (planned_events, products):
+            t.create(self.engine, checkfirst=True)
 
     def query(self, sql: str, params: dict) -> list[dict]:
         from sqlalchemy import text

@@ -192,7 +192,7 @@ def _build(rdir: Path, sdir: Path, dialects: tuple[str, ...]) -> Catalogue:
         if path.is_file():
             _load_file(path, domain, sdir, catalogue, dialects)
     for path in sorted(rdir.glob("*.yaml")):
-        if path.stem not in DOMAINS and path.stem != "routing":
+        if path.stem not in DOMAINS and path.stem not in ("routing", "plans"):
             catalogue.problems.setdefault("(other)", []).append(
                 f"{path}:1: (file): not a rule file; rule files are named after a domain: {', '.join(DOMAINS)}")
     _check_references(catalogue, None)

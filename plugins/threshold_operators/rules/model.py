@@ -293,6 +293,11 @@ class Rule(_Strict):
     min_volume: list[MinVolume] = Field(default_factory=list)
     no_data: Literal["skip", "zero", "alert"] = Field(
         "skip", description="an entity with history but no row in a bucket: not evaluated, counted as zero, or an alert")
+    plans: Literal["scale_baseline", "ignore"] = Field(
+        "scale_baseline", description="during a planned event (planned_events, include/rules/plans.yaml): "
+        "scale_baseline compares each condition against its baseline times the plan's factor for the entity "
+        "(SKU, then category, then shop); ignore compares against the plain baseline (rates, counts that lag "
+        "sales). A compound rule with ignore also judges the rules it refers to without plans")
     params: dict[str, float | int | str] = Field(default_factory=dict, description="values bound into the query")
     owner: str = Field(min_length=1, description="team that owns the rule and acts on it")
     audience: list[str] = Field(default_factory=list, description="who is told (roles); routing is in routing.yaml")
