@@ -6,6 +6,13 @@
   with a baseline of at least 3 orders), and the alerts each raises.
 - sales.order_drop (same weekday and hour, median of 4 weeks) against sales.order_drop_daily_avg
   (the seed's "below 50% of the daily average"): firing hours, and how many of them at night.
+- traffic.paid_cost_quality (24-hour cost per paid visitor +50% AND paid conversion -30% against a
+  reference): its alerts, the channel-hours it could evaluate (those with a reference), which
+  reference they had, and how close it came to firing (the larger of the two changes' shares of
+  their thresholds that both reach: 1.0 fires); and, from ad_spend directly, the candidate
+  references side by side (year over year; the same 24 hours of the previous 4 weeks, the shipped
+  fallback; the 28 days before the 24 hours): the spread of each change, alerts, closest approach.
+  Run it with STOREFENCE_RULES_DIR / STOREFENCE_SQL_DIR of another checkout for that catalogue.
 
 The warehouse is the catalogue tests' shop (1 shop, 60 SKUs, 400 days, 2,500 orders a day,
 seed 7, default incidents), built if missing. Ordinary weeks: Monday to Monday, from the first
@@ -96,6 +103,87 @@ def _alerts(catalogue, hook, rule_id: str, weeks) -> dict:
             "night_share": round(night / firing_hours, 2) if firing_hours else None}
 
 
+def _paid(catalogue, hook, weeks) -> dict:
+    """traffic.paid_cost_quality as shipped: what it could evaluate and how close it came to firing."""
+    from collections import Counter
+
+    from threshold_operators.engine.compile import compile_rule, scored_sql
+    from threshold_operators.engine.evaluate import warehouse_query
+
+    rule_id = "traffic.paid_cost_quality"
+    loaded = catalogue.get(rule_id)
+    compiled = compile_rule(loaded, catalogue.get)
+    (t0,), (t1,) = (c.thresholds(loaded.rule.severity).values() for c in loaded.rule.conditions[:2])
+    query = warehouse_query(hook)
+    evaluated, closest, references = 0, 0.0, Counter()
+    for week in weeks:
+        for r in query(scored_sql(compiled), compiled.params(week, week + timedelta(days=7))):
+            bucket = r["bucket"] if r["bucket"].tzinfo else r["bucket"].replace(tzinfo=UTC)
+            if not week <= bucket < week + timedelta(days=7) or r["v_0"] is None or r["v_1"] is None \
+                    or not r["volume_ok"]:
+                continue
+            evaluated += 1
+            references[r.get("reference") or loaded.rule.conditions[0].baseline.kind] += 1
+            closest = max(closest, min(float(r["v_0"]) / t0, float(r["v_1"]) / t1))
+    return {**_alerts(catalogue, hook, rule_id, weeks), "evaluated_channel_hours_per_week": round(evaluated / len(weeks), 1),
+            "references": dict(references), "closest_to_firing": round(closest, 3)}
+
+
+def _paid_references(hook, weeks) -> dict:
+    """The candidate references of the paid-channel rule, computed from ad_spend in pandas, over the
+    channel-hours of the ordinary weeks that have each: spread (standard deviation) of the cost and
+    conversion changes, channel-hours that would fire, the closest approach."""
+    import numpy as np
+    import pandas as pd
+    from sqlalchemy import text
+
+    with hook.engine.connect() as con:
+        df = pd.DataFrame(con.execute(text(
+            "SELECT shop_id, channel, hour, SUM(spend) AS spend, SUM(clicks) AS clicks, SUM(orders) AS orders "
+            "FROM ad_spend GROUP BY shop_id, channel, hour")).mappings().all())
+    df["hour"] = pd.to_datetime(df["hour"], utc=True)
+    cols = ["spend", "clicks", "orders"]
+    df[cols] = df[cols].astype(float)
+
+    def usable(ref: pd.DataFrame, mask: pd.Series) -> pd.DataFrame:
+        ref = ref.copy()
+        ref.loc[~mask.fillna(False).to_numpy(dtype=bool)] = np.nan
+        return ref
+
+    parts: dict[str, list] = {"year_over_year": [], "previous_4_weeks": [], "previous_28_days": []}
+    for _, g in df.groupby(["shop_id", "channel"]):
+        g = g.set_index("hour").sort_index()[cols]
+        g = g.reindex(pd.date_range(g.index[0], g.index[-1], freq="h"), fill_value=0.0)
+        roll = g.rolling(24, min_periods=1).sum()
+        year = roll.shift(364 * 24)
+        weekly = [roll.shift(168 * k).fillna(0.0) for k in range(1, 5)]
+        n = sum((w["clicks"] > 0).astype(int) for w in weekly)
+        pooled = sum(w.mul((w["clicks"] > 0).astype(float), axis=0) for w in weekly)
+        trailing = g.rolling(28 * 24, min_periods=7 * 24).sum().shift(24)
+        refs = {"year_over_year": usable(year, year["clicks"] >= 500),
+                "previous_4_weeks": usable(pooled, (n >= 2) & (pooled["clicks"] >= 500)),
+                "previous_28_days": usable(trailing, trailing["clicks"] >= 500)}
+        in_weeks = np.zeros(len(roll), dtype=bool)
+        for w in weeks:
+            in_weeks |= (roll.index >= pd.Timestamp(w)) & (roll.index < pd.Timestamp(w + timedelta(days=7)))
+        ok = in_weeks & (roll["clicks"] >= 500).to_numpy()
+        for name, ref in refs.items():
+            cost = (roll["spend"] / roll["clicks"]) / (ref["spend"] / ref["clicks"]) * 100 - 100
+            conv = (roll["orders"] / roll["clicks"]) / (ref["orders"] / ref["clicks"]) * 100 - 100
+            keep = ok & np.isfinite(cost.to_numpy()) & np.isfinite(conv.to_numpy())
+            parts[name].append(pd.DataFrame({"cost": cost[keep], "conv": conv[keep]}))
+    out = {}
+    for name, frames in parts.items():
+        d = pd.concat(frames)
+        close = np.minimum(d["cost"] / 50, d["conv"] / -30)
+        out[name] = {"channel_hours": int(len(d)),
+                     "cost_change_sd": round(float(d["cost"].std()), 2) if len(d) > 1 else None,
+                     "conversion_change_sd": round(float(d["conv"].std()), 2) if len(d) > 1 else None,
+                     "firing_channel_hours": int(((d["cost"] > 50) & (d["conv"] < -30)).sum()),
+                     "closest_to_firing": round(float(close.max()), 3) if len(d) else None}
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--warehouse", default="duckdb:////tmp/storefence-variants.duckdb")
@@ -112,6 +200,8 @@ def main() -> int:
         out[rid] = {"baseline_bias": _baseline_bias(catalogue, hook, rid, weeks), **_alerts(catalogue, hook, rid, weeks)}
     for rid in ("sales.order_drop", "sales.order_drop_daily_avg"):
         out[rid] = _alerts(catalogue, hook, rid, weeks)
+    out["traffic.paid_cost_quality"] = _paid(catalogue, hook, weeks)
+    out["paid_references"] = _paid_references(hook, weeks)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
     print(f"{len(weeks)} ordinary weeks ({weeks[0].date()} .. {weeks[-1].date() + timedelta(days=7)})")
     print("| rule | value / baseline, weekends | weekdays | alerts a week | weekend share |")
@@ -124,6 +214,17 @@ def main() -> int:
     for rid in ("sales.order_drop", "sales.order_drop_daily_avg"):
         a = out[rid]
         print(f"| `{rid}` | {a['alerts_per_week']} | {a['firing_hours_per_week']} | {a['night_share']} |")
+    a = out["traffic.paid_cost_quality"]
+    print("\n| rule | alerts a week | channel-hours evaluated a week | references | closest to firing |")
+    print("|---|---|---|---|---|")
+    print(f"| `traffic.paid_cost_quality` | {a['alerts_per_week']} | {a['evaluated_channel_hours_per_week']} | "
+          f"{a['references']} | {a['closest_to_firing']} |")
+    print("\n| reference (from ad_spend) | channel-hours | sd of cost change, % | sd of conversion change, % | "
+          "firing channel-hours | closest to firing |")
+    print("|---|---|---|---|---|---|")
+    for name, r in out["paid_references"].items():
+        print(f"| {name} | {r['channel_hours']} | {r['cost_change_sd']} | {r['conversion_change_sd']} | "
+              f"{r['firing_channel_hours']} | {r['closest_to_firing']} |")
     return 0
 
 

@@ -477,15 +477,35 @@ def case_pandas(path: Path, end: datetime = END) -> dict:
         return {f"shop_id={s}/sku={k}" for s, k in hit.index}
 
     def paid():
+        # the same 24 hours a year earlier when the channel had enough paid visitors then, else the
+        # same 24 hours 1-4 weeks earlier pooled (at least fallback_min_weeks with paid traffic)
+        import pandas as pd
+
         rid = "traffic.paid_cost_quality"
-        df = rows("ad_spend", "shop_id, channel, hour, spend, clicks, orders", rid)
+        rule = catalogue.get(rid).rule
+        least, min_weeks = rule.params["reference_min_visitors"], rule.params["fallback_min_weeks"]
+        cols = ["spend", "clicks", "orders"]
+        year_ago = b - timedelta(days=364)
+        last_year = con.execute("SELECT shop_id, channel, hour, spend, clicks, orders FROM ad_spend "
+                                f"WHERE {_where('hour', [(year_ago - 23 * H, year_ago + H)])}").df()
+        last_year["hour"] = last_year["hour"].dt.tz_convert("UTC")
+        df = pd.concat([rows("ad_spend", "shop_id, channel, hour, spend, clicks, orders", rid), last_year])
+        df[cols] = df[cols].astype(float)
+
         def window(t):
-            w = df[(df["hour"] > t - 24 * H) & (df["hour"] <= t)].groupby(["shop_id", "channel"])[["spend", "clicks", "orders"]].sum()
-            return w.assign(cpv=w["spend"].astype(float) / w["clicks"], conv=w["orders"] / w["clicks"])
-        now, year = window(b), window(b - timedelta(days=364))
-        j = now.merge(year, left_index=True, right_index=True, suffixes=("", "_ly"))
-        j = j[(j["clicks"] >= 500) & ((j["cpv"] - j["cpv_ly"]) / j["cpv_ly"] * 100 > 50)
-              & ((j["conv"] - j["conv_ly"]) / j["conv_ly"] * 100 < -30)]
+            return df[(df["hour"] > t - 24 * H) & (df["hour"] <= t)].groupby(["shop_id", "channel"])[cols].sum()
+
+        now, year = window(b), window(year_ago)
+        year = year[year["clicks"] >= least]
+        weeks = [w[w["clicks"] > 0] for w in (window(b - timedelta(days=7 * k)) for k in range(1, 5))]
+        pooled = pd.concat(weeks).groupby(level=[0, 1]).sum()
+        n = pd.concat([w["clicks"] for w in weeks]).groupby(level=[0, 1]).size()
+        pooled = pooled[(n.reindex(pooled.index) >= min_weeks) & (pooled["clicks"] >= least)]
+        ref = pd.concat([year, pooled[~pooled.index.isin(year.index)]])
+        j = now[now["clicks"] >= rule.min_volume[0].at_least].join(ref, rsuffix="_ref", how="inner")
+        cost = (j["spend"] / j["clicks"]) / (j["spend_ref"] / j["clicks_ref"]) * 100 - 100
+        conv = (j["orders"] / j["clicks"]) / (j["orders_ref"] / j["clicks_ref"]) * 100 - 100
+        j = j[(cost > 50) & (conv < -30)]
         return {f"shop_id={s}/channel={c}" for s, c in j.index}
 
     def local_day(series):

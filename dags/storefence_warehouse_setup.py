@@ -1,7 +1,8 @@
-"""storefence_warehouse_setup: create the canonical warehouse schema and report what it holds.
+"""storefence_warehouse_setup: create the canonical warehouse schema, load the planned events of
+include/rules/plans.yaml, and report what the warehouse holds.
 
-Run it once after pointing the ``storefence_warehouse`` connection at a new warehouse (or any
-time: it only creates what is missing). Parsing this file imports nothing heavy: the hook,
+Run it once after pointing the ``storefence_warehouse`` connection at a new warehouse, and after
+changing plans.yaml (or any time: it only creates what is missing). Parsing this file imports nothing heavy: the hook,
 SQLAlchemy and the drivers are imported inside the tasks.
 """
 
@@ -38,6 +39,28 @@ def storefence_warehouse_setup():
         return created
 
     @task(pool=WAREHOUSE_POOL)
+    def load_plans(created: list[str], params=None) -> int:
+        """include/rules/plans.yaml into planned_events (its own rows; a planning system's are kept)."""
+        from datetime import UTC, datetime
+
+        from threshold_operators.rules.catalogue import rules_dir
+        from threshold_operators.rules.plans import PLANS_FILE
+        from threshold_operators.warehouse.hook import WarehouseHook
+        from threshold_operators.warehouse.planned_events import load_plans_file
+
+        path = rules_dir() / PLANS_FILE
+        if not path.is_file():
+            print(f"{path}: no plans file; planned_events left as it is")
+            return 0
+        hook = WarehouseHook(warehouse_conn_id=params["warehouse_conn_id"])
+        try:
+            n = load_plans_file(hook.engine, path, datetime.now(UTC))
+        finally:
+            hook.engine.dispose()
+        print(f"{hook.describe()}: planned_events from {path}: {n} row(s)")
+        return n
+
+    @task(pool=WAREHOUSE_POOL)
     def report(created: list[str], params=None) -> dict[str, int]:
         from threshold_operators.warehouse.hook import WarehouseHook
         from threshold_operators.warehouse.summary import render, table_stats
@@ -47,7 +70,8 @@ def storefence_warehouse_setup():
         print(render(stats, target=hook.describe()))
         return {r["table"]: r["rows"] for r in stats}
 
-    report(create_schema())
+    created = create_schema()
+    load_plans(created) >> report(created)
 
 
 storefence_warehouse_setup()

@@ -157,6 +157,40 @@ def cmd_warehouse(args) -> int:
     return 0
 
 
+def cmd_plans(args) -> int:
+    """``plans load``: include/rules/plans.yaml into the table planned_events (its own rows only);
+    ``plans list``: every planned event the rules read, from any source."""
+    from threshold_operators import located_yaml
+    from threshold_operators.rules.catalogue import rules_dir
+    from threshold_operators.rules.plans import PLANS_FILE
+    from threshold_operators.warehouse.planned_events import load_plans_file, read_planned_events
+
+    hook = _hook(args)
+    try:
+        if args.action == "load":
+            path = Path(args.file) if args.file else rules_dir() / PLANS_FILE
+            try:
+                n = load_plans_file(hook.engine, path, datetime.now(UTC))
+            except located_yaml.ConfigFileError as exc:
+                print("\n".join(exc.problems))
+                print(f"{len(exc.problems)} problem(s) in {path}; the table was left as it was", file=sys.stderr)
+                return 1
+            print(f"{hook.describe()}: planned_events from {path}: {n} row(s) (source plans.yaml; other sources untouched)")
+            return 0
+        from threshold_operators.warehouse.schema import as_utc
+
+        rows = read_planned_events(hook.engine)
+        print(f"{'source':<12} {'event':<28} {'shop':<10} {'scope':<30} {'factor':>7}  start .. end (UTC)")
+        for r in rows:
+            scope = r["scope"] + (f" {r['scope_value']}" if r["scope_value"] else "")
+            print(f"{r['source']:<12} {r['event_id']:<28} {r['shop_id']:<10} {scope:<30} {float(r['uplift']):>7.2f}  "
+                  f"{as_utc(r['starts_at']):%Y-%m-%d %H:%M} .. {as_utc(r['ends_at']):%Y-%m-%d %H:%M}")
+        print(f"{len(rows)} row(s)")
+        return 0
+    finally:
+        hook.engine.dispose()
+
+
 def airflow_home() -> Path:
     return Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser()
 
@@ -204,7 +238,7 @@ def cmd_lint(args) -> int:
     rdir, sdir = _rule_dirs(args.path)
     dialects = ("duckdb", "postgres") if args.dialect == "all" else (args.dialect,)
     catalogue = load_catalogue(rdir, Path(args.sql_dir) if args.sql_dir else sdir, dialects)
-    problems = catalogue.all_problems() + _routing_problems(rdir, catalogue)
+    problems = catalogue.all_problems() + _routing_problems(rdir, catalogue) + _plans_problems(rdir)
     for line in problems:
         print(line)
     files = sorted({str(r.file) for r in catalogue.rules.values()})
@@ -213,6 +247,21 @@ def cmd_lint(args) -> int:
         return 1
     print(f"{len(catalogue.rules)} rules in {len(files)} files: no problems ({', '.join(dialects)})")
     return 0
+
+
+def _plans_problems(rdir: Path) -> list[str]:
+    """plans.yaml (when the rules folder has one): valid (rules.plans)."""
+    from threshold_operators import located_yaml
+    from threshold_operators.rules.plans import PLANS_FILE, load_plans
+
+    path = rdir / PLANS_FILE
+    if not path.is_file():
+        return []
+    try:
+        load_plans(path)
+    except located_yaml.ConfigFileError as exc:
+        return exc.problems
+    return []
 
 
 def _routing_problems(rdir: Path, catalogue) -> list[str]:
@@ -471,6 +520,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", metavar="FILE", help="with summary: list the incidents of this labels file")
     p.set_defaults(func=cmd_warehouse)
 
+    p = sub.add_parser("plans", help="load include/rules/plans.yaml into planned_events, or list the planned events")
+    p.add_argument("action", choices=["load", "list"])
+    p.add_argument("--file", metavar="FILE", help="with load: the plans file (default: plans.yaml in the rules folder)")
+    _add_warehouse_args(p)
+    p.set_defaults(func=cmd_plans)
+
     p = sub.add_parser("lint", help="validate rule files and metric queries (file, line, field; exit 1 on a problem)")
     p.add_argument("path", nargs="?", help="include/, include/rules/ or a rule file (default: the pack's)")
     p.add_argument("--sql-dir", help="metric queries folder (default: the sql/ next to the rules)")
@@ -488,6 +543,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end", type=_timestamp)
     p.add_argument("--labels", metavar="FILE", help="labelled incidents (storefence simulate --labels-out): "
                                                     "caught, missed, false alerts a week, detection delay")
+    p.add_argument("--state-every", type=_duration, metavar="DURATION",
+                   help="with --labels: replay current-state rules evaluated more often (stock cover every 5 "
+                        "minutes) at this cadence, e.g. 1h: 12 times fewer queries over a long range")
     p.add_argument("--json", action="store_true")
     _add_warehouse_args(p)
     p.set_defaults(func=cmd_evaluate)

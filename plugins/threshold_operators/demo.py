@@ -85,9 +85,29 @@ def seed_history(source_path: Path, warehouse, cutoff) -> int:
                 for batch in reader:
                     loader.append(table, pa.Table.from_batches([batch]))
                     rows += batch.num_rows
+        rows += copy_planned_events(src, warehouse)
     finally:
         src.close()
     return rows
+
+
+def copy_planned_events(src, warehouse) -> int:
+    """The platform's planned events (the simulator's promotions, with the uplift it planned) into the
+    warehouse's ``planned_events``, each source replacing its own rows: in the demo the shop's planning
+    system is the platform."""
+    from threshold_operators.warehouse.planned_events import replace_planned_events
+
+    if not src.sql("SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'planned_events'").fetchone()[0]:
+        return 0
+    cur = src.execute("SELECT * FROM planned_events")
+    names = [d[0] for d in cur.description]
+    by_source: dict[str, list[dict]] = {}
+    for values in cur.fetchall():
+        row = dict(zip(names, values, strict=True))
+        by_source.setdefault(row["source"], []).append(row)
+    written = sum(replace_planned_events(warehouse.engine, source, rows) for source, rows in by_source.items())
+    warehouse.engine.dispose()
+    return written
 
 
 def run_extracts(dags_folder: Path, log) -> dict[str, str]:
@@ -219,7 +239,8 @@ def who_got_what(store, routing, inbox) -> str:
 
 
 def incident_replay(warehouse, labels: dict) -> str:
-    """Each incident's expected rules, evaluated over its window as the hourly cycles would."""
+    """Each incident's expected rules, evaluated over its window as their live cycles would (hourly, or
+    every 5 minutes for rolling and 5-minute rules)."""
     from threshold_operators.engine.compile import compile_rule
     from threshold_operators.engine.evaluate import evaluate, warehouse_query
     from threshold_operators.rules.catalogue import load_catalogue
@@ -239,7 +260,7 @@ def incident_replay(warehouse, labels: dict) -> str:
             t, stop = start.replace(minute=0, second=0), end + (timedelta(days=1, hours=1) if loaded.rule.grain == "day" else 2 * hour)
             if inc["id"] == "warehouse_tracking_stall":
                 t = end - 6 * hour
-            step = hour if loaded.current_state else stop - t
+            step = loaded.rule.every if loaded.current_state else stop - t
             firing, prior = [], {}
             while t < stop:
                 ev = evaluate(compiled, query, t, min(t + step, stop), now=t + step, prior=prior)
@@ -253,8 +274,9 @@ def incident_replay(warehouse, labels: dict) -> str:
             first = min(hits, key=lambda r: r.bucket)
             worst = max(hits, key=lambda r: ("blue", "yellow", "red").index(r.severity)).severity
             after = (first.bucket + loaded.rule.grain_delta - start) / hour
+            when = f"{after * 60:+.0f} min" if abs(after) < 2 else f"{after:+.1f} h"
             lines.append(f"{inc['id']:<26} {rule_id:<31} {first.entity_key.split('/', 1)[-1][:28]:<28} {worst:<8} "
-                         f"{first.bucket:%m-%d %H:%M} UTC bucket, complete {after:+.1f} h after the start")
+                         f"{first.bucket:%m-%d %H:%M} UTC bucket, complete {when} after the start")
     warehouse.engine.dispose()
     return "\n".join(lines)
 
@@ -310,6 +332,16 @@ def run_demo(conn_id: str, end, dags_folder: Path, home: Path, say=print) -> int
     cutoff = result.window_end - CATCH_UP
     say(f"2/7 Initial load: the history up to {cutoff:%Y-%m-%d %H:%M} UTC into {warehouse.describe()}")
     say(f"    {seed_history(source, warehouse, cutoff):,} rows")
+    from datetime import UTC, datetime
+
+    from threshold_operators.rules.catalogue import rules_dir
+    from threshold_operators.warehouse.planned_events import load_plans_file
+
+    planned = len(result.labels.get("planned_events") or [])
+    loaded = load_plans_file(warehouse.engine, rules_dir() / "plans.yaml", datetime.now(UTC))
+    warehouse.engine.dispose()
+    say(f"    planned events: the simulator's {planned} promotion(s) (its planning system) and {loaded} row(s) of "
+        f"include/rules/plans.yaml, into planned_events (`storefence plans list`)")
     log_path = home / "storefence-demo.log"
     with open(log_path, "w", encoding="utf-8") as log:
         with ShopApiServer(source) as api:
@@ -327,8 +359,6 @@ def run_demo(conn_id: str, end, dags_folder: Path, home: Path, say=print) -> int
         labels = yaml.safe_load(labels_path.read_text(encoding="utf-8"))
         say(render(table_stats(warehouse), labels, warehouse.describe()))
         say("")
-        from datetime import UTC, datetime
-
         from threshold_operators.alerting.local_inbox import LocalInbox
         from threshold_operators.alerting.routing import load_routing
         from threshold_operators.alerting.store import DEFAULT_FILE, StateStore

@@ -55,6 +55,25 @@ def test_backtest_set_and_plot(series, tmp_path):
     assert (tmp_path / "spike.png").stat().st_size > 10_000
 
 
+def test_backtest_of_a_five_minute_csv_and_its_plot(tmp_path):
+    """A CSV at 5-minute resolution: the rolling spike rule sees a top seller's tenfold burst 10
+    minutes in (the window ending 10:10), and the plot draws it."""
+    path = tmp_path / "five.csv"
+    burst = T0 + timedelta(days=45, hours=10)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["ts", "entity", "orders"])
+        for k in range(12 * 24 * 46):
+            t = T0 + timedelta(minutes=5 * k)
+            w.writerow([t.isoformat(), "TOP", 100 if burst <= t < burst + timedelta(hours=1) else 10])
+    out = storefence("backtest", "sales.order_spike", "--series", path, "--start", (burst - timedelta(hours=1)).isoformat(),
+                     "--end", (burst + timedelta(hours=3)).isoformat(), "--json", "--plot", tmp_path / "top.svg")
+    assert out.returncode == 0, out.stderr
+    [e] = json.loads(out.stdout)["episodes"]
+    assert datetime.fromisoformat(e["start"]) == burst + timedelta(minutes=5) and e["severity"] == "red"
+    assert (tmp_path / "top.svg").stat().st_size > 10_000
+
+
 def test_tune_recommends_the_loosest_value_within_the_budget(series):
     out = storefence("tune", "sales.order_spike", "--series", series, "--param", "condition.threshold.yellow",
                      "--values", "2,2.5,2.95", "--max-alerts-per-week", "1", "--json")

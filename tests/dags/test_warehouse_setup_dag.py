@@ -37,7 +37,7 @@ def test_creates_the_schema_and_reports(kind, dag, tmp_path, monkeypatch, reques
         url, search_path = request.getfixturevalue("pg_admin_url"), schema
     monkeypatch.setenv("AIRFLOW_CONN_SF_SETUP_WH", json.dumps(conn))
     run, states = _run(dag, "sf_setup_wh")
-    assert states == {"create_schema": "success", "report": "success"}
+    assert states == {"create_schema": "success", "load_plans": "success", "report": "success"}
     assert run.state == "success"
 
     from threshold_operators.warehouse.hook import WarehouseHook
@@ -55,5 +55,5 @@ def test_a_missing_connection_fails_at_once_without_retries(dag):
     assert states["create_schema"] == "failed"
     ti = next(t for t in run.get_task_instances() if t.task_id == "create_schema")
     assert ti.try_number == 1  # WarehouseConfigError is final: no retry, no 30 s wait
-    assert states["report"] == "upstream_failed"
+    assert states["report"] == "upstream_failed" and states["load_plans"] == "upstream_failed"
     assert run.state == "failed"

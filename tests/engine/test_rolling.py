@@ -187,7 +187,7 @@ def test_catalogue_rollups_share_one_table_per_query(catalogue):
     assert list(rollups) == ["rollup_sales_orders_by_sku_slice"]
     r = rollups["rollup_sales_orders_by_sku_slice"]
     assert r.keys == ("shop_id", "sku") and r.metrics == ("orders", "units") and r.tables == ("order_items",)
-    assert set(r.rules) == {"sales.rolling_count", "sales.rolling_tail", "sales.rolling_trailing"}
+    assert set(r.rules) == {"sales.rolling_count", "sales.rolling_tail", "sales.rolling_trailing", "sales.rolling_long", "compound.either"}
 
 
 def test_a_load_notes_its_slices_in_its_own_transaction(warehouse):
@@ -213,3 +213,23 @@ def test_a_changed_query_rebuilds_the_rollup(catalogue, warehouse):
 
     changed = replace(rollup, template=rollup.template.replace("COUNT(DISTINCT i.order_id)", "COUNT(*)"))
     assert maintain(warehouse, changed, T0, NOW).rebuilt
+
+
+def test_a_compound_rule_on_any_of_two_rolling_rules_and_a_rollup_read(catalogue, warehouse):
+    """compound.either: sales.rolling_count (30 min > 8) or sales.rolling_long (3 h > 20), and units sold
+    in the last hour read through rollup(): the rollup path, the raw path and 5-minute cycles agree."""
+    # SKU A: a short burst (30 min > 8, 3 h not > 20); SKU B: a long steady trickle (3 h > 20 only)
+    _load(warehouse, _items(_spread(T0, [0] * 6 + [2] * 6 + [0] * 24), sku="A")
+          + _items(_spread(T0, [1] * 36), sku="B"))
+    loaded = catalogue.get("compound.either")
+    done = maintain_for(warehouse, loaded, catalogue, T0, T0 + 3 * H, NOW)
+    assert [d.rollup for d in done] == ["rollup_sales_orders_by_sku_slice"]
+    rolled = compile_rule(loaded, catalogue.get, source="rollup")
+    raw = compile_rule(loaded, catalogue.get, source="query")
+    start, end = T0, T0 + 3 * H
+    cycles = _cycles(rolled, warehouse, start, end)
+    assert cycles == _cycles(raw, warehouse, start, end)
+    fired = {(k.split("sku=")[1], s) for k, _, s, _, _ in cycles}
+    assert ("A", "firing") in fired and ("B", "firing") in fired
+    first_b = min(b for k, b, s, _, _ in cycles if k.endswith("sku=B") and s == "firing")
+    assert first_b == T0 + 20 * M5  # the 21st order of B is in slice 20: 3 h > 20 from then on

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from threshold_operators.warehouse.schema import (
     PACK_TABLE_NAMES,
+    PLAN_TABLE_NAMES,
     TABLE_NAMES,
     arrow_schema,
     create_schema,
@@ -46,7 +47,7 @@ def test_every_column_is_documented_with_a_meaning():
 
 
 def test_create_schema_is_idempotent_and_keeps_rows(warehouse):
-    assert create_schema(warehouse.engine) == list(TABLE_NAMES) + list(PACK_TABLE_NAMES)
+    assert create_schema(warehouse.engine) == list(TABLE_NAMES) + list(PACK_TABLE_NAMES) + list(PLAN_TABLE_NAMES)
     with warehouse.engine.begin() as con:
         con.execute(sa.text("INSERT INTO shops VALUES ('s1', 'Shop', 'Asia/Shanghai', 'CNY')"))
     assert create_schema(warehouse.engine) == []

@@ -1,9 +1,13 @@
 -- Hours of stock left per SKU at the current sales rate: units on hand and not reserved at the
--- end of the window, over the units sold in the hour before it (a current-state metric, every 5
--- minutes; the rate from the order lines' 5-minute rollup).
+-- end of the window, over the faster of two hourly rates: the units sold in the hour before it,
+-- and four times those of its last 15 minutes (a surge shortens the hours at once). A
+-- current-state metric, every 5 minutes; the rates from the order lines' 5-minute rollup.
 -- Only SKUs that sold in that hour can be short of stock at that rate: their snapshots alone are read.
 WITH rate AS (
-    SELECT r.shop_id, r.sku, SUM(r.units) AS units_last_hour
+    SELECT r.shop_id, r.sku,
+           GREATEST(SUM(r.units),
+                    4 * SUM(CASE WHEN r.bucket >= CAST({{ window_end }} AS TIMESTAMPTZ) - INTERVAL '15 minutes'
+                                 THEN r.units ELSE 0 END)) AS units_per_hour
     FROM {{ rollup('sales/orders_by_sku_slice.sql') }} r
     WHERE r.bucket >= CAST({{ window_end }} AS TIMESTAMPTZ) - INTERVAL '1 hour'
     GROUP BY r.shop_id, r.sku
@@ -26,8 +30,8 @@ SELECT s.shop_id,
        s.sku,
        CAST({{ last_bucket }} AS TIMESTAMPTZ) AS bucket,
        s.stock,
-       r.units_last_hour,
-       s.stock * 1.0 / r.units_last_hour AS stock_hours
+       r.units_per_hour,
+       s.stock * 1.0 / r.units_per_hour AS stock_hours
 FROM stock s
 JOIN rate r ON r.shop_id = s.shop_id AND r.sku = s.sku
-WHERE r.units_last_hour > 0
+WHERE r.units_per_hour > 0

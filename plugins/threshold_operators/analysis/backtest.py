@@ -1,10 +1,13 @@
 """Replay a rule over history, as the live DAG would have evaluated it.
 
 ``replay`` runs the rule's compiled SQL (the same statement, persistence, tiers, guards and
-baselines as the check task) over ``[start, end)``. A rule over a series of buckets is evaluated
-in week-long windows: the engine's state walk starts every window with its lead-in (persistence
-and the recovery hold), so a window gives exactly what the hourly cycles gave, bucket for
-bucket (``tests/analysis`` checks it). A current-state rule (stock now, parcels in transit now)
+baselines as the check task) over ``[start, end)``, reading the raw facts (``source="query"``:
+no rollup is needed, and the answer is the rollups' own, ``tests/engine/test_rolling.py``). A
+rule over a series of buckets is evaluated in week-long windows: the engine's state walk starts
+every window with its lead-in (persistence and the recovery hold), so a window gives exactly
+what the hourly cycles gave, bucket for bucket; a rolling rule (``window:``) too, each 5-minute
+bucket's window summed from the slices before it, so a week is its 2,016 five-minute cycles
+(``tests/analysis`` checks both). A current-state rule (stock now, parcels in transit now)
 has no history of its own and is evaluated cycle by cycle, every ``every``; each cycle resumes
 from what the one before left pending or firing (``Evaluation.carry``), as the live check
 resumes from ``rule_results``, so an entity no longer returned resolves and its episode ends.
@@ -96,15 +99,13 @@ def backtest_series(loaded, lookup, rows: list[dict], start: datetime | None = N
                     overrides=(), source: str = "series") -> Backtest:
     """The rule on series rows (``analysis.series``). The range defaults to the series' own, less the
     history the rule's baselines need at its start (its warm-up: 14 days for a 2-week baseline)."""
-    from datetime import timedelta as _td
-
     from threshold_operators.analysis.series import warehouse_for
 
     wh, rule, look = warehouse_for(loaded, lookup, rows)
     try:
         first = min(r["bucket"] for r in rows)
         start = start or first + warm_up(loaded.rule)
-        end = end or max(r["bucket"] for r in rows) + _td(hours=1)
+        end = end or max(r["bucket"] for r in rows) + loaded.rule.grain_delta
         if start >= end:
             from threshold_operators.analysis.series import SeriesError
 
@@ -116,7 +117,8 @@ def backtest_series(loaded, lookup, rows: list[dict], start: datetime | None = N
 
 
 def warm_up(rule) -> timedelta:
-    """History a rule needs before its first evaluated bucket: its baselines' reach and lead-in."""
-    from threshold_operators.engine.windows import history_offsets, lead_in, trailing_reach
+    """History a rule needs before its first evaluated bucket: its baselines' reach, the window
+    (a rolling rule) or lookback its own value reads, and the lead-in."""
+    from threshold_operators.engine.windows import history_offsets, lead_in, reach_back, trailing_reach
 
-    return max([timedelta(0), *history_offsets(rule), trailing_reach(rule)]) + rule.lookback + lead_in(rule)
+    return max([timedelta(0), *history_offsets(rule), trailing_reach(rule)]) + reach_back(rule) + lead_in(rule)

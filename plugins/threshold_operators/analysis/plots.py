@@ -3,7 +3,8 @@
 One panel per entity (the ``top`` entities with the most alert hours, or the only ones there are),
 drawn with matplotlib: the metric of the rule's primary condition, its baseline, the threshold of
 each severity tier translated into the metric's own units (``ratio`` 2 over a baseline of 10 is a
-line at 20; ``pct_change``, ``delta`` and ``poisson_z`` alike), and the alert episodes shaded in
+line at 20; ``pct_change``, ``delta`` and ``poisson_z`` alike; ``poisson_tail`` the count whose tail
+reaches the threshold), and the alert episodes shaded in
 their severity's colour. The HTML is self-contained: the figure inline as SVG, the summary and the
 episode table, no script and nothing fetched.
 """
@@ -36,7 +37,29 @@ def threshold_in_metric_units(compare: str, threshold: float, baseline: float | 
         return baseline + threshold
     if compare == "poisson_z":
         return baseline + threshold * math.sqrt(max(baseline, 1.0))
+    if compare == "poisson_tail":
+        return poisson_tail_count(threshold, baseline)
     return None
+
+
+def poisson_tail_z(x: float, b: float) -> float | None:
+    """The engine's ``poisson_tail`` (Wilson-Hilferty) in Python: z of a count x for a Poisson mean b."""
+    if x < 1:
+        return None
+    return 3.0 * math.sqrt(x) * ((1.0 - 1.0 / (9.0 * x)) - (max(b, 0.0) / x) ** (1.0 / 3.0))
+
+
+def poisson_tail_count(threshold: float, baseline: float) -> float:
+    """The count at which ``poisson_tail`` reaches ``threshold`` for ``baseline`` (z rises with the
+    count from the baseline up): where the noise guard's line lies, in orders."""
+    lo, hi = max(baseline, 1.0), max(baseline, 1.0) + 10.0 * (threshold + 1.0) * (math.sqrt(max(baseline, 1.0)) + 1.0)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if (poisson_tail_z(mid, baseline) or -math.inf) < threshold:
+            lo = mid
+        else:
+            hi = mid
+    return hi
 
 
 def scored_rows(loaded, lookup, query, windows, keys: set[str] | None) -> dict[str, list[dict]]:

@@ -4,13 +4,18 @@ For each rule, from its backtest episodes:
 
 - **caught**: a labelled incident that names the rule in ``expect`` and that an episode of the
   rule touched: the incident's entity (the SKU, every SKU of a brand, the batch, gateway, channel,
-  warehouse or shop), overlapping the incident from its start to its end plus one bucket and two
-  hours (a day-grain rule sees a day once it is complete);
+  warehouse or shop), overlapping the incident from its start to its end plus one bucket (of a
+  rolling rule, its window: the windows that still hold some of the incident) and two hours (a
+  day-grain rule sees a day once it is complete);
 - **missed**: an expected incident no episode touched;
 - **detection delay**: from the incident's start to the end of the first alerting bucket (when the
-  data that shows it is complete); it is **on time** when that is at most one bucket and one
-  evaluation interval (the bucket the incident began in must complete, then one cycle: 2 hours
-  for an hourly rule, 25 hours for a daily one);
+  data that shows it is complete: the end of the hour, of the day, or of the 5-minute slice that
+  closes a rolling rule's window), exact to the second (``detection_delay_minutes``; the hours
+  rounded to 0.0001); it is **on time** when that is at most one bucket and one evaluation
+  interval (the bucket the incident began in must complete, then one cycle: 2 hours for an
+  hourly rule, 25 hours for a daily one, 10 minutes for a current state every 5 minutes); for a
+  rolling rule one window and one interval (the window must fill with the incident, then one
+  cycle: 65 minutes for a 1-hour window evaluated every 5 minutes);
 - **false alerts**: episodes that touch no labelled incident of that entity at all (an episode
   caused by an incident labelled for another rule is not false: something did happen), per week;
   episodes during a labelled *planned* event (a sale like Singles' Day, ``planned_events``) are
@@ -69,11 +74,22 @@ def touches(inc: dict, entity: dict) -> bool:
 
 
 def _window(inc: dict, rule) -> tuple[datetime, datetime]:
-    return _ts(inc["start"]) - rule.grain_delta, _ts(inc["end"]) + rule.grain_delta + SLACK
+    """When an episode of ``rule`` may be the incident's: from one bucket before its start to one
+    bucket, the rule's reach back (a rolling window still holding the incident's last slice) and
+    the slack after its end."""
+    from threshold_operators.engine.windows import reach_back
+
+    return _ts(inc["start"]) - rule.grain_delta, _ts(inc["end"]) + rule.grain_delta + reach_back(rule) + SLACK
 
 
 def _overlaps(ep, a: datetime, b: datetime, until: datetime) -> bool:
     return ep.start < b and (ep.end or until) > a
+
+
+def on_time_within(rule) -> timedelta:
+    """The longest on-time detection delay: the bucket (a rolling rule: its window) the incident
+    began in must complete, then one evaluation interval."""
+    return (rule.window if rule.rolling else rule.grain_delta) + rule.every
 
 
 @dataclass
@@ -83,7 +99,7 @@ class RuleScore:
     expected: list[str] = field(default_factory=list)
     caught: list[str] = field(default_factory=list)
     missed: list[str] = field(default_factory=list)
-    delays_h: dict[str, float] = field(default_factory=dict)  # incident -> hours from its start
+    delays: dict[str, timedelta] = field(default_factory=dict)  # incident -> from its start to the evidence
     on_time: dict[str, bool] = field(default_factory=dict)
     alerts: int = 0
     false_alerts: int = 0
@@ -95,12 +111,23 @@ class RuleScore:
         return self.false_alerts / self.weeks if self.weeks else 0.0
 
     @property
+    def delays_h(self) -> dict[str, float]:
+        return {k: round(d / timedelta(hours=1), 4) for k, d in self.delays.items()}
+
+    @property
+    def median_delay(self) -> timedelta | None:
+        return statistics.median(sorted(self.delays.values())) if self.delays else None
+
+    @property
     def median_delay_h(self) -> float | None:
-        return statistics.median(self.delays_h.values()) if self.delays_h else None
+        m = self.median_delay
+        return None if m is None else round(m / timedelta(hours=1), 4)
 
     def as_json(self) -> dict:
         return {"rule": self.rule_id, "mode": self.mode, "expected": self.expected, "caught": self.caught,
-                "missed": self.missed, "detection_delay_hours": self.delays_h, "on_time": self.on_time,
+                "missed": self.missed, "detection_delay_hours": self.delays_h,
+                "detection_delay_minutes": {k: round(d / timedelta(minutes=1), 2) for k, d in self.delays.items()},
+                "on_time": self.on_time,
                 "median_delay_hours": self.median_delay_h, "alerts": self.alerts, "false_alerts": self.false_alerts,
                 "false_alerts_per_week": round(self.false_per_week, 3), "planned_event_alerts": self.planned,
                 "weeks": round(self.weeks, 3)}
@@ -120,9 +147,9 @@ def score(rule, episodes, labels: dict, start: datetime, end: datetime) -> RuleS
             continue
         s.caught.append(inc["id"])
         first = min(e.start for e in hits)
-        seen = first + rule.grain_delta
-        s.delays_h[inc["id"]] = round((seen - _ts(inc["start"])) / timedelta(hours=1), 2)
-        s.on_time[inc["id"]] = seen - _ts(inc["start"]) <= rule.grain_delta + rule.every
+        seen = first + rule.grain_delta  # the end of the first alerting bucket: its data is complete
+        s.delays[inc["id"]] = seen - _ts(inc["start"])
+        s.on_time[inc["id"]] = s.delays[inc["id"]] <= on_time_within(rule)
     planned = [(_ts(p["start"]), _ts(p["end"])) for p in labels.get("planned_events") or []]
     for e in episodes:
         related = any(touches(inc, e.entity) and _overlaps(e, *_window(inc, rule), end) for inc in incidents)
@@ -154,9 +181,18 @@ def render_scores(scores: list[RuleScore], quiet_rates: dict[str, float] | None 
              f"{'planned':>7} {'median delay':>12}  on time"]
     for s in scores:
         caught = f"{len(s.caught)}/{len(s.expected)}" if s.expected else "-"
-        delay = f"{s.median_delay_h:.1f} h" if s.median_delay_h is not None else "-"
+        delay = format_delay(s.median_delay)
         quiet = f"{quiet_rates[s.rule_id]:.2f}" if quiet_rates and s.rule_id in quiet_rates else "-"
         on_time = f"{sum(s.on_time.values())}/{len(s.on_time)}" if s.on_time else "-"
         lines.append(f"{s.rule_id:<32} {s.mode:<6} {caught:>7} {', '.join(s.missed)[:28]:<28} "
                      f"{s.false_per_week:>8.2f} {quiet:>8} {s.planned:>7} {delay:>12}  {on_time}")
     return "\n".join(lines)
+
+
+def format_delay(d: timedelta | None) -> str:
+    """A detection delay as people read it: minutes under two hours (5-minute rules), else hours."""
+    if d is None:
+        return "-"
+    if abs(d) < timedelta(hours=2):
+        return f"{d / timedelta(minutes=1):.0f} min"
+    return f"{d / timedelta(hours=1):.1f} h"

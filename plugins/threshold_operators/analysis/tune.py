@@ -10,6 +10,7 @@ value caught: the most sensitive setting the team can live with. None when no va
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 
 @dataclass
@@ -71,15 +72,17 @@ def recommend(points: list[TunePoint], max_alerts_per_week: float):
 
 
 def render(result: TuneResult) -> str:
+    from threshold_operators.analysis.scoring import format_delay
+
     lines = [f"{result.rule_id}: sweeping {result.param} (budget {result.max_alerts_per_week:g} alerts a week)",
-             f"{'value':>12} {'alerts/wk':>9} {'alerts':>6} {'caught':>7} {'missed':<30} {'false/wk':>8} {'delay':>7}"]
+             f"{'value':>12} {'alerts/wk':>9} {'alerts':>6} {'caught':>7} {'missed':<30} {'false/wk':>8} {'delay':>8}"]
     for p in result.points:
         mark = "  <- recommended" if p.value == result.recommended else ""
         caught = f"{len(p.caught)}" if p.false_per_week is not None else "-"
         false = f"{p.false_per_week:.2f}" if p.false_per_week is not None else "-"
-        delay = f"{p.median_delay_h:.1f} h" if p.median_delay_h is not None else "-"
+        delay = format_delay(None if p.median_delay_h is None else timedelta(hours=p.median_delay_h))
         lines.append(f"{str(p.value):>12} {p.alerts_per_week:>9.2f} {p.alerts:>6} {caught:>7} "
-                     f"{', '.join(p.missed)[:30]:<30} {false:>8} {delay:>7}{mark}")
+                     f"{', '.join(p.missed)[:30]:<30} {false:>8} {delay:>8}{mark}")
     if result.recommended is None:
         lines.append("No value keeps within the budget without missing an incident: widen the sweep.")
     return "\n".join(lines)

@@ -8,6 +8,8 @@ The statement wraps the rule's metric query in CTEs:
              entity that went silent is seen
     b<i>     the baseline of condition i: the same entity's history at fixed offsets, or over
              a trailing window (mean or median, with the number of points found)
+    plan, b<i>_planned   during a planned event (planned_events), the baseline times the plan's
+             factor for the entity and bucket (``Rule.plans``; docs/rules.md, "Planned events")
     r<j>_*   a referenced rule's own pipeline (compound rules)
     scored   per condition: the compared value (value, ratio, percent change, delta) and the
              tier it reaches; the volume guard; the combined severity level; the recovery hold
@@ -29,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
+from pathlib import Path
 
 from threshold_operators.engine.windows import baseline_offsets, history_offsets, plan_cycle, scan_range_count
 from threshold_operators.rules.model import IDENTIFIER, SEVERITIES, Condition, Rule
@@ -92,6 +95,8 @@ class _Builder:
         self.ctes: list[tuple[str, str]] = []
         self.referenced: dict[str, CompiledRule] = {}
         self.tables_read: set[str] = {slices} if slices else set()
+        self.scale_by_plans = rule.plans == "scale_baseline"  # a compound rule's ignore reaches its references
+        self.plan: str | None = None  # the plan CTE, made when a condition first needs it
 
     def bind(self, name: str, value) -> str:
         self.params[name] = value
@@ -227,19 +232,64 @@ class _Builder:
                 f"LEFT JOIN {self.rs} h ON {self.on('h', 'c')} AND h.bucket >= c.bucket - CAST({lo} AS INTERVAL) "
                 f"AND h.bucket <= c.bucket - CAST({hi} AS INTERVAL) GROUP BY {self.keys('c')}, c.bucket")
 
+    def planned(self, cond: Condition, b: str, cur: str) -> str:
+        """The baseline ``b`` times the plan's factor for the entity and bucket (planned_events;
+        no event: 1), when the rule scales by plans and the condition compares against its baseline.
+        The plan CTEs, made once per rule: ``plan_events``, each event overlapping an entity's
+        bucket with its factor weighted by the share of the bucket it covers (1 + (factor - 1) x
+        covered / bucket); ``plan``, per entity and bucket, the factor of the most specific scope
+        (SKU, then category, then shop; among overlapping events of that scope, the largest)."""
+        if not self.scale_by_plans or cond.compare == "value":
+            return b
+        r, keys = self.rule, self.rule.keys
+        if self.plan is None:
+            # the span a bucket's value covers: the bucket, or a rolling rule's window ending with it
+            span = r.window if r.rolling else r.grain_delta
+            g = self.bind("plan_grain", r.grain_delta)
+            w = self.bind("plan_span", span)
+            g_s = self.bind("plan_grain_s", span.total_seconds())
+            lo, hi = f"c.bucket + CAST({g} AS INTERVAL) - CAST({w} AS INTERVAL)", f"c.bucket + CAST({g} AS INTERVAL)"
+            covered = (f"(EXTRACT(EPOCH FROM LEAST(e.ends_at, {hi})) - "
+                       f"EXTRACT(EPOCH FROM GREATEST(e.starts_at, {lo}))) / {g_s}")
+            factor = f"(1.0 + ({_f('e.uplift')} - 1.0) * {_f(covered)})"
+            sku = "sku" in keys
+            scoped = " OR ".join(["e.scope = 'shop'"] + ([
+                "(e.scope = 'category' AND e.scope_value = pr.category)",
+                f"(e.scope = 'sku' AND e.scope_value = c.{q('sku')})"] if sku else []))
+            products = f" LEFT JOIN products pr ON pr.shop_id = c.{q('shop_id')} AND pr.sku = c.{q('sku')}" if sku else ""
+            events = self.cte("plan_events", (
+                f"SELECT {self.keys('c')}, c.bucket, e.scope, {factor} AS factor FROM {cur} c "
+                f"JOIN planned_events e ON e.shop_id = c.{q('shop_id')} AND e.starts_at < {hi} AND e.ends_at > {lo}"
+                f"{products} WHERE {scoped}"))
+            pick = ", ".join(f"MAX(CASE WHEN pe.scope = '{s}' THEN pe.factor END)"
+                             for s in (("sku", "category", "shop") if sku else ("shop",)))
+            self.plan = self.cte("plan", (f"SELECT {self.keys('pe')}, pe.bucket, COALESCE({pick}) AS factor "
+                                          f"FROM {events} pe GROUP BY {self.keys('pe')}, pe.bucket"))
+        return self.cte(f"{b.removeprefix(self.p)}_planned", (
+            f"SELECT {self.keys('x')}, x.bucket, x.baseline * COALESCE(pl.factor, 1.0) AS baseline, x.points, "
+            f"pl.factor AS plan_factor FROM {b} x LEFT JOIN {self.plan} pl ON {self.on('pl', 'x')} "
+            f"AND pl.bucket = x.bucket"))
+
     def reference(self, j: int, cond: Condition) -> tuple[str, tuple[str, ...]]:
-        loaded = self.lookup(cond.rule)
-        sub_prefix = f"r{j}_"
-        sub = _Builder(loaded.rule, loaded.template, self.p + sub_prefix, self.lookup,
-                       _slices_of(loaded, self.source), self.source)
-        final = sub.build()
-        self.ctes.extend(sub.ctes)
-        self.tables_read |= sub.tables_read
-        self.referenced[sub_prefix] = CompiledRule(loaded.rule, "", sub.params, sub.referenced,
-                                                   inline=tuple(sub.inline))
-        keys = loaded.rule.keys
+        """The buckets at which the referenced rule (or any of a list of them) breaches, per entity."""
+        finals, keys = [], ()
+        for k, target in enumerate(cond.rules):
+            loaded = self.lookup(target)
+            sub_prefix = f"r{j}_" if k == 0 else f"r{j}x{k}_"
+            sub = _Builder(loaded.rule, loaded.template, self.p + sub_prefix, self.lookup,
+                           _slices_of(loaded, self.source), self.source)
+            sub.scale_by_plans = sub.scale_by_plans and self.scale_by_plans
+            finals.append(sub.build())
+            self.ctes.extend(sub.ctes)
+            self.tables_read |= sub.tables_read
+            self.referenced[sub_prefix] = CompiledRule(loaded.rule, "", sub.params, sub.referenced,
+                                                       inline=tuple(sub.inline))
+            keys = loaded.rule.keys  # the catalogue checks that every rule of a list has the same entity
         cols = ", ".join(f"f.{q(k)}" for k in keys)
-        name = self.cte(f"ref{j}", f"SELECT {cols}, f.bucket, MAX(f.level) AS level FROM {final} f "
+        union = " UNION ALL ".join(f"SELECT {', '.join(q(k) for k in keys)}, bucket, level FROM {f} WHERE level > 0"
+                                   for f in finals)
+        source = finals[0] if len(finals) == 1 else f"({union})"
+        name = self.cte(f"ref{j}", f"SELECT {cols}, f.bucket, MAX(f.level) AS level FROM {source} f "
                                    f"WHERE f.level > 0 GROUP BY {cols}, f.bucket")
         return name, keys
 
@@ -256,11 +306,13 @@ class _Builder:
                 continue
             v = f"c.{q(cond.metric)}"
             if cond.baseline is not None:
-                b = self.baseline(i, cond, m, cur)
+                b = self.planned(cond, self.baseline(i, cond, m, cur), cur)
                 joins.append(f"LEFT JOIN {b} b{i} ON {self.on(f'b{i}', 'c')} AND b{i}.bucket = c.bucket")
                 mp = self.bind(f"b{i}_min_points", cond.baseline.min_points)
                 known = f"b{i}.points >= {mp} AND b{i}.baseline IS NOT NULL"
                 selects += [f"b{i}.baseline AS base_{i}", f"b{i}.points AS points_{i}"]
+                if self.plan is not None and b.endswith("_planned"):
+                    selects.append(f"b{i}.plan_factor AS plan_factor_{i}")
                 if cond.compare != "value":
                     expr = {"ratio": f"{_f(v)} / b{i}.baseline",
                             "pct_change": f"({_f(v)} - b{i}.baseline) * 100.0 / b{i}.baseline",
@@ -377,9 +429,49 @@ def compile_rule(loaded, lookup, source: str = "query") -> CompiledRule:
 SCRATCH_TABLES = frozenset({"series"})
 
 
+# The code a statement's verdict depends on: a change to any of it invalidates the cached verdicts.
+_CHECKING_CODE = ("rules/sql_check.py", "rules/sql_functions.py", "warehouse/schema.py", "engine/compile.py")
+
+
+@lru_cache(maxsize=1)
+def _checking_signature() -> str:
+    import hashlib
+
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for name in _CHECKING_CODE:
+        digest.update((package / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 @lru_cache(maxsize=256)
 def statement_problems_of(sql: str, scratch_tables: tuple[str, ...] = ()) -> tuple[str, ...]:
-    """Why a compiled statement may not run, in either warehouse dialect (empty: it may)."""
+    """Why a compiled statement may not run, in either warehouse dialect (empty: it may).
+
+    Parsing a compound rule's statement in both dialects takes seconds, and every check task is a
+    process of its own: a statement found fit is remembered on disk, in the catalogue's cache
+    (``$AIRFLOW_HOME/storefence-cache/statements/``), under the hash of its text, the tables it may
+    read and the checking code. Only a pass is remembered; a refusal is checked again every time."""
+    import hashlib
+
+    from threshold_operators.rules.catalogue import _cache_dir
+
+    folder = _cache_dir()
+    key = hashlib.sha256("\0".join([sql, *scratch_tables, _checking_signature()]).encode()).hexdigest()
+    mark = folder / "statements" / f"{key}.ok" if folder is not None else None
+    if mark is not None and mark.is_file():
+        return ()
+    problems = _statement_problems(sql, scratch_tables)
+    if not problems and mark is not None:
+        try:
+            mark.parent.mkdir(parents=True, exist_ok=True)
+            mark.touch()
+        except OSError:
+            pass  # a read-only home: checked every time
+    return problems
+
+
+def _statement_problems(sql: str, scratch_tables: tuple[str, ...]) -> tuple[str, ...]:
     import sqlglot
     from sqlglot.errors import ParseError
 

@@ -9,8 +9,8 @@
   rule over a current state resolves an entity the next complete cycle no longer returns.
 
 ``landed_until`` is how far the data of a rule's tables is complete: the oldest high-water
-mark among them (from ``extract_runs``, or the table itself when nothing was extracted,
-e.g. a simulated warehouse). A stalled extract therefore holds its rules back instead of
+mark among them (from ``extract_runs``, a sparse table's raised to its source's latest run; or
+the table itself when nothing was extracted, e.g. a simulated warehouse). A stalled extract therefore holds its rules back instead of
 letting them read a half-loaded hour as a collapse in sales.
 """
 
@@ -36,18 +36,27 @@ def _scalar(hook, sql: str, params: dict):
 
 
 def landed_until(hook, tables: tuple[str, ...]) -> datetime | None:
-    """The oldest high-water mark among the fact ``tables`` (None if one of them is empty)."""
+    """The oldest high-water mark among the fact ``tables`` (None if one of them is empty).
+
+    A table's mark is the latest change it holds, or, when its source read the other tables of
+    the same run further (a sparse table: no complaint for an hour), the furthest of those: the
+    source served them all at once, so the sparse table had nothing newer. Without that, a rule
+    reading complaints would wait for the next complaint before evaluating anything."""
     marks = []
     for table in tables:
         if table in DIMENSIONS:
             continue
-        mark = _scalar(hook, "SELECT MAX(high_water_mark) FROM extract_runs WHERE table_name = :t", {"t": table})
-        if mark is None:
+        mark = _scalar(hook, "SELECT MAX(s.high_water_mark) FROM extract_runs s JOIN ("
+                             "  SELECT r.run_id, r.source FROM extract_runs r WHERE r.table_name = :t "
+                             "  ORDER BY r.finished_at DESC LIMIT 1) latest "
+                             "ON s.run_id = latest.run_id AND s.source = latest.source", {"t": table})
+        own = _scalar(hook, "SELECT MAX(high_water_mark) FROM extract_runs WHERE table_name = :t", {"t": table})
+        if own is None:
             column = table_spec(table).updated_field
-            mark = _scalar(hook, f"SELECT MAX({column}) FROM {table}", {})  # noqa: S608 - schema identifiers
-        if mark is None:
+            own = _scalar(hook, f"SELECT MAX({column}) FROM {table}", {})  # noqa: S608 - schema identifiers
+        if own is None:
             return None
-        marks.append(as_utc(mark))
+        marks.append(max(as_utc(own), as_utc(mark)) if mark is not None else as_utc(own))
     return min(marks) if marks else None
 
 

@@ -144,19 +144,27 @@ def _check_references(catalogue: Catalogue, lines_of) -> None:
             if cond.rule is None:
                 continue
             where = f"{loaded.file}:{loaded.line_of('conditions', i, 'rule')}: conditions.{i}.rule"
-            target = catalogue.rules.get(cond.rule)
             problem = None
-            if cond.rule == rid:
-                problem = "a rule cannot refer to itself"
-            elif target is None:
-                problem = f"refers to {cond.rule!r}, which is not defined (or its file has problems)"
-            elif target.rule.references:
-                problem = f"refers to {cond.rule!r}, itself a compound rule; refer to its parts"
-            elif target.rule.grain != rule.grain:
-                problem = f"refers to {cond.rule!r} of grain {target.rule.grain}; this rule's grain is {rule.grain}"
-            elif not set(target.rule.keys) <= set(rule.keys):
-                problem = (f"refers to {cond.rule!r}, whose entity ({target.rule.entity}) is not part of this "
-                           f"rule's ({rule.entity})")
+            entities = set()
+            for ref in cond.rules:
+                target = catalogue.rules.get(ref)
+                if ref == rid:
+                    problem = "a rule cannot refer to itself"
+                elif target is None:
+                    problem = f"refers to {ref!r}, which is not defined (or its file has problems)"
+                elif target.rule.references:
+                    problem = f"refers to {ref!r}, itself a compound rule; refer to its parts"
+                elif target.rule.grain != rule.grain:
+                    problem = f"refers to {ref!r} of grain {target.rule.grain}; this rule's grain is {rule.grain}"
+                elif not set(target.rule.keys) <= set(rule.keys):
+                    problem = (f"refers to {ref!r}, whose entity ({target.rule.entity}) is not part of this "
+                               f"rule's ({rule.entity})")
+                else:
+                    entities.add(target.rule.entity)
+                if problem:
+                    break
+            if problem is None and len(entities) > 1:
+                problem = f"the rules of a list must have one entity; these have {', '.join(sorted(entities))}"
             if problem:
                 catalogue.problems.setdefault(rule.domain, []).append(f"{where}: {problem}")
                 catalogue.rules.pop(rid, None)
@@ -184,7 +192,7 @@ def _build(rdir: Path, sdir: Path, dialects: tuple[str, ...]) -> Catalogue:
         if path.is_file():
             _load_file(path, domain, sdir, catalogue, dialects)
     for path in sorted(rdir.glob("*.yaml")):
-        if path.stem not in DOMAINS and path.stem != "routing":
+        if path.stem not in DOMAINS and path.stem not in ("routing", "plans"):
             catalogue.problems.setdefault("(other)", []).append(
                 f"{path}:1: (file): not a rule file; rule files are named after a domain: {', '.join(DOMAINS)}")
     _check_references(catalogue, None)

@@ -114,7 +114,8 @@ class Condition(_Strict):
     or another rule breaching for the same entity (``rule:``, compound rules)."""
 
     metric: str | None = Field(None, description="a column of the rule's metric query")
-    rule: str | None = Field(None, description="id of another rule that must breach for the same entity and bucket")
+    rule: str | list[str] | None = Field(None, description="id of another rule that must breach for the same entity "
+                                                           "and bucket (a list: any of them)")
     baseline: Baseline | None = None
     compare: Literal["value", "ratio", "pct_change", "delta", "poisson_z", "poisson_tail"] = Field(
         "value", description="value: the metric itself; ratio: value / baseline; pct_change: "
@@ -132,6 +133,23 @@ class Condition(_Strict):
     @classmethod
     def _metric_name(cls, v):
         return v if v is None else _identifier(v)
+
+    @field_validator("rule")
+    @classmethod
+    def _rule_ids(cls, v):
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("give at least one rule id")
+            if len(set(v)) != len(v):
+                raise ValueError(f"a rule is named twice: {v}")
+            if len(v) == 1:
+                return v[0]
+        return v
+
+    @property
+    def rules(self) -> list[str]:
+        """The referenced rule ids ([] for a metric condition)."""
+        return [] if self.rule is None else [self.rule] if isinstance(self.rule, str) else list(self.rule)
 
     @field_validator("above", "below")
     @classmethod
@@ -275,6 +293,11 @@ class Rule(_Strict):
     min_volume: list[MinVolume] = Field(default_factory=list)
     no_data: Literal["skip", "zero", "alert"] = Field(
         "skip", description="an entity with history but no row in a bucket: not evaluated, counted as zero, or an alert")
+    plans: Literal["scale_baseline", "ignore"] = Field(
+        "scale_baseline", description="during a planned event (planned_events, include/rules/plans.yaml): "
+        "scale_baseline compares each condition against its baseline times the plan's factor for the entity "
+        "(SKU, then category, then shop); ignore compares against the plain baseline (rates, counts that lag "
+        "sales). A compound rule with ignore also judges the rules it refers to without plans")
     params: dict[str, float | int | str] = Field(default_factory=dict, description="values bound into the query")
     owner: str = Field(min_length=1, description="team that owns the rule and acts on it")
     audience: list[str] = Field(default_factory=list, description="who is told (roles); routing is in routing.yaml")
@@ -410,7 +433,7 @@ class Rule(_Strict):
 
     @property
     def references(self) -> list[str]:
-        return [c.rule for c in self.conditions if c.rule]
+        return [r for c in self.conditions for r in c.rules]
 
     @property
     def fires_on(self) -> Literal["low", "high"]:

@@ -31,7 +31,7 @@ from threshold_operators.rules.sql_template import RenderContext, TemplateProble
 def _warehouse_schema() -> dict[str, dict[str, str]]:
     from sqlalchemy import DateTime, Integer, Numeric, SmallInteger, String, Text
 
-    from threshold_operators.warehouse.schema import TABLE_NAMES, metadata
+    from threshold_operators.warehouse.schema import PLAN_TABLE_NAMES, TABLE_NAMES, metadata
 
     def type_of(t) -> str:
         for cls, name in ((DateTime, "TIMESTAMPTZ"), (SmallInteger, "SMALLINT"), (Integer, "INT"),
@@ -40,7 +40,8 @@ def _warehouse_schema() -> dict[str, dict[str, str]]:
                 return name
         return "VARCHAR"
 
-    return {name: {c.name: type_of(c.type) for c in metadata.tables[name].columns} for name in TABLE_NAMES}
+    return {name: {c.name: type_of(c.type) for c in metadata.tables[name].columns}
+            for name in (*TABLE_NAMES, *PLAN_TABLE_NAMES)}
 
 
 def _line_of(text: str, needle: str) -> int:

@@ -18,12 +18,13 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from threshold_operators.simulator.catalogue import CATEGORY_CODES, Catalogue
+from threshold_operators.simulator.catalogue import CATEGORY_CODES, LINES_P, Catalogue
 from threshold_operators.simulator.seasonality import HOUR_S, PROMOTION_CALENDAR, Window
 
 DEFAULT_INCIDENTS = Path(__file__).resolve().parents[3] / "include" / "simulator" / "incidents" / "default.yaml"
 CHANNELS = ("app", "web", "douyin", "wechat")
 GATEWAYS = ("alipay", "wechatpay", "unionpay")
+MEAN_LINES = float((np.arange(1, 5) * LINES_P).sum())  # order lines per order: a SKU's lines a day ~ its orders
 # A promotion inflates the baselines of the week after it; incidents keep out of both.
 PROMO_SHADOW_DAYS = 8
 
@@ -50,6 +51,8 @@ class Target(BaseModel):
     category: str | None = None
     brand: str | None = None
     top: int | None = Field(None, ge=1, description="the N most popular SKUs matching")
+    daily_orders: float | None = Field(None, gt=0, description="the one SKU (among those matching) whose usual "
+                                                               "orders a day are nearest this: a small seller")
     channel: str | None = None
     gateway: str | None = None
     warehouse: int | None = Field(None, ge=1)
@@ -173,7 +176,10 @@ def schedule_shift(specs: list[IncidentSpec], window: Window, tz: str) -> int:
     return shift
 
 
-def place(specs: list[IncidentSpec], window: Window, catalogue: Catalogue) -> list[PlacedIncident]:
+def place(specs: list[IncidentSpec], window: Window, catalogue: Catalogue,
+          orders_per_day=None) -> list[PlacedIncident]:
+    """Each incident on the window, with its shop, SKUs and entity. ``orders_per_day``: each shop's
+    usual orders a day (for ``target.daily_orders``)."""
     placed = []
     shops = len(catalogue.shop_ids)
     shift = schedule_shift(specs, window, catalogue.timezones[0])
@@ -203,6 +209,11 @@ def place(specs: list[IncidentSpec], window: Window, catalogue: Catalogue) -> li
         entity_type, entity = "shop", catalogue.shop_ids[shop]
         if t.category or t.brand:
             skus = catalogue.select(shop, t.category, t.brand, t.top)
+            if t.daily_orders is not None and len(skus):
+                if orders_per_day is None:
+                    raise IncidentError(f"incident {spec.id}: target.daily_orders needs the shop's orders a day")
+                usual = catalogue.popularity[skus] * orders_per_day[shop] * MEAN_LINES
+                skus = skus[[int(np.argmin(np.abs(usual - t.daily_orders)))]]
             if len(skus) == 0:
                 raise IncidentError(f"incident {spec.id}: no SKU of shop {t.shop} matches target {t.model_dump(exclude_none=True)}")
             if spec.kind == "batch_quality":

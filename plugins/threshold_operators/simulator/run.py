@@ -24,7 +24,7 @@ from threshold_operators.simulator.catalogue import build_catalogue
 from threshold_operators.simulator.demand import expected_orders
 from threshold_operators.simulator.incidents import compile_effects, labels, load_incidents, place
 from threshold_operators.simulator.inventory import Inventory
-from threshold_operators.simulator.seasonality import LocalClock, Window, planned_events
+from threshold_operators.simulator.seasonality import LocalClock, Window, planned_event_rows, planned_events
 from threshold_operators.simulator.shop_day import ShopDay
 from threshold_operators.simulator.versions import VALID_FROM, VERSIONED
 from threshold_operators.warehouse.bulk_load import bulk_loader
@@ -96,6 +96,7 @@ def _truncate(hook) -> None:
     with hook.engine.begin() as con:
         for t in TABLE_NAMES:
             con.execute(text(f"DELETE FROM {t}"))
+        con.execute(text("DELETE FROM planned_events WHERE source = 'simulator'"))  # what it planned goes too
         if hook.is_duckdb:  # the platform file's history goes with its rows
             for t in (HISTORY_TABLE, *(versions_table_name(v) for v in VERSIONED)):
                 con.execute(text(f"DROP TABLE IF EXISTS {t}"))
@@ -161,13 +162,13 @@ def simulate(
     clocks = [clock_by_tz[tz] for tz in catalogue.timezones]
     shop_base = spec.orders_per_day * np.concatenate([[1.0], rng.uniform(0.7, 1.3, spec.shops - 1)])
     lam = expected_orders(rng, window, clocks, shop_base)
-    placed = place(incident_specs, window, catalogue)
+    placed = place(incident_specs, window, catalogue, shop_base)
     effects = compile_effects(placed, window, catalogue)
     described = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(spec).items()}
     if isinstance(spec.incidents, list):
         described["incidents"] = [i.id for i in spec.incidents]
-    label_doc = labels(placed, window, catalogue, planned_events(window, spec.timezone),
-                       described | {"end": window.end.isoformat()})
+    planned = planned_events(window, spec.timezone)
+    label_doc = labels(placed, window, catalogue, planned, described | {"end": window.end.isoformat()})
     day = ShopDay(rng, window, catalogue, clocks, lam, effects, spec.currency, history_from=history_from)
     inventory = Inventory(rng, window, catalogue, clocks, lam, effects)
 
@@ -176,6 +177,12 @@ def simulate(
 
     try:
         rows = _generate(spec, hook, day, inventory, catalogue, window, flush_rows, say)
+        if hook is not None:  # what the shop planned, as its planning system would declare it
+            from threshold_operators.warehouse.planned_events import SIMULATOR_SOURCE, replace_planned_events
+
+            replace_planned_events(hook.engine, SIMULATOR_SOURCE,
+                                   planned_event_rows(planned, catalogue.shop_ids, spec.timezone, window.end))
+            hook.engine.dispose()
     except BaseException:
         if hook is not None:
             _truncate(hook)

@@ -123,6 +123,24 @@ class LocalClock:
         return int(local.tz_convert("UTC").timestamp())
 
 
+def planned_event_rows(events: list[dict], shop_ids, tz: str, written_at: datetime) -> list[dict]:
+    """The ``planned_events`` rows of the simulator's promotions (``planned_events``): what the shop
+    planned, for every shop, with the uplift it planned (its demand factor), as a shop would
+    declare them in include/rules/plans.yaml."""
+    import re
+
+    rows = []
+    for e in events:
+        start = pd.Timestamp(e["start"])
+        slug = re.sub(r"[^a-z0-9]+", "_", e["name"].lower().replace("'", "")).strip("_")
+        for shop in shop_ids:
+            rows.append({"event_id": f"{slug}_{start.tz_convert(tz):%Y%m%d}"[:64],
+                         "name": e["name"], "shop_id": str(shop), "scope": "shop", "scope_value": "",
+                         "uplift": float(e["demand_factor"]), "starts_at": start.to_pydatetime(),
+                         "ends_at": pd.Timestamp(e["end"]).to_pydatetime(), "updated_at": written_at})
+    return rows
+
+
 def planned_events(window: Window, tz: str) -> list[dict]:
     """Promotions inside the window, for the labels file (alerts there are expected, not false).
 

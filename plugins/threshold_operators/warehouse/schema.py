@@ -359,6 +359,34 @@ PACK_TABLES: tuple[Table, ...] = (quarantine, held_rows, extract_runs, data_qual
 PACK_TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in PACK_TABLES)
 
 
+# --- What the shop plans: inputs the rules read besides the shop's data (docs/rules.md, "Planned
+# events"). Filled by `storefence plans load` (include/rules/plans.yaml), a planning system or the
+# simulator, each replacing only its own rows (``source``); created alongside the other tables.
+
+planned_events = _table(
+    "planned_events",
+    "Planned events (双11, 618, a booked live stream): when, and how many times its normal orders a shop, a "
+    "category or a SKU is expected to sell. During one, rules comparing a metric with its baseline compare it "
+    "with the baseline times the most specific factor (SKU, then category, then shop).",
+    _col("source", String(64), "Who declared it: plans.yaml, simulator, or a planning system's name; a load "
+                               "replaces the rows of its own source only.", key=True),
+    _col("event_id", String(64), "Event identifier, unique within its source.", key=True),
+    _col("name", String(200), "What people call the event."),
+    _col("shop_id", String(32), "Shop.", key=True),
+    _col("scope", String(16), "shop, category or sku: what the factor applies to.", key=True),
+    _col("scope_value", String(64), "The category code or the SKU; empty for the whole shop.", key=True),
+    _col("uplift", Numeric(10, 4), "Expected orders during the event as a multiple of normal (4: four times).",
+         unit="x normal"),
+    _col("starts_at", TS, "Start of the event.", unit="UTC"),
+    _col("ends_at", TS, "End of the event, exclusive.", unit="UTC"),
+    _col("updated_at", TS, "When the row was written.", unit="UTC"),
+    updated_field="updated_at",
+)
+
+PLAN_TABLES: tuple[Table, ...] = (planned_events,)
+PLAN_TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in PLAN_TABLES)
+
+
 @dataclass(frozen=True)
 class TableSpec:
     """What the loaders and the shop API need to know of a table, without SQLAlchemy."""
@@ -396,7 +424,7 @@ def create_schema(engine) -> list[str]:
     existing = set(inspect(engine).get_table_names())
     metadata.create_all(engine, checkfirst=True)
     create_rollup_bookkeeping(engine)
-    return [name for name in (*TABLE_NAMES, *PACK_TABLE_NAMES) if name not in existing]
+    return [name for name in (*TABLE_NAMES, *PACK_TABLE_NAMES, *PLAN_TABLE_NAMES) if name not in existing]
 
 
 def render_markdown() -> str:
@@ -455,18 +483,27 @@ def render_markdown() -> str:
         "```",
         "",
     ]
-    for table in (*TABLES, *PACK_TABLES):
+    for table in (*TABLES, *PACK_TABLES, *PLAN_TABLES):
         if table is PACK_TABLES[0]:
             lines += ["# The pack's own tables", "",
                       "What extraction did and refused, and what rule evaluation found. Simulations and summaries leave them alone.", ""]
+        if table is PLAN_TABLES[0]:
+            lines += ["# What the shop plans", "",
+                      "Inputs the rules read besides the shop's data. `storefence plans load` writes "
+                      "`include/rules/plans.yaml` here (source `plans.yaml`); a planning system may write its own "
+                      "rows, and the simulator writes the promotions it planned (source `simulator`). Each "
+                      "replaces only the rows of its own source. docs/rules.md, \"Planned events\".", ""]
         updated = table.info["updated_field"]
+        event = table.info.get("event_field")
         key = ", ".join(c.name for c in table.primary_key.columns)
+        sliced = f" Rollup slices of: `{event}`." if event and table in TABLES and table.name not in ("shops", "products") \
+            else ""
         lines += [
             f"## `{table.name}`",
             "",
             table.comment,
             "",
-            f"Key: `{key}`. Changes tracked by: {f'`{updated}`' if updated else 'none (read whole)'}.",
+            f"Key: `{key}`. Changes tracked by: {f'`{updated}`' if updated else 'none (read whole)'}.{sliced}",
             "",
             "| column | type | unit | key | null | meaning |",
             "|---|---|---|---|---|---|",
@@ -478,6 +515,12 @@ def render_markdown() -> str:
                 f"| {'yes' if c.nullable else ''} | {c.comment} |"
             )
         lines.append("")
+    from threshold_operators.warehouse.rollup_tables import BOOKKEEPING_DOC
+
+    lines += ["# The rollups' bookkeeping", "",
+              "Rolling rules read rollups (`rollup_<query path>`: a slice query's rows per entity and 5-minute",
+              "slice, created and maintained by the engine: docs/rules.md, Rolling windows). Two tables keep",
+              "them exact; created with the schema.", "", BOOKKEEPING_DOC.replace("### ", "## ")]
     return "\n".join(lines)
 
 
