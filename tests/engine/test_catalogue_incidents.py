@@ -32,7 +32,7 @@ EXPECTED_SEVERITY = {
     ("small_sku_surge", "sales.order_spike_sustained"): "yellow",
     ("small_sku_surge", "compound.spike_low_stock"): "red",
     ("clothing_batch_quality", "finance.complaint_spike"): "red",
-    ("payment_gateway_degraded", "finance.payment_failure"): "yellow",
+    ("payment_gateway_degraded", "finance.payment_failure"): "red",
     ("paid_channel_quality", "traffic.paid_cost_quality"): "yellow",
     ("site_slowdown", "traffic.conversion_drop"): "red",
     ("negative_review_burst", "customer.negative_review"): "blue",
