@@ -169,9 +169,9 @@ def _exact_z(x: float, b: float) -> float:
 
 @pytest.mark.parametrize(("x", "b"), [(1, 0.2), (3, 0.5), (6, 1.9), (10, 2.4), (15, 3.75), (40, 12.0), (200, 120.0)])
 def test_poisson_tail_is_close_to_the_exact_quantile(x, b):
-    from threshold_operators.engine.compile import _poisson_tail
-
     import duckdb
+
+    from threshold_operators.engine.compile import _poisson_tail
 
     z = duckdb.sql(f"SELECT {_poisson_tail(f'CAST({x} AS DOUBLE)', f'CAST({b} AS DOUBLE)')}").fetchall()[0][0]
     assert z == pytest.approx(_exact_z(x, b), abs=0.12)

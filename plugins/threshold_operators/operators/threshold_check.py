@@ -75,7 +75,6 @@ class ThresholdCheckOperator(BaseOperator):
         from threshold_operators.engine.compile import compile_rule
         from threshold_operators.engine.evaluate import Evaluation, Outcome
         from threshold_operators.engine.gates import failing_tables
-        from threshold_operators.engine.rollups import maintain_for, rollups_needed
         from threshold_operators.engine.record import (
             landed_until,
             last_window_end,
@@ -83,6 +82,7 @@ class ThresholdCheckOperator(BaseOperator):
             next_window,
             record,
         )
+        from threshold_operators.engine.rollups import maintain_for, rollups_needed
         from threshold_operators.operators.failures import FailureKind, kind_of, raise_for
         from threshold_operators.rules.catalogue import load_catalogue
 
