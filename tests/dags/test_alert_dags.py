@@ -71,14 +71,14 @@ def test_a_broken_rule_file_breaks_only_its_own_domains_dag(airflow_db, tmp_path
     shutil.copytree(REPO / "include" / "rules", rules)
     shutil.copytree(REPO / "include" / "sql", sql)
     text = (rules / "finance.yaml").read_text(encoding="utf-8")
-    (rules / "finance.yaml").write_text(text.replace("    grain: day\n", "    grain: day\n    thresold: 3\n", 1),
+    (rules / "finance.yaml").write_text(text.replace("    query: ", "    thresold: 3\n    query: ", 1),
                                         encoding="utf-8")
     monkeypatch.setenv("STOREFENCE_RULES_DIR", str(rules))
     monkeypatch.setenv("STOREFENCE_SQL_DIR", str(sql))
     bag = _bag()
     assert set(bag.import_errors) == {str(DAGS / "storefence_alerts_finance.py")}
     message = bag.import_errors[str(DAGS / "storefence_alerts_finance.py")]
-    line = text.splitlines().index("    grain: day") + 2
+    line = next(i for i, t in enumerate(text.splitlines()) if t.startswith("    query: ")) + 1
     assert f"finance.yaml:{line}: rules.0.thresold: unknown field" in message
     assert {f"storefence_alerts_{d}" for d in DOMAINS if d != "finance"} <= set(bag.dag_ids)
     assert "storefence_alerts_finance" not in bag.dag_ids
