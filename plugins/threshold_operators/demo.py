@@ -97,7 +97,7 @@ def copy_planned_events(src, warehouse) -> int:
     system is the platform."""
     from threshold_operators.warehouse.planned_events import replace_planned_events
 
-    if not src.sql("SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'planned_events'").fetchone()[0]:
+    if not src.sql("SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'planned_events'").fetchall()[0][0]:
         return 0
     cur = src.execute("SELECT * FROM planned_events")
     names = [d[0] for d in cur.description]
