@@ -39,7 +39,7 @@ def one(con, sql, *params):
 
 def test_every_default_incident_is_labelled_inside_the_window(shop):
     _, incidents, result = shop
-    assert len(incidents) == 10
+    assert len(incidents) == 11
     for inc in incidents.values():
         assert result.window_start <= ts(inc["start"]) < ts(inc["end"]) <= result.window_end
         assert inc["expect"], inc["id"]
