@@ -110,10 +110,8 @@ def maintain_all(hook, catalogue, rules, t0, t1, now) -> float:
     from threshold_operators.engine.rollups import maintain_for
 
     t = time.perf_counter()
-    done = set()
     for loaded in rules:
-        for m in maintain_for(hook, loaded, catalogue, t0, t1, now):
-            done.add(m.rollup)
+        maintain_for(hook, loaded, catalogue, t0, t1, now)
     return time.perf_counter() - t
 
 

@@ -71,10 +71,6 @@ class Rollup:
         return {"scan_0_start": lo, "scan_0_end": hi, **{f"p_{k}": v for k, v in self.params}}
 
 
-def rollup_name(query: str, params: dict) -> str:
-    return rollup_table(query, params)
-
-
 KEY_COLUMNS = frozenset(k for keys in ENTITY_KEYS.values() for k in keys)
 
 
@@ -98,7 +94,7 @@ def query_columns(template: str, params: tuple = ()) -> tuple[tuple[str, ...], t
 def rollup_of_query(query: str, template: str, params: dict | None = None, rules: tuple[str, ...] = ()) -> Rollup:
     params = dict(params or {})
     keys, metrics, tables = query_columns(template, tuple(sorted(params.items())))
-    return Rollup(rollup_name(query, params), query, template, tuple(sorted(params.items())), keys, metrics,
+    return Rollup(rollup_table(query, params), query, template, tuple(sorted(params.items())), keys, metrics,
                   tables, rules)
 
 
@@ -129,10 +125,10 @@ def catalogue_rollups(catalogue) -> dict[str, Rollup]:
         if loaded.tables == ("series",):
             continue
         if rule.rolling:
-            name = rollup_name(rule.query, rule.params)
+            name = rollup_table(rule.query, rule.params)
             found.setdefault(name, (rule.query, loaded.template, dict(rule.params), []))[3].append(rule.id)
         for path in rollup_paths(loaded.template):
-            name = rollup_name(path, {})
+            name = rollup_table(path, {})
             if name not in found:
                 found[name] = (path, read_query(path), {}, [])
             found[name][3].append(rule.id)
@@ -147,8 +143,8 @@ def rollups_needed(loaded, catalogue) -> list[tuple[Rollup, object]]:
         if item.tables == ("series",):
             continue
         if item.rule.rolling:
-            out.append((every[rollup_name(item.rule.query, item.rule.params)], item.rule))
-        out += [(every[rollup_name(path, {})], item.rule) for path in rollup_paths(item.template)]
+            out.append((every[rollup_table(item.rule.query, item.rule.params)], item.rule))
+        out += [(every[rollup_table(path, {})], item.rule) for path in rollup_paths(item.template)]
     return out
 
 
