@@ -17,8 +17,11 @@ export STOREFENCE_HOME := $(CURDIR)
 demo: airflow-home
 	$(BIN)/storefence demo
 
+# Two pytest-xdist workers (TEST_WORKERS=0: one process); tests/conftest.py keeps the tests that
+# share a built shop on one worker and lets the real-Airflow tests take turns.
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed
-	$(BIN)/pytest
+	$(BIN)/pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 
 # `storefence up` does the set-up of airflow-home itself, after choosing the metadata DB
 # (PostgreSQL when it answers), so a fresh home is not first migrated on SQLite.

@@ -59,6 +59,28 @@ def pytest_report_header(config):
     return f"clock: {CLOCK} (STOREFENCE_TEST_CLOCK), ticking" if CLOCK else None
 
 
+# `make test` runs the suite on two pytest-xdist workers (`--dist loadgroup`). Tests that share an
+# expensive session fixture go to one worker (built once), and the tests that start a real Airflow
+# take turns on one worker (two stacks at once on two cores would only slow each other down).
+XDIST_GROUPS = {
+    "incident_shop": ("incident_shop", "incident_shop_duckdb", "incident_shop_postgres"),
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
+        if item.get_closest_marker("real_airflow"):
+            item.add_marker(pytest.mark.xdist_group("real_airflow"))
+            continue
+        names = set(getattr(item, "fixturenames", ()))
+        for group, fixtures in XDIST_GROUPS.items():
+            if names.intersection(fixtures):
+                item.add_marker(pytest.mark.xdist_group(group))
+                break
+
+
 PG_ADMIN_URL = os.environ.get("STOREFENCE_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
