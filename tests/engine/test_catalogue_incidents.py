@@ -7,7 +7,8 @@ rule must fire in the cycle of the first spike sign it combines (stock was alrea
 
 Window rules are evaluated in one window over the incident (the engine gives the same answer as
 their live cycles: test_engine_sql.py and test_rolling.py prove it); current-state rules (stock,
-parcels) cycle by cycle at their cadence (every 5 minutes or every hour).
+parcels) cycle by cycle at their cadence (every 5 minutes or every hour), each as of its cycle's
+end (the stock snapshots and the tracking history).
 """
 
 from __future__ import annotations
@@ -92,7 +93,9 @@ def _window(inc: dict, rule_id: str, catalogue) -> tuple[datetime, datetime]:
     if catalogue.get(rule_id).rule.grain == "day":
         end += timedelta(days=1, hours=1)  # the local day must complete
     elif inc["id"] == "warehouse_tracking_stall":
-        start, end = end - 6 * H, end + 8 * H  # 48 h without tracking: stale towards the end
+        # 48 h without a scan: stale parcels from 48 h after the stall began, red by about 60 h
+        # (told from the tracking history, far from the data's end)
+        start, end = start + 46 * H, start + 62 * H
     else:
         end += 2 * H
     return start, end

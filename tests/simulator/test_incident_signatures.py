@@ -210,3 +210,24 @@ def test_the_data_is_consistent(shop):
     amount_gap = one(con, "SELECT MAX(ABS(o.amount - l.total)) FROM orders o JOIN "
                           "(SELECT order_id, SUM(quantity * unit_price) total FROM order_items GROUP BY 1) l USING (order_id)")
     assert amount_gap < 0.05
+
+
+def test_the_tracking_history_tells_each_parcels_latest_state(shop):
+    """tracking_events holds every scan (pickup, 2-4 on the way, delivery); shipments is its
+    latest: the first scan is the pickup, the latest the last tracking time, the delivery the
+    delivered time. Outside the stall no parcel goes 32 hours without a scan."""
+    con, inc, _ = shop
+    per_parcel = dict(con.execute(
+        "SELECT n, COUNT(*) FROM (SELECT e.shipment_id, COUNT(*) AS n FROM tracking_events e "
+        "JOIN shipments s USING (shipment_id) WHERE s.status = 'delivered' GROUP BY 1) GROUP BY 1").fetchall())
+    assert {4, 5, 6} <= set(per_parcel) <= {2, 4, 5, 6}  # 2: a parcel of the stall, delivered after it
+    assert con.execute(
+        "SELECT COUNT(*) FROM shipments s LEFT JOIN (SELECT shipment_id, MIN(event_at) AS first_at, MAX(event_at) AS last_at, "
+        "  MAX(CASE WHEN status = 'delivered' THEN event_at END) AS delivered_at, "
+        "  MIN(CASE WHEN status = 'picked_up' THEN event_at END) AS picked_up_at FROM tracking_events GROUP BY 1) e "
+        "USING (shipment_id) WHERE e.first_at IS DISTINCT FROM s.shipped_at OR e.picked_up_at IS DISTINCT FROM s.shipped_at "
+        "OR e.last_at IS DISTINCT FROM s.last_tracking_at OR e.delivered_at IS DISTINCT FROM s.delivered_at").fetchone()[0] == 0
+    gap = con.execute(
+        "SELECT MAX(gap) FROM (SELECT event_at - lag(event_at) OVER (PARTITION BY shipment_id ORDER BY event_at) AS gap "
+        "FROM tracking_events WHERE warehouse_id <> ?)", [inc["warehouse_tracking_stall"]["entity"]]).fetchone()[0]
+    assert gap <= timedelta(hours=32)

@@ -29,6 +29,7 @@ CANONICAL_KEYS = {
     "complaints": ("complaint_id",),
     "inventory_snapshots": ("shop_id", "sku", "warehouse_id", "snapshot_at"),
     "shipments": ("shipment_id",),
+    "tracking_events": ("shipment_id", "event_at"),
     "reviews": ("review_id",),
     "traffic": ("shop_id", "channel", "source", "hour"),
     "ad_spend": ("shop_id", "channel", "campaign_id", "hour"),

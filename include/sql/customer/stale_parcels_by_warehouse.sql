@@ -1,18 +1,30 @@
 -- Parcels in transit per warehouse at the end of the window, and how many have had no
--- tracking update for stale_hours (a current-state metric: the shipments table keeps each
--- parcel's latest tracking state only).
-SELECT s.shop_id,
-       s.warehouse_id,
-       CAST({{ window_end }} AS TIMESTAMPTZ) - INTERVAL '1 hour' AS bucket,
+-- tracking update for stale_hours: a current-state metric, told as of {{ window_end }} from the
+-- carrier's scans (tracking_events), so any past cycle is replayed as it was then.
+-- A parcel is in transit at the window's end if it was picked up before it and not delivered
+-- by then; stale if its latest scan before the end is older than stale_hours. A scan or a
+-- delivery after the end does not count. Parcels picked up in the 30 days before the end.
+WITH parcels AS (
+    SELECT e.shop_id,
+           e.warehouse_id,
+           e.shipment_id,
+           MAX(e.event_at) AS last_event_at
+    FROM tracking_events e
+    WHERE e.event_at < CAST({{ window_end }} AS TIMESTAMPTZ)
+      AND e.event_at >= CAST({{ window_end }} AS TIMESTAMPTZ) - INTERVAL '30 days'
+    GROUP BY e.shop_id, e.warehouse_id, e.shipment_id
+    HAVING SUM(CASE WHEN e.status = 'picked_up' THEN 1 ELSE 0 END) > 0
+       AND SUM(CASE WHEN e.status = 'delivered' THEN 1 ELSE 0 END) = 0
+)
+SELECT p.shop_id,
+       p.warehouse_id,
+       CAST({{ last_bucket }} AS TIMESTAMPTZ) AS bucket,
        COUNT(*) AS in_transit,
-       SUM(CASE WHEN s.last_tracking_at < CAST({{ window_end }} AS TIMESTAMPTZ)
-                                          - {{ param('stale_hours') }} * INTERVAL '1 hour'
+       SUM(CASE WHEN p.last_event_at < CAST({{ window_end }} AS TIMESTAMPTZ)
+                                       - {{ param('stale_hours') }} * INTERVAL '1 hour'
                 THEN 1 ELSE 0 END) AS stale_parcels,
-       SUM(CASE WHEN s.last_tracking_at < CAST({{ window_end }} AS TIMESTAMPTZ)
-                                          - {{ param('stale_hours') }} * INTERVAL '1 hour'
+       SUM(CASE WHEN p.last_event_at < CAST({{ window_end }} AS TIMESTAMPTZ)
+                                       - {{ param('stale_hours') }} * INTERVAL '1 hour'
                 THEN 1 ELSE 0 END) * 1.0 / COUNT(*) AS stale_share
-FROM shipments s
-WHERE s.status = 'in_transit'
-  AND s.shipped_at < CAST({{ window_end }} AS TIMESTAMPTZ)
-  AND s.shipped_at >= CAST({{ window_end }} AS TIMESTAMPTZ) - INTERVAL '30 days'
-GROUP BY s.shop_id, s.warehouse_id
+FROM parcels p
+GROUP BY p.shop_id, p.warehouse_id

@@ -20,7 +20,7 @@ Schedule: once per extract cycle. Each extract run ends with one event of its so
 at minute 10 of every hour whatever arrived (the fallback).
 
 Why ``AssetAll`` and not ``AssetAny``: the sources run on the same cron, so with ``AssetAny`` a
-domain reading two sources (customer: shipments from shop_api and reviews from reviews_api;
+domain reading two sources (customer: tracking_events from shop_api and reviews from reviews_api;
 traffic: ads_api and shop_api; and every domain reading orders, fed by shop_api and the
 shop_exports file drop) would run once per source per cycle, the duplicate runs competing for
 the warehouse slot. With ``AssetAll`` the scheduler queues each source's event

@@ -2,7 +2,7 @@
 
 ``ShopDay.generate(h0)`` draws the 24 window hours from ``h0`` and returns Arrow tables for the
 fact tables plus the units sold per hour and SKU (for the inventory). Events that follow an
-order (payment, shipment, delivery, refund, complaint, review) are drawn with the order and
+order (payment, shipment, tracking scans, delivery, refund, complaint, review) are drawn with the order and
 kept when they happen before the end of the window: the warehouse holds every row as it
 stands at the end of the window.
 """
@@ -26,6 +26,7 @@ from threshold_operators.simulator.demand import (
 )
 from threshold_operators.simulator.incidents import CHANNELS, GATEWAYS, Effects, TimedFactor
 from threshold_operators.simulator.seasonality import HOUR_S, YEARLY_TREND, LocalClock, Window
+from threshold_operators.simulator.tracking import scan_step, tracking_event_rows
 from threshold_operators.simulator.versions import hourly_versions, order_versions, shipment_versions
 from threshold_operators.warehouse.schema import arrow_table
 
@@ -232,16 +233,18 @@ class ShopDay:
         tries &= t1 < W.end_s
         retry &= t2 < W.end_s
 
-        # Shipments of paid orders, with tracking every 2-6 hours until delivery.
+        # Shipments of paid orders; the carrier scans each at pickup, 2-4 times on the way and at
+        # delivery (simulator.tracking).
         wh = cat.warehouse[g[starts]]
         shipped = np.where(paid, paid_at + np.clip(rng.lognormal(np.log(10 * HOUR_S), 0.6, n), HOUR_S, 72 * HOUR_S).astype(np.int64), NEVER)
         delivered = np.where(paid, shipped + rng.integers(20 * HOUR_S, 96 * HOUR_S, n), NEVER)
-        tick = rng.integers(2 * HOUR_S, 6 * HOUR_S, n)
+        draw = rng.integers(2 * HOUR_S, 6 * HOUR_S, n)  # drawn as before, so the other draws stay the same
         stalled = np.zeros(n, dtype=bool)
         for e in self.fx.tracking_stalls:
             m = paid & (shop == e.shop) & (wh == e.extra["warehouse"]) & (shipped >= e.t0) & (shipped < e.t1)
             stalled |= m
             delivered[m] = np.maximum(delivered[m], e.t1 + rng.integers(4 * HOUR_S, 24 * HOUR_S, m.sum()))
+        tick = scan_step(shipped, delivered, draw)
         has_ship = shipped < W.end_s
         is_delivered = delivered < W.end_s
         since = np.where(has_ship, W.end_s - shipped, 0)
@@ -320,6 +323,15 @@ class ShopDay:
             "status": pa.array(np.where(is_delivered[si], "delivered", "in_transit")),
             "shipped_at": ts(shipped[si]), "last_tracking_at": ts(last_tracking[si]),
             "delivered_at": ts(delivered[si], is_delivered[si]), "updated_at": ts(last_tracking[si]),
+        })
+        e_row, e_at, e_status = tracking_event_rows(shipped[si], delivered[si], is_delivered[si], stalled[si],
+                                                    tick[si], W.end_s)
+        shipments = tables["shipments"]
+        tables["tracking_events"] = arrow_table("tracking_events", {
+            "shipment_id": shipments["shipment_id"].take(pa.array(e_row)), "event_at": ts(e_at),
+            "shop_id": shipments["shop_id"].take(pa.array(e_row)),
+            "warehouse_id": shipments["warehouse_id"].take(pa.array(e_row)),
+            "tracking_no": shipments["tracking_no"].take(pa.array(e_row)), "status": pa.array(e_status),
         })
         ri = np.flatnonzero(refunded)
         r_oid = line_oid.take(pa.array(ri))

@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from threshold_operators.simulator.seasonality import HOUR_S
+from threshold_operators.simulator.tracking import scans_on_the_way
 
 VALID_FROM = "valid_from"
 #: The tables with versions, and how far before ``history_from`` their rows need one (an hourly
@@ -95,17 +96,14 @@ def order_versions(orders: pa.Table, history_from: int, *, created, t1, tries, f
 def shipment_versions(shipments: pa.Table, history_from: int, end: int, *, shipped, delivered, is_delivered,
                       stalled, tick, last_tracking) -> pa.Table:
     """The versions of the shipments last changed at or after ``history_from``: picked up, every
-    tracking update (none while stalled), delivered. Arrays are per row of ``shipments``."""
+    tracking update (none while stalled), delivered (``simulator.tracking``; ``tick`` is the
+    step between scans). Arrays are per row of ``shipments``."""
     keep = last_tracking >= history_from
     every = np.arange(len(shipped))
-    # tracking updates shipped + k * tick, k = 1..n: before delivery, or up to the end of the window
-    n = np.where(is_delivered, -(-(delivered - shipped) // tick) - 1, (end - shipped) // tick)
-    n = np.where(stalled | ~keep, 0, np.maximum(n, 0))
-    t_row = np.repeat(every, n)
-    k = np.arange(len(t_row)) - np.repeat(np.cumsum(n) - n, n) + 1
+    t_row, t_at = scans_on_the_way(shipped, delivered, is_delivered, stalled, tick, end, keep)
     row, at, status = _events(
         (every, shipped, keep, "in_transit"),
-        (t_row, shipped[t_row] + k * tick[t_row], np.ones(len(t_row), dtype=bool), "in_transit"),
+        (t_row, t_at, np.ones(len(t_row), dtype=bool), "in_transit"),
         (every, delivered, keep & is_delivered, "delivered"),
     )
     done = status == "delivered"
