@@ -16,6 +16,8 @@ and compiled by today's engine, on the same data.
 
     .venv/bin/python bench/detection_delay.py                # both catalogues
     .venv/bin/python bench/detection_delay.py --only new     # the current catalogue only
+    .venv/bin/python bench/detection_delay.py --incidents negative_review_burst warehouse_tracking_stall
+                                   # re-measure these incidents' rows; the others stay as recorded
 
 Results: ``bench/results/detection_delay.json`` and a table on stdout.
 """
@@ -108,6 +110,9 @@ def main() -> int:
     ap.add_argument("--only", choices=("new", "old"), help="one catalogue only")
     ap.add_argument("--shop-dir", default=str(Path(tempfile.gettempdir()) / "storefence-detection-shop"),
                     help="where the simulated demo shop is kept between runs")
+    ap.add_argument("--incidents", nargs="+", metavar="ID",
+                    help="re-measure only these incidents' rows; the other rows of the results file stay as recorded "
+                         "(each row says when it was measured)")
     args = ap.parse_args()
     from threshold_operators.rules.catalogue import load_catalogue
 
@@ -119,10 +124,23 @@ def main() -> int:
         catalogues["old"] = catalogue_at(args.baseline_ref, Path(tempfile.mkdtemp(prefix="sf-old-catalogue-")))
     if args.only != "old":
         catalogues["new"] = load_catalogue()
+    path = REPO / "bench" / "results" / "detection_delay.json"
+    kept = {}
+    if args.incidents:
+        unknown = set(args.incidents) - {i["id"] for i in labels["incidents"]}
+        if unknown:
+            ap.error(f"no such incident: {', '.join(sorted(unknown))}")
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+        kept = {(r["incident"], r["rule"]): r | {"measured": r.get("measured", recorded["when"])}
+                for r in recorded["rows"]}
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     rows = []
     for inc in labels["incidents"]:
         for rule_id in inc["expect"]:
-            row = {"incident": inc["id"], "rule": rule_id, "start": inc["start"]}
+            if args.incidents and inc["id"] not in args.incidents and (inc["id"], rule_id) in kept:
+                rows.append(kept[(inc["id"], rule_id)])
+                continue
+            row = {"incident": inc["id"], "rule": rule_id, "start": inc["start"], "measured": now}
             for name, catalogue in catalogues.items():
                 row[name] = first_alert(catalogue, hook, rule_id, inc)
             target = TARGETS.get((inc["id"], rule_id))
@@ -133,9 +151,7 @@ def main() -> int:
             print(f"{inc['id']:<26} {rule_id:<32} old {fmt(row.get('old')):<34} new {fmt(row.get('new'))}",
                   flush=True)
     hook.engine.dispose()
-    out = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "shop": DEMO | {"end": END.isoformat()},
-           "baseline_ref": args.baseline_ref, "rows": rows}
-    path = REPO / "bench" / "results" / "detection_delay.json"
+    out = {"when": now, "shop": DEMO | {"end": END.isoformat()}, "baseline_ref": args.baseline_ref, "rows": rows}
     path.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     print("\n| incident | rule | hourly catalogue (before) | current catalogue |\n|---|---|---|---|")
     for r in rows:

@@ -79,6 +79,21 @@ def pytest_collection_modifyitems(config, items):
             if names.intersection(fixtures):
                 item.add_marker(pytest.mark.xdist_group(group))
                 break
+    if getattr(config.option, "loadgroup", False):  # on an xdist worker, --dist loadgroup
+        _group_node_ids(items)
+
+
+def _group_node_ids(items) -> None:
+    """What xdist's loadgroup does on a worker: ``<node id>@<group>``, the id its scheduler splits
+    on. xdist 3.8 writes it to ``item._nodeid``, which pytest 9 no longer reads (the id is
+    ``item._id``), so without this every grouped test would be scheduled on its own."""
+    from _pytest.nodeid import coerce_node_id
+
+    for item in items:
+        groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                         for m in item.iter_markers("xdist_group")})
+        if groups and "@" not in item.nodeid:
+            item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(groups)}")
 
 
 PG_ADMIN_URL = os.environ.get("STOREFENCE_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
