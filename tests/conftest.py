@@ -59,26 +59,28 @@ def pytest_report_header(config):
     return f"clock: {CLOCK} (STOREFENCE_TEST_CLOCK), ticking" if CLOCK else None
 
 
-# `make test` runs the suite on two pytest-xdist workers (`--dist loadgroup`). Tests that share an
-# expensive session fixture go to one worker (built once), and the tests that start a real Airflow
-# take turns on one worker (two stacks at once on two cores would only slow each other down).
-XDIST_GROUPS = {
-    "incident_shop": ("incident_shop", "incident_shop_duckdb", "incident_shop_postgres"),
-}
+# `make test` runs the suite on two pytest-xdist workers (`--dist loadgroup`). The tests that share
+# a built incident shop go to one worker per warehouse (each shop is built once), and the tests
+# that start a real Airflow take turns on one worker (two stacks at once on two cores would only
+# slow each other down).
+def _group_of(item) -> str | None:
+    if item.get_closest_marker("real_airflow"):
+        return "real_airflow"
+    names = set(getattr(item, "fixturenames", ()))
+    if "incident_shop" in names:  # parametrized: the shop of its warehouse
+        callspec = getattr(item, "callspec", None)
+        return f"incident_shop_{callspec.params['incident_shop']}" if callspec else None
+    for name in ("incident_shop_duckdb", "incident_shop_postgres"):
+        if name in names:
+            return name
+    return None
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.get_closest_marker("xdist_group"):
-            continue
-        if item.get_closest_marker("real_airflow"):
-            item.add_marker(pytest.mark.xdist_group("real_airflow"))
-            continue
-        names = set(getattr(item, "fixturenames", ()))
-        for group, fixtures in XDIST_GROUPS.items():
-            if names.intersection(fixtures):
-                item.add_marker(pytest.mark.xdist_group(group))
-                break
+        group = None if item.get_closest_marker("xdist_group") else _group_of(item)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
     if getattr(config.option, "loadgroup", False):  # on an xdist worker, --dist loadgroup
         _group_node_ids(items)
 

@@ -5,6 +5,12 @@ its rules fire for the entity it hit, at the expected severity, inside its windo
 weeks, weekends included, must stay quiet (nothing yellow or red from a live rule); the compound
 rule must fire in the cycle of the first spike sign it combines (stock was already short).
 
+Which warehouse: that each rule fires on its incident is held on DuckDB and PostgreSQL (here and,
+with the stated delays, in test_detection_delays.py); the compound rule's first cycle, the quiet
+weeks and the seed's literal drop rule are held on DuckDB: the two warehouses give the same
+results for the same statements (test_engine_sql.py, test_rolling.py), and on PostgreSQL these
+replays (96 five-minute cycles of four rules, two weeks of every rule) took most of the suite's time.
+
 Window rules are evaluated in one window over the incident (the engine gives the same answer as
 their live cycles: test_engine_sql.py and test_rolling.py prove it); current-state rules (stock,
 parcels) cycle by cycle at their cadence (every 5 minutes or every hour), each as of its cycle's
@@ -121,8 +127,8 @@ def test_every_incident_fires_its_rules_for_its_entity(catalogue, incident_shop)
     assert checked == set(EXPECTED_SEVERITY)
 
 
-def test_compound_fires_in_the_cycle_of_the_first_spike_sign(catalogue, incident_shop):
-    hook, labels = incident_shop
+def test_compound_fires_in_the_cycle_of_the_first_spike_sign(catalogue, incident_shop_duckdb):
+    hook, labels = incident_shop_duckdb
     inc = next(i for i in labels["incidents"] if i["id"] == "formula_spike_low_stock")
     start = datetime.fromisoformat(inc["start"]).replace(minute=0)
     first: dict[str, dict[str, datetime]] = defaultdict(dict)
@@ -141,8 +147,8 @@ def test_compound_fires_in_the_cycle_of_the_first_spike_sign(catalogue, incident
 
 
 @pytest.mark.parametrize("week", QUIET_WEEKS, ids=lambda w: w.date().isoformat())
-def test_incident_free_weeks_stay_quiet(catalogue, incident_shop, week):
-    hook, _ = incident_shop
+def test_incident_free_weeks_stay_quiet(catalogue, incident_shop_duckdb, week):
+    hook, _ = incident_shop_duckdb
     loud = {}
     for rule_id, loaded in sorted(catalogue.rules.items()):
         if loaded.rule.mode != "live":
@@ -154,9 +160,9 @@ def test_incident_free_weeks_stay_quiet(catalogue, incident_shop, week):
     assert not loud, loud
 
 
-def test_the_seeds_literal_order_drop_fires_every_night(catalogue, incident_shop):
+def test_the_seeds_literal_order_drop_fires_every_night(catalogue, incident_shop_duckdb):
     """The reason sales.order_drop uses a same-hour baseline (docs/rules.md)."""
-    hook, _ = incident_shop
+    hook, _ = incident_shop_duckdb
     week = QUIET_WEEKS[0]
     literal = _evaluate(catalogue, hook, "sales.order_drop_daily_avg", week, week + timedelta(days=7))
     shipped = _evaluate(catalogue, hook, "sales.order_drop", week, week + timedelta(days=7))
