@@ -24,9 +24,9 @@ H = timedelta(hours=1)
 
 # rule -> (incident, the delay docs/rules.md states, the severity of the first alert)
 STATED = {
-    "finance.refund_rate": ("refund_surge", 9 * H, "yellow"),
+    "finance.refund_rate": ("refund_surge", 11 * H, "yellow"),
     "finance.complaint_spike": ("clothing_batch_quality", 6 * H, "yellow"),
-    "finance.payment_failure": ("payment_gateway_degraded", 45 * timedelta(minutes=1), "yellow"),
+    "finance.payment_failure": ("payment_gateway_degraded", 60 * timedelta(minutes=1), "yellow"),
     "customer.negative_review": ("negative_review_burst", 30 * timedelta(minutes=1), "blue"),
     "customer.negative_review_burst": ("negative_review_burst", 3 * H, "yellow"),
 }
