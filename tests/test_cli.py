@@ -28,7 +28,7 @@ def test_simulate_then_summary(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "Wrote" in out.stdout and "rows/s" in out.stdout
     doc = yaml.safe_load(labels.read_text(encoding="utf-8"))
-    assert len(doc["incidents"]) == 10 and doc["window"]["end"] == "2026-09-30T00:00:00+00:00"
+    assert len(doc["incidents"]) == 11 and doc["window"]["end"] == "2026-09-30T00:00:00+00:00"
     summary = run("warehouse", "summary", "--warehouse", url, "--labels", str(labels))
     assert summary.returncode == 0, summary.stderr
     assert "order_items" in summary.stdout and "formula_spike_low_stock" in summary.stdout
