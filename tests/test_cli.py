@@ -102,7 +102,8 @@ def test_demo_on_a_fresh_airflow_home(tmp_path):
     assert "created (DuckDB" in setup.stdout
     again = run("airflow-setup", env=env)
     assert again.returncode == 0 and "kept" in again.stdout
-    demo = run("demo", "--end", "2026-09-30T00:00:00Z", env=env)
+    # the whole demo (simulate 400 days with tracking scans, extract, alert DAGs) next to another worker
+    demo = run("demo", "--end", "2026-09-30T00:00:00Z", env=env, timeout=900)
     assert demo.returncode == 0, demo.stderr[-2000:]
     assert (home / "storefence.duckdb").exists() and (home / "storefence-labels.yaml").exists()
     assert "Incidents (10)" in demo.stdout and "formula_spike_low_stock" in demo.stdout
