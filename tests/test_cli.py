@@ -106,7 +106,7 @@ def test_demo_on_a_fresh_airflow_home(tmp_path):
     demo = run("demo", "--end", "2026-09-30T00:00:00Z", env=env, timeout=900)
     assert demo.returncode == 0, demo.stderr[-2000:]
     assert (home / "storefence.duckdb").exists() and (home / "storefence-labels.yaml").exists()
-    assert "Incidents (10)" in demo.stdout and "formula_spike_low_stock" in demo.stdout
+    assert "Incidents (11)" in demo.stdout and "formula_spike_low_stock" in demo.stdout
     assert "storefence_extract_shop_api: success, storefence_extract_ads_api: success, storefence_extract_reviews_api: success" in demo.stdout
     # the three malformed records the demo adds are refused by the gate, with their reasons
     for reason in ("between(on_hand, 0.0, None)", "references(order_id -> orders)", "between(rating, 1.0, 5.0)"):
