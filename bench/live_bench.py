@@ -15,8 +15,8 @@ warehouse:
 (a) latency, in wall seconds, from a row's creation (its change-tracking time, a data time,
     converted to the wall time the live shop began to serve it: ``LiveClock.wall_time``)
     - to its load: the end of the first ``load_<table>`` task whose high-water mark reached it;
-    - to the check that evaluated its bucket: the end of the first ``<rule>_check`` task of a
-      rule reading the table whose evaluation window holds the row (hourly buckets: this
+    - to the check that evaluated its bucket: the end of the first ``evaluate`` task of a
+      domain with a rule reading the table whose evaluation window holds the row (hourly buckets: this
       includes waiting for the hour to complete, in accelerated time);
     - to the receiver, for each breach message a robot accepted (attributed to the notify task
       that was running when it arrived): from the landing of the data that completed the
@@ -124,8 +124,8 @@ def first_reaching(marks: list[tuple[datetime, datetime]], t: datetime) -> datet
 
 
 def rule_of(notify: dict) -> str:
-    """The rule id of a ``<name>_notify`` task of ``storefence_alerts_<domain>``."""
-    return f"{notify['dag_id'].removeprefix('storefence_alerts_')}.{notify['task_id'].removesuffix('_notify')}"
+    """The rule id of an instance of a domain's mapped ``notify`` task (named ``<rule id>: <outcome>``)."""
+    return (notify.get("rendered_map_index") or "").split(":", 1)[0]
 
 
 def most_at_once(intervals: list[tuple[datetime, datetime]]) -> int:
@@ -339,7 +339,8 @@ def all_runs(client, dag_id: str) -> list[dict]:
 
 
 def collect(client, since: datetime, catalogue) -> dict:
-    """Every storefence run since ``since`` with its task instances; each check's evaluation."""
+    """Every storefence run since ``since`` with its task instances; each rule's evaluation (the XCom
+    ``evaluations`` of its domain's ``evaluate`` task, which ended when the task did)."""
     runs, tis, evaluations = [], [], []
     for dag in client.dags("storefence_%"):
         for run in all_runs(client, dag["dag_id"]):
@@ -350,13 +351,14 @@ def collect(client, since: datetime, catalogue) -> dict:
             tis += run_tis
             if dag["dag_id"].startswith("storefence_alerts_"):
                 for ti in run_tis:
-                    if ti["task_id"].endswith("_check") and ti["state"] in ("success", "failed"):
+                    if ti["task_id"] == "evaluate" and ti["state"] == "success":
                         try:
-                            ev = client.xcom(dag["dag_id"], run["dag_run_id"], ti["task_id"], key="evaluation")
-                        except Exception:  # noqa: BLE001 - a check that failed before pushing one
+                            evs = client.xcom(dag["dag_id"], run["dag_run_id"], "evaluate", key="evaluations")
+                        except Exception:  # noqa: BLE001 - a task that failed before pushing them
                             continue
-                        evaluations.append({"dag_id": dag["dag_id"], "run_id": run["dag_run_id"],
-                                            "task_id": ti["task_id"], "end": ts(ti["end_date"]), **ev})
+                        evaluations += [{"dag_id": dag["dag_id"], "run_id": run["dag_run_id"],
+                                         "task_id": ti["task_id"], "end": ts(ti["end_date"]), **ev}
+                                        for ev in evs.values()]
     return {"runs": runs, "tis": tis, "evaluations": evaluations}
 
 
@@ -403,8 +405,9 @@ def figures(r: dict) -> dict:
     rows = row_latencies(r["rows"], loads, windows, rule_tables, clock.wall_time)
 
     # breach messages: each accepted message, attributed to the notify task running when it arrived
-    evaluation_of = {(e["dag_id"], e["run_id"], e["task_id"]): e for e in r["evaluations"]}
-    notifies = [t for t in tis if t["task_id"].endswith("_notify") and t.get("start_date") and t.get("end_date")]
+    evaluation_of = {(e["dag_id"], e["run_id"], e["rule_id"]): e for e in r["evaluations"]}
+    notifies = [t for t in tis if t["dag_id"].startswith("storefence_alerts_") and t["task_id"] == "notify"
+                and t.get("start_date") and t.get("end_date")]
     breach_from_landing, breach_from_newest, other, unmatched = [], [], 0, 0
     newest_rows = {t: sorted(v) for t, v in r["rows"].items()}
     director = []
@@ -422,7 +425,7 @@ def figures(r: dict) -> dict:
                  and (lr.rule.name.zh in text or lr.rule.name.en in text)]
         notify = (named or candidates)[0]
         rid = rule_of(notify)
-        ev = evaluation_of.get((notify["dag_id"], notify["dag_run_id"], notify["task_id"].replace("_notify", "_check")))
+        ev = evaluation_of.get((notify["dag_id"], notify["dag_run_id"], rid))
         if not ev or ev.get("outcome") != "breach" or not ev.get("breaches"):
             other += 1
             continue

@@ -131,7 +131,8 @@ def run_extracts(dags_folder: Path, log) -> dict[str, str]:
 
 
 def run_alert_dags(dags_folder: Path, log) -> dict[str, dict]:
-    """Run every storefence_alerts_<domain> DAG once; per DAG, each check's evaluation (XCom)."""
+    """Run every storefence_alerts_<domain> DAG once; per DAG, each rule's evaluation (the XCom
+    ``evaluations`` of its ``evaluate`` task: rule id -> summary)."""
     import glob
     import logging
 
@@ -148,9 +149,10 @@ def run_alert_dags(dags_folder: Path, log) -> dict[str, dict]:
                 for dag_id, dag in bag.dags.items():
                     run = dag.test()
                     with create_session() as session:
-                        rows = session.execute(XComModel.get_many(run_id=run.run_id, key="evaluation",
-                                                                  dag_ids=dag_id)).scalars().all()
-                        out[dag_id] = {r.task_id: XComModel.deserialize_value(r) for r in rows}
+                        row = session.execute(XComModel.get_many(run_id=run.run_id, key="evaluations",
+                                                                 task_ids="evaluate", dag_ids=dag_id)).scalars().first()
+                        out[dag_id] = XComModel.deserialize_value(row) if row is not None else {
+                            "(evaluate)": {"outcome": "error", "error": {"message": f"the run ended {run.state}"}}}
                 for path_, error in bag.import_errors.items():
                     out[Path(path_).stem] = {"(import error)": {"outcome": "error", "error": {"message": error}}}
         finally:

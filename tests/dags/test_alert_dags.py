@@ -34,8 +34,9 @@ def _bag(path=DAGS):
     return DagBag(dag_folder=str(path))
 
 
-def test_one_dag_per_domain_with_a_check_and_a_notify_per_rule(airflow_db):
+def test_one_dag_per_domain_with_one_evaluate_task_and_a_notify_mapped_over_the_rules_with_news(airflow_db):
     from airflow.sdk import AssetOrTimeSchedule
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
 
     from threshold_operators.rules.catalogue import load_catalogue
 
@@ -44,16 +45,14 @@ def test_one_dag_per_domain_with_a_check_and_a_notify_per_rule(airflow_db):
     for domain in DOMAINS:
         dag = bag.get_dag(f"storefence_alerts_{domain}")
         rules = catalogue.domain(domain)
-        assert len(dag.tasks) == 2 * len(rules)
+        assert {t.task_id for t in dag.tasks} == {"evaluate", "notify"}  # two processes a cycle, whatever the rules
         assert isinstance(dag.timetable, AssetOrTimeSchedule)
-        for loaded in rules:
-            name = loaded.id.split(".", 1)[1]
-            check, notify = dag.get_task(f"{name}_check"), dag.get_task(f"{name}_notify")
-            assert check.downstream_task_ids == {notify.task_id}
-            assert notify.trigger_rule == "all_done" and notify.retries == 2
-            assert check.retries == 3 and check.pool == "storefence_warehouse"
-            assert notify.pool == "default_pool"  # the state store only: it does not wait for the warehouse
-            assert check.rule_id == loaded.id and "rule_id" in check.template_fields
+        evaluate, notify = dag.get_task("evaluate"), dag.get_task("notify")
+        assert evaluate.rule_ids == [r.id for r in rules] and evaluate.downstream_task_ids == {"notify"}
+        assert evaluate.retries == 3 and evaluate.pool == "storefence_warehouse"
+        assert isinstance(notify, MappedOperator) and notify.partial_kwargs["retries"] == 2
+        assert notify.partial_kwargs.get("pool", "default_pool") == "default_pool"  # the state store only
+        assert notify.partial_kwargs["map_index_template"] == "{{ rule_outcome }}"  # the rule's name in the grid
     sales = bag.get_dag("storefence_alerts_sales")
     # one run per extract cycle: every source feeding its fact tables (orders come from the API and
     # the file drop), never the per-table Assets
@@ -97,7 +96,9 @@ def test_rules_dags(airflow_db, monkeypatch, tmp_path):
 
 
 def _states(run) -> dict[str, str]:
-    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    """task id (a notify instance: ``notify[<rule id>]``) -> state."""
+    return {ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.rendered_map_index.split(':')[0]}]": str(ti.state)
+            for ti in run.get_task_instances()}
 
 
 def _xcom(run, task_id, key="return_value"):
@@ -110,8 +111,25 @@ def _xcom(run, task_id, key="return_value"):
         return XComModel.deserialize_value(row) if row is not None else None
 
 
+def _evaluations(run) -> dict[str, dict]:
+    """rule id -> the evaluate task's summary of it (every rule, told or not)."""
+    return _xcom(run, "evaluate", "evaluations")
+
+
+def _notified(run) -> dict[str, dict]:
+    """rule id -> what its notify instance returned."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.execute(XComModel.get_many(run_id=run.run_id, key="return_value", task_ids="notify",
+                                                  dag_ids=run.dag_id, map_indexes=None)).scalars().all()
+        values = [XComModel.deserialize_value(r) for r in rows]
+    return {v["rule_id"]: v for v in values if v}
+
+
 @pytest.mark.clock_sensitive  # a DAG run: its tasks read the wall clock
-def test_a_breach_fails_its_check_at_once_and_the_notification_carries_it(test_rules_dags):
+def test_a_breach_is_told_by_the_rules_own_notify_instance_and_a_quiet_rule_starts_none(test_rules_dags):
     from threshold_operators.warehouse.hook import WarehouseHook
 
     dag, path = test_rules_dags
@@ -121,18 +139,19 @@ def test_a_breach_fails_its_check_at_once_and_the_notification_carries_it(test_r
     hook.engine.dispose()
 
     run = dag.test()
-    states = _states(run)
-    assert states["high_check"] == "failed"  # live breach: failed, not up_for_retry
-    assert states["high_notify"] == "success"
-    assert states["spike_from_nothing_check"] == "success"  # shadow: recorded, never fails
-    assert states["drop_check"] == states["daily_check"] == "success"
-    for quiet in ("spike_from_nothing_notify", "drop_notify"):  # a shadow breach, no breach: nothing to tell
-        assert _xcom(run, quiet) == {"events": {}, "queued": 0, "actions": 0, "muted": {}}
+    # one notify instance, the live breach's, named after it; a shadow breach and a quiet rule start none
+    assert _states(run) == {"evaluate": "success", "notify[sales.high]": "success"}
+    [notify] = [ti for ti in run.get_task_instances() if ti.task_id == "notify"]
+    assert notify.rendered_map_index == "sales.high: breach, 1 firing"
+    evaluations = _evaluations(run)  # every rule's outcome, told or not
+    assert {r: e["outcome"] for r, e in evaluations.items()} == {
+        "sales.high": "breach", "sales.spike_from_nothing": "breach", "sales.drop": "ok", "sales.daily": "ok"}
+    assert [e["rule_id"] for e in _xcom(run, "evaluate")] == ["sales.high"]  # what notify is mapped over
 
-    evaluation = _xcom(run, "high_check", "evaluation")
+    evaluation = evaluations["sales.high"]
     assert evaluation["outcome"] == "breach" and evaluation["firing"] == 1
     assert evaluation["window_start"] == (t0 + 3 * H).isoformat() and evaluation["window_end"] == (t0 + 4 * H).isoformat()
-    note = _xcom(run, "high_notify")
+    note = _notified(run)["sales.high"]
     assert note["events"] == {"fired": 1} and note["queued"] == 2
 
     with WarehouseHook(url=f"duckdb:///{path}").engine.connect() as con:
@@ -155,9 +174,9 @@ def test_a_breach_fails_its_check_at_once_and_the_notification_carries_it(test_r
     # no connection defined for the test's channels: kept pending (with back-off) until there is one
     assert {r["status"] for r in outbox} == {"pending"} and "no sender configured" in outbox[0]["last_error"]
 
-    again = dag.test()  # no new data: every rule is up to date, nothing fires twice
-    assert set(_states(again).values()) == {"success"}
-    assert _xcom(again, "high_check", "evaluation")["outcome"] == "up_to_date"
+    again = dag.test()  # no new data: every rule is up to date, nothing fires twice, no notify instance
+    assert _states(again) == {"evaluate": "success", "notify": "skipped"}
+    assert {e["outcome"] for e in _evaluations(again).values()} == {"up_to_date"}
 
 
 @pytest.mark.clock_sensitive  # a DAG run: its tasks read the wall clock
@@ -165,18 +184,20 @@ def test_an_unreachable_warehouse_is_an_error_not_a_breach(test_rules_dags, monk
     dag, _ = test_rules_dags
     monkeypatch.setenv("AIRFLOW_CONN_STOREFENCE_WAREHOUSE", json.dumps(
         {"conn_type": "duckdb", "host": str(tmp_path / "no" / "such" / "dir" / "w.duckdb")}))
-    for t in dag.tasks:
-        t.retries = 0  # the DAG retries 3 times with back-off; the test wants the final state now
+    dag.get_task("evaluate").attempts = 1  # the task tries 3 times with a pause; the test wants the outcome now
     run = dag.test()
+    # the evaluate task ends (each rule's error is its recorded outcome); each rule's notify tells it and fails
     states = _states(run)
-    assert states["high_check"] == "failed" and states["high_notify"] == "success"
-    evaluation = _xcom(run, "high_check", "evaluation")
+    assert states == {"evaluate": "success"} | {f"notify[sales.{r}]": "failed"
+                                                 for r in ("high", "spike_from_nothing", "drop", "daily")}
+    evaluation = _evaluations(run)["sales.high"]
     assert evaluation["outcome"] == "error" and evaluation["error"]["kind"] == "infrastructure"
     from threshold_operators.alerting.store import StateStore
 
-    outbox = StateStore().notifications()  # to the data engineers, not the rule's owner
-    assert {r["route"] for r in outbox} == {"data_hook", "email"} and _xcom(run, "high_notify")["queued"] == 2
-    assert "not evaluated" in outbox[0]["payload"]["title_en"] and "infrastructure" in outbox[0]["payload"]["text_en"]
+    outbox = StateStore().notifications()  # to the data engineers, not the rule's owner; once per rule
+    assert {r["route"] for r in outbox} == {"data_hook", "email"} and len(outbox) == 2 * 4
+    high = [r for r in outbox if "sales.high" in r["payload"]["text_en"]]
+    assert "not evaluated" in high[0]["payload"]["title_en"] and "infrastructure" in high[0]["payload"]["text_en"]
 
 
 @pytest.mark.clock_sensitive  # a DAG run: its tasks read the wall clock
@@ -190,14 +211,14 @@ def test_a_run_with_a_window_in_its_conf_backfills_that_window(test_rules_dags):
     hook.engine.dispose()
     window = {"window_start": t0.isoformat(), "window_end": (t0 + 6 * H).isoformat()}
     run = dag.test(run_conf=window)
-    evaluation = _xcom(run, "high_check", "evaluation")
+    evaluation = _evaluations(run)["sales.high"]
     assert (evaluation["window_start"], evaluation["window_end"]) == (window["window_start"], window["window_end"])
     assert evaluation["firing"] == 1 and evaluation["detail"] == "explicit window"
-    assert _states(run)["high_check"] == "failed"
+    assert _states(run)["notify[sales.high]"] == "success"
     from threshold_operators.alerting.store import StateStore
 
     queued = [r["event"] for r in StateStore().notifications()]
     assert queued == ["fired", "fired", "resolved", "resolved"]  # fired at t0+1h, resolved by t0+4h; 2 channels
     again = dag.test(run_conf=window)  # the same backfill again: the alert already knows that data
-    assert _xcom(again, "high_check", "evaluation")["firing"] == 1
+    assert _evaluations(again)["sales.high"]["firing"] == 1
     assert [r["event"] for r in StateStore().notifications()] == queued  # nothing queued twice

@@ -146,7 +146,8 @@ def test_task_runs_cause_no_deprecation_warning(airflow_db, airflow_home, tmp_pa
     assert {ti.task_id: ti.state for ti in extract.get_task_instances()} == {
         "fetch_orders": "success", "load_orders": "success", "fetch_order_items": "success",
         "load_order_items": "success", "publish": "success"}
-    assert "high_notify" in {ti.task_id for ti in alerts.get_task_instances() if ti.state == "success"}
+    assert "sales.high: breach, 1 firing" in {ti.rendered_map_index for ti in alerts.get_task_instances()
+                                             if ti.task_id == "notify" and ti.state == "success"}
     inbox.__exit__(None, None, None)
     assert inbox.http, "nothing delivered: the channels' connection lookups were not exercised"
     shutil.rmtree(airflow_home / "storefence" / "drop" / "shop_exports")

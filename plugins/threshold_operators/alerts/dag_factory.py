@@ -1,15 +1,21 @@
 """One DAG factory for every rule domain: ``storefence_alerts_<domain>`` from include/rules/<domain>.yaml.
 
-Each rule becomes two tasks:
+Two tasks, whatever the number of rules (under the scheduler each task is a process start, and
+a domain evaluated every 5 minutes must not queue behind itself):
 
-- ``<name>_check``: a ``ThresholdCheckOperator``. It evaluates the buckets that completed since
-  the rule's last cycle, records the evaluation, and fails at once on a live breach (an
-  infrastructure error is retried instead);
-- ``<name>_notify`` (``trigger_rule=all_done``): runs the alerting pipeline on the check's
-  outcome (``alerting.pipeline``: record, mute, group, route, dedup, actions): the alerts go to
-  the state store (``storefence_state``), the messages to its outbox once per alert, event and
-  data window, and are delivered at once; the ``storefence_escalation`` DAG retries what could
-  not go and escalates what nobody acknowledged.
+- ``evaluate``: a ``DomainEvaluateOperator``. It evaluates each rule's buckets that completed
+  since the rule's last cycle, in turn, on one warehouse session, and records every evaluation.
+  A rule's error (an infrastructure error retried in the task first) is its recorded outcome,
+  not the end of the loop; the task returns the summaries of the rules with something to tell
+  (a live breach, an error, a resolution, a data gate failing or passing again) and keeps every
+  rule's summary in the XCom ``evaluations``;
+- ``notify``, mapped over those summaries (one instance per rule with news, named
+  ``<rule>: <outcome>`` in the grid; none in a quiet cycle): runs the alerting pipeline on the
+  rule's outcome (``alerting.pipeline``: record, mute, group, route, dedup, actions): the alerts
+  go to the state store (``storefence_state``), the messages to its outbox once per alert, event
+  and data window, and are delivered at once; the ``storefence_escalation`` DAG retries what
+  could not go and escalates what nobody acknowledged. An instance telling an evaluation error
+  fails after queuing the message, so the rule is red in the grid.
 
 A run triggered with ``{"window_start": "...", "window_end": "..."}`` as its conf evaluates that
 window instead (a backfill; the results are upserted, so a repeated window changes nothing).
@@ -34,7 +40,7 @@ failed, and the hourly fallback evaluates whatever has landed (a stalled extract
 silence the rules that would notice). To stop using a source, remove its file from
 include/sources/ rather than pausing its DAG. Dimension tables (shops, products) trigger nothing.
 
-Pools: a check opens the warehouse and runs in the ``storefence_warehouse`` pool; a notify task
+Pools: ``evaluate`` opens the warehouse and runs in the ``storefence_warehouse`` pool; a notify task
 needs only the state store and runs outside it, except that an evaluation too large for XCom
 (``truncated``) is re-read from the warehouse's ``rule_results``: one short read (on DuckDB the
 hook waits out the file's lock).
@@ -53,8 +59,8 @@ import pendulum
 from airflow.sdk import DAG, AssetAll, AssetOrTimeSchedule, CronTriggerTimetable, task
 
 from threshold_operators.extract.dag_factory import source_asset
-from threshold_operators.operators.threshold_check import ThresholdCheckOperator
-from threshold_operators.rules.catalogue import LoadedRule, domain_rules
+from threshold_operators.operators.domain_evaluate import DomainEvaluateOperator
+from threshold_operators.rules.catalogue import domain_rules
 from threshold_operators.warehouse import WAREHOUSE_CONN_ID, WAREHOUSE_POOL
 
 START = pendulum.datetime(2025, 1, 1, tz="UTC")
@@ -65,12 +71,27 @@ DIMENSIONS = ("shops", "products")
 WINDOW_FROM_CONF = "{{{{ (dag_run.conf or {{}}).get('{}', '') if dag_run else '' }}}}"
 
 
-def _notify_task(loaded: LoadedRule, check_task_id: str, conn_id: str):
-    rule_id = loaded.id
+def outcome_label(evaluation: dict) -> str:
+    """A notify task's name in the grid: the rule and what it tells. Pure."""
+    what = evaluation.get("outcome") or "?"
+    if what == "breach":
+        what = f"breach, {evaluation.get('firing', 0)} firing"
+    elif what == "error":
+        what = f"could not evaluate ({(evaluation.get('error') or {}).get('kind', '?')})"
+    if evaluation.get("resolved"):
+        what += f", {evaluation['resolved']} resolved"
+    if evaluation.get("failing_tables"):
+        what += ", data gate failing"
+    return f"{evaluation.get('rule_id', '?')}: {what}"
 
-    @task(task_id=f"{loaded.rule.id.split('.', 1)[1]}_notify", trigger_rule="all_done", retries=2)
-    def notify(**context) -> dict | None:
+
+def _notify_task(conn_id: str):
+    @task(task_id="notify", retries=2, map_index_template="{{ rule_outcome }}")
+    def notify(evaluation: dict) -> dict | None:
         from datetime import UTC, datetime
+
+        from airflow.sdk import get_current_context
+        from airflow.sdk.exceptions import AirflowFailException
 
         from threshold_operators.alerting.delivery import deliver
         from threshold_operators.alerting.pipeline import queue_notifications
@@ -78,10 +99,11 @@ def _notify_task(loaded: LoadedRule, check_task_id: str, conn_id: str):
         from threshold_operators.alerting.store import StateStore
         from threshold_operators.rules.catalogue import load_catalogue
 
+        get_current_context()["rule_outcome"] = outcome_label(evaluation)
+        rule_id = evaluation["rule_id"]
         catalogue = load_catalogue()
         rule = catalogue.get(rule_id).rule
-        evaluation = context["ti"].xcom_pull(task_ids=check_task_id, key="evaluation")
-        if evaluation and evaluation.get("truncated"):  # more entities than the XCom carries: all of them
+        if evaluation.get("truncated"):  # more entities than the XCom carries: all of them
             from threshold_operators.engine.record import window_results
             from threshold_operators.warehouse.hook import WarehouseHook
 
@@ -97,14 +119,17 @@ def _notify_task(loaded: LoadedRule, check_task_id: str, conn_id: str):
         now = datetime.now(UTC)
         components = {r.id: list(r.rule.references) for r in catalogue.rules.values() if r.rule.references}
         queued = queue_notifications(rule, evaluation, store, routing, now, components=components)
-        print(f"{rule_id}: outcome {(evaluation or {}).get('outcome')}, alerts {queued.events or 'unchanged'}, "
+        print(f"{rule_id}: outcome {evaluation.get('outcome')}, alerts {queued.events or 'unchanged'}, "
               f"muted {queued.muted or 'none'}; {queued.queued} message(s) and {queued.actions} action(s) queued, "
               f"{queued.duplicates} already there")
         if queued.queued or queued.actions:  # at once; what cannot go now, the escalation DAG retries
             d = deliver(store, routing, rules=[rule])  # the real clock at each claim, not the task's start
             print(f"delivered {len(d.sent)}, dry runs {len(d.dry_run)}, retrying {len(d.retrying)}, "
                   f"failed {len(d.failed)}, waiting {d.held_back + d.throttled}")
-        return {"events": queued.events, "queued": queued.queued, "actions": queued.actions, "muted": queued.muted}
+        if evaluation.get("outcome") == "error":  # told to the data engineers; the rule is red in the grid
+            raise AirflowFailException((evaluation.get("error") or {}).get("message", f"{rule_id}: could not evaluate"))
+        return {"rule_id": rule_id, "events": queued.events, "queued": queued.queued, "actions": queued.actions,
+                "muted": queued.muted}
 
     return notify
 
@@ -153,12 +178,10 @@ def build_alert_dag(domain: str, conn_id: str = WAREHOUSE_CONN_ID) -> DAG:
             "max_retry_delay": timedelta(minutes=5),
         },
     ) as dag:
-        for loaded in rules:
-            name = loaded.id.split(".", 1)[1]
-            check = ThresholdCheckOperator(task_id=f"{name}_check", rule_id=loaded.id, conn_id=conn_id,
-                                           pool=WAREHOUSE_POOL,
-                                           window_start=WINDOW_FROM_CONF.format("window_start"),
-                                           window_end=WINDOW_FROM_CONF.format("window_end"),
-                                           doc_md=f"{loaded.rule.name.en}: {loaded.rule.description}")
-            check >> _notify_task(loaded, check.task_id, conn_id)()
+        evaluate = DomainEvaluateOperator(task_id="evaluate", rule_ids=[r.id for r in rules], conn_id=conn_id,
+                                          pool=WAREHOUSE_POOL,
+                                          window_start=WINDOW_FROM_CONF.format("window_start"),
+                                          window_end=WINDOW_FROM_CONF.format("window_end"),
+                                          doc_md=f"Every rule of the {domain} domain, one cycle, one warehouse session.")
+        _notify_task(conn_id).expand(evaluation=evaluate.output)
     return dag

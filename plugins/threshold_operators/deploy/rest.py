@@ -121,10 +121,12 @@ class AirflowClient:
                                     f"/xcomEntries/{_q(key)}", params={"deserialize": "true", "stringify": "false"})
         return entry["value"]
 
-    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
-        """The task's log as text: one line per record (time, level, message; an error's traceback)."""
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1) -> str:
+        """The task's log as text: one line per record (time, level, message; an error's traceback).
+        ``map_index``: one instance of a mapped task (``notify``)."""
+        params = {"full_content": "true"} | ({"map_index": map_index} if map_index >= 0 else {})
         page = self.request("GET", f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances/{_q(task_id)}"
-                                   f"/logs/{try_number}", params={"full_content": "true"})
+                                   f"/logs/{try_number}", params=params)
         content = page.get("content") or []
         return "\n".join(_log_line(r) for r in content) if isinstance(content, list) else str(content)
 
@@ -156,18 +158,20 @@ class AirflowClient:
     def run_report(self, dag_id: str, run_id: str, log_lines: int = 60) -> str:
         """Each task's state; the end of the log of each task that failed or is up for retry."""
         lines = []
-        tis = sorted(self.task_instances(dag_id, run_id), key=lambda t: t["task_id"])
+        tis = sorted(self.task_instances(dag_id, run_id), key=lambda t: (t["task_id"], t.get("map_index", -1)))
+        name = {id(ti): ti["task_id"] if ti.get("map_index", -1) < 0
+                else f"{ti['task_id']}[{ti.get('rendered_map_index') or ti['map_index']}]" for ti in tis}
         for ti in tis:
-            lines.append(f"  {ti['task_id']:<36} {ti['state']} (try {ti.get('try_number')})")
+            lines.append(f"  {name[id(ti)]:<36} {ti['state']} (try {ti.get('try_number')})")
         for ti in tis:
             if ti["state"] in ("failed", "up_for_retry", "upstream_failed") and ti.get("try_number"):
                 for n in range(1, ti["try_number"] + 1):
                     try:
-                        text = self.task_log(dag_id, run_id, ti["task_id"], n)
+                        text = self.task_log(dag_id, run_id, ti["task_id"], n, ti.get("map_index", -1))
                     except ApiError as exc:
                         text = str(exc)
                     tail = "\n".join(text.splitlines()[-log_lines:])
-                    lines.append(f"--- log of {ti['task_id']}, try {n}:\n{tail}")
+                    lines.append(f"--- log of {name[id(ti)]}, try {n}:\n{tail}")
         return "\n".join(lines)
 
     # --- connections ------------------------------------------------------------------------

@@ -72,17 +72,7 @@ class ThresholdCheckOperator(BaseOperator):
     def execute(self, context):
         from datetime import UTC
 
-        from threshold_operators.engine.compile import compile_rule
-        from threshold_operators.engine.evaluate import Evaluation, Outcome
-        from threshold_operators.engine.gates import failing_tables
-        from threshold_operators.engine.record import (
-            landed_until,
-            last_window_end,
-            live_evaluation,
-            next_window,
-            record,
-        )
-        from threshold_operators.engine.rollups import maintain_for, rollups_needed
+        from threshold_operators.engine.evaluate import Outcome
         from threshold_operators.operators.failures import FailureKind, kind_of, raise_for
         from threshold_operators.rules.catalogue import load_catalogue
 
@@ -92,45 +82,19 @@ class ThresholdCheckOperator(BaseOperator):
             raise_for(FailureKind.RULE, f"rule {self.rule_id!r} is not in the catalogue (storefence lint shows why)")
         rule = loaded.rule
         ti = context["ti"]
-        run_id = context.get("run_id")
-        now = datetime.now(UTC)
         hook = self.get_db_hook()
         try:
-            gates = failing_tables(hook, loaded.tables)
-            # the gates judged, and when: a table that passes resolves its gate alert (alerting.data_gates)
-            judged = {"failing_tables": gates, "gates_checked": sorted(loaded.tables), "gates_checked_at": now.isoformat()}
-            start, end = _parse_time(self.window_start), _parse_time(self.window_end)
-            note = "explicit window"
-            if start is None or end is None:
-                start, end, note = next_window(rule, last_window_end(hook, rule.id),
-                                               landed_until(hook, loaded.tables), self.max_catchup)
-            if end <= start:
-                self.log.info("%s: nothing to evaluate (%s)", rule.id, note)
-                ev = Evaluation(rule.id, rule.mode, start, end, Outcome.UP_TO_DATE, evaluated_at=now, detail=note)
-                summary = self._summary(ev, rule) | judged
-                ti.xcom_push(key="evaluation", value=summary)
-                return summary
-            if rollups_needed(loaded, catalogue):  # a rolling rule: its rollups first take in what landed
-                for done in maintain_for(hook, loaded, catalogue, start, end, now):
-                    self.log.info("rollup %s", done.describe())
-            ev = live_evaluation(hook, compile_rule(loaded, catalogue.get, source="rollup"), start, end, now, gates)
-            ev.detail = note if ev.detail is None else f"{note}; {ev.detail}"
-            record(hook, ev, rule, run_id)
+            summary = evaluate_rule(hook, loaded, catalogue, datetime.now(UTC), context.get("run_id"),
+                                    window_start=self.window_start, window_end=self.window_end,
+                                    max_catchup=self.max_catchup, log=self.log)
         except Exception as exc:  # one place decides: retry or fail now
             kind = kind_of(exc)
-            message = f"{rule.id}: could not evaluate: {type(exc).__name__}: {str(exc).splitlines()[0][:500]}"
-            self.log.error("%s (%s)", message, kind)
-            ti.xcom_push(key="evaluation", value={"rule_id": rule.id, "mode": rule.mode, "outcome": "error",
-                                                  "error": {"kind": str(kind), "message": message}})
-            raise_for(kind, message, exc)
-        summary = self._summary(ev, rule) | judged
-        if gates:
-            self.log.warning("%s reads tables that failed their extract gates: %s", rule.id, gates)
+            failed = error_summary(rule, kind, exc)
+            self.log.error("%s (%s)", failed["error"]["message"], kind)
+            ti.xcom_push(key="evaluation", value=failed)
+            raise_for(kind, failed["error"]["message"], exc)
         ti.xcom_push(key="evaluation", value=summary)
-        self.log.info("%s [%s] %s .. %s: %s, %d firing, %d pending, %d resolved (%d candidate rows, %d ms; %s)",
-                      rule.id, rule.mode, start.isoformat(), end.isoformat(), ev.outcome, summary["firing"],
-                      summary["pending"], summary["resolved"], ev.candidates, ev.duration_ms, note)
-        if ev.outcome == Outcome.BREACH:
+        if summary["outcome"] == str(Outcome.BREACH):
             lines = [f"  {b['severity']:6} {b['entity_key']} at {b['bucket']}: {b['metric']} = {b['value']} "
                      f"(baseline {b['baseline']}, threshold {b['threshold']})" for b in summary["breaches"][:20]]
             if rule.mode == "shadow":
@@ -165,3 +129,59 @@ class ThresholdCheckOperator(BaseOperator):
             "truncated": len(breaches) > MAX_BREACHES_IN_XCOM or len(resolved) > MAX_BREACHES_IN_XCOM,
             "detail": ev.detail,
         }
+
+
+def error_summary(rule, kind, exc: BaseException) -> dict:
+    """The XCom of a cycle that could not evaluate: the notification says "could not evaluate"."""
+    message = f"{rule.id}: could not evaluate: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:500]}"
+    return {"rule_id": rule.id, "mode": rule.mode, "outcome": "error", "error": {"kind": str(kind), "message": message}}
+
+
+def evaluate_rule(hook, loaded, catalogue, now: datetime, run_id: str | None, *, window_start=None, window_end=None,
+                  max_catchup: timedelta = timedelta(hours=48), maintain: bool = True, log=None) -> dict:
+    """One cycle of one rule on an open ``hook``: the gates of its tables, its window (explicit, or
+    the buckets completed since its last evaluation), its rollups (``maintain=False`` when the
+    caller maintained them already), the evaluation, recorded; returns the summary the
+    notification reads (``ThresholdCheckOperator._summary`` plus the gates judged). Raises what
+    the warehouse raised: the caller classifies it (``operators.failures``)."""
+    import logging
+
+    from threshold_operators.engine.compile import compile_rule
+    from threshold_operators.engine.evaluate import Evaluation, Outcome
+    from threshold_operators.engine.gates import failing_tables
+    from threshold_operators.engine.record import (
+        landed_until,
+        last_window_end,
+        live_evaluation,
+        next_window,
+        record,
+    )
+    from threshold_operators.engine.rollups import maintain_for, rollups_needed
+
+    log = log or logging.getLogger(__name__)
+    rule = loaded.rule
+    gates = failing_tables(hook, loaded.tables)
+    # the gates judged, and when: a table that passes resolves its gate alert (alerting.data_gates)
+    judged = {"failing_tables": gates, "gates_checked": sorted(loaded.tables), "gates_checked_at": now.isoformat()}
+    start, end = _parse_time(window_start), _parse_time(window_end)
+    note = "explicit window"
+    if start is None or end is None:
+        start, end, note = next_window(rule, last_window_end(hook, rule.id), landed_until(hook, loaded.tables),
+                                       max_catchup)
+    if end <= start:
+        log.info("%s: nothing to evaluate (%s)", rule.id, note)
+        ev = Evaluation(rule.id, rule.mode, start, end, Outcome.UP_TO_DATE, evaluated_at=now, detail=note)
+        return ThresholdCheckOperator._summary(ev, rule) | judged
+    if maintain and rollups_needed(loaded, catalogue):  # a rolling rule: its rollups first take in what landed
+        for done in maintain_for(hook, loaded, catalogue, start, end, now):
+            log.info("rollup %s", done.describe())
+    ev = live_evaluation(hook, compile_rule(loaded, catalogue.get, source="rollup"), start, end, now, gates)
+    ev.detail = note if ev.detail is None else f"{note}; {ev.detail}"
+    record(hook, ev, rule, run_id)
+    summary = ThresholdCheckOperator._summary(ev, rule) | judged
+    if gates:
+        log.warning("%s reads tables that failed their extract gates: %s", rule.id, gates)
+    log.info("%s [%s] %s .. %s: %s, %d firing, %d pending, %d resolved (%d candidate rows, %d ms; %s)",
+             rule.id, rule.mode, start.isoformat(), end.isoformat(), ev.outcome, summary["firing"],
+             summary["pending"], summary["resolved"], ev.candidates, ev.duration_ms, note)
+    return summary

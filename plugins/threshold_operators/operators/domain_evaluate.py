@@ -1,0 +1,150 @@
+"""DomainEvaluateOperator: one cycle of every rule of a domain, on one warehouse session.
+
+What a domain's alert DAG runs once per extract cycle (``alerts.dag_factory``). Under the real
+scheduler every task is a process start; a task per rule made a domain of six rules six
+processes every 5 minutes (and six more to notify). This operator evaluates the domain's rules
+in turn in one task, on one ``WarehouseHook`` (one engine, one connection pool, the rule
+catalogue read once); the rollups a rolling rule reads are maintained by the first rule that
+needs them, and are up to date for the next (``engine.rollups.maintain`` writes nothing when
+nothing landed since).
+
+Each rule is one ``threshold_check.evaluate_rule`` call, as ``ThresholdCheckOperator`` makes it,
+and its outcome is a recorded state, never an exception that stops the loop:
+
+- an infrastructure error (the warehouse unreachable, a dropped connection) is retried in the
+  task, ``attempts`` times with a growing pause, then recorded as ``outcome: error`` (kind
+  ``infrastructure``); a rule error (the warehouse rejects its SQL) at once (kind ``rule``);
+  the next rule is evaluated either way;
+- the task itself succeeds whatever the rules' outcomes: a breach is not a failure of
+  Storefence, and an error is told per rule by its notification (which then fails: the rule is
+  red in the grid).
+
+What it returns (``return_value``, what the notify task is mapped over): the summaries of the
+rules with something to tell: a live breach, an error, entities that resolved, a table that
+failed its extract gate, or a gate alert still open on a table the rule read (a passing gate
+resolves it). A quiet cycle returns nothing and starts no notification process. Every rule's
+summary, told or not, is in the XCom ``evaluations`` (rule id -> summary) and in the task log's
+closing table.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from threshold_operators.warehouse import WAREHOUSE_CONN_ID
+
+
+def has_news(summary: dict, open_gate_tables: set[str]) -> bool:
+    """Whether the notification of this summary could change anything (``alerting.pipeline``). Pure."""
+    if summary.get("outcome") == "error":
+        return True
+    if summary.get("failing_tables") or set(summary.get("gates_checked") or ()) & open_gate_tables:
+        return True
+    if summary.get("mode") == "shadow" or summary.get("outcome") in (None, "up_to_date"):
+        return False
+    return bool(summary.get("firing") or summary.get("breaches") or summary.get("resolved_entities")
+                or summary.get("truncated"))
+
+
+def open_gate_tables() -> set[str]:
+    """The tables with a data-gate alert still open in the state store (a passing gate resolves it)."""
+    from threshold_operators.alerting import data_gates
+    from threshold_operators.alerting.store import StateStore
+
+    store = StateStore()
+    store.create()
+    return {data_gates.table_of(a) for a in store.list(active_only=True) if data_gates.is_gate(a.rule_id)}
+
+
+class DomainEvaluateOperator(BaseOperator):
+    """Evaluate the rules ``rule_ids`` (of one domain) for one cycle, on one warehouse session."""
+
+    template_fields: Sequence[str] = ("conn_id", "window_start", "window_end")
+    ui_color = "#fde2b8"
+
+    def __init__(self, *, rule_ids: Sequence[str], conn_id: str = WAREHOUSE_CONN_ID, window_start: str | None = None,
+                 window_end: str | None = None, max_catchup: timedelta = timedelta(hours=48), attempts: int = 3,
+                 retry_pause: float = 5.0, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.rule_ids = list(rule_ids)
+        self.conn_id = conn_id
+        self.window_start = window_start
+        self.window_end = window_end
+        self.max_catchup = max_catchup
+        self.attempts = attempts
+        self.retry_pause = retry_pause
+
+    def get_db_hook(self):
+        from threshold_operators.warehouse.hook import WarehouseHook
+
+        return WarehouseHook(warehouse_conn_id=self.conn_id)
+
+    def execute(self, context) -> list[dict]:
+        from datetime import UTC, datetime
+
+        from threshold_operators.operators.failures import FailureKind, kind_of
+        from threshold_operators.operators.threshold_check import error_summary, evaluate_rule
+        from threshold_operators.rules.catalogue import load_catalogue
+
+        catalogue = load_catalogue()
+        hook = self.get_db_hook()
+        run_id = context.get("run_id")
+        summaries: dict[str, dict] = {}
+        try:
+            for rule_id in self.rule_ids:
+                loaded = catalogue.rules.get(rule_id)
+                if loaded is None:  # the catalogue changed under a running DAG: told, not a crash
+                    summaries[rule_id] = {"rule_id": rule_id, "mode": "live", "outcome": "error",
+                                          "error": {"kind": str(FailureKind.RULE),
+                                                    "message": f"{rule_id}: not in the catalogue (storefence lint)"}}
+                    continue
+                for attempt in range(1, self.attempts + 1):
+                    try:  # the real clock at each rule: a cycle's rules do not share one stale "now"
+                        summaries[rule_id] = evaluate_rule(hook, loaded, catalogue, datetime.now(UTC), run_id,
+                                                           window_start=self.window_start,
+                                                           window_end=self.window_end,
+                                                           max_catchup=self.max_catchup, log=self.log)
+                        break
+                    except Exception as exc:  # noqa: BLE001 - every failure is a recorded outcome
+                        kind = kind_of(exc)
+                        if kind is FailureKind.INFRASTRUCTURE and attempt < self.attempts:
+                            self.log.warning("%s: %s (attempt %d of %d); again in %.0f s", rule_id, exc, attempt,
+                                             self.attempts, self.retry_pause * attempt)
+                            time.sleep(self.retry_pause * attempt)
+                            continue
+                        summaries[rule_id] = error_summary(loaded.rule, kind, exc)
+                        self.log.error("%s (%s)", summaries[rule_id]["error"]["message"], kind)
+                        break
+        finally:
+            hook.engine.dispose()
+        context["ti"].xcom_push(key="evaluations", value=summaries)
+        try:
+            gated = open_gate_tables()
+        except Exception as exc:  # noqa: BLE001 - the state store unreadable: tell every rule that read a table
+            self.log.warning("state store unreadable (%s): every rule's gates are told", exc)
+            gated = {t for s in summaries.values() for t in s.get("gates_checked") or ()}
+        tell = [s for s in summaries.values() if has_news(s, gated)]
+        self.log.info("%s", report(summaries, {s["rule_id"] for s in tell}))
+        return tell
+
+
+def report(summaries: dict[str, dict], told: set[str]) -> str:
+    """The task log's closing table: one line per rule. Pure."""
+    lines = [f"{len(summaries)} rule(s) evaluated, {len(told)} with something to tell:"]
+    for rule_id, s in summaries.items():
+        what = s.get("outcome")
+        if what == "error":
+            what = f"error ({s['error']['kind']}): {s['error']['message'][:160]}"
+        elif what == "breach":
+            what = f"breach, {s.get('firing', 0)} firing" + (" (shadow)" if s.get("mode") == "shadow" else "")
+        if s.get("resolved"):
+            what += f", {s['resolved']} resolved"
+        if s.get("failing_tables"):
+            what += f", failing gates: {', '.join(sorted(s['failing_tables']))}"
+        lines.append(f"  {'->' if rule_id in told else '  '} {rule_id:<34} {what}")
+    return "\n".join(lines)

@@ -1,0 +1,135 @@
+"""DomainEvaluateOperator: a domain's rules in one task, every failure a recorded outcome.
+
+The operator runs in-process here (``execute`` with the two things of the context it reads) on
+a real DuckDB warehouse and the engine tests' rules; the DAG around it is run by
+tests/dags/test_alert_dags.py.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from tests.dags.test_alert_dags import TEST_RULES
+from tests.engine.test_engine_sql import _load_orders
+from threshold_operators.operators.domain_evaluate import DomainEvaluateOperator, has_news, report
+
+H = timedelta(hours=1)
+T0 = datetime(2026, 9, 10, 2, tzinfo=UTC)
+RULES = ["sales.high", "sales.drop", "sales.daily", "sales.spike_from_nothing"]
+
+
+class _TI:
+    def __init__(self):
+        self.xcom = {}
+
+    def xcom_push(self, key, value):
+        self.xcom[key] = value
+
+
+@pytest.fixture
+def warehouse(monkeypatch, tmp_path):
+    from threshold_operators.warehouse.hook import WarehouseHook
+
+    monkeypatch.setenv("STOREFENCE_RULES_DIR", str(TEST_RULES / "rules"))
+    monkeypatch.setenv("STOREFENCE_SQL_DIR", str(TEST_RULES / "sql"))
+    monkeypatch.setenv("AIRFLOW_CONN_STOREFENCE_STATE",
+                       json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "state.sqlite")}))
+    url = f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
+    hook = WarehouseHook(url=url)
+    _load_orders(hook, {T0 + i * H: 12 for i in range(4)} | {T0 + 4 * H: 1})  # sales.high breaches
+    hook.engine.dispose()
+    return url
+
+
+def _operator(url, rule_ids, **kwargs):
+    from threshold_operators.warehouse.hook import WarehouseHook
+
+    class OnFile(DomainEvaluateOperator):
+        def get_db_hook(self):
+            return WarehouseHook(url=url)
+
+    return OnFile(task_id="evaluate", rule_ids=rule_ids, retry_pause=0, **kwargs)
+
+
+def test_every_rule_of_the_domain_on_one_session_and_only_the_news_is_returned(warehouse):
+    ti = _TI()
+    told = _operator(warehouse, RULES).execute({"ti": ti, "run_id": "r1"})
+    assert [s["rule_id"] for s in told] == ["sales.high"]  # the live breach; the shadow's is only recorded
+    evaluations = ti.xcom["evaluations"]
+    assert list(evaluations) == RULES
+    assert evaluations["sales.high"]["outcome"] == "breach" and evaluations["sales.spike_from_nothing"]["outcome"] == "breach"
+    with sa.create_engine(warehouse).connect() as con:  # each rule's cycle recorded, as its own task would
+        recorded = dict(con.execute(sa.text("SELECT rule_id, outcome FROM rule_evaluations")).all())
+    assert recorded["sales.high"] == "breach" and recorded["sales.drop"] == "ok"
+    again = _TI()
+    assert _operator(warehouse, RULES).execute({"ti": again, "run_id": "r2"}) == []  # nothing new: nothing told
+    assert {s["outcome"] for s in again.xcom["evaluations"].values()} == {"up_to_date"}
+
+
+def test_an_error_is_the_rules_outcome_and_the_next_rule_is_still_evaluated(warehouse, monkeypatch):
+    from threshold_operators.operators import threshold_check
+
+    real, calls = threshold_check.evaluate_rule, []
+
+    def flaky(hook, loaded, *args, **kwargs):  # the connection drops: twice for sales.high, always for sales.drop
+        calls.append(loaded.id)
+        if loaded.id == "sales.drop" or (loaded.id == "sales.high" and calls.count("sales.high") <= 2):
+            raise sa.exc.OperationalError("SELECT 1", {}, ConnectionResetError("connection reset by peer"))
+        return real(hook, loaded, *args, **kwargs)
+
+    monkeypatch.setattr(threshold_check, "evaluate_rule", flaky)
+    ti = _TI()
+    told = _operator(warehouse, ["sales.high", "sales.drop", "sales.nope", "sales.daily"]).execute(
+        {"ti": ti, "run_id": "r1"})
+    assert calls == ["sales.high"] * 3 + ["sales.drop"] * 3 + ["sales.daily"]  # 3 tries, then the next rule
+    evaluations = ti.xcom["evaluations"]
+    assert evaluations["sales.high"]["outcome"] == "breach"  # the third try went through
+    assert evaluations["sales.drop"]["outcome"] == "error" and evaluations["sales.drop"]["error"]["kind"] == "infrastructure"
+    assert "connection reset by peer" in evaluations["sales.drop"]["error"]["message"]
+    assert evaluations["sales.nope"]["error"]["kind"] == "rule"  # not in the catalogue: told, not a crash
+    assert evaluations["sales.daily"]["outcome"] == "ok"  # evaluated after the two errors
+    assert [s["rule_id"] for s in told] == ["sales.high", "sales.drop", "sales.nope"]
+
+
+def test_a_rule_error_is_not_tried_again(warehouse, monkeypatch):
+    from threshold_operators.operators import threshold_check
+
+    calls = []
+
+    def rejected(hook, loaded, *args, **kwargs):
+        calls.append(loaded.id)
+        raise sa.exc.ProgrammingError("SELECT nope", {}, Exception("Binder Error: column nope not found"))
+
+    monkeypatch.setattr(threshold_check, "evaluate_rule", rejected)
+    ti = _TI()
+    _operator(warehouse, ["sales.high"]).execute({"ti": ti, "run_id": "r1"})
+    assert calls == ["sales.high"] and ti.xcom["evaluations"]["sales.high"]["error"]["kind"] == "rule"
+
+
+def test_what_has_news():
+    quiet = {"rule_id": "r", "mode": "live", "outcome": "ok", "firing": 0, "breaches": [], "resolved_entities": [],
+             "failing_tables": {}, "gates_checked": ["orders"]}
+    assert not has_news(quiet, set())
+    assert not has_news(quiet | {"outcome": "up_to_date"}, set())
+    assert has_news(quiet, {"orders"})  # its passing gate resolves the open gate alert
+    assert not has_news(quiet, {"reviews"})
+    assert has_news(quiet | {"outcome": "breach", "firing": 1, "breaches": [{}]}, set())
+    assert not has_news(quiet | {"mode": "shadow", "outcome": "breach", "firing": 1, "breaches": [{}]}, set())
+    assert has_news(quiet | {"resolved_entities": ["shop_id=s1"]}, set())
+    assert has_news(quiet | {"failing_tables": {"orders": {"kind": "quality"}}}, set())
+    assert has_news({"rule_id": "r", "mode": "live", "outcome": "error", "error": {"kind": "rule", "message": "m"}}, set())
+
+
+def test_the_logs_closing_table():
+    text = report({"a.x": {"outcome": "breach", "firing": 2, "mode": "live"},
+                   "a.y": {"outcome": "ok", "resolved": 1},
+                   "a.z": {"outcome": "error", "error": {"kind": "rule", "message": "a.z: could not evaluate"}}},
+                  {"a.x", "a.z"})
+    assert text.splitlines() == ["3 rule(s) evaluated, 2 with something to tell:",
+                                 "  -> a.x                                breach, 2 firing",
+                                 "     a.y                                ok, 1 resolved",
+                                 "  -> a.z                                error (rule): a.z: could not evaluate"]
