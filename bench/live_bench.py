@@ -398,7 +398,7 @@ def figures(r: dict) -> dict:
     for marks in loads.values():
         marks.sort(key=lambda m: m[0])
     rule_tables = {rid: lr.tables for rid, lr in catalogue.rules.items()}
-    grains = {rid: GRAIN.get(lr.rule.grain, timedelta(hours=1)) for rid, lr in catalogue.rules.items()}
+    grains = {rid: lr.rule.grain_delta for rid, lr in catalogue.rules.items()}  # a 5-minute rule: its slice
     windows = [{"rule_id": e["rule_id"], "end": e["end"], "window_start": ts(e["window_start"]),
                 "window_end": ts(e["window_end"])} for e in r["evaluations"]
                if e.get("window_start") and e.get("window_end") and e.get("outcome") not in ("error", "up_to_date")]
@@ -632,9 +632,14 @@ RAW_KEYS = ("cycles", "bench_from", "bench_to", "messages", "refused", "inbox", 
             "evaluations", "extract_runs", "rows", "pool_full_log_lines")
 
 
-def write_raw(path: Path, run: dict, baseline: dict | None, load, load_after) -> None:
+RUN_ARGS = ("cycles", "interval", "speed", "behind", "quick")
+
+
+def write_raw(path: Path, run: dict, baseline: dict | None, load, load_after, args) -> None:
     doc = {k: run.get(k) for k in RAW_KEYS} | {"shop": run["shop"].to_json(), "baseline": baseline,
-                                            "load": list(load), "load_after": list(load_after)}
+                                            "load": list(load), "load_after": list(load_after),
+                                            "args": {k: getattr(args, k) for k in RUN_ARGS},
+                                            "when": datetime.now(UTC).isoformat(timespec="seconds")}
     path.write_text(json.dumps(doc, default=str, ensure_ascii=False), encoding="utf-8")
 
 
@@ -649,6 +654,7 @@ def read_raw(path: Path):
     run["messages"] = [m | {"at": ts(m["at"])} for m in run["messages"]]
     run["evaluations"] = [e | {"end": ts(e["end"])} for e in run["evaluations"]]
     run["rows"] = {t: [ts(x) for x in v] for t, v in run["rows"].items()}
+    run["args"], run["when"] = doc.get("args") or {}, doc.get("when")  # the run's own settings and time
     return run, doc["baseline"], doc["load"], doc["load_after"]
 
 
@@ -684,6 +690,8 @@ def main() -> int:
     baseline = None
     if args.from_raw:  # the figures again from a run's raw record (no Airflow started)
         run, baseline, load, load_after = read_raw(Path(args.from_raw))
+        for k, v in run["args"].items():
+            setattr(args, k, v)
     else:
         with tempfile.TemporaryDirectory(prefix="sf-live-bench-") as tmp:
             work = Path(tmp)
@@ -692,7 +700,7 @@ def main() -> int:
                 baseline = baseline_run(args, work)
             run = scheduler_run(args, work)
         load_after = os.getloadavg()
-        write_raw(raw_path, run, baseline, load, load_after)
+        write_raw(raw_path, run, baseline, load, load_after, args)
         print(f"raw record: {raw_path} (--from-raw {raw_path} computes the figures again)", flush=True)
     result = figures(run)
     shop = run["shop"]
@@ -714,7 +722,7 @@ def main() -> int:
                                   "met": bool(result["director_double_alert"])},
     }
     doc = {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"), "quick": args.quick,
+        "when": run.get("when") or datetime.now(UTC).isoformat(timespec="seconds"), "quick": args.quick,
         "machine": {"cpus": os.cpu_count(), "load_before": [round(x, 2) for x in load],
                     "load_after": [round(x, 2) for x in load_after]},
         "setup": {"executor": "LocalExecutor", "metadata_db": "PostgreSQL", "warehouse": "PostgreSQL",
