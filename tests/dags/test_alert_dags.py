@@ -50,6 +50,8 @@ def test_one_dag_per_domain_with_one_evaluate_task_and_a_notify_mapped_over_the_
         evaluate, notify = dag.get_task("evaluate"), dag.get_task("notify")
         assert evaluate.rule_ids == [r.id for r in rules] and evaluate.downstream_task_ids == {"notify"}
         assert evaluate.retries == 3 and evaluate.pool == "storefence_warehouse"
+        # the task's own failure (no rule evaluated at all) reaches the data engineers
+        assert [type(c).__name__ for c in evaluate.on_failure_callback] == ["StorefenceNotifier"]
         assert isinstance(notify, MappedOperator) and notify.partial_kwargs["retries"] == 2
         assert notify.partial_kwargs.get("pool", "default_pool") == "default_pool"  # the state store only
         assert notify.partial_kwargs["map_index_template"] == "{{ rule_outcome }}"  # the rule's name in the grid

@@ -58,6 +58,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import DAG, AssetAll, AssetOrTimeSchedule, CronTriggerTimetable, task
 
+from threshold_operators.alerting.notifier import StorefenceNotifier
 from threshold_operators.extract.dag_factory import source_asset
 from threshold_operators.operators.domain_evaluate import DomainEvaluateOperator
 from threshold_operators.rules.catalogue import domain_rules
@@ -182,6 +183,11 @@ def build_alert_dag(domain: str, conn_id: str = WAREHOUSE_CONN_ID) -> DAG:
                                           pool=WAREHOUSE_POOL,
                                           window_start=WINDOW_FROM_CONF.format("window_start"),
                                           window_end=WINDOW_FROM_CONF.format("window_end"),
-                                          doc_md=f"Every rule of the {domain} domain, one cycle, one warehouse session.")
+                                          doc_md=f"Every rule of the {domain} domain, one cycle, one warehouse session.",
+                                          # a rule's failure is its outcome (told by notify); the task's own
+                                          # failure (no rule evaluated at all) reaches the data engineers once
+                                          on_failure_callback=[StorefenceNotifier(
+                                              team="data_engineering", severity="yellow",
+                                              note=f"no rule of the {domain} domain was evaluated in this run")])
         _notify_task(conn_id).expand(evaluation=evaluate.output)
     return dag
