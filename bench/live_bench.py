@@ -684,15 +684,16 @@ def main() -> int:
     if args.quick:
         args.cycles, args.baseline_cycles, args.interval = 4, 2, 40
     load = os.getloadavg()
-    print(f"live bench: {args.cycles} cycles of >= {args.interval:.0f} s, shop {args.behind:.0f} min behind at "
-          f"{args.speed:g}x; {os.cpu_count()} CPUs, load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
     raw_path = Path(tempfile.gettempdir()) / f"storefence-live-bench-raw{'-quick' if args.quick else ''}.json"
     baseline = None
     if args.from_raw:  # the figures again from a run's raw record (no Airflow started)
         run, baseline, load, load_after = read_raw(Path(args.from_raw))
         for k, v in run["args"].items():
             setattr(args, k, v)
-    else:
+    print(f"live bench: {args.cycles} cycles of >= {args.interval:.0f} s, shop {args.behind:.0f} min behind at "
+          f"{args.speed:g}x; {os.cpu_count()} CPUs, load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+          + (f" (the run of {run['when']}, from its raw record)" if args.from_raw else ""), flush=True)
+    if not args.from_raw:
         with tempfile.TemporaryDirectory(prefix="sf-live-bench-") as tmp:
             work = Path(tmp)
             if not args.no_baseline:  # first: the shorter of the two, so that a failure costs little
