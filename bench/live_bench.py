@@ -81,7 +81,6 @@ PARALLELISM = 4  # the harness's (deploy.stack.StackConfig.parallelism): the exe
 # they describe instead, so they give no creation time.
 EVENT_TABLES = ("orders", "order_items", "payments", "refunds", "complaints", "shipments", "inventory_snapshots",
                 "reviews")
-GRAIN = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 TARGETS = {"breach_to_receiver_p95_s": 300.0, "overhead_ratio": 2.0, "pool_wait_max_s": 10.0}
 SHOP = {"skus": 80, "days": 52, "orders_per_day": 1500, "hours_ahead": timedelta(hours=3)}
 
