@@ -52,6 +52,8 @@ FLOOR = {
     "reviews": ("shop_id, sku", "count(*) AS reviews, sum(CASE WHEN rating <= 3 THEN 1 ELSE 0 END) AS negative"),
     "shipments": ("shop_id, warehouse_id",
                   "count(*) AS parcels, sum(CASE WHEN status = 'in_transit' THEN 1 ELSE 0 END) AS in_transit"),
+    "tracking_events": ("shop_id, warehouse_id",
+                        "count(*) AS scans, sum(CASE WHEN status = 'delivered' THEN 1 ELSE 0 END) AS delivered"),
     "inventory_snapshots": ("shop_id, sku, warehouse_id",
                             "max(snapshot_at) AS latest, sum(greatest(on_hand - reserved, 0)) AS stock"),
     "traffic": ("shop_id, channel, source", "sum(visitors) AS visitors"),

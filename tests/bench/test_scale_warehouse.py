@@ -78,3 +78,26 @@ def test_twelve_landed_slices_give_the_rows_of_a_build_one_hour_later(sw, small,
         a, b = _rows(landed, table, col, since), _rows(rebuilt.path, table, col, since)
         assert a == b, f"{table}: {len(a - b)} rows only landed, {len(b - a)} only rebuilt"
         assert a, table
+
+
+def test_a_parcels_scans_tell_its_shipment_row(sw, small):
+    """Picked up at shipped_at; the latest scan is last_tracking_at; delivered at delivered_at."""
+    import duckdb
+
+    _, _, info = small
+    con = duckdb.connect(str(info.path), read_only=True)
+    try:
+        shipped_after_start = "s.shipped_at >= (SELECT min(event_at) FROM tracking_events)"
+        mismatched = con.execute(f"""
+            WITH e AS (
+                SELECT shipment_id, min(event_at) FILTER (WHERE status = 'picked_up') AS picked_up,
+                       max(event_at) AS latest, max(event_at) FILTER (WHERE status = 'delivered') AS delivered
+                FROM tracking_events GROUP BY shipment_id)
+            SELECT count(*), count(e.shipment_id) FROM shipments s LEFT JOIN e USING (shipment_id)
+            WHERE {shipped_after_start} AND (e.shipment_id IS NULL OR e.picked_up <> s.shipped_at
+                OR e.latest <> s.last_tracking_at OR e.delivered IS DISTINCT FROM s.delivered_at)""").fetchone()
+        scans = con.execute(f"SELECT count(*) FROM shipments s WHERE {shipped_after_start}").fetchone()[0]
+    finally:
+        con.close()
+    assert scans > 0
+    assert mismatched == (0, 0)

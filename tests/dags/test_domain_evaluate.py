@@ -62,8 +62,10 @@ def test_every_rule_of_the_domain_on_one_session_and_only_the_news_is_returned(w
     evaluations = ti.xcom["evaluations"]
     assert list(evaluations) == RULES
     assert evaluations["sales.high"]["outcome"] == "breach" and evaluations["sales.spike_from_nothing"]["outcome"] == "breach"
-    with sa.create_engine(warehouse).connect() as con:  # each rule's cycle recorded, as its own task would
+    engine = sa.create_engine(warehouse)
+    with engine.connect() as con:  # each rule's cycle recorded, as its own task would
         recorded = dict(con.execute(sa.text("SELECT rule_id, outcome FROM rule_evaluations")).all())
+    engine.dispose()  # (a pooled connection would hold the file open in this process)
     assert recorded["sales.high"] == "breach" and recorded["sales.drop"] == "ok"
     again = _TI()
     assert _operator(warehouse, RULES).execute({"ti": again, "run_id": "r2"}) == []  # nothing new: nothing told

@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -159,7 +160,10 @@ RUNTIME = {"duckdb": ["sales.f_read_text", "sales.f_read_blob", "sales.f_read_cs
            "postgres": ["sales.f_delete_cte", "sales.f_lo_import", "sales.f_select_into", "sales.f_for_update"]}
 
 
-def test_with_every_check_bypassed_the_evaluation_connection_still_refuses(planted, warehouse, monkeypatch):
+@pytest.mark.parametrize("in_session", [False, True], ids=["alone", "in-session"])
+def test_with_every_check_bypassed_the_evaluation_connection_still_refuses(planted, warehouse, monkeypatch, in_session):
+    """Alone, DuckDB's evaluation connection is read-only; in a session (a domain's cycle: one
+    database for every connection) it is not, and still refuses each of them."""
     import threshold_operators.engine.compile as compile_module
 
     kind = "duckdb" if warehouse.is_duckdb else "postgres"
@@ -168,16 +172,19 @@ def test_with_every_check_bypassed_the_evaluation_connection_still_refuses(plant
     monkeypatch.setattr(compile_module, "statement_problems_of", lambda sql, scratch=(): ())
     rules = {rid: (raw, t) for rid, raw, t in _sql_level_rules(planted)}
     texts = []
-    for rid in RUNTIME[kind]:
-        with pytest.raises(Exception) as caught:  # noqa: PT011 - each warehouse words it its own way
-            _engine_path(warehouse, rid, *rules[rid])
-        texts.append(str(caught.value))
+    with warehouse.session() if in_session else nullcontext():
+        for rid in RUNTIME[kind]:
+            with pytest.raises(Exception) as caught:  # noqa: PT011 - each warehouse words it its own way
+                _engine_path(warehouse, rid, *rules[rid])
+            texts.append(str(caught.value))
     assert not planted.leaked(*texts)
     assert _orders(warehouse) == before and _tables(warehouse) == tables
 
 
-def test_the_evaluation_connection_is_locked(warehouse, tmp_path):
-    """DuckDB: no file access, settings final, read-only; PostgreSQL: a READ ONLY transaction."""
+@pytest.mark.parametrize("in_session", [False, True], ids=["alone", "in-session"])
+def test_the_evaluation_connection_is_locked(warehouse, tmp_path, in_session):
+    """DuckDB: no file access, settings final, one SELECT (by DuckDB's parser), read-only or (in a
+    session) rolled back; PostgreSQL: a READ ONLY transaction."""
     _seed_orders(warehouse)
     secret = tmp_path / "secret.txt"
     secret.write_text("TOPSECRET", encoding="utf-8")
@@ -185,18 +192,28 @@ def test_the_evaluation_connection_is_locked(warehouse, tmp_path):
     if warehouse.is_duckdb:
         attempts += [f"SELECT * FROM read_text('{secret}')", "SET enable_external_access = true",
                      "SET lock_configuration = false", f"COPY orders TO '{tmp_path / 'out.csv'}'",
-                     f"ATTACH '{tmp_path / 'other.duckdb'}' AS other", "INSTALL httpfs", "LOAD httpfs"]
+                     f"ATTACH '{tmp_path / 'other.duckdb'}' AS other", "INSTALL httpfs", "LOAD httpfs",
+                     "SELECT 1; DELETE FROM orders", "ROLLBACK; DELETE FROM orders", "COMMIT"]
     else:
         attempts += [f"SELECT lo_import('{secret}')", "SET transaction_read_only = off",
                      "UPDATE orders SET status = 'x'"]
     refused = []
-    for sql in attempts:
-        with warehouse.evaluation_connection() as con:
-            assert con.execute(sa.text("SELECT COUNT(*) FROM orders")).scalar_one() == 12
-            try:
-                con.execute(sa.text(sql))
-            except sa.exc.DBAPIError:
-                refused.append(sql)
+    with warehouse.session() if in_session else nullcontext():
+        for sql in attempts:
+            with warehouse.evaluation_connection() as con:
+                assert con.execute(sa.text("SELECT COUNT(*) FROM orders")).scalar_one() == 12
+                try:
+                    con.execute(sa.text(sql))
+                except sa.exc.DBAPIError:
+                    refused.append(sql)
+        if warehouse.is_duckdb:  # a write inside a SELECT: refused read-only, rolled back in a session
+            with warehouse.evaluation_connection() as con:
+                cte = "WITH d AS (DELETE FROM orders RETURNING *) SELECT count(*) FROM d"
+                if in_session:
+                    assert con.execute(sa.text(cte)).scalar_one() == 12
+                else:
+                    with pytest.raises(sa.exc.DBAPIError):
+                        con.execute(sa.text(cte))
     assert refused == attempts
     assert _orders(warehouse) == 12 and not (tmp_path / "out.csv").exists() and "stolen" not in _tables(warehouse)
     with warehouse.engine.begin() as con:  # the ordinary connection (extract and load) still writes

@@ -187,3 +187,34 @@ def test_rules_run_as_the_evaluation_role_read_the_warehouse_and_no_server_file(
         with pg_server.begin() as con:
             con.exec_driver_sql(f"DROP OWNED BY {role}")
             con.exec_driver_sql(f"DROP ROLE {role}")
+
+
+def test_a_session_opens_the_file_once_and_releases_it(tmp_path, monkeypatch):
+    """A domain's cycle: every connection of the hook in a session is a cursor of one database."""
+    import duckdb
+    import sqlalchemy as sa
+
+    path = tmp_path / "w.duckdb"
+    hook = WarehouseHook(url=f"duckdb:///{path}")
+    with hook.engine.begin() as con:
+        con.exec_driver_sql("CREATE TABLE t AS SELECT 1 AS a")
+    opened = []
+    real_connect = duckdb.connect
+    monkeypatch.setattr(duckdb, "connect", lambda *a, **k: opened.append(a) or real_connect(*a, **k))
+    with hook.session():
+        for _ in range(3):
+            with hook.engine.begin() as con:
+                con.exec_driver_sql("INSERT INTO t VALUES (2)")
+            with hook.evaluation_connection() as con:
+                assert con.execute(sa.text("SELECT count(*) FROM t")).scalar_one() >= 2
+                assert con.execute(sa.text("SELECT current_setting('TimeZone')")).scalar_one() == "UTC"
+            with hook.native_connection() as raw:
+                raw.execute("INSERT INTO t VALUES (3)")
+    assert len(opened) == 1
+    out = subprocess.run(  # released: another process opens the file at once
+        [sys.executable, "-c", f"import duckdb; print(duckdb.connect({str(path)!r}).execute('select count(*) from t').fetchone()[0])"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.stdout.strip() == "7", out.stderr
+    with hook.engine.begin() as con:  # and the hook works without a session again
+        assert con.exec_driver_sql("SELECT count(*) FROM t").scalar_one() == 7

@@ -3,8 +3,8 @@
 What a domain's alert DAG runs once per extract cycle (``alerts.dag_factory``). Under the real
 scheduler every task is a process start; a task per rule made a domain of six rules six
 processes every 5 minutes (and six more to notify). This operator evaluates the domain's rules
-in turn in one task, on one ``WarehouseHook`` (one engine, one connection pool, the rule
-catalogue read once); the rollups a rolling rule reads are maintained by the first rule that
+in turn in one task, on one ``WarehouseHook`` in one ``session()`` (on DuckDB the file opened
+once for the cycle; the rule catalogue read once); the rollups a rolling rule reads are maintained by the first rule that
 needs them, and are up to date for the next (``engine.rollups.maintain`` writes nothing when
 nothing landed since).
 
@@ -85,41 +85,15 @@ class DomainEvaluateOperator(BaseOperator):
         return WarehouseHook(warehouse_conn_id=self.conn_id)
 
     def execute(self, context) -> list[dict]:
-        from datetime import UTC, datetime
-
-        from threshold_operators.operators.failures import FailureKind, kind_of
-        from threshold_operators.operators.threshold_check import error_summary, evaluate_rule
         from threshold_operators.rules.catalogue import load_catalogue
 
         catalogue = load_catalogue()
         hook = self.get_db_hook()
-        run_id = context.get("run_id")
         summaries: dict[str, dict] = {}
         try:
-            for rule_id in self.rule_ids:
-                loaded = catalogue.rules.get(rule_id)
-                if loaded is None:  # the catalogue changed under a running DAG: told, not a crash
-                    summaries[rule_id] = {"rule_id": rule_id, "mode": "live", "outcome": "error",
-                                          "error": {"kind": str(FailureKind.RULE),
-                                                    "message": f"{rule_id}: not in the catalogue (storefence lint)"}}
-                    continue
-                for attempt in range(1, self.attempts + 1):
-                    try:  # the real clock at each rule: a cycle's rules do not share one stale "now"
-                        summaries[rule_id] = evaluate_rule(hook, loaded, catalogue, datetime.now(UTC), run_id,
-                                                           window_start=self.window_start,
-                                                           window_end=self.window_end,
-                                                           max_catchup=self.max_catchup, log=self.log)
-                        break
-                    except Exception as exc:  # noqa: BLE001 - every failure is a recorded outcome
-                        kind = kind_of(exc)
-                        if kind is FailureKind.INFRASTRUCTURE and attempt < self.attempts:
-                            self.log.warning("%s: %s (attempt %d of %d); again in %.0f s", rule_id, exc, attempt,
-                                             self.attempts, self.retry_pause * attempt)
-                            time.sleep(self.retry_pause * attempt)
-                            continue
-                        summaries[rule_id] = error_summary(loaded.rule, kind, exc)
-                        self.log.error("%s (%s)", summaries[rule_id]["error"]["message"], kind)
-                        break
+            with hook.session():  # one warehouse session for the domain's cycle
+                for rule_id in self.rule_ids:
+                    summaries[rule_id] = self._evaluate_one(hook, catalogue, rule_id, context.get("run_id"))
         finally:
             hook.engine.dispose()
         context["ti"].xcom_push(key="evaluations", value=summaries)
@@ -131,6 +105,33 @@ class DomainEvaluateOperator(BaseOperator):
         tell = [s for s in summaries.values() if has_news(s, gated)]
         self.log.info("%s", report(summaries, {s["rule_id"] for s in tell}))
         return tell
+
+    def _evaluate_one(self, hook, catalogue, rule_id: str, run_id: str | None) -> dict:
+        """One rule's summary; every failure is its recorded outcome, never an exception."""
+        from datetime import UTC, datetime
+
+        from threshold_operators.operators.failures import FailureKind, kind_of
+        from threshold_operators.operators.threshold_check import error_summary, evaluate_rule
+
+        loaded = catalogue.rules.get(rule_id)
+        if loaded is None:  # the catalogue changed under a running DAG: told, not a crash
+            return {"rule_id": rule_id, "mode": "live", "outcome": "error",
+                    "error": {"kind": str(FailureKind.RULE), "message": f"{rule_id}: not in the catalogue (storefence lint)"}}
+        for attempt in range(1, self.attempts + 1):
+            try:  # the real clock at each rule: a cycle's rules do not share one stale "now"
+                return evaluate_rule(hook, loaded, catalogue, datetime.now(UTC), run_id, window_start=self.window_start,
+                                     window_end=self.window_end, max_catchup=self.max_catchup, log=self.log)
+            except Exception as exc:  # noqa: BLE001 - every failure is a recorded outcome
+                kind = kind_of(exc)
+                if kind is FailureKind.INFRASTRUCTURE and attempt < self.attempts:
+                    self.log.warning("%s: %s (attempt %d of %d); again in %.0f s", rule_id, exc, attempt,
+                                     self.attempts, self.retry_pause * attempt)
+                    time.sleep(self.retry_pause * attempt)
+                    continue
+                summary = error_summary(loaded.rule, kind, exc)
+                self.log.error("%s (%s)", summary["error"]["message"], kind)
+                return summary
+        raise AssertionError("unreachable: the last attempt returns")
 
 
 def report(summaries: dict[str, dict], told: set[str]) -> str:

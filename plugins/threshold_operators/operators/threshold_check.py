@@ -84,9 +84,10 @@ class ThresholdCheckOperator(BaseOperator):
         ti = context["ti"]
         hook = self.get_db_hook()
         try:
-            summary = evaluate_rule(hook, loaded, catalogue, datetime.now(UTC), context.get("run_id"),
-                                    window_start=self.window_start, window_end=self.window_end,
-                                    max_catchup=self.max_catchup, log=self.log)
+            with hook.session():
+                summary = evaluate_rule(hook, loaded, catalogue, datetime.now(UTC), context.get("run_id"),
+                                        window_start=self.window_start, window_end=self.window_end,
+                                        max_catchup=self.max_catchup, log=self.log)
         except Exception as exc:  # one place decides: retry or fail now
             kind = kind_of(exc)
             failed = error_summary(rule, kind, exc)

@@ -196,14 +196,21 @@ def _template_line(tb) -> int | None:
     return line
 
 
+@lru_cache(maxsize=512)
+def _checked_template(template_text: str):
+    """The sandbox's compiled template of a text that holds none of the refused statements; kept,
+    since a cycle renders the same few templates again and again (a refusal is not kept)."""
+    env = _environment()
+    for node in env.parse(template_text).find_all(_REFUSED_STATEMENTS):
+        raise TemplateProblem(f"line {node.lineno}: template: {{% {type(node).__name__.lower()} %}} is not "
+                              f"allowed in a metric query (no loops, macros, includes or imports)")
+    return env.from_string(template_text)
+
+
 def render(template_text: str, ctx: RenderContext) -> str:
     """The SQL of a metric query for ``ctx``; raises TemplateProblem with the template's message."""
     try:
-        env = _environment()
-        for node in env.parse(template_text).find_all(_REFUSED_STATEMENTS):
-            raise TemplateProblem(f"line {node.lineno}: template: {{% {type(node).__name__.lower()} %}} is not "
-                                  f"allowed in a metric query (no loops, macros, includes or imports)")
-        template = env.from_string(template_text)
+        template = _checked_template(template_text)
         chunks, size = [], 0
         for chunk in template.generate(
             in_window=_Helper(ctx.in_window),

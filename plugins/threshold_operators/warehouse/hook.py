@@ -23,6 +23,17 @@ READ ONLY transaction (and ``default_transaction_read_only``), rolled back after
 ``extra.evaluation_role`` (``SET LOCAL ROLE``) when the connection names one: a read-only
 transaction does not stop a superuser's ``pg_read_file``, a role that may only read does.
 The extract and load side keeps the ordinary connection (it writes the warehouse).
+
+A cycle that runs many statements (a domain's rules: gates, rollups, evaluation, state) opens
+a ``session()``: on DuckDB the file is then opened once, with external access and extension
+loading disabled and its configuration locked, and every connection of the hook in the session
+(the writing ones and the evaluation ones) is a cursor of that one database. What the session
+gives up is the read-only open; in its place, DuckDB's own parser must find exactly one SELECT
+in what the evaluation connection runs (``only_one_select``, on every evaluation connection),
+and the evaluation's transaction is rolled back after the query, as on PostgreSQL. Opening a DuckDB file costs
+tens of milliseconds and a cycle ran about five opens a rule; the session holds the file lock
+for the cycle, which the one-slot pool gives the task anyway. On PostgreSQL the engines' pools
+already reuse connections, and a session changes nothing.
 """
 
 from __future__ import annotations
@@ -72,7 +83,8 @@ def _is_duckdb_lock_error(exc: BaseException) -> bool:
     return "Could not set lock on file" in str(exc) or "Conflicting lock" in str(exc)
 
 
-def connect_duckdb(path: str, *, read_only: bool = False, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S):
+def connect_duckdb(path: str, *, read_only: bool = False, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S,
+                   config: dict | None = None, set_up: bool = True):
     """Open a DuckDB file, waiting (with backoff) while another process holds its lock."""
     import duckdb
 
@@ -80,15 +92,28 @@ def connect_duckdb(path: str, *, read_only: bool = False, lock_timeout: float = 
     delay = 0.05
     while True:
         try:
-            con = duckdb.connect(path, read_only=read_only)
-            con.execute("SET TimeZone = 'UTC'")
-            con.execute("SET enable_progress_bar = false")
+            con = duckdb.connect(path, read_only=read_only, config=config or {})
+            if set_up:
+                con.execute("SET TimeZone = 'UTC'")
+                con.execute("SET enable_progress_bar = false")
             return con
         except duckdb.IOException as exc:
             if not _is_duckdb_lock_error(exc) or time.monotonic() + delay > deadline:
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+
+def only_one_select(statement: str) -> None:
+    """Refuse, by DuckDB's own parser, anything but one SELECT on the evaluation connection. In a
+    session (not opened read-only) this is what keeps a ``ROLLBACK; DELETE ...`` out; a write
+    inside a SELECT (a data-modifying CTE) is rolled back with the evaluation's transaction."""
+    import duckdb
+
+    kinds = [s.type for s in duckdb.extract_statements(statement)]
+    if kinds != [duckdb.StatementType.SELECT]:
+        raise duckdb.PermissionException(
+            f"the evaluation connection runs one SELECT, not {', '.join(k.name for k in kinds) or 'nothing'}")
 
 
 def url_from_connection(conn: Any) -> str:
@@ -142,6 +167,8 @@ class WarehouseHook(DbApiHook):
         self._url = url
         self._search_path = search_path
         self._evaluation_role = evaluation_role
+        self._in_session = False  # in a session(), on DuckDB: every connection is a cursor of _shared
+        self._shared = None  # the session's database, opened at its first use
 
     # --- configuration -------------------------------------------------------------------------
     @cached_property
@@ -208,6 +235,11 @@ class WarehouseHook(DbApiHook):
 
             @event.listens_for(engine, "do_connect")
             def _wait_for_lock(dialect, conn_rec, cargs, cparams):
+                if self._in_session:  # a cursor of the session's database, configured already
+                    from duckdb_engine import ConnectionWrapper
+
+                    conn_rec.info["storefence_session"] = True
+                    return ConnectionWrapper(self._session_database().cursor())
                 deadline = time.monotonic() + lock_timeout
                 delay = 0.05
                 while True:
@@ -221,7 +253,8 @@ class WarehouseHook(DbApiHook):
 
             @event.listens_for(engine, "connect")
             def _utc(dbapi_conn, conn_rec):
-                dbapi_conn.execute("SET TimeZone = 'UTC'")
+                if not conn_rec.info.get("storefence_session"):
+                    dbapi_conn.execute("SET TimeZone = 'UTC'")
 
             return engine
         if url.get_backend_name() == "postgresql":
@@ -246,8 +279,18 @@ class WarehouseHook(DbApiHook):
             engine = self.get_sqlalchemy_engine({"connect_args": {
                 "read_only": not in_memory, "config": dict(DUCKDB_EVALUATION_CONFIG)}})
 
+            @event.listens_for(engine, "do_execute")
+            def _one_select(cursor, statement, parameters, context):
+                only_one_select(statement)
+
+            @event.listens_for(engine, "do_execute_no_params")
+            def _one_select_no_params(cursor, statement, context):
+                only_one_select(statement)
+
             @event.listens_for(engine, "connect")
             def _lock(dbapi_conn, conn_rec):  # after the UTC listener: the time zone is set, then final
+                if conn_rec.info.get("storefence_session"):
+                    return  # the session's database is configured and locked
                 dbapi_conn.execute("SET enable_progress_bar = false")
                 dbapi_conn.execute("SET lock_configuration = true")
 
@@ -308,8 +351,44 @@ class WarehouseHook(DbApiHook):
     def get_conn(self):
         """A DB-API connection: the native DuckDB connection, or the driver's (psycopg2, ...)."""
         if self.is_duckdb:
+            if self._in_session:
+                return self._session_database().cursor()
             return connect_duckdb(self.duckdb_path, lock_timeout=self.lock_timeout)
         return self.engine.raw_connection()
+
+    @contextmanager
+    def session(self):
+        """Every connection of this hook in the block shares one database (see the module's
+        docstring): on DuckDB the file is opened at the block's first use and closed at its end;
+        opening it fails (or waits for the lock) where that first use is. Re-entrant."""
+        if not self.is_duckdb or self._in_session or self.duckdb_path == ":memory:":
+            yield self  # (an in-memory database is one per connection: nothing to share)
+            return
+        self._in_session = True
+        try:
+            yield self
+        finally:
+            self._in_session = False
+            for engine in ("engine", "evaluation_engine"):  # their connections are the session's cursors
+                if engine in self.__dict__:
+                    self.__dict__[engine].dispose()
+            if self._shared is not None:
+                self._shared.close()
+                self._shared = None
+
+    def _session_database(self):
+        """The session's database: opened once, external access off, time zone UTC, settings locked."""
+        if self._shared is None:
+            shared = connect_duckdb(self.duckdb_path, lock_timeout=self.lock_timeout,
+                                    config=dict(DUCKDB_EVALUATION_CONFIG), set_up=False)
+            try:
+                shared.execute("SET GLOBAL TimeZone = 'UTC'")
+                shared.execute("SET lock_configuration = true")
+            except BaseException:
+                shared.close()
+                raise
+            self._shared = shared
+        return self._shared
 
     @contextmanager
     def native_connection(self):
