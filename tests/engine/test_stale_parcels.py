@@ -1,7 +1,8 @@
-"""customer.logistics_stale is told as of each cycle's end from the carrier's scans
-(``tracking_events``), not from the parcels' latest state: a parcel delivered later was in transit
-before its delivery, and a scan later does not make a parcel fresh earlier. On DuckDB and
-PostgreSQL, with the scans landed by the bulk loader (twice: the upsert keeps one row a scan)."""
+"""customer.logistics_stale is told as of each cycle's end, not from the parcels' latest state: a
+parcel delivered later was in transit before its delivery, and a scan later does not make a parcel
+fresh earlier (its scans before the end are read from ``tracking_events``). On DuckDB and
+PostgreSQL, with the scans and the parcels (``shipments``, their latest state, as the logistics
+extract lands them) landed by the bulk loader (twice: the upsert keeps one row a scan)."""
 
 from __future__ import annotations
 
@@ -53,9 +54,23 @@ def _land_scans(hook) -> None:
         "shop_id": [SHOP] * len(SCANS), "warehouse_id": [WH] * len(SCANS),
         "tracking_no": [f"SF{i:012d}" for i in range(len(SCANS))], "status": [st for _, _, st in SCANS],
     })
+    parcels = sorted({s for s, _, _ in SCANS})
+    picked = {s: t for s, t, st in SCANS if st == "picked_up"}
+    delivered = {s: t for s, t, st in SCANS if st == "delivered"}
+    latest = {s: max(t for p, t, _ in SCANS if p == s) for s in parcels}
+    ts = lambda values: pa.array(values, pa.timestamp("us", "UTC"))  # noqa: E731
+    shipments = arrow_table("shipments", {
+        "shipment_id": parcels, "order_id": [f"O-{s}" for s in parcels], "shop_id": [SHOP] * len(parcels),
+        "warehouse_id": [WH] * len(parcels), "carrier": ["sf"] * len(parcels),
+        "tracking_no": [f"SF-{s}" for s in parcels],
+        "status": ["delivered" if s in delivered else "in_transit" for s in parcels],
+        "shipped_at": ts([picked[s] for s in parcels]), "last_tracking_at": ts([latest[s] for s in parcels]),
+        "delivered_at": ts([delivered.get(s) for s in parcels]), "updated_at": ts([latest[s] for s in parcels]),
+    })
     for _ in range(2):  # a re-delivered batch (the extract's overlap) upserts the same rows
         with bulk_loader(hook) as loader:
             loader.upsert("tracking_events", data)
+            loader.upsert("shipments", shipments)
 
 
 def _metrics_at(hook, catalogue, end: datetime) -> dict:

@@ -38,6 +38,9 @@ from threshold_operators.rules.model import IDENTIFIER, SEVERITIES, Condition, R
 from threshold_operators.rules.sql_template import ROLLUP_READ_DAYS, RenderContext, render, rollup_table
 
 LEVEL = {s: i + 1 for i, s in enumerate(SEVERITIES)}  # blue 1, yellow 2, red 3
+# Rolling count baselines by running sums (``_Builder.rolling_by_differences``); False: every rule by
+# the join of slices and buckets (the tests compare the two)
+RUNNING_SUMS = True
 GATE = 99  # level of a plain (untiered) condition that holds: never caps a tiered one
 
 
@@ -97,6 +100,10 @@ class _Builder:
         self.tables_read: set[str] = {slices} if slices else set()
         self.scale_by_plans = rule.plans == "scale_baseline"  # a compound rule's ignore reaches its references
         self.plan: str | None = None  # the plan CTE, made when a condition first needs it
+        self.mx: str | None = None  # a rolling rule's windows at every offset (``rolling_metric``)
+        self.offset_k: dict[timedelta, int] = {}  # a rolling rule's offset -> its number in mx
+        self.run: str | None = None  # a rolling rule's running sums (``rolling_by_differences``)
+        self.baselines: dict[tuple[str, str], str] = {}  # (metric, baseline) -> its CTE: conditions share one
 
     def bind(self, name: str, value) -> str:
         self.params[name] = value
@@ -143,22 +150,119 @@ class _Builder:
             for name, value in r.params.items():
                 self.params[f"p_{name}"] = value
             rs = self.cte("rs", f"SELECT {cols} FROM ({render(self.template, ctx)}) x")
+        if self.running_sums():
+            return self.rolling_by_differences(rs)
         offsets = history_offsets(r)
-        values = ", ".join(["(CAST(" + self.bind("o_now", timedelta(0)) + " AS INTERVAL))"]
-                           + [f"(CAST({self.bind(f'o_{k}', o)} AS INTERVAL))" for k, o in enumerate(offsets)])
+        # an offset's number k (0: the evaluated bucket itself; k: history_offsets(r)[k - 1]): the
+        # windows are grouped and picked by it (an integer compares faster than an interval)
+        self.offset_k = {o: k + 1 for k, o in enumerate(offsets)}
+        values = ", ".join(["(0, CAST(" + self.bind("o_now", timedelta(0)) + " AS INTERVAL))"]
+                           + [f"({k + 1}, CAST({self.bind(f'o_{k}', o)} AS INTERVAL))" for k, o in enumerate(offsets)])
         grain = self.bind("grain", r.grain_delta)
-        pts = self.cte("pts", f"SELECT DISTINCT CAST(g.b AS TIMESTAMPTZ) - o.off AS bucket FROM generate_series("
+        # every bucket the cycle evaluates (cur_bucket), at offset 0 and at each baseline offset
+        pts = self.cte("pts", f"SELECT CAST(g.b AS TIMESTAMPTZ) AS cur_bucket, o.k, CAST(g.b AS TIMESTAMPTZ) - o.off "
+                              f"AS bucket FROM generate_series("
                               f"CAST(:{p}grid_first AS TIMESTAMPTZ), CAST(:{p}last_bucket AS TIMESTAMPTZ), "
-                              f"CAST({grain} AS INTERVAL)) AS g(b) CROSS JOIN (VALUES {values}) AS o(off)")
+                              f"CAST({grain} AS INTERVAL)) AS g(b) CROSS JOIN (VALUES {values}) AS o(k, off)")
         width = self.bind("window", r.window - r.grain_delta)
         sums = ", ".join(f"SUM(s.{q(c)}) AS {q(c)}" for c in r.metrics)
-        win = self.cte("win", f"SELECT {keys}, t.bucket, {sums} FROM {rs} s JOIN {pts} t "
+        win = self.cte("win", f"SELECT {keys}, t.cur_bucket, t.k, {sums} FROM {rs} s JOIN {pts} t "
                               f"ON s.bucket >= t.bucket - CAST({width} AS INTERVAL) AND s.bucket <= t.bucket "
-                              f"GROUP BY {keys}, t.bucket")
+                              f"GROUP BY {keys}, t.cur_bucket, t.k")
         ratios = "".join(f", {_f(f'w.{q(x.numerator)}')} / NULLIF(w.{q(x.denominator)}, 0) AS {q(name)}"
                          for name, x in r.ratios.items() if name in r.measures)
         self.rs = rs
-        return self.cte("m", f"SELECT w.*{ratios} FROM {win} w")
+        # mx: the windows at every offset, keyed by the bucket they are the baseline of; m: offset 0
+        self.mx = self.cte("mx", f"SELECT w.*{ratios} FROM {win} w")
+        cols = ", ".join(f"x.{q(c)}" for c in (*r.metrics, *(n for n in r.ratios if n in r.measures)))
+        return self.cte("m", f"SELECT {self.keys('x')}, x.cur_bucket AS bucket, {cols} FROM {self.mx} x "
+                             f"WHERE x.k = 0")
+
+    def running_sums(self) -> bool:
+        """Whether every baseline of this rolling rule is a mean of counts over offsets, zeros
+        where history is missing (what ``rolling_by_differences`` computes): then the windows and
+        their baselines need no join of slices and buckets."""
+        r = self.rule
+        if not RUNNING_SUMS:
+            return False
+        for cond in r.conditions:
+            b = cond.baseline
+            if b is None:
+                continue
+            if (b.kind == "trailing" or b.stat != "mean" or cond.metric not in r.metrics
+                    or not (r.no_data == "zero" or b.missing == "zero")):
+                return False
+        return True
+
+    def rolling_by_differences(self, rs: str) -> str:
+        """A rolling rule's window sums and count baselines by running sums, in time linear in the
+        slices read and the buckets evaluated (not their product).
+
+        A slice ``s`` is in the window of bucket ``t`` when ``s <= t <= s + width``; for the
+        evaluated buckets t_j = first + j x grain (j = 0 .. jmax) and an offset o (the baseline's
+        history: the window ending at t_j - o), that is j0 <= j <= j0 + w, with j0 = (s + o -
+        first) / grain and w = width / grain. So each slice adds its counts at j0 and takes them
+        away after j0 + w (``ev``, ``dl``), and a running sum over j per entity (``run``) is every
+        window's sum: at offset 0 the value (``cur_*``), over a condition's offsets the sum its
+        mean divides (``bsum_*``). ``n_rows`` counts the slices in the current window: a bucket
+        with none has no row, as a window of no slices has none in the joined form."""
+        r, p = self.rule, self.p
+        keys = self.keys("e")
+        offsets = history_offsets(r)
+        g = self.bind("rd_grain_s", r.grain_delta.total_seconds())
+        w = self.bind("rd_w", int((r.window - r.grain_delta) / r.grain_delta))
+        first = f"CAST(:{p}grid_first AS TIMESTAMPTZ)"
+        epoch = "EXTRACT(EPOCH FROM {})"
+        index = f"CAST(ROUND(({epoch.format('{t}')} - {epoch.format(first)}) / {g}) AS BIGINT)"
+        jmax = index.format(t=f"CAST(:{p}last_bucket AS TIMESTAMPTZ)")
+        k_of = {o: k + 1 for k, o in enumerate(offsets)}
+        values = ", ".join(["(0, 0.0)"] + [f"({k_of[o]}, {self.bind(f'rd_o{k}', o.total_seconds())})"
+                                           for k, o in enumerate(offsets)])
+        ev = self.cte("ev", (
+            f"SELECT {self.keys('s')}, o.k, {', '.join(f's.{q(c)}' for c in r.metrics)}, "
+            f"CAST(ROUND(({epoch.format('s.bucket')} + o.off_s - {epoch.format(first)}) / {g}) AS BIGINT) AS j0 "
+            f"FROM {rs} s CROSS JOIN (VALUES {values}) AS o(k, off_s)"))
+        # what each slice adds to the running sums: its metrics at offset 0, its metrics at each
+        # condition's offsets, one row
+        adds: list[tuple[str, str]] = [(f"cur_{c}", f"CASE WHEN e.k = 0 THEN e.{q(c)} ELSE 0 END") for c in r.metrics]
+        adds.append(("n_rows", "CASE WHEN e.k = 0 THEN 1 ELSE 0 END"))
+        self.bsums: dict[tuple[str, str], str] = {}
+        for cond in r.conditions:
+            if cond.baseline is None:
+                continue
+            shared = (cond.metric, cond.baseline.model_dump_json())
+            if shared in self.bsums:
+                continue
+            name = f"bsum_{len(self.bsums)}"
+            ks = ", ".join(str(k_of[o]) for o in baseline_offsets(cond.baseline, r.grain_delta))
+            adds.append((name, f"CASE WHEN e.k IN ({ks}) THEN COALESCE(e.{q(cond.metric)}, 0) ELSE 0 END"))
+            self.bsums[shared] = name
+        live = f"e.j0 <= {jmax} AND e.j0 + {w} >= 0"
+        plus = ", ".join(f"{expr} AS {name}" for name, expr in adds)
+        minus = ", ".join(f"-({expr}) AS {name}" for name, expr in adds)
+        dl = self.cte("dl", (
+            f"SELECT {', '.join(q(k) for k in r.keys)}, j, {', '.join(f'SUM({n}) AS {n}' for n, _ in adds)} FROM ("
+            f"SELECT {keys}, GREATEST(e.j0, 0) AS j, {plus} FROM {ev} e WHERE {live} "
+            f"UNION ALL SELECT {keys}, e.j0 + {w} + 1 AS j, {minus} FROM {ev} e WHERE {live} "
+            f"AND e.j0 + {w} + 1 <= {jmax}) x GROUP BY {', '.join(q(k) for k in r.keys)}, j"))
+        grain = self.bind("grain", r.grain_delta)
+        grid = self.cte("rgrid", (
+            f"SELECT CAST(g.b AS TIMESTAMPTZ) AS bucket, {index.format(t='CAST(g.b AS TIMESTAMPTZ)')} AS j "
+            f"FROM generate_series({first}, CAST(:{p}last_bucket AS TIMESTAMPTZ), CAST({grain} AS INTERVAL)) AS g(b)"))
+        # the entities whose buckets are computed: with no_data: skip, those with a slice in a current
+        # window (an entity without one has no row to evaluate); else every entity seen in any window
+        now_only = " AND e.k = 0" if r.no_data == "skip" else ""
+        ents = self.cte("rents", f"SELECT DISTINCT {keys} FROM {ev} e WHERE {live}{now_only}")
+        over = f"OVER (PARTITION BY {self.keys('e')} ORDER BY t.j ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+        sums = ", ".join(f"SUM(COALESCE(d.{n}, 0)) {over} AS {n}" for n, _ in adds)
+        self.run = self.cte("run", (
+            f"SELECT {keys}, t.bucket, {sums} FROM {ents} e CROSS JOIN {grid} t "
+            f"LEFT JOIN {dl} d ON {self.on('d', 'e')} AND d.j = t.j"))
+        self.mx = ents  # the entities with a slice in any window read (the no-data grid's entities)
+        ratios = "".join(f", {_f(f'x.cur_{x.numerator}')} / NULLIF(x.cur_{x.denominator}, 0) AS {q(name)}"
+                         for name, x in r.ratios.items() if name in r.measures)
+        cols = ", ".join(f"x.cur_{c} AS {q(c)}" for c in r.metrics)
+        return self.cte("m", f"SELECT {self.keys('x')}, x.bucket, {cols}{ratios} FROM {self.run} x WHERE x.n_rows > 0")
 
     def current(self, m: str) -> str:
         r, p = self.rule, self.p
@@ -166,7 +270,7 @@ class _Builder:
         if r.no_data == "skip":
             return self.cte("cur", f"SELECT {self.keys('x')}, x.bucket, {metrics}, 0 AS no_data FROM {m} x "
                                    f"WHERE x.bucket > :{p}candidates_from AND x.bucket <= :{p}last_bucket")
-        ents = self.cte("ents", f"SELECT DISTINCT {self.keys('x')} FROM {m} x")
+        ents = self.cte("ents", f"SELECT DISTINCT {self.keys('x')} FROM {self.mx or m} x")
         step = "INTERVAL '1 hour'" if r.grain == "hour" else f"CAST({self.bind('grid_step', r.grain_delta)} AS INTERVAL)"
         grid = self.cte("grid", f"SELECT CAST(g.b AS TIMESTAMPTZ) AS bucket FROM generate_series("
                                 f"CAST(:{p}grid_first AS TIMESTAMPTZ), CAST(:{p}last_bucket AS TIMESTAMPTZ), "
@@ -187,6 +291,12 @@ class _Builder:
         group = f"GROUP BY {self.keys('c')}, c.bucket"
         if b.kind == "trailing" and r.rolling:
             return self.cte(f"b{i}", self.rolling_trailing(i, cond, cur))
+        if r.rolling and self.run is not None:  # rolling_by_differences: the running sum over the offsets
+            n = self.bind(f"b{i}_n", len(baseline_offsets(b, r.grain_delta)))
+            total = self.bsums[(cond.metric, b.model_dump_json())]
+            return self.cte(f"b{i}", (
+                f"SELECT {self.keys('c')}, c.bucket, COALESCE({_f(f'h.{total}')}, 0) / {n} AS baseline, "
+                f"{n} AS points FROM {cur} c LEFT JOIN {self.run} h ON {self.on('h', 'c')} AND h.bucket = c.bucket"))
         if b.kind == "trailing":
             w = self.bind(f"b{i}_window", b.window)
             if fill:
@@ -197,14 +307,31 @@ class _Builder:
             body = (f"SELECT {self.keys('c')}, c.bucket, {stat} AS baseline, {points} AS points FROM {cur} c "
                     f"LEFT JOIN {m} h ON {self.on('h', 'c')} AND h.bucket < c.bucket "
                     f"AND h.bucket >= c.bucket - CAST({w} AS INTERVAL) {group}")
+        elif r.rolling and b.stat == "mean":
+            # the windows at the baseline's offsets, from mx (computed once for every offset): no
+            # cross product of the evaluated buckets and the offsets
+            offsets = baseline_offsets(b, r.grain_delta)
+            listed = ", ".join(str(self.offset_k[o]) for o in offsets)
+            if fill:
+                n = self.bind(f"b{i}_n", len(offsets))
+                stat, points = f"SUM({_f(hv)}) / {n}", f"{n}"
+            else:
+                stat = f"AVG({_f(hv)})"
+            body = (f"SELECT {self.keys('c')}, c.bucket, {stat} AS baseline, {points} AS points FROM {cur} c "
+                    f"LEFT JOIN {self.mx} h ON {self.on('h', 'c')} AND h.cur_bucket = c.bucket AND h.k IN ({listed}) "
+                    f"{group}")
         else:
             offsets = baseline_offsets(b, r.grain_delta)
-            values = ", ".join(f"(CAST({self.bind(f'b{i}_o{k}', o)} AS INTERVAL))" for k, o in enumerate(offsets))
+            if r.rolling:
+                values = ", ".join(f"({self.offset_k[o]}, NULL)" for o in offsets)
+            else:
+                values = ", ".join(f"(0, CAST({self.bind(f'b{i}_o{k}', o)} AS INTERVAL))" for k, o in enumerate(offsets))
             stat = (f"AVG({_f(hv)})" if b.stat == "mean"
                     else f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {_f(hv)})")
+            at = "h.cur_bucket = c.bucket AND h.k = o.k" if r.rolling else "h.bucket = c.bucket - o.off"
             body = (f"SELECT {self.keys('c')}, c.bucket, {stat} AS baseline, {points} AS points FROM {cur} c "
-                    f"CROSS JOIN (VALUES {values}) AS o(off) "
-                    f"LEFT JOIN {m} h ON {self.on('h', 'c')} AND h.bucket = c.bucket - o.off {group}")
+                    f"CROSS JOIN (VALUES {values}) AS o(k, off) "
+                    f"LEFT JOIN {self.mx if r.rolling else m} h ON {self.on('h', 'c')} AND {at} {group}")
         return self.cte(f"b{i}", body)
 
     def inline_rollup(self, path: str) -> str:
@@ -306,7 +433,10 @@ class _Builder:
                 continue
             v = f"c.{q(cond.metric)}"
             if cond.baseline is not None:
-                b = self.planned(cond, self.baseline(i, cond, m, cur), cur)
+                shared = (cond.metric, cond.baseline.model_dump_json())
+                if shared not in self.baselines:  # two conditions on one baseline read it once
+                    self.baselines[shared] = self.planned(cond, self.baseline(i, cond, m, cur), cur)
+                b = self.baselines[shared]
                 joins.append(f"LEFT JOIN {b} b{i} ON {self.on(f'b{i}', 'c')} AND b{i}.bucket = c.bucket")
                 mp = self.bind(f"b{i}_min_points", cond.baseline.min_points)
                 known = f"b{i}.points >= {mp} AND b{i}.baseline IS NOT NULL"
