@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 MERGE_GAP = timedelta(hours=1)  # dirty slices closer than this are recomputed as one range
 MAX_ATTEMPTS = 5
+READ_RANGES = 64  # ranges of slices recomputed by one statement
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,13 @@ class Rollup:
     @property
     def sql(self) -> str:
         """The metric query over one range of slices (``:scan_0_start`` .. ``:scan_0_end``)."""
+        return self.sql_over(1)
+
+    def sql_over(self, n_ranges: int) -> str:
+        """The metric query over ``n_ranges`` ranges of slices (``:scan_<i>_start`` .. ``_end``)."""
         from threshold_operators.rules.sql_template import RenderContext, render
 
-        return render(self.template, RenderContext(n_ranges=1, params=dict(self.params)))
+        return render(self.template, RenderContext(n_ranges=n_ranges, params=dict(self.params)))
 
     @property
     def query_hash(self) -> str:
@@ -68,7 +73,13 @@ class Rollup:
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     def bind(self, lo: datetime, hi: datetime) -> dict:
-        return {"scan_0_start": lo, "scan_0_end": hi, **{f"p_{k}": v for k, v in self.params}}
+        return self.bind_ranges([(lo, hi)])
+
+    def bind_ranges(self, ranges: list[tuple[datetime, datetime]]) -> dict:
+        out = {f"p_{k}": v for k, v in self.params}
+        for i, (lo, hi) in enumerate(ranges):
+            out[f"scan_{i}_start"], out[f"scan_{i}_end"] = lo, hi
+        return out
 
 
 KEY_COLUMNS = frozenset(k for keys in ENTITY_KEYS.values() for k in keys)
@@ -200,14 +211,18 @@ def _read(hook, rollup: Rollup, ranges: list[tuple[datetime, datetime]]):
     import pyarrow as pa
     from sqlalchemy import text
 
-    sql = text(rollup.sql)
-    cols = {c: [] for c in (*rollup.keys, "bucket", *rollup.metrics)}
+    names = (*rollup.keys, "bucket", *rollup.metrics)
+    cols: dict[str, list] = {c: [] for c in names}
     with hook.evaluation_connection() as con:
-        for lo, hi in ranges:
-            result = con.execute(sql, rollup.bind(lo, hi)).mappings()
-            for row in result:
-                for c, values in cols.items():
-                    values.append(row[c])
+        # the ranges in statements of up to READ_RANGES each: a cycle after an extract that updated
+        # orders of the last days recomputes dozens of scattered slices, in one or two queries
+        for k in range(0, len(ranges), READ_RANGES):
+            part = ranges[k:k + READ_RANGES]
+            result = con.execute(text(rollup.sql_over(len(part))), rollup.bind_ranges(part))
+            at = [list(result.keys()).index(c) for c in names]
+            for row in result.all():
+                for c, i in zip(names, at, strict=True):
+                    cols[c].append(row[i])
     schema = pa.schema([(k, pa.string()) for k in rollup.keys] + [("bucket", pa.timestamp("us", tz="UTC"))]
                        + [(m, pa.float64()) for m in rollup.metrics])
     table = pa.table({c: [str(v) if c in rollup.keys and v is not None else
@@ -272,8 +287,10 @@ def maintain(hook, rollup: Rollup, need_from: datetime, now: datetime) -> Mainte
                 for ddl in _ddl(hook, rollup):
                     loader.execute(ddl)
             else:
-                for lo, hi in ranges:
-                    loader.execute(f"DELETE FROM {rollup.name} WHERE bucket >= ? AND bucket < ?", (lo, hi))
+                for k in range(0, len(ranges), READ_RANGES):
+                    part = ranges[k:k + READ_RANGES]
+                    loader.execute(f"DELETE FROM {rollup.name} WHERE " + " OR ".join(["(bucket >= ? AND bucket < ?)"] * len(part)),
+                                   tuple(t for r in part for t in r))
             if data is not None:
                 loader.append_rows(rollup.name, data)
             loader.execute("DELETE FROM rollup_state WHERE rollup = ?", (rollup.name,))
