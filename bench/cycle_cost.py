@@ -10,8 +10,8 @@ history lengths:
 - **load**: the slice's upserts (every fact table, one transaction);
 - **cycle**: every rule the 5-minute cycle evaluates (the rolling and 5-minute rules; at the
   top of the hour the hourly rules too), domain by domain as each domain's ``evaluate`` task
-  runs them (``operators.domain_evaluate``): one ``WarehouseHook`` and one ``session()`` per
-  domain (**sessions**: opening and closing them), in which the rollups the domain's rules
+  runs them (``operators.domain_evaluate``): one ``WarehouseHook``, one ``session()`` and one
+  ``CycleFacts`` (the extract gates and landed marks, asked once) per domain (**sessions**: opening and closing them), in which the rollups the domain's rules
   read are brought up to date first (**rollups**: the slices the load marked, recomputed from
   the raw facts; the cost that maintenance adds to a load), then each rule is one
   ``threshold_check.evaluate_rule`` over the slice (**evaluate**: its gates, the evaluation
@@ -114,6 +114,7 @@ def domain_cycles(url: str, catalogue, rules, t0, t1, now) -> dict:
     domain; the rollups its rules read brought up to date first (timed apart: what maintenance
     adds), then each rule evaluated over the slice. Seconds per part, per rule; the outcomes (a
     bench whose rules all errored would measure nothing)."""
+    from threshold_operators.engine.gates import CycleFacts
     from threshold_operators.engine.rollups import maintain_for
     from threshold_operators.operators.threshold_check import evaluate_rule
     from threshold_operators.warehouse.hook import WarehouseHook
@@ -133,12 +134,13 @@ def domain_cycles(url: str, catalogue, rules, t0, t1, now) -> dict:
                     maintain_for(hook, loaded, catalogue, t0, t1, now)
                 out["rollups_s"] += time.perf_counter() - t
                 t = time.perf_counter()
+                facts = CycleFacts(hook, {t for loaded in in_domain for t in loaded.tables})  # as the operator does
                 for loaded in in_domain:
                     tt = time.perf_counter()
                     every = loaded.rule.every
                     start = t1 - every if every > timedelta(minutes=5) else t0
                     summary = evaluate_rule(hook, loaded, catalogue, now, "cycle-bench", window_start=start.isoformat(),
-                                            window_end=t1.isoformat(), maintain=False)
+                                            window_end=t1.isoformat(), maintain=False, facts=facts)
                     out["per_rule_s"][loaded.id] = time.perf_counter() - tt
                     out["outcomes"][loaded.id] = summary.get("outcome")
                 out["evaluate_s"] += time.perf_counter() - t

@@ -34,3 +34,26 @@ def test_a_sparse_table_is_complete_as_far_as_its_sources_latest_run_read(wareho
     assert landed_until(warehouse, ("complaints", "orders", "products")) == T - 5 * M
     assert landed_until(warehouse, ("complaints", "reviews")) == T - 30 * M  # the other source holds it back
     assert landed_until(warehouse, ("refunds",)) is None  # never extracted and empty
+
+
+def test_a_domain_cycle_asks_each_table_once_and_answers_as_each_rule_would(warehouse, monkeypatch):
+    """``CycleFacts``: the marks and gates a domain's rules share, asked once a table per cycle,
+    with the same answers as each rule asking alone."""
+    from threshold_operators.engine import record
+    from threshold_operators.engine.gates import CycleFacts, failing_tables
+
+    _runs(warehouse, [
+        ("r1", "shop_api", "orders", T - 5 * M, T),
+        ("r1", "shop_api", "complaints", T - 70 * M, T),
+        ("r1", "reviews_api", "reviews", T - 30 * M, T),
+    ])
+    asked: list[str] = []
+    real = record.table_mark
+    monkeypatch.setattr(record, "table_mark", lambda hook, table: asked.append(table) or real(hook, table))
+    rules = [("complaints",), ("complaints", "orders", "products"), ("complaints", "reviews"), ("orders",)]
+    alone = [landed_until(warehouse, tables) for tables in rules]
+    asked.clear()
+    facts = CycleFacts(warehouse, {t for tables in rules for t in tables})
+    assert [facts.landed_until(tables) for tables in rules] == alone
+    assert sorted(asked) == ["complaints", "orders", "reviews"]  # once each; products is a dimension
+    assert all(facts.failing_tables(tables) == failing_tables(warehouse, tables) for tables in rules)

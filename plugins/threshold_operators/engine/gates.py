@@ -39,7 +39,7 @@ WHERE e.table_name IN ({tables})
 ORDER BY e.table_name, e.kind
 """
 _RUNS = """
-SELECT table_name, rows_fetched, rows_quarantined
+SELECT table_name, rows_fetched, rows_quarantined, finished_at
 FROM extract_runs
 WHERE table_name IN ({tables}) AND finished_at >= :since
 ORDER BY table_name, finished_at DESC
@@ -84,9 +84,11 @@ def failing_tables(hook, tables, settings=_settings) -> dict[str, dict]:
         quality = {r["table_name"] for r in events if r["kind"] == "quality"}
         runs: dict[str, list] = defaultdict(list)
         if quality:
-            since = min(as_utc(r["last_run"]) for r in events if r["table_name"] in quality) - LOOKBACK
-            for r in con.execute(text(_RUNS.format(tables=where)), {**names, "since": since}).mappings():
-                runs[r["table_name"]].append((r["rows_fetched"], r["rows_quarantined"]))
+            # each table's runs of the LOOKBACK before its own latest run
+            since = {r["table_name"]: as_utc(r["last_run"]) - LOOKBACK for r in events if r["table_name"] in quality}
+            for r in con.execute(text(_RUNS.format(tables=where)), {**names, "since": min(since.values())}).mappings():
+                if r["table_name"] in since and as_utc(r["finished_at"]) >= since[r["table_name"]]:
+                    runs[r["table_name"]].append((r["rows_fetched"], r["rows_quarantined"]))
     for r in events:
         table, detail = r["table_name"], r["detail"]
         if r["kind"] == "quality":
@@ -98,3 +100,28 @@ def failing_tables(hook, tables, settings=_settings) -> dict[str, dict]:
                      f"more than {share:.0%}"
         out.setdefault(table, {"kind": r["kind"], "detail": detail, "observed_at": as_utc(r["observed_at"]).isoformat()})
     return out
+
+
+class CycleFacts:
+    """What every rule of a domain's cycle asks the warehouse alike, asked once per cycle: the
+    extract gates of the domain's tables (``failing_tables``) and how far each table has landed
+    (``engine.record.table_mark``). A domain of six rules reading the same two tables asks twice,
+    not six times; the answers are those of the cycle's start (a load landing meanwhile is the
+    next cycle's)."""
+
+    def __init__(self, hook, tables):
+        self.hook = hook
+        self.tables = sorted(set(tables))
+        self._failing: dict[str, dict] | None = None
+        self._marks: dict[str, object] = {}
+
+    def failing_tables(self, tables) -> dict[str, dict]:
+        if self._failing is None or not set(tables) <= set(self.tables):
+            self.tables = sorted(set(self.tables) | set(tables))
+            self._failing = failing_tables(self.hook, self.tables)
+        return {t: v for t, v in self._failing.items() if t in set(tables)}
+
+    def landed_until(self, tables):
+        from threshold_operators.engine.record import landed_until
+
+        return landed_until(self.hook, tables, marks=self._marks)

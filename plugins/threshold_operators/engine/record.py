@@ -35,29 +35,42 @@ def _scalar(hook, sql: str, params: dict):
         return con.execute(text(sql), params).scalar()
 
 
-def landed_until(hook, tables: tuple[str, ...]) -> datetime | None:
+def landed_until(hook, tables: tuple[str, ...], marks: dict | None = None) -> datetime | None:
     """The oldest high-water mark among the fact ``tables`` (None if one of them is empty).
 
     A table's mark is the latest change it holds, or, when its source read the other tables of
     the same run further (a sparse table: no complaint for an hour), the furthest of those: the
     source served them all at once, so the sparse table had nothing newer. Without that, a rule
     reading complaints would wait for the next complaint before evaluating anything."""
-    marks = []
+    found = []
     for table in tables:
         if table in DIMENSIONS:
             continue
-        mark = _scalar(hook, "SELECT MAX(s.high_water_mark) FROM extract_runs s JOIN ("
-                             "  SELECT r.run_id, r.source FROM extract_runs r WHERE r.table_name = :t "
-                             "  ORDER BY r.finished_at DESC LIMIT 1) latest "
-                             "ON s.run_id = latest.run_id AND s.source = latest.source", {"t": table})
-        own = _scalar(hook, "SELECT MAX(high_water_mark) FROM extract_runs WHERE table_name = :t", {"t": table})
-        if own is None:
-            column = table_spec(table).updated_field
-            own = _scalar(hook, f"SELECT MAX({column}) FROM {table}", {})  # noqa: S608 - schema identifiers
+        if marks is None or table not in marks:
+            own = table_mark(hook, table)
+            if marks is not None:
+                marks[table] = own
+        else:
+            own = marks[table]
         if own is None:
             return None
-        marks.append(max(as_utc(own), as_utc(mark)) if mark is not None else as_utc(own))
-    return min(marks) if marks else None
+        found.append(own)
+    return min(found) if found else None
+
+
+def table_mark(hook, table: str) -> datetime | None:
+    """How far ``table`` has landed (``landed_until``, one table; None: nothing yet)."""
+    mark = _scalar(hook, "SELECT MAX(s.high_water_mark) FROM extract_runs s JOIN ("
+                         "  SELECT r.run_id, r.source FROM extract_runs r WHERE r.table_name = :t "
+                         "  ORDER BY r.finished_at DESC LIMIT 1) latest "
+                         "ON s.run_id = latest.run_id AND s.source = latest.source", {"t": table})
+    own = _scalar(hook, "SELECT MAX(high_water_mark) FROM extract_runs WHERE table_name = :t", {"t": table})
+    if own is None:
+        column = table_spec(table).updated_field
+        own = _scalar(hook, f"SELECT MAX({column}) FROM {table}", {})  # noqa: S608 - schema identifiers
+    if own is None:
+        return None
+    return max(as_utc(own), as_utc(mark)) if mark is not None else as_utc(own)
 
 
 def last_window_end(hook, rule_id: str) -> datetime | None:

@@ -85,15 +85,18 @@ class DomainEvaluateOperator(BaseOperator):
         return WarehouseHook(warehouse_conn_id=self.conn_id)
 
     def execute(self, context) -> list[dict]:
+        from threshold_operators.engine.gates import CycleFacts
         from threshold_operators.rules.catalogue import load_catalogue
 
         catalogue = load_catalogue()
         hook = self.get_db_hook()
         summaries: dict[str, dict] = {}
+        tables = {t for r in self.rule_ids if (loaded := catalogue.rules.get(r)) is not None for t in loaded.tables}
         try:
             with hook.session():  # one warehouse session for the domain's cycle
+                facts = CycleFacts(hook, tables)  # the gates and landed marks, asked once for every rule
                 for rule_id in self.rule_ids:
-                    summaries[rule_id] = self._evaluate_one(hook, catalogue, rule_id, context.get("run_id"))
+                    summaries[rule_id] = self._evaluate_one(hook, catalogue, rule_id, context.get("run_id"), facts)
         finally:
             hook.engine.dispose()
         context["ti"].xcom_push(key="evaluations", value=summaries)
@@ -106,7 +109,7 @@ class DomainEvaluateOperator(BaseOperator):
         self.log.info("%s", report(summaries, {s["rule_id"] for s in tell}))
         return tell
 
-    def _evaluate_one(self, hook, catalogue, rule_id: str, run_id: str | None) -> dict:
+    def _evaluate_one(self, hook, catalogue, rule_id: str, run_id: str | None, facts=None) -> dict:
         """One rule's summary; every failure is its recorded outcome, never an exception."""
         from datetime import UTC, datetime
 
@@ -120,7 +123,8 @@ class DomainEvaluateOperator(BaseOperator):
         for attempt in range(1, self.attempts + 1):
             try:  # the real clock at each rule: a cycle's rules do not share one stale "now"
                 return evaluate_rule(hook, loaded, catalogue, datetime.now(UTC), run_id, window_start=self.window_start,
-                                     window_end=self.window_end, max_catchup=self.max_catchup, log=self.log)
+                                     window_end=self.window_end, max_catchup=self.max_catchup, log=self.log,
+                                     facts=facts if attempt == 1 else None)
             except Exception as exc:  # noqa: BLE001 - every failure is a recorded outcome
                 kind = kind_of(exc)
                 if kind is FailureKind.INFRASTRUCTURE and attempt < self.attempts:

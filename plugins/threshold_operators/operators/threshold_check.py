@@ -139,19 +139,21 @@ def error_summary(rule, kind, exc: BaseException) -> dict:
 
 
 def evaluate_rule(hook, loaded, catalogue, now: datetime, run_id: str | None, *, window_start=None, window_end=None,
-                  max_catchup: timedelta = timedelta(hours=48), maintain: bool = True, log=None) -> dict:
+                  max_catchup: timedelta = timedelta(hours=48), maintain: bool = True, log=None,
+                  facts=None) -> dict:
     """One cycle of one rule on an open ``hook``: the gates of its tables, its window (explicit, or
     the buckets completed since its last evaluation), its rollups (``maintain=False`` when the
     caller maintained them already), the evaluation, recorded; returns the summary the
-    notification reads (``ThresholdCheckOperator._summary`` plus the gates judged). Raises what
-    the warehouse raised: the caller classifies it (``operators.failures``)."""
+    notification reads (``ThresholdCheckOperator._summary`` plus the gates judged). ``facts``: the
+    domain cycle's ``engine.gates.CycleFacts`` (gates and landed marks asked once for all its
+    rules); None asks for this rule alone. Raises what the warehouse raised: the caller
+    classifies it (``operators.failures``)."""
     import logging
 
     from threshold_operators.engine.compile import compile_rule
     from threshold_operators.engine.evaluate import Evaluation, Outcome
-    from threshold_operators.engine.gates import failing_tables
+    from threshold_operators.engine.gates import CycleFacts
     from threshold_operators.engine.record import (
-        landed_until,
         last_window_end,
         live_evaluation,
         next_window,
@@ -161,13 +163,14 @@ def evaluate_rule(hook, loaded, catalogue, now: datetime, run_id: str | None, *,
 
     log = log or logging.getLogger(__name__)
     rule = loaded.rule
-    gates = failing_tables(hook, loaded.tables)
+    facts = facts or CycleFacts(hook, loaded.tables)
+    gates = facts.failing_tables(loaded.tables)
     # the gates judged, and when: a table that passes resolves its gate alert (alerting.data_gates)
     judged = {"failing_tables": gates, "gates_checked": sorted(loaded.tables), "gates_checked_at": now.isoformat()}
     start, end = _parse_time(window_start), _parse_time(window_end)
     note = "explicit window"
     if start is None or end is None:
-        start, end, note = next_window(rule, last_window_end(hook, rule.id), landed_until(hook, loaded.tables),
+        start, end, note = next_window(rule, last_window_end(hook, rule.id), facts.landed_until(loaded.tables),
                                        max_catchup)
     if end <= start:
         log.info("%s: nothing to evaluate (%s)", rule.id, note)
