@@ -745,6 +745,12 @@ def working_copy(info: BuildInfo | Path, dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{dest}.wal").unlink(missing_ok=True)
     shutil.copyfile(src, dest)
+    from threshold_operators.warehouse.hook import WarehouseHook
+    from threshold_operators.warehouse.schema import create_schema
+
+    hook = WarehouseHook(url=f"duckdb:///{dest}")  # the tables a later version adds, as `warehouse init` does
+    create_schema(hook.engine)
+    hook.engine.dispose()
     return dest
 
 

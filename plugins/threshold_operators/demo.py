@@ -63,11 +63,11 @@ def seed_history(source_path: Path, warehouse, cutoff) -> int:
 
     from threshold_operators.shop_api.versions import quote, read_histories, served_rows
     from threshold_operators.warehouse.bulk_load import bulk_loader
-    from threshold_operators.warehouse.schema import PACK_TABLE_NAMES, create_schema
+    from threshold_operators.warehouse.schema import LATEST_TABLE_NAMES, PACK_TABLE_NAMES, create_schema
 
     create_schema(warehouse.engine)
     with warehouse.engine.begin() as con:
-        for t in (*TABLE_NAMES, *PACK_TABLE_NAMES):
+        for t in (*TABLE_NAMES, *PACK_TABLE_NAMES, *LATEST_TABLE_NAMES):
             con.execute(text(f"DELETE FROM {t}"))
     warehouse.engine.dispose()
     src = duckdb.connect(str(source_path), read_only=True)

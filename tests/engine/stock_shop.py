@@ -39,10 +39,14 @@ def load_stock_shop(hook, hours_after: int = 72) -> None:
 
 
 def replenish(hook, at: datetime, units: int, sku: str = "SKU-LOW") -> None:
-    with hook.engine.begin() as con:
-        con.execute(sa.text("INSERT INTO inventory_snapshots (shop_id, sku, warehouse_id, on_hand, reserved, in_transit, "
-                            "snapshot_at) VALUES (:shop, :sku, 'wh1', :units, 0, 0, :at)"),
-                    {"shop": SHOP, "sku": sku, "units": units, "at": at})
+    """A stock position landed as the extract lands it (the loader keeps ``inventory_latest``)."""
+    from threshold_operators.warehouse.bulk_load import bulk_loader
+    from threshold_operators.warehouse.schema import arrow_table
+
+    with bulk_loader(hook) as loader:
+        loader.upsert("inventory_snapshots", arrow_table("inventory_snapshots", {
+            "shop_id": [SHOP], "sku": [sku], "warehouse_id": ["wh1"], "on_hand": [units], "reserved": [0],
+            "in_transit": [0], "snapshot_at": [at]}))
 
 
 def extract_ran(hook, table: str, at: datetime) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from threshold_operators.warehouse.schema import (
+    LATEST_TABLE_NAMES,
     PACK_TABLE_NAMES,
     PLAN_TABLE_NAMES,
     TABLE_NAMES,
@@ -48,7 +49,7 @@ def test_every_column_is_documented_with_a_meaning():
 
 
 def test_create_schema_is_idempotent_and_keeps_rows(warehouse):
-    assert create_schema(warehouse.engine) == list(TABLE_NAMES) + list(PACK_TABLE_NAMES) + list(PLAN_TABLE_NAMES)
+    assert create_schema(warehouse.engine) == [*TABLE_NAMES, *PACK_TABLE_NAMES, *PLAN_TABLE_NAMES, *LATEST_TABLE_NAMES]
     with warehouse.engine.begin() as con:
         con.execute(sa.text("INSERT INTO shops VALUES ('s1', 'Shop', 'Asia/Shanghai', 'CNY')"))
     assert create_schema(warehouse.engine) == []
@@ -96,3 +97,36 @@ def test_docs_are_generated_from_the_schema():
 def test_arrow_schema_follows_the_table():
     for name in TABLE_NAMES:
         assert arrow_schema(name).names == list(table_spec(name).columns)
+
+
+def test_the_loader_keeps_the_latest_stock_and_a_new_table_starts_from_the_history(warehouse):
+    """``inventory_latest``: moved in the transaction that loads the snapshots (a newer position
+    replaces it, an older one never does); created on a warehouse that has snapshots, it is filled
+    from them."""
+    from datetime import UTC, datetime, timedelta
+
+    from threshold_operators.warehouse.bulk_load import bulk_loader
+    from threshold_operators.warehouse.schema import arrow_table
+
+    t = datetime(2026, 9, 1, 10, tzinfo=UTC)
+
+    def land(rows):
+        with bulk_loader(warehouse) as loader:
+            loader.upsert("inventory_snapshots", arrow_table("inventory_snapshots", {
+                "shop_id": ["s1"] * len(rows), "sku": [sku for sku, _, _ in rows], "warehouse_id": ["w1"] * len(rows),
+                "on_hand": [units for _, units, _ in rows], "reserved": [0] * len(rows), "in_transit": [0] * len(rows),
+                "snapshot_at": [at for _, _, at in rows]}))
+
+    def latest():
+        with warehouse.engine.connect() as con:
+            return {r[0]: r[1] for r in con.execute(sa.text("SELECT sku, on_hand FROM inventory_latest ORDER BY sku"))}
+
+    create_schema(warehouse.engine)
+    land([("A", 10, t), ("A", 7, t + timedelta(hours=1)), ("B", 5, t)])  # within a batch the newest wins
+    assert latest() == {"A": 7, "B": 5}
+    land([("A", 99, t - timedelta(days=1)), ("B", 4, t + timedelta(hours=2))])  # a backfill of old positions
+    assert latest() == {"A": 7, "B": 4}
+    with warehouse.engine.begin() as con:  # a warehouse of an earlier version: the table is missing
+        con.execute(sa.text("DROP TABLE inventory_latest"))
+    assert create_schema(warehouse.engine) == ["inventory_latest"]
+    assert latest() == {"A": 7, "B": 4}

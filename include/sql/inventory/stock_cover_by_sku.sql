@@ -1,22 +1,36 @@
 -- Days of stock cover per SKU at the end of the window (a current-state metric: one bucket,
 -- the window's last, every 5 minutes).
 -- stock: units on hand and not reserved for orders, over every warehouse; the latest
---   snapshot of each SKU and warehouse (the monthly stocktake bounds the look-back to 32 days).
+--   snapshot of each SKU and warehouse at or before the end (the monthly stocktake bounds the
+--   look-back to 32 days): the stock now (inventory_latest) where that is not newer than the
+--   end, else the latest of the snapshots before it (a replay, or a snapshot landed since), so a
+--   cycle groups the snapshots of those few SKUs only.
 -- in_transit, supplier_id: for the suggested purchase order (the rule's attributes).
 -- daily_forecast: expected units a day, the larger of the trailing 14-day average and the
 --   last 24 hours' rate, so a spike shortens the cover at once; both from the order lines'
 --   5-minute rollup (the sales rules' own), not from the order lines themselves.
-WITH latest AS (
+WITH before_end AS (
     SELECT v.shop_id, v.sku, v.warehouse_id, v.on_hand, v.reserved, v.in_transit,
            ROW_NUMBER() OVER (PARTITION BY v.shop_id, v.sku, v.warehouse_id ORDER BY v.snapshot_at DESC) AS rn
     FROM inventory_snapshots v
-    WHERE v.snapshot_at <= CAST({{ window_end }} AS TIMESTAMPTZ)
+    JOIN inventory_latest n ON n.shop_id = v.shop_id AND n.sku = v.sku AND n.warehouse_id = v.warehouse_id
+    WHERE n.snapshot_at > CAST({{ window_end }} AS TIMESTAMPTZ)
+      AND v.snapshot_at <= CAST({{ window_end }} AS TIMESTAMPTZ)
       AND v.snapshot_at > CAST({{ window_end }} AS TIMESTAMPTZ) - INTERVAL '32 days'
+),
+latest AS (
+    SELECT n.shop_id, n.sku, n.on_hand, n.reserved, n.in_transit
+    FROM inventory_latest n
+    WHERE n.snapshot_at <= CAST({{ window_end }} AS TIMESTAMPTZ)
+      AND n.snapshot_at > CAST({{ window_end }} AS TIMESTAMPTZ) - INTERVAL '32 days'
+    UNION ALL
+    SELECT b.shop_id, b.sku, b.on_hand, b.reserved, b.in_transit
+    FROM before_end b
+    WHERE b.rn = 1
 ),
 stock AS (
     SELECT l.shop_id, l.sku, SUM(GREATEST(l.on_hand - l.reserved, 0)) AS stock, SUM(l.in_transit) AS in_transit
     FROM latest l
-    WHERE l.rn = 1
     GROUP BY l.shop_id, l.sku
 ),
 sold AS (

@@ -31,7 +31,12 @@ from threshold_operators.rules.sql_template import RenderContext, TemplateProble
 def _warehouse_schema() -> dict[str, dict[str, str]]:
     from sqlalchemy import DateTime, Integer, Numeric, SmallInteger, String, Text
 
-    from threshold_operators.warehouse.schema import PLAN_TABLE_NAMES, TABLE_NAMES, metadata
+    from threshold_operators.warehouse.schema import (
+        LATEST_TABLE_NAMES,
+        PLAN_TABLE_NAMES,
+        TABLE_NAMES,
+        metadata,
+    )
 
     def type_of(t) -> str:
         for cls, name in ((DateTime, "TIMESTAMPTZ"), (SmallInteger, "SMALLINT"), (Integer, "INT"),
@@ -41,7 +46,7 @@ def _warehouse_schema() -> dict[str, dict[str, str]]:
         return "VARCHAR"
 
     return {name: {c.name: type_of(c.type) for c in metadata.tables[name].columns}
-            for name in (*TABLE_NAMES, *PLAN_TABLE_NAMES)}
+            for name in (*TABLE_NAMES, *PLAN_TABLE_NAMES, *LATEST_TABLE_NAMES)}
 
 
 def _line_of(text: str, needle: str) -> int:
@@ -189,7 +194,12 @@ def check_query(rule: Rule, path: Path, template: str, dialects) -> tuple[tuple[
             break
     if rule.rolling and not problems:
         problems += _event_field_problems(path, template, tables)
-    return tuple(sorted(tables)), _merge_dialects(problems)
+    # a latest-state table (inventory_latest) stands for its history: the extract gates and the
+    # landed mark a rule waits on are the history's, which the same load writes
+    from threshold_operators.warehouse.schema import LATEST_OF
+
+    history = {latest: table for table, latest in LATEST_OF.items()}
+    return tuple(sorted({history.get(t, t) for t in tables})), _merge_dialects(problems)
 
 
 def _rollup_columns(path: str):

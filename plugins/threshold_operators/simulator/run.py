@@ -28,7 +28,7 @@ from threshold_operators.simulator.seasonality import LocalClock, Window, planne
 from threshold_operators.simulator.shop_day import ShopDay
 from threshold_operators.simulator.versions import VALID_FROM, VERSIONED
 from threshold_operators.warehouse.bulk_load import bulk_loader
-from threshold_operators.warehouse.schema import TABLE_NAMES, create_schema
+from threshold_operators.warehouse.schema import LATEST_TABLE_NAMES, TABLE_NAMES, create_schema
 
 
 class SimulationError(ValueError):
@@ -94,7 +94,7 @@ def _truncate(hook) -> None:
     from sqlalchemy import text
 
     with hook.engine.begin() as con:
-        for t in TABLE_NAMES:
+        for t in (*TABLE_NAMES, *LATEST_TABLE_NAMES):
             con.execute(text(f"DELETE FROM {t}"))
         con.execute(text("DELETE FROM planned_events WHERE source = 'simulator'"))  # what it planned goes too
         if hook.is_duckdb:  # the platform file's history goes with its rows

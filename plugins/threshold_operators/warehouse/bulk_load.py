@@ -55,6 +55,7 @@ class BulkLoader:
         self._append(table, self._conform(table, data))
         self.rows_written[table] = self.rows_written.get(table, 0) + data.num_rows
         self._mark_dirty(table, data)
+        self._keep_latest(table, data)
 
     def upsert(self, table: str, data: pa.Table) -> None:
         """Insert or replace by key, so a re-run, a retry or a backfill never duplicates a row.
@@ -68,6 +69,16 @@ class BulkLoader:
         self._upsert(table, self._conform(table, data))
         self.rows_written[table] = self.rows_written.get(table, 0) + data.num_rows
         self._mark_dirty(table, data)
+        self._keep_latest(table, data)
+
+    def _keep_latest(self, table: str, data: pa.Table) -> None:
+        """Move the latest-state table of ``table`` (``schema.LATEST_OF``), in this transaction: a
+        row replaces the state only if it is at least as recent (the upsert's own rule)."""
+        from threshold_operators.warehouse.schema import LATEST_OF
+
+        latest = LATEST_OF.get(table)
+        if latest is not None:
+            self._upsert(latest, self._conform(latest, data))
 
     def _mark_dirty(self, table: str, data: pa.Table) -> None:
         """Note, in this transaction, the 5-minute slices the rows fall in (``rollup_dirty``): the

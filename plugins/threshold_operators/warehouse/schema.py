@@ -413,6 +413,43 @@ PLAN_TABLES: tuple[Table, ...] = (planned_events,)
 PLAN_TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in PLAN_TABLES)
 
 
+# --- Kept by the loader: the latest state of a history table, written in the transaction that
+# loads the history (``warehouse.bulk_load``), so a cycle reads the state now without grouping the
+# history; a state as of an earlier time still comes from the history.
+
+inventory_latest = _table(
+    "inventory_latest",
+    "Each SKU's latest stock position per warehouse: the newest inventory_snapshots row of each SKU and "
+    "warehouse, kept by the loader in the transaction that loads the snapshots (filled from "
+    "inventory_snapshots when the table is created). The stock now, without grouping the snapshots; the "
+    "stock as of an earlier time is the latest inventory_snapshots row at or before it.",
+    _col("shop_id", String(32), "Shop.", key=True),
+    _col("sku", String(64), "SKU.", key=True),
+    _col("warehouse_id", String(32), "Warehouse holding the stock.", key=True),
+    _col("on_hand", Integer, "Units physically in the warehouse, never negative.", unit="units"),
+    _col("reserved", Integer, "Units ordered by buyers and not yet shipped.", unit="units"),
+    _col("in_transit", Integer, "Units on open purchase orders, not yet received.", unit="units"),
+    _col("snapshot_at", TS, "Time of the newest position (inventory_snapshots.snapshot_at).", unit="UTC"),
+    updated_field="snapshot_at",
+)
+
+LATEST_TABLES: tuple[Table, ...] = (inventory_latest,)
+LATEST_TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in LATEST_TABLES)
+LATEST_OF: dict[str, str] = {"inventory_snapshots": "inventory_latest"}  # history -> its latest state
+
+
+def fill_latest(con, history: str) -> None:
+    """Fill the latest-state table of ``history`` from the whole history (when it is created)."""
+    from sqlalchemy import text
+
+    table = metadata.tables[LATEST_OF[history]]
+    key = ", ".join(c.name for c in table.primary_key.columns)
+    cols = ", ".join(c.name for c in table.columns)
+    order = table.info["updated_field"]
+    con.execute(text(f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER "
+                     f"(PARTITION BY {key} ORDER BY {order} DESC) AS rn FROM {history}) x WHERE x.rn = 1"))
+
+
 @dataclass(frozen=True)
 class TableSpec:
     """What the loaders and the shop API need to know of a table, without SQLAlchemy."""
@@ -449,13 +486,18 @@ def create_schema(engine) -> list[str]:
 
     existing = set(inspect(engine).get_table_names())
     metadata.create_all(engine, checkfirst=True)
+    with engine.begin() as con:  # a latest-state table created now starts from its history
+        for history, latest in LATEST_OF.items():
+            if latest not in existing and history in existing:
+                fill_latest(con, history)
     if engine.dialect.name == "postgresql":  # an index a later version added to a table that exists
         for table in metadata.sorted_tables:
             if table.name in existing:
                 for index in table.indexes:
                     index.create(engine, checkfirst=True)
     create_rollup_bookkeeping(engine)
-    return [name for name in (*TABLE_NAMES, *PACK_TABLE_NAMES, *PLAN_TABLE_NAMES) if name not in existing]
+    return [name for name in (*TABLE_NAMES, *PACK_TABLE_NAMES, *PLAN_TABLE_NAMES, *LATEST_TABLE_NAMES)
+            if name not in existing]
 
 
 def render_markdown() -> str:
@@ -476,7 +518,8 @@ def render_markdown() -> str:
         "`storefence_warehouse_setup` DAG. Until then a rule reading a missing table is",
         "told as \"could not evaluate (rule)\" to the data engineers, never as a breach. A new table",
         "fills from the next extract on (its source's high-water mark starts empty: the first run reads",
-        "the source's history as far back as it serves); the rollups build on the first cycle.",
+        "the source's history as far back as it serves); the rollups build on the first cycle; a table kept",
+        "by the loader (`inventory_latest`) is filled from its history when it is created.",
         "",
         "Conventions:",
         "- Every timestamp is UTC (`TIMESTAMP WITH TIME ZONE`). Each shop has an IANA timezone in",
@@ -533,7 +576,12 @@ def render_markdown() -> str:
         "```",
         "",
     ]
-    for table in (*TABLES, *PACK_TABLES, *PLAN_TABLES):
+    for table in (*TABLES, *LATEST_TABLES, *PACK_TABLES, *PLAN_TABLES):
+        if table is LATEST_TABLES[0]:
+            lines += ["# Kept by the loader", "",
+                      "The latest state of a history table, written by the loader in the transaction that loads "
+                      "the history, so a cycle reads the state now without grouping the history. Loads that do "
+                      "not go through Storefence's loader must keep it too (as they must note `rollup_dirty`).", ""]
         if table is PACK_TABLES[0]:
             lines += ["# The pack's own tables", "",
                       "What extraction did and refused, and what rule evaluation found. Simulations and summaries leave them alone.", ""]
