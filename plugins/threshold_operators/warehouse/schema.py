@@ -166,17 +166,24 @@ complaints = _table(
     updated_field="created_at",
 )
 
+def _stock_position() -> tuple[Column, ...]:
+    """A SKU's stock in a warehouse: the columns of a snapshot and of the latest one."""
+    return (
+        _col("shop_id", String(32), "Shop.", key=True),
+        _col("sku", String(64), "SKU.", key=True),
+        _col("warehouse_id", String(32), "Warehouse holding the stock.", key=True),
+        _col("on_hand", Integer, "Units physically in the warehouse, never negative.", unit="units"),
+        _col("reserved", Integer, "Units ordered by buyers and not yet shipped.", unit="units"),
+        _col("in_transit", Integer, "Units on open purchase orders, not yet received.", unit="units"),
+    )
+
+
 inventory_snapshots = _table(
     "inventory_snapshots",
     "Stock positions. A row is written at the end of every hour in which a SKU's stock changed, "
     "and for every SKU at 00:00 shop time on the first of each month (the stocktake); the latest row "
     "per SKU and warehouse at or before a time is the stock at that time.",
-    _col("shop_id", String(32), "Shop.", key=True),
-    _col("sku", String(64), "SKU.", key=True),
-    _col("warehouse_id", String(32), "Warehouse holding the stock.", key=True),
-    _col("on_hand", Integer, "Units physically in the warehouse, never negative.", unit="units"),
-    _col("reserved", Integer, "Units ordered by buyers and not yet shipped.", unit="units"),
-    _col("in_transit", Integer, "Units on open purchase orders, not yet received.", unit="units"),
+    *_stock_position(),
     _col("snapshot_at", TS, "Time the position refers to.", key=True, unit="UTC"),
     updated_field="snapshot_at",
 )
@@ -423,12 +430,7 @@ inventory_latest = _table(
     "warehouse, kept by the loader in the transaction that loads the snapshots (filled from "
     "inventory_snapshots when the table is created). The stock now, without grouping the snapshots; the "
     "stock as of an earlier time is the latest inventory_snapshots row at or before it.",
-    _col("shop_id", String(32), "Shop.", key=True),
-    _col("sku", String(64), "SKU.", key=True),
-    _col("warehouse_id", String(32), "Warehouse holding the stock.", key=True),
-    _col("on_hand", Integer, "Units physically in the warehouse, never negative.", unit="units"),
-    _col("reserved", Integer, "Units ordered by buyers and not yet shipped.", unit="units"),
-    _col("in_transit", Integer, "Units on open purchase orders, not yet received.", unit="units"),
+    *_stock_position(),
     _col("snapshot_at", TS, "Time of the newest position (inventory_snapshots.snapshot_at).", unit="UTC"),
     updated_field="snapshot_at",
 )
