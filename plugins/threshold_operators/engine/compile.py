@@ -101,6 +101,7 @@ class _Builder:
         self.scale_by_plans = rule.plans == "scale_baseline"  # a compound rule's ignore reaches its references
         self.plan: str | None = None  # the plan CTE, made when a condition first needs it
         self.mx: str | None = None  # a rolling rule's windows at every offset (``rolling_metric``)
+        self.seen: str | None = None  # a rolling rule's relation of every entity seen in a window read
         self.offset_k: dict[timedelta, int] = {}  # a rolling rule's offset -> its number in mx
         self.run: str | None = None  # a rolling rule's running sums (``rolling_by_differences``)
         self.baselines: dict[tuple[str, str], str] = {}  # (metric, baseline) -> its CTE: conditions share one
@@ -173,7 +174,7 @@ class _Builder:
                          for name, x in r.ratios.items() if name in r.measures)
         self.rs = rs
         # mx: the windows at every offset, keyed by the bucket they are the baseline of; m: offset 0
-        self.mx = self.cte("mx", f"SELECT w.*{ratios} FROM {win} w")
+        self.mx = self.seen = self.cte("mx", f"SELECT w.*{ratios} FROM {win} w")
         cols = ", ".join(f"x.{q(c)}" for c in (*r.metrics, *(n for n in r.ratios if n in r.measures)))
         return self.cte("m", f"SELECT {self.keys('x')}, x.cur_bucket AS bucket, {cols} FROM {self.mx} x "
                              f"WHERE x.k = 0")
@@ -258,7 +259,7 @@ class _Builder:
         self.run = self.cte("run", (
             f"SELECT {keys}, t.bucket, {sums} FROM {ents} e CROSS JOIN {grid} t "
             f"LEFT JOIN {dl} d ON {self.on('d', 'e')} AND d.j = t.j"))
-        self.mx = ents  # the entities with a slice in any window read (the no-data grid's entities)
+        self.seen = ents  # the entities with a slice in any window read (the no-data grid's entities)
         ratios = "".join(f", {_f(f'x.cur_{x.numerator}')} / NULLIF(x.cur_{x.denominator}, 0) AS {q(name)}"
                          for name, x in r.ratios.items() if name in r.measures)
         cols = ", ".join(f"x.cur_{c} AS {q(c)}" for c in r.metrics)
@@ -270,7 +271,7 @@ class _Builder:
         if r.no_data == "skip":
             return self.cte("cur", f"SELECT {self.keys('x')}, x.bucket, {metrics}, 0 AS no_data FROM {m} x "
                                    f"WHERE x.bucket > :{p}candidates_from AND x.bucket <= :{p}last_bucket")
-        ents = self.cte("ents", f"SELECT DISTINCT {self.keys('x')} FROM {self.mx or m} x")
+        ents = self.cte("ents", f"SELECT DISTINCT {self.keys('x')} FROM {self.seen or m} x")
         step = "INTERVAL '1 hour'" if r.grain == "hour" else f"CAST({self.bind('grid_step', r.grain_delta)} AS INTERVAL)"
         grid = self.cte("grid", f"SELECT CAST(g.b AS TIMESTAMPTZ) AS bucket FROM generate_series("
                                 f"CAST(:{p}grid_first AS TIMESTAMPTZ), CAST(:{p}last_bucket AS TIMESTAMPTZ), "
