@@ -4,6 +4,8 @@
 - ``rule_results``: one row per entity and bucket that was pending, firing or resolved, with
   value, baseline, threshold, severity and every metric (JSON). Keyed by (rule, entity,
   bucket), written by upsert: a retry or a backfill of the same window never duplicates.
+- ``rule_states``: each rule and entity's newest ``rule_results`` row, moved by the loader in
+  the same transaction (``schema.LATEST_OF``): what the next cycle resumes from.
   The metrics JSON of a pending or firing row also keeps where the state walk stood (``level``,
   ``streak``, ``last_breach``): ``previous_states`` reads it back as the next cycle's prior, so a
   rule over a current state resolves an entity the next complete cycle no longer returns.
@@ -153,16 +155,31 @@ def _walk_position(r: BucketResult) -> dict:
 def previous_states(hook, rule: Rule, before: datetime) -> dict[str, Prior]:
     """Each entity pending or firing according to its latest ``rule_results`` row before ``before``
     (the state the engine left it in; ``evaluate(prior=...)``). A pending entity counts only from
-    the bucket just before: an older streak was broken by the cycles in between."""
+    the bucket just before: an older streak was broken by the cycles in between.
+
+    A live cycle starts where the last one ended, so every entity's newest row is before it: the
+    rows come from ``rule_states`` (one per entity, kept with the results), and the cost does not
+    grow with the results history. A window evaluated again (a backfill, an explicit window) finds
+    newer rows there and groups ``rule_results`` before ``before`` instead: the same answer."""
     from sqlalchemy import text
 
-    sql = text("SELECT r.entity_key, r.entity, r.bucket, r.state, r.severity, r.metrics FROM rule_results r "
-               "JOIN (SELECT entity_key, MAX(bucket) AS bucket FROM rule_results "
-               "      WHERE rule_id = :rule_id AND bucket < :before GROUP BY entity_key) m "
-               "  ON m.entity_key = r.entity_key AND m.bucket = r.bucket "
-               "WHERE r.rule_id = :rule_id AND r.state IN ('pending', 'firing')")
+    columns = "r.entity_key, r.entity, r.bucket, r.state, r.severity, r.metrics"
+    now = text(f"SELECT {columns} FROM rule_states r WHERE r.rule_id = :rule_id "  # noqa: S608 - constant columns
+               "AND (r.state IN ('pending', 'firing') OR r.bucket >= :before)")
+    history = text(f"SELECT {columns} FROM rule_results r "  # noqa: S608 - constant columns
+                   "JOIN (SELECT entity_key, MAX(bucket) AS bucket FROM rule_results "
+                   "      WHERE rule_id = :rule_id AND bucket < :before GROUP BY entity_key) m "
+                   "  ON m.entity_key = r.entity_key AND m.bucket = r.bucket "
+                   "WHERE r.rule_id = :rule_id AND r.state IN ('pending', 'firing')")
+    params = {"rule_id": rule.id, "before": before}
     with hook.engine.connect() as con:
-        rows = [dict(r._mapping) for r in con.execute(sql, {"rule_id": rule.id, "before": before})]
+        rows = [dict(r._mapping) for r in con.execute(now, params)]
+        if any(as_utc(r["bucket"]) >= before for r in rows):
+            rows = [dict(r._mapping) for r in con.execute(history, params)]
+    return _priors(rows, rule, before)
+
+
+def _priors(rows: list[dict], rule: Rule, before: datetime) -> dict[str, Prior]:
     out: dict[str, Prior] = {}
     for r in rows:
         bucket, walk = as_utc(r["bucket"]), json.loads(r["metrics"] or "{}")

@@ -388,7 +388,29 @@ rule_results = _table(
     updated_field="evaluated_at",
 )
 
-PACK_TABLES: tuple[Table, ...] = (quarantine, held_rows, extract_runs, data_quality_events, rule_evaluations, rule_results)
+rule_states = _table(
+    "rule_states",
+    "Each rule and entity's latest rule_results row (the newest bucket), kept in the transaction that records the "
+    "results (filled from rule_results when the table is created): where each entity's state walk stands, which the "
+    "next cycle resumes from without grouping the results history.",
+    _col("rule_id", String(128), "Rule id.", key=True),
+    _col("entity_key", String(500), "The entity's key columns as text, e.g. shop_id=S01/sku=SKU-1.", key=True),
+    _col("bucket", TS, "Data time of the entity's newest result (rule_results.bucket).", unit="UTC"),
+    _col("state", String(16), "pending, firing or resolved."),
+    _col("severity", String(8), "blue, yellow or red; NULL when resolved.", nullable=True),
+    _col("value", Numeric(20, 6), "Compared value of the rule's primary condition.", nullable=True),
+    _col("baseline", Numeric(20, 6), "Baseline of the primary condition, when it has one.", nullable=True),
+    _col("threshold", Numeric(20, 6), "Threshold crossed (of the severity reported).", nullable=True),
+    _col("entity", Text, "The entity's key columns (JSON object)."),
+    _col("metrics", Text, "Every metric and the state walk's position (level, streak, last breach; JSON object)."),
+    _col("mode", String(8), "live or shadow."),
+    _col("window_end", TS, "End of the window of the evaluation that wrote the row.", unit="UTC"),
+    _col("evaluated_at", TS, "Wall-clock time of the evaluation.", unit="UTC"),
+    updated_field="bucket",
+)
+
+PACK_TABLES: tuple[Table, ...] = (quarantine, held_rows, extract_runs, data_quality_events, rule_evaluations, rule_results,
+                                  rule_states)
 PACK_TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in PACK_TABLES)
 
 
@@ -437,7 +459,8 @@ inventory_latest = _table(
 
 LATEST_TABLES: tuple[Table, ...] = (inventory_latest,)
 LATEST_TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in LATEST_TABLES)
-LATEST_OF: dict[str, str] = {"inventory_snapshots": "inventory_latest"}  # history -> its latest state
+# history -> its latest state, kept by the loader (``bulk_load``) and filled when created (``create_schema``)
+LATEST_OF: dict[str, str] = {"inventory_snapshots": "inventory_latest", "rule_results": "rule_states"}
 
 
 def fill_latest(con, history: str) -> None:
@@ -521,7 +544,8 @@ def render_markdown() -> str:
         "told as \"could not evaluate (rule)\" to the data engineers, never as a breach. A new table",
         "fills from the next extract on (its source's high-water mark starts empty: the first run reads",
         "the source's history as far back as it serves); the rollups build on the first cycle; a table kept",
-        "by the loader (`inventory_latest`) is filled from its history when it is created.",
+        "by the loader (`inventory_latest`; the pack's `rule_states`, which every rule's cycle writes) is",
+        "filled from its history when it is created.",
         "",
         "Conventions:",
         "- Every timestamp is UTC (`TIMESTAMP WITH TIME ZONE`). Each shop has an IANA timezone in",
