@@ -163,19 +163,30 @@ def previous_states(hook, rule: Rule, before: datetime) -> dict[str, Prior]:
     newer rows there and groups ``rule_results`` before ``before`` instead: the same answer."""
     from sqlalchemy import text
 
-    columns = "r.entity_key, r.entity, r.bucket, r.state, r.severity, r.metrics"
-    now = text(f"SELECT {columns} FROM rule_states r WHERE r.rule_id = :rule_id "  # noqa: S608 - constant columns
+    now = text(f"SELECT {_PRIOR_COLUMNS} FROM rule_states r WHERE r.rule_id = :rule_id "  # noqa: S608 - constants
                "AND (r.state IN ('pending', 'firing') OR r.bucket >= :before)")
-    history = text(f"SELECT {columns} FROM rule_results r "  # noqa: S608 - constant columns
-                   "JOIN (SELECT entity_key, MAX(bucket) AS bucket FROM rule_results "
-                   "      WHERE rule_id = :rule_id AND bucket < :before GROUP BY entity_key) m "
-                   "  ON m.entity_key = r.entity_key AND m.bucket = r.bucket "
-                   "WHERE r.rule_id = :rule_id AND r.state IN ('pending', 'firing')")
-    params = {"rule_id": rule.id, "before": before}
     with hook.engine.connect() as con:
-        rows = [dict(r._mapping) for r in con.execute(now, params)]
-        if any(as_utc(r["bucket"]) >= before for r in rows):
-            rows = [dict(r._mapping) for r in con.execute(history, params)]
+        rows = [dict(r._mapping) for r in con.execute(now, {"rule_id": rule.id, "before": before})]
+    if any(as_utc(r["bucket"]) >= before for r in rows):
+        return history_states(hook, rule, before)
+    return _priors(rows, rule, before)
+
+
+_PRIOR_COLUMNS = "r.entity_key, r.entity, r.bucket, r.state, r.severity, r.metrics"
+
+
+def history_states(hook, rule: Rule, before: datetime) -> dict[str, Prior]:
+    """``previous_states`` from the results history: each entity's latest ``rule_results`` row
+    before ``before`` (what a window evaluated again resumes from)."""
+    from sqlalchemy import text
+
+    sql = text(f"SELECT {_PRIOR_COLUMNS} FROM rule_results r "  # noqa: S608 - constant columns
+               "JOIN (SELECT entity_key, MAX(bucket) AS bucket FROM rule_results "
+               "      WHERE rule_id = :rule_id AND bucket < :before GROUP BY entity_key) m "
+               "  ON m.entity_key = r.entity_key AND m.bucket = r.bucket "
+               "WHERE r.rule_id = :rule_id AND r.state IN ('pending', 'firing')")
+    with hook.engine.connect() as con:
+        rows = [dict(r._mapping) for r in con.execute(sql, {"rule_id": rule.id, "before": before})]
     return _priors(rows, rule, before)
 
 
