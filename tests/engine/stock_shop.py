@@ -64,3 +64,18 @@ def fail_gate(hook, table: str, at: datetime) -> None:
         con.execute(sa.text("INSERT INTO data_quality_events (event_id, source, table_name, kind, detail, observed_at) "
                             "VALUES (:e, 'shop_api', :t, 'freshness', 'nothing new', :a)"),
                     {"e": f"ev-{at.isoformat()}", "t": table, "a": at})
+
+
+def stock_cover_cycle(hook, catalogue, k: int, rule_id: str = "inventory.stock_cover"):
+    """The live cycle over [T0 + k h, T0 + (k+1) h), recorded as the check task records it
+    (``engine.record.live_evaluation``: resume from the states the cycles before left, then record)."""
+    from threshold_operators.engine.compile import compile_rule
+    from threshold_operators.engine.gates import failing_tables
+    from threshold_operators.engine.record import live_evaluation, record
+
+    loaded = catalogue.get(rule_id)
+    start, end = T0 + k * H, T0 + (k + 1) * H
+    ev = live_evaluation(hook, compile_rule(loaded, catalogue.get), start, end, end + timedelta(minutes=10),
+                         failing_tables(hook, loaded.tables))
+    record(hook, ev, loaded.rule, f"cycle-{k}")
+    return ev

@@ -9,10 +9,8 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from tests.engine.stock_shop import LOW, T0, H, load_stock_shop, replenish
-from threshold_operators.engine.compile import compile_rule
-from threshold_operators.engine.gates import failing_tables
-from threshold_operators.engine.record import live_evaluation, previous_states, record
+from tests.engine.stock_shop import LOW, T0, H, load_stock_shop, replenish, stock_cover_cycle
+from threshold_operators.engine.record import history_states, previous_states
 from threshold_operators.rules.catalogue import load_catalogue
 from threshold_operators.warehouse.schema import create_schema
 
@@ -23,15 +21,6 @@ COLUMNS = "rule_id, entity_key, bucket, state, severity, value, baseline, thresh
 @pytest.fixture(scope="module")
 def catalogue():
     return load_catalogue()
-
-
-def _cycle(hook, catalogue, k: int):
-    loaded = catalogue.get(RULE)
-    start, end = T0 + k * H, T0 + (k + 1) * H
-    ev = live_evaluation(hook, compile_rule(loaded, catalogue.get), start, end, end + timedelta(minutes=10),
-                         failing_tables(hook, loaded.tables))
-    record(hook, ev, loaded.rule, f"cycle-{k}")
-    return ev
 
 
 def _rows(hook, sql: str) -> list[tuple]:
@@ -49,7 +38,7 @@ def _firing_then_resolved(hook, catalogue) -> None:
     load_stock_shop(hook)
     replenish(hook, T0 + 3 * H + timedelta(minutes=30), 600)  # firing for three cycles, resolved in the fourth
     for k in range(5):
-        _cycle(hook, catalogue, k)
+        stock_cover_cycle(hook, catalogue, k)
 
 
 def test_the_states_are_each_entitys_newest_result(catalogue, warehouse):
@@ -57,17 +46,18 @@ def test_the_states_are_each_entitys_newest_result(catalogue, warehouse):
     states = _rows(warehouse, f"SELECT {COLUMNS} FROM rule_states")
     assert [(r[1], r[3]) for r in states] == [(LOW, "resolved")]
     assert states == _newest_results(warehouse)
-    _cycle(warehouse, catalogue, 1)  # an older window evaluated again leaves the newest state as it is
+    stock_cover_cycle(warehouse, catalogue, 1)  # an older window evaluated again leaves the newest state as it is
     assert _rows(warehouse, f"SELECT {COLUMNS} FROM rule_states") == states
 
 
 def test_a_live_cycle_resumes_from_the_states_not_the_history(catalogue, warehouse):
     load_stock_shop(warehouse)
     for k in range(3):  # firing, every cycle
-        _cycle(warehouse, catalogue, k)
+        stock_cover_cycle(warehouse, catalogue, k)
     rule = catalogue.get(RULE).rule
     live = previous_states(warehouse, rule, T0 + 3 * H)
     assert set(live) == {LOW} and live[LOW].bucket == T0 + 3 * H - timedelta(minutes=5)
+    assert live == history_states(warehouse, rule, T0 + 3 * H)  # the same answer as grouping the history
     with warehouse.engine.begin() as con:  # the history gone: the live cycle's prior does not need it
         con.execute(sa.text("DELETE FROM rule_results"))
     assert previous_states(warehouse, rule, T0 + 3 * H) == live
@@ -80,6 +70,7 @@ def test_a_window_evaluated_again_resumes_from_the_history_before_it(catalogue, 
     again = previous_states(warehouse, rule, T0 + 3 * H)
     assert set(again) == {LOW} and str(again[LOW].state) == "firing"
     assert again[LOW].bucket == T0 + 3 * H - timedelta(minutes=5)
+    assert again == history_states(warehouse, rule, T0 + 3 * H)
     assert previous_states(warehouse, rule, T0 + 10 * H) == {}  # and after it: resolved
 
 

@@ -369,22 +369,31 @@ rule_evaluations = _table(
     updated_field="evaluated_at",
 )
 
+def _result(bucket: Column, metrics: str) -> tuple[Column, ...]:
+    """An entity's result at a bucket: the columns of rule_results and of rule_states."""
+    return (
+        _col("rule_id", String(128), "Rule id.", key=True),
+        _col("entity_key", String(500), "The entity's key columns as text, e.g. shop_id=S01/sku=SKU-1.", key=True),
+        bucket,
+        _col("state", String(16), "pending, firing or resolved."),
+        _col("severity", String(8), "blue, yellow or red; NULL when resolved.", nullable=True),
+        _col("value", Numeric(20, 6), "Compared value of the rule's primary condition (metric, ratio, percent change).",
+             nullable=True),
+        _col("baseline", Numeric(20, 6), "Baseline of the primary condition, when it has one.", nullable=True),
+        _col("threshold", Numeric(20, 6), "Threshold crossed (of the severity reported).", nullable=True),
+        _col("entity", Text, "The entity's key columns (JSON object)."),
+        _col("metrics", Text, metrics),
+        _col("mode", String(8), "live or shadow."),
+        _col("window_end", TS, "End of the window of the evaluation that wrote the row.", unit="UTC"),
+        _col("evaluated_at", TS, "Wall-clock time of the evaluation.", unit="UTC"),
+    )
+
+
 rule_results = _table(
     "rule_results",
     "Entity-level results: every bucket at which an entity was pending, firing or resolved, with value, baseline, threshold and severity.",
-    _col("rule_id", String(128), "Rule id.", key=True),
-    _col("entity_key", String(500), "The entity's key columns as text, e.g. shop_id=S01/sku=SKU-1.", key=True),
-    _col("bucket", TS, "Data time: start of the hour or shop-local day evaluated.", key=True, unit="UTC"),
-    _col("state", String(16), "pending, firing or resolved."),
-    _col("severity", String(8), "blue, yellow or red; NULL when resolved.", nullable=True),
-    _col("value", Numeric(20, 6), "Compared value of the rule's primary condition (metric, ratio, percent change).", nullable=True),
-    _col("baseline", Numeric(20, 6), "Baseline of the primary condition, when it has one.", nullable=True),
-    _col("threshold", Numeric(20, 6), "Threshold crossed (of the severity reported).", nullable=True),
-    _col("entity", Text, "The entity's key columns (JSON object)."),
-    _col("metrics", Text, "Every metric, baseline and condition value of the bucket (JSON object)."),
-    _col("mode", String(8), "live or shadow."),
-    _col("window_end", TS, "End of the window of the evaluation that wrote the row.", unit="UTC"),
-    _col("evaluated_at", TS, "Wall-clock time of the evaluation.", unit="UTC"),
+    *_result(_col("bucket", TS, "Data time: start of the hour or shop-local day evaluated.", key=True, unit="UTC"),
+             "Every metric, baseline and condition value of the bucket (JSON object)."),
     updated_field="evaluated_at",
 )
 
@@ -393,19 +402,8 @@ rule_states = _table(
     "Each rule and entity's latest rule_results row (the newest bucket), kept in the transaction that records the "
     "results (filled from rule_results when the table is created): where each entity's state walk stands, which the "
     "next cycle resumes from without grouping the results history.",
-    _col("rule_id", String(128), "Rule id.", key=True),
-    _col("entity_key", String(500), "The entity's key columns as text, e.g. shop_id=S01/sku=SKU-1.", key=True),
-    _col("bucket", TS, "Data time of the entity's newest result (rule_results.bucket).", unit="UTC"),
-    _col("state", String(16), "pending, firing or resolved."),
-    _col("severity", String(8), "blue, yellow or red; NULL when resolved.", nullable=True),
-    _col("value", Numeric(20, 6), "Compared value of the rule's primary condition.", nullable=True),
-    _col("baseline", Numeric(20, 6), "Baseline of the primary condition, when it has one.", nullable=True),
-    _col("threshold", Numeric(20, 6), "Threshold crossed (of the severity reported).", nullable=True),
-    _col("entity", Text, "The entity's key columns (JSON object)."),
-    _col("metrics", Text, "Every metric and the state walk's position (level, streak, last breach; JSON object)."),
-    _col("mode", String(8), "live or shadow."),
-    _col("window_end", TS, "End of the window of the evaluation that wrote the row.", unit="UTC"),
-    _col("evaluated_at", TS, "Wall-clock time of the evaluation.", unit="UTC"),
+    *_result(_col("bucket", TS, "Data time of the entity's newest result (rule_results.bucket).", unit="UTC"),
+             "Every metric and the state walk's position (level, streak, last breach; JSON object)."),
     updated_field="bucket",
 )
 
