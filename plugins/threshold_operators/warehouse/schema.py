@@ -369,6 +369,7 @@ rule_evaluations = _table(
     updated_field="evaluated_at",
 )
 
+
 def _result(bucket: Column, metrics: str) -> tuple[Column, ...]:
     """An entity's result at a bucket: the columns of rule_results and of rule_states."""
     return (
