@@ -1,7 +1,7 @@
 """False alerts of the day and event-count rules on ordinary weeks, and how close they came.
 
 For each rule (default: the rules issue 13 moved from hours and local days to rolling windows
-evaluated every 5 minutes: finance.refund_rate, finance.complaint_spike, finance.payment_failure,
+evaluated every 5 minutes: finance.refund_rate and its fast window, finance.complaint_spike, finance.payment_failure,
 customer.negative_review, customer.negative_review_burst), over the ordinary weeks of
 ``bench/rule_variants.py`` (the catalogue tests' shop, Singles' Day weeks left out, before the
 first incident): alert episodes a week (``storefence backtest``'s episodes, yellow and red apart
@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "plugins"))
 sys.path.insert(0, str(REPO / "bench"))
 
-RULES = ("finance.refund_rate", "finance.complaint_spike", "finance.payment_failure", "customer.negative_review",
+RULES = ("finance.refund_rate", "finance.refund_rate_fast", "finance.complaint_spike", "finance.payment_failure", "customer.negative_review",
          "customer.negative_review_burst")
 
 

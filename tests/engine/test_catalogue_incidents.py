@@ -47,6 +47,7 @@ EXPECTED_SEVERITY = {
     ("negative_review_burst", "customer.negative_review"): "blue",
     ("negative_review_burst", "customer.negative_review_burst"): "red",
     ("refund_surge", "finance.refund_rate"): "red",
+    ("refund_surge", "finance.refund_rate_fast"): "yellow",
     ("slow_sales_decline", "sales.order_drop"): "yellow",
     ("warehouse_tracking_stall", "customer.logistics_stale"): "red",
 }

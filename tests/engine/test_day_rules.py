@@ -25,7 +25,8 @@ H = timedelta(hours=1)
 # rule -> (incident, the delay docs/rules.md states, the severity of the first alert)
 STATED = {
     "finance.refund_rate": ("refund_surge", 11 * H, "yellow"),
-    "finance.complaint_spike": ("clothing_batch_quality", 6 * H, "yellow"),
+    "finance.refund_rate_fast": ("refund_surge", 3 * H, "yellow"),
+    "finance.complaint_spike": ("clothing_batch_quality", 4 * H, "red"),
     "finance.payment_failure": ("payment_gateway_degraded", 60 * timedelta(minutes=1), "yellow"),
     "customer.negative_review": ("negative_review_burst", 30 * timedelta(minutes=1), "blue"),
     "customer.negative_review_burst": ("negative_review_burst", 3 * H, "yellow"),
@@ -89,6 +90,7 @@ def test_a_negative_review_fires_in_the_cycle_that_lands_it(catalogue, incident_
 
 @pytest.mark.parametrize(("rule_id", "span"), [
     ("finance.refund_rate", 24 * H),  # the whole day of the surge
+    ("finance.refund_rate_fast", 6 * H),
     ("finance.complaint_spike", 6 * H),
     ("finance.payment_failure", 3 * H),
     ("customer.negative_review", 3 * H),
