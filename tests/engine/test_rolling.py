@@ -288,3 +288,58 @@ def test_running_sums_equal_the_join_of_slices_and_buckets(warehouse, monkeypatc
     once = _walk(evaluate(compiled, query, T0, T0 + 24 * H, now=T0 + 24 * H))
     assert any(s == "firing" for _, _, s, _, _ in once)  # the burst is seen
     assert once == _cycles(compiled, warehouse, T0, T0 + 24 * H, step=H)
+
+
+def test_trailing_ratio_baseline_by_running_sums_equals_the_join(warehouse, monkeypatch):
+    """``finance.refund_rate``'s trailing 30-day ratio (its refunds over its orders, the window's
+    sums at an offset) by running sums gives every evaluated row of the join, value for value:
+    two shops over 33 days of irregular orders and refunds (one shop silent for days, one with a
+    surge), a 6-hour stretch at once and a 5-minute cycle."""
+    import random
+
+    from threshold_operators.engine import compile as compiling
+    from threshold_operators.engine.compile import scored_sql
+
+    rng = random.Random(29)
+    start = T0 - timedelta(days=32)
+    orders, refunds = [], []
+    t = start
+    while t < T0 + 24 * H:
+        for shop, rate in (("s1", 6.0), ("s2", 0.8)):
+            if shop == "s2" and start + timedelta(days=9) <= t < start + timedelta(days=13):
+                continue  # silent for four days
+            for _ in range(rng.randint(0, int(2 * rate))):
+                orders.append({"order_id": f"o{len(orders)}", "shop_id": shop, "created_at": t + timedelta(seconds=rng.randint(0, 299))})
+            surge = 4 if shop == "s1" and T0 - 6 * H <= t < T0 + 9 * H else 1
+            for _ in range(sum(rng.random() < 0.03 * rate * surge for _ in range(3))):
+                refunds.append({"refund_id": f"r{len(refunds)}", "shop_id": shop,
+                                "requested_at": t + timedelta(seconds=rng.randint(0, 299))})
+        t += M5
+    create_schema(warehouse.engine)
+    with bulk_loader(warehouse) as loader:
+        loader.upsert("orders", arrow_table("orders", {
+            "order_id": [o["order_id"] for o in orders], "shop_id": [o["shop_id"] for o in orders],
+            "channel": ["tmall"] * len(orders), "customer_id": ["c1"] * len(orders), "status": ["paid"] * len(orders),
+            "amount": [10.0] * len(orders), "currency": ["CNY"] * len(orders),
+            "created_at": [o["created_at"] for o in orders], "paid_at": [o["created_at"] for o in orders],
+            "updated_at": [o["created_at"] for o in orders]}))
+        loader.upsert("refunds", arrow_table("refunds", {
+            "refund_id": [r["refund_id"] for r in refunds], "order_id": ["o0"] * len(refunds),
+            "shop_id": [r["shop_id"] for r in refunds], "sku": ["A"] * len(refunds), "amount": [10.0] * len(refunds),
+            "reason": ["quality"] * len(refunds), "requested_at": [r["requested_at"] for r in refunds]}))
+    catalogue = load_catalogue()
+    loaded = catalogue.get("finance.refund_rate")
+    query = warehouse_query(warehouse)
+
+    def rows(running: bool, a: datetime, b: datetime) -> list[dict]:
+        monkeypatch.setattr(compiling, "RUNNING_SUMS", running)
+        compiled = compile_rule(loaded, catalogue.get, source="query")
+        assert ("dl AS" in compiled.sql) is running  # the path asked for is the path compiled
+        out = query(scored_sql(compiled), compiled.params(a, b))
+        return sorted(({k: (round(float(v), 9) if isinstance(v, (float, int)) and not isinstance(v, bool) else v)
+                        for k, v in r.items()} for r in out), key=lambda r: (r["shop_id"], r["bucket"]))
+
+    for a, b in ((T0 + 2 * H, T0 + 8 * H), (T0 + 6 * H, T0 + 6 * H + M5)):
+        joined = rows(False, a, b)
+        assert joined and rows(True, a, b) == joined
+    assert any(r["level"] for r in joined)  # the surge breaches

@@ -190,7 +190,13 @@ class _Builder:
             b = cond.baseline
             if b is None:
                 continue
-            if (b.kind == "trailing" or b.stat != "mean" or cond.metric not in r.metrics
+            if b.kind == "trailing":  # a window's sums at an offset: counts, or a ratio of two of them
+                ratio = r.ratios.get(cond.metric)
+                if cond.metric not in r.metrics and not (
+                        ratio and ratio.numerator in r.metrics and ratio.denominator in r.metrics):
+                    return False
+                continue
+            if (b.stat != "mean" or cond.metric not in r.metrics
                     or not (r.no_data == "zero" or b.missing == "zero")):
                 return False
         return True
@@ -206,7 +212,12 @@ class _Builder:
         away after j0 + w (``ev``, ``dl``), and a running sum over j per entity (``run``) is every
         window's sum: at offset 0 the value (``cur_*``), over a condition's offsets the sum its
         mean divides (``bsum_*``). ``n_rows`` counts the slices in the current window: a bucket
-        with none has no row, as a window of no slices has none in the joined form."""
+        with none has no row, as a window of no slices has none in the joined form.
+
+        A trailing baseline is one more window of its own width: the ``window`` of slices before
+        the rule's window, i.e. at offset ``window`` (the rule's) with width ``b.window``; its sums
+        (``tsum_*``: the metric, or a ratio's numerator and denominator) and the slices found in it
+        (``tpts_*``) run the same way."""
         r, p = self.rule, self.p
         keys = self.keys("e")
         offsets = history_offsets(r)
@@ -217,19 +228,27 @@ class _Builder:
         index = f"CAST(ROUND(({epoch.format('{t}')} - {epoch.format(first)}) / {g}) AS BIGINT)"
         jmax = index.format(t=f"CAST(:{p}last_bucket AS TIMESTAMPTZ)")
         k_of = {o: k + 1 for k, o in enumerate(offsets)}
-        values = ", ".join(["(0, 0.0)"] + [f"({k_of[o]}, {self.bind(f'rd_o{k}', o.total_seconds())})"
-                                           for k, o in enumerate(offsets)])
+        rows = ["(0, 0.0, " + w + ")"] + [f"({k_of[o]}, {self.bind(f'rd_o{k}', o.total_seconds())}, {w})"
+                                          for k, o in enumerate(offsets)]
+        # a trailing baseline's window: offset the rule's window, its own width (k after the offsets)
+        trailing: dict[int, int] = {}  # condition -> its k
+        for i, cond in enumerate(r.conditions):
+            if cond.baseline is not None and cond.baseline.kind == "trailing":
+                trailing[i] = len(offsets) + 1 + len(trailing)
+                tw = self.bind(f"rd_t{i}_w", int((cond.baseline.window - r.grain_delta) / r.grain_delta))
+                rows.append(f"({trailing[i]}, {self.bind(f'rd_t{i}_o', r.window.total_seconds())}, {tw})")
+        values = ", ".join(rows)
         ev = self.cte("ev", (
-            f"SELECT {self.keys('s')}, o.k, {', '.join(f's.{q(c)}' for c in r.metrics)}, "
+            f"SELECT {self.keys('s')}, o.k, o.w, {', '.join(f's.{q(c)}' for c in r.metrics)}, "
             f"CAST(ROUND(({epoch.format('s.bucket')} + o.off_s - {epoch.format(first)}) / {g}) AS BIGINT) AS j0 "
-            f"FROM {rs} s CROSS JOIN (VALUES {values}) AS o(k, off_s)"))
+            f"FROM {rs} s CROSS JOIN (VALUES {values}) AS o(k, off_s, w)"))
         # what each slice adds to the running sums: its metrics at offset 0, its metrics at each
         # condition's offsets, one row
         adds: list[tuple[str, str]] = [(f"cur_{c}", f"CASE WHEN e.k = 0 THEN e.{q(c)} ELSE 0 END") for c in r.metrics]
         adds.append(("n_rows", "CASE WHEN e.k = 0 THEN 1 ELSE 0 END"))
         self.bsums: dict[tuple[str, str], str] = {}
         for cond in r.conditions:
-            if cond.baseline is None:
+            if cond.baseline is None or cond.baseline.kind == "trailing":
                 continue
             shared = (cond.metric, cond.baseline.model_dump_json())
             if shared in self.bsums:
@@ -238,14 +257,23 @@ class _Builder:
             ks = ", ".join(str(k_of[o]) for o in baseline_offsets(cond.baseline, r.grain_delta))
             adds.append((name, f"CASE WHEN e.k IN ({ks}) THEN COALESCE(e.{q(cond.metric)}, 0) ELSE 0 END"))
             self.bsums[shared] = name
-        live = f"e.j0 <= {jmax} AND e.j0 + {w} >= 0"
+        self.tsums: dict[int, tuple[str, ...]] = {}  # condition -> its trailing sums, then its points
+        for i, k in trailing.items():
+            cond = r.conditions[i]
+            ratio = r.ratios.get(cond.metric)
+            parts = (ratio.numerator, ratio.denominator) if ratio is not None else (cond.metric,)
+            for n, c in enumerate(parts):  # a sum of no slices is NULL, as SUM over an empty join
+                adds.append((f"tsum_{i}_{n}", f"CASE WHEN e.k = {k} THEN e.{q(c)} ELSE 0 END"))
+            adds.append((f"tpts_{i}", f"CASE WHEN e.k = {k} AND e.{q(parts[-1])} IS NOT NULL THEN 1 ELSE 0 END"))
+            self.tsums[i] = (*(f"tsum_{i}_{n}" for n in range(len(parts))), f"tpts_{i}")
+        live = f"e.j0 <= {jmax} AND e.j0 + e.w >= 0"
         plus = ", ".join(f"{expr} AS {name}" for name, expr in adds)
         minus = ", ".join(f"-({expr}) AS {name}" for name, expr in adds)
         dl = self.cte("dl", (
             f"SELECT {', '.join(q(k) for k in r.keys)}, j, {', '.join(f'SUM({n}) AS {n}' for n, _ in adds)} FROM ("
             f"SELECT {keys}, GREATEST(e.j0, 0) AS j, {plus} FROM {ev} e WHERE {live} "
-            f"UNION ALL SELECT {keys}, e.j0 + {w} + 1 AS j, {minus} FROM {ev} e WHERE {live} "
-            f"AND e.j0 + {w} + 1 <= {jmax}) x GROUP BY {', '.join(q(k) for k in r.keys)}, j"))
+            f"UNION ALL SELECT {keys}, e.j0 + e.w + 1 AS j, {minus} FROM {ev} e WHERE {live} "
+            f"AND e.j0 + e.w + 1 <= {jmax}) x GROUP BY {', '.join(q(k) for k in r.keys)}, j"))
         grain = self.bind("grain", r.grain_delta)
         grid = self.cte("rgrid", (
             f"SELECT CAST(g.b AS TIMESTAMPTZ) AS bucket, {index.format(t='CAST(g.b AS TIMESTAMPTZ)')} AS j "
@@ -253,6 +281,8 @@ class _Builder:
         # the entities whose buckets are computed: with no_data: skip, those with a slice in a current
         # window (an entity without one has no row to evaluate); else every entity seen in any window
         now_only = " AND e.k = 0" if r.no_data == "skip" else ""
+        if trailing and not now_only:  # the trailing windows' slices are not the rule's windows
+            now_only = f" AND e.k NOT IN ({', '.join(str(k) for k in trailing.values())})"
         ents = self.cte("rents", f"SELECT DISTINCT {keys} FROM {ev} e WHERE {live}{now_only}")
         over = f"OVER (PARTITION BY {self.keys('e')} ORDER BY t.j ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
         sums = ", ".join(f"SUM(COALESCE(d.{n}, 0)) {over} AS {n}" for n, _ in adds)
@@ -290,6 +320,8 @@ class _Builder:
         hv = f"COALESCE(h.{q(cond.metric)}, 0)" if fill else f"h.{q(cond.metric)}"
         points = "COUNT(*)" if fill else f"COUNT(h.{q(cond.metric)})"
         group = f"GROUP BY {self.keys('c')}, c.bucket"
+        if b.kind == "trailing" and r.rolling and self.run is not None:
+            return self.cte(f"b{i}", self.trailing_from_run(i, cond, cur))
         if b.kind == "trailing" and r.rolling:
             return self.cte(f"b{i}", self.rolling_trailing(i, cond, cur))
         if r.rolling and self.run is not None:  # rolling_by_differences: the running sum over the offsets
@@ -341,6 +373,19 @@ class _Builder:
         prefix = f"{self.p}ru{len(self.inline)}_"
         self.inline.append(prefix)
         return f"({render(read_query(path), RenderContext(n_ranges=1, prefix=prefix))})"
+
+    def trailing_from_run(self, i: int, cond: Condition, cur: str) -> str:
+        """``rolling_trailing`` from the running sums: the same baseline and points, no join."""
+        r, b = self.rule, cond.baseline
+        *sums, pts = self.tsums[i]
+        if len(sums) == 2:
+            stat = f"{_f(f'h.{sums[0]}')} / NULLIF({_f(f'h.{sums[1]}')}, 0)"
+        else:
+            scale = self.bind(f"b{i}_scale", r.window / b.window)
+            stat = f"COALESCE({_f(f'h.{sums[0]}')}, 0) * {scale}"
+        return (f"SELECT {self.keys('c')}, c.bucket, CASE WHEN COALESCE(h.{pts}, 0) > 0 THEN {stat} "
+                f"ELSE {'NULL' if len(sums) == 2 else '0'} END AS baseline, COALESCE(h.{pts}, 0) AS points "
+                f"FROM {cur} c LEFT JOIN {self.run} h ON {self.on('h', 'c')} AND h.bucket = c.bucket")
 
     def rolling_trailing(self, i: int, cond: Condition, cur: str) -> str:
         """A rolling rule's trailing baseline: the slices of the ``window`` before the rule's window,
