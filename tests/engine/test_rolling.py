@@ -243,6 +243,23 @@ def test_a_compound_rule_on_any_of_two_rolling_rules_and_a_rollup_read(catalogue
     assert first_b == T0 + 20 * M5  # the 21st order of B is in slice 20: 3 h > 20 from then on
 
 
+def _scored(monkeypatch, warehouse, rule_id: str, running: bool, a: datetime, b: datetime) -> list[dict]:
+    """Every evaluated row of the shipped rule over ``[a, b)`` (its ``scored`` step), by running
+    sums or by the join of slices and buckets, rounded, in entity and bucket order."""
+    from threshold_operators.engine import compile as compiling
+    from threshold_operators.engine.compile import scored_sql
+
+    monkeypatch.setattr(compiling, "RUNNING_SUMS", running)
+    catalogue = load_catalogue()
+    loaded = catalogue.get(rule_id)
+    compiled = compile_rule(loaded, catalogue.get, source="query")
+    assert ("dl AS" in compiled.sql) is running  # the path asked for is the path compiled
+    out = warehouse_query(warehouse)(scored_sql(compiled), compiled.params(a, b))
+    return sorted(({k: (round(float(v), 9) if isinstance(v, (float, int)) and not isinstance(v, bool) else v)
+                    for k, v in r.items()} for r in out),
+                  key=lambda r: (*(str(r[k]) for k in loaded.rule.keys), r["bucket"]))
+
+
 @pytest.mark.parametrize("rule_id", ["sales.order_spike", "sales.order_spike_sustained", "sales.order_spike_early"])
 def test_running_sums_equal_the_join_of_slices_and_buckets(warehouse, monkeypatch, rule_id):
     """A rolling rule's count baselines by running sums (``rolling_by_differences``) give every
@@ -252,7 +269,6 @@ def test_running_sums_equal_the_join_of_slices_and_buckets(warehouse, monkeypatc
     import random
 
     from threshold_operators.engine import compile as compiling
-    from threshold_operators.engine.compile import scored_sql
 
     rng = random.Random(13)
     start = T0 - timedelta(weeks=7)
@@ -268,21 +284,12 @@ def test_running_sums_equal_the_join_of_slices_and_buckets(warehouse, monkeypatc
             times[sku] += [t + timedelta(seconds=rng.randint(0, 299)) for _ in range(n)]
         t += M5
     _load(warehouse, [item for sku, ts in times.items() for item in _items(ts, sku)])
+    for a, b in ((T0, T0 + 24 * H), (T0 + 11 * H, T0 + 11 * H + M5)):
+        joined = _scored(monkeypatch, warehouse, rule_id, False, a, b)
+        assert joined and _scored(monkeypatch, warehouse, rule_id, True, a, b) == joined
     catalogue = load_catalogue()
     loaded = catalogue.get(rule_id)
     query = warehouse_query(warehouse)
-
-    def rows(running: bool, a: datetime, b: datetime) -> list[dict]:
-        monkeypatch.setattr(compiling, "RUNNING_SUMS", running)
-        compiled = compile_rule(loaded, catalogue.get, source="query")
-        assert ("dl AS" in compiled.sql) is running  # the path asked for is the path compiled
-        out = query(scored_sql(compiled), compiled.params(a, b))
-        return sorted(({k: (round(float(v), 9) if isinstance(v, (float, int)) and not isinstance(v, bool) else v)
-                        for k, v in r.items()} for r in out), key=lambda r: (r["sku"], r["bucket"]))
-
-    for a, b in ((T0, T0 + 24 * H), (T0 + 11 * H, T0 + 11 * H + M5)):
-        joined = rows(False, a, b)
-        assert joined and rows(True, a, b) == joined
     monkeypatch.setattr(compiling, "RUNNING_SUMS", True)
     compiled = compile_rule(loaded, catalogue.get, source="query")
     once = _walk(evaluate(compiled, query, T0, T0 + 24 * H, now=T0 + 24 * H))
@@ -297,8 +304,6 @@ def test_trailing_ratio_baseline_by_running_sums_equals_the_join(warehouse, monk
     surge), a 6-hour stretch at once and a 5-minute cycle."""
     import random
 
-    from threshold_operators.engine import compile as compiling
-    from threshold_operators.engine.compile import scored_sql
 
     rng = random.Random(29)
     start = T0 - timedelta(days=32)
@@ -327,19 +332,7 @@ def test_trailing_ratio_baseline_by_running_sums_equals_the_join(warehouse, monk
             "refund_id": [r["refund_id"] for r in refunds], "order_id": ["o0"] * len(refunds),
             "shop_id": [r["shop_id"] for r in refunds], "sku": ["A"] * len(refunds), "amount": [10.0] * len(refunds),
             "reason": ["quality"] * len(refunds), "requested_at": [r["requested_at"] for r in refunds]}))
-    catalogue = load_catalogue()
-    loaded = catalogue.get("finance.refund_rate")
-    query = warehouse_query(warehouse)
-
-    def rows(running: bool, a: datetime, b: datetime) -> list[dict]:
-        monkeypatch.setattr(compiling, "RUNNING_SUMS", running)
-        compiled = compile_rule(loaded, catalogue.get, source="query")
-        assert ("dl AS" in compiled.sql) is running  # the path asked for is the path compiled
-        out = query(scored_sql(compiled), compiled.params(a, b))
-        return sorted(({k: (round(float(v), 9) if isinstance(v, (float, int)) and not isinstance(v, bool) else v)
-                        for k, v in r.items()} for r in out), key=lambda r: (r["shop_id"], r["bucket"]))
-
     for a, b in ((T0 + 2 * H, T0 + 8 * H), (T0 + 6 * H, T0 + 6 * H + M5)):
-        joined = rows(False, a, b)
-        assert joined and rows(True, a, b) == joined
+        joined = _scored(monkeypatch, warehouse, "finance.refund_rate", False, a, b)
+        assert joined and _scored(monkeypatch, warehouse, "finance.refund_rate", True, a, b) == joined
     assert any(r["level"] for r in joined)  # the surge breaches
