@@ -126,7 +126,7 @@ def test_demo_on_a_fresh_airflow_home(tmp_path):
     # and every incident of the seed made its rules fire when replayed
     replay = demo.stdout.split("7/7", 1)[1]
     assert "did not fire" not in replay
-    assert replay.count(" UTC bucket, complete ") == 15  # each expected rule of the eleven incidents
+    assert replay.count(" UTC bucket, complete ") == 16  # each expected rule of the eleven incidents (the refund surge: two)
     # --end lies two months back, so every extract is stale: the failing freshness gates hold back the
     # rules that fire on low values (low stock cover: missing rows could make it), while those that fire
     # on high values (the red tracking stall, the negative reviews) still go out, marked "data
