@@ -375,7 +375,8 @@ class _Builder:
         return f"({render(read_query(path), RenderContext(n_ranges=1, prefix=prefix))})"
 
     def trailing_from_run(self, i: int, cond: Condition, cur: str) -> str:
-        """``rolling_trailing`` from the running sums: the same baseline and points, no join."""
+        """``rolling_trailing`` from the running sums: the same baseline and points, no join (a
+        window of no slices sums to 0: a count's baseline 0, a ratio's none)."""
         r, b = self.rule, cond.baseline
         *sums, pts = self.tsums[i]
         if len(sums) == 2:
@@ -383,8 +384,7 @@ class _Builder:
         else:
             scale = self.bind(f"b{i}_scale", r.window / b.window)
             stat = f"COALESCE({_f(f'h.{sums[0]}')}, 0) * {scale}"
-        return (f"SELECT {self.keys('c')}, c.bucket, CASE WHEN COALESCE(h.{pts}, 0) > 0 THEN {stat} "
-                f"ELSE {'NULL' if len(sums) == 2 else '0'} END AS baseline, COALESCE(h.{pts}, 0) AS points "
+        return (f"SELECT {self.keys('c')}, c.bucket, {stat} AS baseline, COALESCE(h.{pts}, 0) AS points "
                 f"FROM {cur} c LEFT JOIN {self.run} h ON {self.on('h', 'c')} AND h.bucket = c.bucket")
 
     def rolling_trailing(self, i: int, cond: Condition, cur: str) -> str:
