@@ -12,7 +12,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export STOREFENCE_HOME := $(CURDIR)
 
-.PHONY: demo test up down test-clocks setup airflow-home lint lock bench bench-simulator bench-extract bench-rules bench-alerting bench-faults bench-live bench-detection bench-cycle bench-scheduler-cycle bench-evidence clean
+.PHONY: demo test system-packages up down test-clocks setup airflow-home lint lock bench bench-simulator bench-extract bench-rules bench-alerting bench-faults bench-live bench-detection bench-cycle bench-scheduler-cycle bench-evidence clean
 
 demo: airflow-home
 	$(BIN)/storefence demo
@@ -20,8 +20,19 @@ demo: airflow-home
 # Two pytest-xdist workers (TEST_WORKERS=0: one process); tests/conftest.py keeps the tests that
 # share a built shop on one worker and lets the real-Airflow tests take turns.
 TEST_WORKERS ?= 2
-test: $(VENV)/.installed
+test: $(VENV)/.installed system-packages
 	$(BIN)/pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
+
+# What the tests need from Debian: PgBouncer (tests/warehouse/test_pgbouncer.py). Installed when
+# missing and this runs as root (CI does); otherwise those tests skip, or fail under CI=true.
+SYSTEM_PACKAGES := pgbouncer
+system-packages:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || [ -x /usr/sbin/$$p ] || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing \
+	    || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; }; \
+	  else echo "make test: not root, so$$missing not installed: the tests that need it skip (fail under CI=true)"; fi; \
+	fi
 
 # `storefence up` does the set-up of airflow-home itself, after choosing the metadata DB
 # (PostgreSQL when it answers), so a fresh home is not first migrated on SQLite.

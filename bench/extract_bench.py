@@ -50,8 +50,7 @@ def source_file(orders: int) -> Path:
 
 def worker(target: str, gate: bool, port: int, pg_url: str) -> dict:
     os.environ["AIRFLOW_CONN_SHOP_API_BENCH"] = json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": port})
-    os.environ["STOREFENCE_STAGING"] = tempfile.mkdtemp(prefix="sf-staging-")
-    os.environ["STOREFENCE_VALIDATIONS"] = tempfile.mkdtemp(prefix="sf-validations-")
+    os.environ["AIRFLOW__STOREFENCE__STORAGE_URL"] = tempfile.mkdtemp(prefix="sf-storage-")
     from airflow.providers.http.hooks.http import HttpHook
 
     from threshold_operators.extract.fetch import fetch_http_table

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from airflow.sdk import DAG  # also what the DAG processor's safe mode looks for in a file
 
+from threshold_operators.bundle import use_bundle
 from threshold_operators.extract.dag_factory import broken_source_dag, build_extract_dag
 from threshold_operators.extract.sources import load_sources
+
+use_bundle(__file__)  # rules, sources, suites and routing from include/ of this file's bundle
 
 _sources, _errors = load_sources()
 _dag: DAG

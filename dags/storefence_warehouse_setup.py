@@ -11,7 +11,10 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from threshold_operators.bundle import use_bundle
 from threshold_operators.warehouse import WAREHOUSE_CONN_ID, WAREHOUSE_POOL
+
+use_bundle(__file__)  # rules, sources, suites and routing from include/ of this file's bundle
 
 
 @dag(

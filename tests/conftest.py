@@ -18,6 +18,7 @@ import secrets
 import shutil
 import sys
 import tempfile
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -153,17 +154,30 @@ def pg_admin_url(pg_server) -> str:
     return PG_ADMIN_URL
 
 
+@contextmanager
+def fresh_schemas(pg_server, *prefixes: str):
+    """PostgreSQL schemas of the caller's own (``<prefix>_<pid>_<random>`` each), dropped at the
+    end: the server is shared between tests and workers."""
+    import sqlalchemy as sa
+
+    tag = f"{os.getpid()}_{secrets.token_hex(4)}"
+    names = [f"{prefix}_{tag}" for prefix in prefixes]
+    with pg_server.begin() as con:
+        for name in names:
+            con.execute(sa.text(f"CREATE SCHEMA {name}"))
+    try:
+        yield names
+    finally:
+        with pg_server.begin() as con:
+            for name in names:
+                con.execute(sa.text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
+
+
 @pytest.fixture
 def pg_schema(pg_server):
     """A PostgreSQL schema of this test's own, dropped afterwards: the server is shared."""
-    import sqlalchemy as sa
-
-    name = f"sf_test_{os.getpid()}_{secrets.token_hex(4)}"
-    with pg_server.begin() as con:
-        con.execute(sa.text(f"CREATE SCHEMA {name}"))
-    yield name
-    with pg_server.begin() as con:
-        con.execute(sa.text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
+    with fresh_schemas(pg_server, "sf_test") as (name,):
+        yield name
 
 
 @pytest.fixture(params=["duckdb", "postgres"])

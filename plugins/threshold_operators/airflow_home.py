@@ -116,15 +116,24 @@ def set_up(home: Path, pool_slots: int | None = None) -> list[str]:
     from airflow.utils.db import upgradedb
     from airflow.utils.session import create_session
 
-    from threshold_operators.warehouse.hook import WarehouseHook
+    from threshold_operators.warehouse.hook import WarehouseConfigError, WarehouseHook
 
     home.mkdir(parents=True, exist_ok=True)
     write_default_airflow_configuration_if_needed()  # as the `airflow` command does first
     report = [f"Airflow home {home}: metadata DB migrated"]
     upgradedb()
+    from threshold_operators.executor import remote_executors
+
+    remote = remote_executors()
     with create_session() as session:
         conn = session.query(Connection).filter(Connection.conn_id == WAREHOUSE_CONN_ID).first()
-        if conn is None:
+        if conn is None and _defined_elsewhere(WAREHOUSE_CONN_ID):
+            report.append(f"connection '{WAREHOUSE_CONN_ID}' kept (an environment variable or a secrets backend)")
+        elif conn is None and remote:  # the embedded default would be a file per worker
+            report.append(f"connection '{WAREHOUSE_CONN_ID}' not created: under {', '.join(remote)} the warehouse "
+                          f"must be a server every worker reaches (PostgreSQL); add it, then run this again "
+                          f"(docs/deploy.md, 'Scale-out')")
+        elif conn is None:
             session.add(Connection(conn_id=WAREHOUSE_CONN_ID, conn_type="duckdb", host=DEFAULT_WAREHOUSE_FILE,
                                    description=DEFAULT_CONN_DESCRIPTION))
             report.append(f"connection '{WAREHOUSE_CONN_ID}' created (DuckDB {DEFAULT_WAREHOUSE_FILE}, "
@@ -135,7 +144,11 @@ def set_up(home: Path, pool_slots: int | None = None) -> list[str]:
             conn.host = DEFAULT_WAREHOUSE_FILE
         else:
             report.append(f"connection '{WAREHOUSE_CONN_ID}' kept")
-    dialect = WarehouseHook(warehouse_conn_id=WAREHOUSE_CONN_ID).dialect_name  # env variable or metadata DB
+    report += set_up_stores(remote)
+    try:
+        dialect = WarehouseHook(warehouse_conn_id=WAREHOUSE_CONN_ID).dialect_name  # env variable or metadata DB
+    except WarehouseConfigError:  # not defined yet (a remote executor's deployment): sized for a server
+        dialect = "postgresql"
     with create_session() as session:
         pool = session.query(Pool).filter(Pool.pool == WAREHOUSE_POOL).first()
         plan = plan_pool(dialect, pool_slots, (pool.slots, pool.description) if pool is not None else None)
@@ -146,3 +159,42 @@ def set_up(home: Path, pool_slots: int | None = None) -> list[str]:
     report.append(f"{AIRFLOW_CONFIG}: " + (f"new random {', '.join(changed)} ({MIN_SECRET_BYTES} bytes)" if changed
                                            else "secrets kept"))
     return report
+
+
+def set_up_stores(remote: tuple[str, ...]) -> list[str]:
+    """The warehouse's schema and the state store's tables, created once here (the deployment's
+    migration step; tasks then only read their version, ``schema_once``). Under a remote executor
+    a per-host file (DuckDB, SQLite) is refused: ``PerHostStorageError``, which names the
+    connection and what to set."""
+    from threshold_operators.alerting.store import STATE_CONN_ID, StateStore
+    from threshold_operators.warehouse.hook import WarehouseConfigError, WarehouseHook
+    from threshold_operators.warehouse.schema import create_schema
+
+    report = []
+    hook = WarehouseHook(warehouse_conn_id=WAREHOUSE_CONN_ID)
+    try:
+        created = create_schema(hook.engine)
+        report.append(f"warehouse {hook.describe()}: schema {'created: ' + ', '.join(created) if created else 'complete'}")
+    except WarehouseConfigError as exc:
+        if not remote:
+            raise
+        report.append(f"warehouse: {exc}")
+    finally:
+        if "engine" in hook.__dict__:
+            hook.engine.dispose()
+    store = StateStore()
+    store.create(force=True)
+    report.append(f"state store '{STATE_CONN_ID}' {store.engine.url.render_as_string(hide_password=True)}: tables complete")
+    store.engine.dispose()
+    return report
+
+
+def _defined_elsewhere(conn_id: str) -> bool:
+    """Whether ``conn_id`` comes from an ``AIRFLOW_CONN_*`` variable or a secrets backend."""
+    from airflow.sdk import Connection
+
+    try:
+        Connection.get(conn_id)
+        return True
+    except Exception:  # noqa: BLE001 - not found there (the metadata DB is asked separately)
+        return False

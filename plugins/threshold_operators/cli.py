@@ -245,7 +245,12 @@ def cmd_lint(args) -> int:
     if problems:
         print(f"{len(problems)} problem(s); {len(catalogue.rules)} rule(s) valid in {len(files)} file(s)", file=sys.stderr)
         return 1
+    from threshold_operators.bundle import include_digest
+
     print(f"{len(catalogue.rules)} rules in {len(files)} files: no problems ({', '.join(dialects)})")
+    if rdir.parent.name == "include" or rdir.name == "include":  # what every worker must read alike
+        include = rdir.parent if rdir.name != "include" else rdir
+        print(f"include/ digest {include_digest(include)} ({include}): the same on every worker")
     return 0
 
 
@@ -603,6 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from threshold_operators.executor import PerHostStorageError
     from threshold_operators.simulator.incidents import IncidentError
     from threshold_operators.simulator.run import SimulationError
     from threshold_operators.warehouse.hook import WarehouseConfigError
@@ -610,7 +616,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (WarehouseConfigError, SimulationError, IncidentError, UsageError, FileNotFoundError) as exc:
+    except (WarehouseConfigError, PerHostStorageError, SimulationError, IncidentError, UsageError,
+            FileNotFoundError) as exc:
         print(f"storefence {args.command}: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:  # a rule refused before it ran: a message, not a traceback

@@ -382,3 +382,19 @@ def test_served_by_airflow_with_a_token_from_auth_token(airflow_db, auth_manager
     finally:
         purge_cached_app()
         store.engine.dispose()
+
+
+def test_a_per_host_state_store_under_celery_is_a_503_that_says_what_to_set(auth_manager, clock):
+    """The api-server of a CeleryExecutor deployment whose state store is still the SQLite default:
+    the alerts API answers what to fix, not a 500."""
+    from threshold_operators.api.app import create_app
+    from threshold_operators.executor import PerHostStorageError
+
+    def refused():
+        raise PerHostStorageError("connection 'storefence_state' is the SQLite file /x.sqlite, on one host's disk, "
+                                  "but the executor CeleryExecutor runs tasks on several hosts: point it at PostgreSQL")
+
+    with TestClient(create_app(store_factory=refused, now=clock, settings=lambda: LINKS)) as c:
+        answer = c.get("/api/alerts", headers=bearer(auth_manager, "guest", "viewer"))
+    assert answer.status_code == 503
+    assert "storefence_state" in answer.json()["detail"] and "PostgreSQL" in answer.json()["detail"]

@@ -114,7 +114,7 @@ def test_task_runs_cause_no_deprecation_warning(airflow_db, airflow_home, tmp_pa
     from tests.dags.test_alert_dags import TEST_RULES, _load_orders
     from threshold_operators.warehouse.hook import WarehouseHook
 
-    monkeypatch.setenv("STOREFENCE_STAGING", str(tmp_path / "staging"))
+    monkeypatch.setenv("AIRFLOW__STOREFENCE__STORAGE_URL", str(tmp_path))
     monkeypatch.setenv("STOREFENCE_RULES_DIR", str(TEST_RULES / "rules"))
     monkeypatch.setenv("STOREFENCE_SQL_DIR", str(TEST_RULES / "sql"))
     path = tmp_path / "warehouse.duckdb"

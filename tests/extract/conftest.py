@@ -24,4 +24,4 @@ def api(shop_file):
 
 @pytest.fixture(autouse=True)
 def _staging(tmp_path, monkeypatch):
-    monkeypatch.setenv("STOREFENCE_STAGING", str(tmp_path / "staging"))
+    monkeypatch.setenv("AIRFLOW__STOREFENCE__STORAGE_URL", str(tmp_path))

@@ -166,7 +166,6 @@ def test_great_expectations_results_are_kept_for_the_run(tmp_path, monkeypatch, 
 
     from threshold_operators.warehouse.hook import WarehouseHook
 
-    monkeypatch.setenv("STOREFENCE_VALIDATIONS", str(tmp_path / "validations"))
     extract(sources["reviews_api"], api.url, WarehouseHook(url=f"duckdb:///{tmp_path / 'w.duckdb'}"), "run-7")
     kept = sorted((tmp_path / "validations" / "run-7" / "reviews_api").glob("*.json"))
     assert [p.name for p in kept] == ["reviews-part0001.json"]

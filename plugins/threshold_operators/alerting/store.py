@@ -1,8 +1,10 @@
 """The alert state store: alerts and the notification outbox, behind the connection ``storefence_state``.
 
 Default (no connection defined): a SQLite file in the Airflow home, ``storefence-state.sqlite``,
-in WAL mode, so the UI and the CLI read it while DAGs write. Production: PostgreSQL
-(``conn_type postgres``), or any SQLAlchemy URL in ``extra.sqlalchemy_url``.
+in WAL mode, so the UI and the CLI read it while DAGs write (LocalExecutor only: under a remote
+executor it is refused, ``executor.refuse_per_host``). Production: PostgreSQL (``conn_type
+postgres``, ``extra.search_path`` for a schema of its own, set per transaction so it holds
+behind PgBouncer), or any SQLAlchemy URL in ``extra.sqlalchemy_url``.
 
 - ``alerts``: one row per fingerprint (rule, entity) in its latest state (``lifecycle.Alert``).
 - ``notifications``: the outbox. A notification is stored *before* it is sent, under its
@@ -132,6 +134,26 @@ def state_url(conn_id: str = STATE_CONN_ID) -> str:
     return url_from_connection(conn)
 
 
+def _connection_search_path(conn_id: str) -> str | None:
+    """``extra.search_path`` of the store's connection (PostgreSQL: the schema of its tables)."""
+    try:
+        from threshold_operators.connections import get_connection
+
+        return (get_connection(conn_id).extra_dejson or {}).get("search_path")
+    except Exception:  # noqa: BLE001 - not defined: the embedded default has no schema
+        return None
+
+
+def _defined(conn_id: str) -> bool:
+    try:
+        from threshold_operators.connections import get_connection
+
+        get_connection(conn_id)
+        return True
+    except Exception:  # noqa: BLE001 - for a message only
+        return False
+
+
 class StateStore:
     """Alerts and the outbox. ``url``: a SQLAlchemy URL (default: from ``storefence_state``)."""
 
@@ -146,6 +168,12 @@ class StateStore:
 
         url = self._url or state_url(self.conn_id)
         if url.startswith("sqlite"):
+            if not self._url:  # the deployment's store: one outbox for every worker, or refused
+                from threshold_operators.executor import refuse_per_host
+
+                refuse_per_host(f"connection '{self.conn_id}' is the SQLite file {url.split(':///', 1)[-1]}"
+                                + ("" if _defined(self.conn_id) else " (the default: the connection is not defined)")
+                                + ", on one host's disk")
             engine = create_engine(url, connect_args={"timeout": 30})
 
             @event.listens_for(engine, "connect")
@@ -162,16 +190,16 @@ class StateStore:
                                     else "BEGIN")
 
             return engine
-        engine = create_engine(url)
-        if self.schema:
-            @event.listens_for(engine, "connect")
-            def _search_path(dbapi_conn, _record):
-                autocommit = dbapi_conn.autocommit
-                dbapi_conn.autocommit = True  # not inside a transaction a rollback would undo
-                cur = dbapi_conn.cursor()
-                cur.execute(f"SET search_path TO {self.schema}")
-                cur.close()
-                dbapi_conn.autocommit = autocommit
+        engine = create_engine(url, pool_pre_ping=True)
+        schema = self.schema or (None if self._url else _connection_search_path(self.conn_id))
+        if schema and engine.dialect.name == "postgresql":
+            from threshold_operators.warehouse.hook import search_path_sql
+
+            set_path = f"SET LOCAL search_path TO {search_path_sql(schema, self.conn_id)}"
+
+            @event.listens_for(engine, "begin")
+            def _search_path(con):  # per transaction: safe behind PgBouncer's transaction pooling
+                con.exec_driver_sql(set_path)
         return engine
 
     @contextmanager
@@ -180,18 +208,24 @@ class StateStore:
         with self.engine.connect().execution_options(storefence_write=True) as con, con.begin():
             yield con
 
-    def create(self) -> None:
-        """Create the tables, and add the columns a store made by an older version lacks."""
+    def create(self, force: bool = False) -> None:
+        """Create the tables, and add the columns a store made by an older version lacks: once per
+        version of the tables, under the set-up lock (``schema_once``; a task that finds the store
+        current reads one row). ``force``: check every table and column all the same."""
+        from threshold_operators.schema_once import digest, ensure
+
+        ensure(self.engine, "state", digest(metadata), self._create_missing, begin=self.transaction, force=force)
+
+    def _create_missing(self, con) -> None:
         from sqlalchemy import inspect
 
-        metadata.create_all(self.engine, checkfirst=True)
-        with self.transaction() as con:
-            for table in metadata.sorted_tables:
-                have = {c["name"] for c in inspect(con).get_columns(table.name)}
-                for column in table.columns:
-                    if column.name not in have:
-                        kind = column.type.compile(dialect=self.engine.dialect)
-                        con.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
+        metadata.create_all(con, checkfirst=True)
+        for table in metadata.sorted_tables:
+            have = {c["name"] for c in inspect(con).get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in have:
+                    kind = column.type.compile(dialect=con.dialect)
+                    con.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
 
     # --- alerts ------------------------------------------------------------------------------
     def get(self, fingerprint: str) -> Alert | None:

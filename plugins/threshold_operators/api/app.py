@@ -38,6 +38,7 @@ from threshold_operators.alerting.lifecycle import Alert, AlertStatus, Event, ac
 from threshold_operators.alerting.mute import Silence
 from threshold_operators.alerting.store import StateStore
 from threshold_operators.durations import Duration
+from threshold_operators.executor import PerHostStorageError
 
 RESOURCE = "Storefence"  # the custom view the auth manager is asked about
 FINGERPRINT = r"^[0-9a-f]{4,40}$"  # a fingerprint or its first characters (never a LIKE pattern)
@@ -220,6 +221,10 @@ def create_app(store_factory: Callable[[], StateStore] = StateStore, now: Callab
                   description="Acknowledge links, and the alerts and silences of Storefence.")
     store_of = _StoreOnce(store_factory)
     StoreDep = Annotated[StateStore, Depends(store_of)]
+
+    @app.exception_handler(PerHostStorageError)
+    def _per_host(request, exc: PerHostStorageError) -> JSONResponse:  # a deployment to fix: say what
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
 
     # --- acknowledge links ---------------------------------------------------------------------
     def read_link(token: str) -> Link | HTMLResponse:

@@ -14,7 +14,9 @@ components to run and any further options. ``Stack`` turns it into
 
 Used by ``storefence up`` / ``down`` (``deploy/up.py``) and by the tests' harness
 (``tests/harness/airflow_stack.py``); CeleryExecutor is a matter of ``executor``,
-``extra_config`` and ``components`` (add ``celery worker``).
+``extra_config`` and ``components`` (add ``celery worker``). A worker on another host is a
+``Stack`` of its own home whose ``extra_config`` carries the shared keys of the API server's
+home (``shared_secrets``): they are kept, not generated anew (``tests/harness/celery_stack.py``).
 
 The components: ``api-server`` (UI, REST API, and the execution API the tasks talk to),
 ``scheduler`` (with the LocalExecutor, it runs the tasks too, and serves their logs),
@@ -130,6 +132,19 @@ def _generated_secrets(existing: dict[tuple[str, str], str]) -> dict[tuple[str, 
     return {k: make() for k, make in wanted.items() if not existing.get(k)}
 
 
+SECRETS = (("core", "fernet_key"), ("api_auth", "jwt_secret"), ("api", "secret_key"))
+
+
+def shared_secrets(home: Path) -> dict[tuple[str, str], str]:
+    """The keys every component of a deployment must share, as the home's airflow.cfg has them
+    (for a worker's home: its tasks' tokens, connection passwords and log requests must verify)."""
+    options = airflow_cfg.read_options(home / "airflow.cfg")
+    missing = [f"[{s}] {k}" for s, k in SECRETS if not options.get((s, k))]
+    if missing:
+        raise RuntimeError(f"{home / 'airflow.cfg'} has no {', '.join(missing)}: configure that home first")
+    return {key: options[key] for key in SECRETS}
+
+
 class Stack:
     def __init__(self, config: StackConfig):
         self.config = config
@@ -146,7 +161,9 @@ class Stack:
         self.home.mkdir(parents=True, exist_ok=True)
         cfg = self.home / "airflow.cfg"
         existing = airflow_cfg.read_options(cfg)
-        airflow_cfg.update(cfg, {**self.config.options(), **_generated_secrets(existing)})
+        # a key given in ``extra_config`` (another home's, e.g. a Celery worker's) is kept, not regenerated
+        options = self.config.options()
+        airflow_cfg.update(cfg, {**options, **_generated_secrets({**existing, **options})})
         return self.admin_password()
 
     def admin_password(self) -> str:
@@ -169,7 +186,10 @@ class Stack:
             if (section, key) in self.config.options() or key in ("fernet_key", "jwt_secret", "secret_key"):
                 env[f"AIRFLOW__{section.upper()}__{key.upper()}"] = value
         env["AIRFLOW_HOME"] = str(self.home)
-        paths = [str(self.config.plugins_folder), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+        # the home's config/ first, as Airflow itself orders them: a deployment's own
+        # airflow_local_settings.py (a task policy) wins over the pack's (plugins/airflow_local_settings.py)
+        paths = [str(self.home / "config"), str(self.config.plugins_folder),
+                 *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         env.update(self.config.extra_env)
         return env

@@ -132,13 +132,29 @@ def _publish_task(spec: SourceSpec):
         if extra is None:
             print(f"{spec.source}: nothing advanced in an older cycle ({run.run_after.isoformat()}; newest "
                   f"published {last_cycle}): no event, nothing triggered")
+            _sweep_staging(spec.source)
             return None
         context["outlet_events"][alias].add(asset, extra=extra)
         print(f"{spec.source}: cycle {extra['cycle']} published; advanced {extra['advanced'] or 'nothing'}"
               f"{'; failed ' + ', '.join(extra['failed']) if extra['failed'] else ''}")
+        _sweep_staging(spec.source)
         return extra
 
     return publish
+
+
+def _sweep_staging(source: str) -> None:
+    """The staging of ``source``'s runs that never loaded, once older than ``staging.RETENTION``
+    (kept until then for a retry of the load). A sweep that fails is logged, never the run's failure."""
+    from threshold_operators.extract import staging
+
+    try:
+        removed = staging.sweep(source, pendulum.now("UTC"))
+    except Exception as exc:  # noqa: BLE001 - housekeeping: the next cycle sweeps again
+        print(f"{source}: staging not swept ({type(exc).__name__}: {exc})")
+        return
+    if removed:
+        print(f"{source}: removed the staging of {len(removed)} run(s) older than {staging.RETENTION} that never loaded")
 
 
 def _fetch_task(spec: SourceSpec, ts, warehouse_conn_id: str):

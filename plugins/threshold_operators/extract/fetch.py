@@ -26,11 +26,11 @@ def high_water_mark(warehouse, table: TableSource) -> datetime | None:
     """The latest change-tracking value of the table (a short read; DuckDB's file is released at once)."""
     from sqlalchemy import text
 
-    from threshold_operators.warehouse.schema import create_schema
+    from threshold_operators.warehouse.schema import ensure_schema
 
     if not table.cursor_field:
         return None
-    create_schema(warehouse.engine)
+    ensure_schema(warehouse.engine)
     with warehouse.engine.connect() as con:
         value = con.execute(text(f"SELECT MAX({table.cursor_field}) FROM {table.table}")).scalar()
     warehouse.engine.dispose()

@@ -43,10 +43,26 @@ REASON_SUFFIX = ".reason.txt"
 
 
 def drop_folder(source: SourceSpec) -> Path:
+    """The source's folder; a relative one is below ``[storefence] drops_root`` (default
+    ``$AIRFLOW_HOME``). The folder is listed by the fetch and its files moved after the load,
+    which may run on another worker: under a remote executor a relative folder without a
+    ``drops_root`` (each worker's own home) is refused; the folder must be a mount every worker
+    shares."""
+    from airflow.sdk.configuration import conf
+
     folder = Path(source.folder)
-    if not folder.is_absolute():
-        folder = Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / folder
-    return folder
+    if folder.is_absolute():
+        return folder
+    root = conf.get("storefence", "drops_root", fallback=None)
+    if not root:
+        from threshold_operators.executor import refuse_per_host
+
+        root = Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser()
+        refuse_per_host(f"source {source.source}'s drop folder {source.folder} is relative and [storefence] drops_root "
+                        f"is not set, so it would be {root / folder} on each worker's disk",
+                        "set [storefence] drops_root (AIRFLOW__STOREFENCE__DROPS_ROOT) to a folder every worker "
+                        "mounts, or give the source an absolute folder on one")
+    return Path(root).expanduser() / folder
 
 
 # --- 1. finished? -------------------------------------------------------------------------------

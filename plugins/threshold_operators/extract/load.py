@@ -59,12 +59,12 @@ def load_staged(source: SourceSpec, table: TableSource, *, warehouse, run_id: st
                 folder=None, gate: bool | None = None) -> LoadResult:
     """Load one staged table. ``gate`` overrides the source's ``quality_gate`` (the benchmark's switch)."""
     from threshold_operators.warehouse.bulk_load import bulk_loader
-    from threshold_operators.warehouse.schema import create_schema
+    from threshold_operators.warehouse.schema import ensure_schema
 
     folder = folder or staging.staging_dir(run_id, source.source, table.table)
     manifest = staging.read_manifest(folder)
     suite = load_suite(table.suite) if (source.quality_gate if gate is None else gate) else None
-    create_schema(warehouse.engine)
+    ensure_schema(warehouse.engine)
     warehouse.engine.dispose()
     loaded = quarantined = superseded = held = 0
     offset, offsets = 0, []

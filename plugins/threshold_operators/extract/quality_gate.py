@@ -34,11 +34,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from threshold_operators import located_yaml
+from threshold_operators.bundle import PACKAGE_INCLUDE, include_dir
 from threshold_operators.durations import Duration
 from threshold_operators.engine.gates import MIN_ROWS, QUARANTINE_SHARE
 from threshold_operators.warehouse.schema import metadata, table_spec
 
-SUITES_DIR = Path(__file__).resolve().parents[3] / "include" / "rules" / "quality"
+SUITES_DIR = PACKAGE_INCLUDE / "rules" / "quality"  # the pack's own; a DAG reads its bundle's (``bundle``)
 FUTURE_TOLERANCE = timedelta(minutes=5)
 PARENT_WAIT = timedelta(minutes=30)  # references: how long a child row waits for its parent by default
 
@@ -107,8 +108,8 @@ class Suite(BaseModel):
         return self
 
 
-def load_suite(name: str, folder: Path = SUITES_DIR) -> Suite:
-    path = folder / f"{name}.yaml"
+def load_suite(name: str, folder: Path | None = None) -> Suite:
+    path = (folder or include_dir() / "rules" / "quality") / f"{name}.yaml"
     if not path.exists():
         return Suite(table=name)
     return located_yaml.validate(Suite, path)

@@ -15,10 +15,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from threshold_operators import located_yaml
+from threshold_operators.bundle import PACKAGE_INCLUDE, include_dir
 from threshold_operators.durations import Duration
 from threshold_operators.warehouse.schema import TABLE_NAMES, table_spec
 
-SOURCES_DIR = Path(__file__).resolve().parents[3] / "include" / "sources"
+SOURCES_DIR = PACKAGE_INCLUDE / "sources"  # the pack's own; a DAG reads its bundle's (``bundle``)
 
 
 class TableSource(BaseModel):
@@ -134,9 +135,9 @@ def load_source(path: str | Path) -> SourceSpec:
 def load_sources(folder: str | Path | None = None) -> tuple[list[SourceSpec], dict[str, list[str]]]:
     """(valid sources, {file: problems}): one broken file does not stop the others.
 
-    The folder defaults to ``$STOREFENCE_SOURCES_DIR``, else the pack's include/sources/.
+    The folder defaults to ``$STOREFENCE_SOURCES_DIR``, else include/sources/ of the DAG's bundle.
     """
-    folder = folder or os.environ.get("STOREFENCE_SOURCES_DIR") or SOURCES_DIR
+    folder = folder or os.environ.get("STOREFENCE_SOURCES_DIR") or include_dir() / "sources"
     specs, errors = [], {}
     for path in sorted(Path(folder).glob("*.yaml")):
         try:

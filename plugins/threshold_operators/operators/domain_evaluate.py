@@ -85,10 +85,13 @@ class DomainEvaluateOperator(BaseOperator):
         return WarehouseHook(warehouse_conn_id=self.conn_id)
 
     def execute(self, context) -> list[dict]:
+        from threshold_operators.bundle import include_digest, include_dir
         from threshold_operators.engine.gates import CycleFacts
         from threshold_operators.rules.catalogue import load_catalogue
 
         catalogue = load_catalogue()
+        # which files this worker evaluates: equal digests on two workers, equal thresholds
+        self.log.info("rules from %s (include/ digest %s)", include_dir(), include_digest())
         hook = self.get_db_hook()
         summaries: dict[str, dict] = {}
         tables = {t for r in self.rule_ids if (loaded := catalogue.rules.get(r)) is not None for t in loaded.tables}

@@ -22,20 +22,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from threshold_operators import located_yaml
+from threshold_operators.bundle import PACKAGE_INCLUDE, include_dir
 from threshold_operators.rules.model import DOMAINS, IDENTIFIER, Rule, RuleFile
 
-INCLUDE = Path(__file__).resolve().parents[3] / "include"
+INCLUDE = PACKAGE_INCLUDE
 RULES_DIR = INCLUDE / "rules"
 SQL_DIR = INCLUDE / "sql"
 DIALECTS = ("duckdb", "postgres")
 
 
 def rules_dir() -> Path:
-    return Path(os.environ.get("STOREFENCE_RULES_DIR", RULES_DIR))
+    """``include/rules`` of the DAG's bundle (``bundle``), or ``$STOREFENCE_RULES_DIR``."""
+    return Path(os.environ.get("STOREFENCE_RULES_DIR") or include_dir() / "rules")
 
 
 def sql_dir() -> Path:
-    return Path(os.environ.get("STOREFENCE_SQL_DIR", SQL_DIR))
+    return Path(os.environ.get("STOREFENCE_SQL_DIR") or include_dir() / "sql")
 
 
 def inside(path: Path, folder: Path) -> bool:

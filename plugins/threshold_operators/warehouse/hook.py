@@ -19,7 +19,7 @@ Rules are evaluated on a connection of their own (``evaluation_connection``), a 
 defence behind the lint and the check of every compiled statement: on DuckDB a connection
 opened read-only with external access (files, URLs, ATTACH, COPY), extension loading and
 installing disabled and its configuration locked before the rule's SQL runs; on PostgreSQL a
-READ ONLY transaction (and ``default_transaction_read_only``), rolled back after the query, as
+READ ONLY transaction from its first statement, rolled back after the query, as
 ``extra.evaluation_role`` (``SET LOCAL ROLE``) when the connection names one: a read-only
 transaction does not stop a superuser's ``pg_read_file``, a role that may only read does.
 The extract and load side keeps the ordinary connection (it writes the warehouse).
@@ -125,6 +125,32 @@ def _statement_kinds(statement: str) -> tuple[str, ...]:
     return tuple(s.type.name for s in duckdb.extract_statements(statement))
 
 
+def search_path_sql(value: str, conn_id: str) -> str:
+    """``extra.search_path`` ("storefence" or "storefence, public") checked to be schema names
+    (unquoted: folded to lower case, as PostgreSQL reads them); anything else is a configuration
+    error (the value goes into a SET statement)."""
+    import re
+
+    names = [n.strip() for n in str(value).split(",")]
+    if not names or not all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]{0,62}", n) for n in names):
+        raise WarehouseConfigError(f"connection '{conn_id}': extra.search_path {value!r} is not a list of schema "
+                                   f"names (letters, digits, _ and $, separated by commas)")
+    return ", ".join(names)
+
+
+def _per_transaction(engine, statements: list[str]):
+    """``engine``, running ``statements`` first in every transaction (SQLAlchemy's ``begin`` event,
+    autobegin included), so a pooler's server connection carries nothing from one to the next."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "begin")
+    def _settings(con):
+        for sql in statements:
+            con.exec_driver_sql(sql)
+
+    return engine
+
+
 def url_from_connection(conn: Any) -> str:
     """The SQLAlchemy URL of an Airflow connection (pure: no lookups)."""
     from sqlalchemy.engine import URL
@@ -203,11 +229,16 @@ class WarehouseHook(DbApiHook):
 
         raw = self._url or url_from_connection(self._lookup_connection())
         try:
-            return make_url(raw)
+            url = make_url(raw)
         except Exception as exc:
             raise WarehouseConfigError(
                 f"connection '{self.get_conn_id()}' has an unreadable SQLAlchemy URL ({exc}): {_how_to_set(self.get_conn_id())}"
             ) from None
+        if not self._url and url.get_backend_name() == "duckdb" and (url.database or ":memory:") != ":memory:":
+            from threshold_operators.executor import refuse_per_host
+
+            refuse_per_host(f"connection '{self.get_conn_id()}' is the DuckDB file {url.database}, on one host's disk")
+        return url
 
     @property
     def dialect_name(self) -> str:  # type: ignore[override]
@@ -267,12 +298,25 @@ class WarehouseHook(DbApiHook):
 
             return engine
         if url.get_backend_name() == "postgresql":
-            options = "-c timezone=UTC"
-            if self.search_path:
-                options += f" -c search_path={self.search_path}"
-            kwargs.setdefault("connect_args", {}).setdefault("options", options)
             kwargs.setdefault("pool_pre_ping", True)
+            return _per_transaction(create_engine(url, **kwargs), self.transaction_settings())
         return create_engine(url, **kwargs)
+
+    def transaction_settings(self, evaluation: bool = False) -> list[str]:
+        """PostgreSQL: what every transaction of the hook sets first, with ``SET LOCAL`` (it ends with
+        the transaction). Not startup ``options`` or a session ``SET``: behind PgBouncer's
+        transaction pooling consecutive transactions of one client run on different server
+        connections, and PgBouncer refuses the ``options`` startup parameter; a ``SET LOCAL`` holds
+        exactly for the transaction that ran it, wherever it runs. ``evaluation``: the rule
+        evaluation's transaction also reads only and compiles nothing (``jit = off``)."""
+        out = ["SET LOCAL timezone = 'UTC'"]
+        if self.search_path:
+            out.append(f"SET LOCAL search_path TO {search_path_sql(self.search_path, self.get_conn_id())}")
+        if evaluation:
+            # jit=off: a rule's statement joins CTEs whose row estimates run to millions when a
+            # cycle reads a few thousand rows; JIT-compiling it cost ~4 s a cycle for ~50 ms of work
+            out += ["SET TRANSACTION READ ONLY", "SET LOCAL jit = off"]
+        return out
 
     @cached_property
     def engine(self):
@@ -305,12 +349,11 @@ class WarehouseHook(DbApiHook):
 
             return engine
         if self.sqlalchemy_url.get_backend_name() == "postgresql":
-            # jit=off: a rule's statement joins CTEs whose row estimates run to millions when a
-            # cycle reads a few thousand rows; JIT-compiling it cost ~4 s a cycle for ~50 ms of work
-            options = "-c timezone=UTC -c default_transaction_read_only=on -c jit=off"
-            if self.search_path:
-                options += f" -c search_path={self.search_path}"
-            return self.get_sqlalchemy_engine({"connect_args": {"options": options}})
+            from sqlalchemy import create_engine
+
+            # read-only from its first statement, whoever opens the transaction
+            return _per_transaction(create_engine(self.sqlalchemy_url, pool_pre_ping=True),
+                                    self.transaction_settings(evaluation=True))
         return self.get_sqlalchemy_engine()
 
     @cached_property
@@ -363,7 +406,17 @@ class WarehouseHook(DbApiHook):
             if self._in_session:
                 return self._session_database().cursor()
             return connect_duckdb(self.duckdb_path, lock_timeout=self.lock_timeout)
-        return self.engine.raw_connection()
+        conn = self.engine.raw_connection()
+        if self.dialect_name == "postgresql":  # its first transaction (psycopg2 begins one at the first statement)
+            self.apply_transaction_settings(conn)
+        return conn
+
+    def apply_transaction_settings(self, dbapi_conn) -> None:
+        """``transaction_settings`` on a DB-API connection, at the start of each of its transactions
+        (the bulk loader's one transaction; call it again after a commit)."""
+        with dbapi_conn.cursor() as cur:
+            for sql in self.transaction_settings():
+                cur.execute(sql)
 
     @contextmanager
     def session(self):

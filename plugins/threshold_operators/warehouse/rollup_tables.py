@@ -53,11 +53,16 @@ def _dialect(engine) -> str:
     return engine.dialect.name
 
 
-def create_rollup_bookkeeping(engine) -> None:
-    """Create ``rollup_dirty`` and ``rollup_state`` if missing (idempotent)."""
-    from sqlalchemy import text
+BOOKKEEPING_VERSION = "rollup-bookkeeping-1"  # change it with the statements below (schema_once)
 
-    dialect = _dialect(engine)
+
+def create_rollup_bookkeeping(bind) -> None:
+    """Create ``rollup_dirty`` and ``rollup_state`` if missing (idempotent). ``bind``: an engine,
+    or a connection whose transaction the statements join."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import Connection
+
+    dialect = _dialect(bind)
     if dialect.startswith("postgres"):
         statements = ["CREATE TABLE IF NOT EXISTS rollup_dirty (seq BIGSERIAL PRIMARY KEY, "
                       "table_name VARCHAR(64) NOT NULL, slice TIMESTAMPTZ NOT NULL)"]
@@ -73,7 +78,11 @@ def create_rollup_bookkeeping(engine) -> None:
         "through_seq BIGINT NOT NULL, built_from TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL)",
         "CREATE INDEX IF NOT EXISTS rollup_dirty_table ON rollup_dirty (table_name, seq)",
     ]
-    with engine.begin() as con:
+    if isinstance(bind, Connection):
+        for sql in statements:
+            bind.execute(text(sql))
+        return
+    with bind.begin() as con:
         for sql in statements:
             con.execute(text(sql))
 

@@ -14,7 +14,7 @@ Rules of the schema (also stated in the docs):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 from sqlalchemy import (
     Column,
@@ -502,24 +502,47 @@ TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in TABLES)
 
 
 def create_schema(engine) -> list[str]:
-    """Create every missing table (canonical and the pack's); existing tables are left as they
-    are. Returns the created names."""
+    """Create every missing table (canonical and the pack's), now, under the set-up lock; existing
+    tables are left as they are. Returns the created names. The set-up commands call this; a task
+    calls ``ensure_schema``, which does it only when the warehouse is behind."""
+    from threshold_operators.schema_once import ensure
+
+    return ensure(engine, "warehouse", schema_version(), _create_missing, force=True)
+
+
+def ensure_schema(engine) -> list[str]:
+    """What a task calls before it reads or writes the warehouse: one read of the schema's version,
+    and ``create_schema`` only when the warehouse is behind it (``schema_once``)."""
+    from threshold_operators.schema_once import ensure
+
+    return ensure(engine, "warehouse", schema_version(), _create_missing) or []
+
+
+@lru_cache(maxsize=1)
+def schema_version() -> str:
+    from threshold_operators.schema_once import digest
+    from threshold_operators.warehouse.rollup_tables import BOOKKEEPING_VERSION
+
+    return digest(metadata, BOOKKEEPING_VERSION)
+
+
+def _create_missing(con) -> list[str]:
+    """In one transaction (``con``), under the set-up lock."""
     from sqlalchemy import inspect
 
     from threshold_operators.warehouse.rollup_tables import create_rollup_bookkeeping
 
-    existing = set(inspect(engine).get_table_names())
-    metadata.create_all(engine, checkfirst=True)
-    with engine.begin() as con:  # a latest-state table created now starts from its history
-        for history, latest in LATEST_OF.items():
-            if latest not in existing and history in existing:
-                fill_latest(con, history)
-    if engine.dialect.name == "postgresql":  # an index a later version added to a table that exists
+    existing = set(inspect(con).get_table_names())
+    metadata.create_all(con, checkfirst=True)
+    for history, latest in LATEST_OF.items():  # a latest-state table created now starts from its history
+        if latest not in existing and history in existing:
+            fill_latest(con, history)
+    if con.dialect.name == "postgresql":  # an index a later version added to a table that exists
         for table in metadata.sorted_tables:
             if table.name in existing:
                 for index in table.indexes:
-                    index.create(engine, checkfirst=True)
-    create_rollup_bookkeeping(engine)
+                    index.create(con, checkfirst=True)
+    create_rollup_bookkeeping(con)
     return [name for name in (*TABLE_NAMES, *PACK_TABLE_NAMES, *PLAN_TABLE_NAMES, *LATEST_TABLE_NAMES)
             if name not in existing]
 
@@ -571,8 +594,9 @@ def render_markdown() -> str:
         "  `SELECT` in what the evaluation connection runs (no `ROLLBACK; DELETE ...`), and the",
         "  evaluation's transaction is rolled back after the query (a write inside a `SELECT`, a",
         "  data-modifying CTE, is refused where it is nested, and rolled back where it is not).",
-        "- PostgreSQL: `default_transaction_read_only = on` for the session and `SET TRANSACTION READ",
-        "  ONLY` before each statement, rolled back afterwards. The session also sets `jit = off`: a",
+        "- PostgreSQL: every transaction of the evaluation connection starts with `SET TRANSACTION READ",
+        "  ONLY` and is rolled back after the statement (per transaction, not per session: it holds",
+        "  behind PgBouncer's transaction pooling, docs/deploy.md). It also sets `jit = off`: a",
         "  rule's statement joins CTEs whose row estimates run to millions when a cycle reads a few",
         "  thousand rows, and PostgreSQL JIT-compiled it for about 4 seconds per cycle (a rolling",
         "  spike rule on the tests' shop: 5.1 s with JIT, 0.9 s without; the compound rule 14.5 s and",
