@@ -12,7 +12,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export STOREFENCE_HOME := $(CURDIR)
 
-.PHONY: demo test system-packages up down test-clocks setup airflow-home lint lock bench bench-simulator bench-extract bench-rules bench-alerting bench-faults bench-live bench-detection bench-cycle bench-scheduler-cycle bench-evidence clean
+.PHONY: demo test system-packages up down test-clocks setup airflow-home lint lock bench bench-simulator bench-extract bench-rules bench-alerting bench-faults bench-live bench-detection bench-cycle bench-scheduler-cycle bench-evidence bench-scale-out clean
 
 demo: airflow-home
 	$(BIN)/storefence demo
@@ -73,7 +73,7 @@ lock:
 	{ echo "# Pinned, tested set. Generated from requirements.in by 'make lock'; do not edit by hand."; \
 	  /tmp/storefence-lock/bin/pip freeze --exclude-editable; } > requirements.txt
 
-bench: bench-simulator bench-extract bench-rules bench-alerting bench-faults bench-live bench-detection bench-cycle bench-scheduler-cycle bench-evidence
+bench: bench-simulator bench-extract bench-rules bench-alerting bench-faults bench-live bench-detection bench-cycle bench-scheduler-cycle bench-evidence bench-scale-out
 
 bench-simulator: airflow-home
 	$(BIN)/python bench/simulator_bench.py
@@ -116,6 +116,10 @@ bench-scheduler-cycle: $(VENV)/.installed
 # What the data holds in the first hours of the event-count incidents (the day rules' 2-hour target).
 bench-evidence: $(VENV)/.installed
 	$(BIN)/python bench/evidence.py
+
+# The live cycle on LocalExecutor and on CeleryExecutor with 1 and 2 workers (Redis, PostgreSQL).
+bench-scale-out: $(VENV)/.installed
+	$(BIN)/python bench/scale_out.py $(SCALE_OUT_ARGS)
 
 clean:
 	rm -rf $(VENV) .airflow

@@ -221,11 +221,25 @@ def connections(inbox: dict[str, dict], shop_port: int, robots: dict, warehouse_
     }
 
 
+def stores_connections(warehouse_url: str, state_url: str) -> dict[str, dict]:
+    """``storefence_warehouse`` and ``storefence_state`` on PostgreSQL, given to every process as
+    environment connections (they must exist before the set-up, and on every Celery worker)."""
+    from sqlalchemy.engine import make_url
+
+    def pg(url: str) -> dict:
+        u = make_url(url)
+        return {"conn_type": "postgres", "host": u.host, "port": u.port or 5432, "login": u.username,
+                "schema": u.database}
+
+    return {"storefence_warehouse": pg(warehouse_url), "storefence_state": pg(state_url)}
+
+
 # --- the deployment run ---------------------------------------------------------------------------
 def scheduler_run(args, work: Path) -> dict:
 
     from tests.alerting.dingtalk_receiver import DingTalkReceiver
     from tests.harness.airflow_stack import running_airflow
+    from tests.harness.celery_stack import connection_env, free_redis_db, running_celery
     from threshold_operators.alerting.local_inbox import LocalInbox, inbox_connections
     from threshold_operators.alerting.routing import load_routing
     from threshold_operators.deploy.metadata_db import drop_database, ensure_database
@@ -233,10 +247,14 @@ def scheduler_run(args, work: Path) -> dict:
     from threshold_operators.simulator.live import STATE_FILE, LiveShopServer, prepare_live_shop
     from threshold_operators.warehouse.hook import WarehouseHook
 
-    home = work / "airflow"
+    home = work / "shop"  # the live shop's files (the Airflow homes are the harness's)
     home.mkdir()
     database = f"sf_bench_live_{os.getpid()}"
     warehouse_url = ensure_database(args.pg_server, database)
+    # the state store on PostgreSQL too (a database of its own): the one outbox of every worker
+    state_database = f"sf_bench_state_{os.getpid()}"
+    state_url = ensure_database(args.pg_server, state_database)
+    stores = stores_connections(warehouse_url, state_url)
     w0 = datetime.now(UTC)
     behind = timedelta(minutes=args.behind)
     shops = {}
@@ -257,8 +275,17 @@ def scheduler_run(args, work: Path) -> dict:
     cycles: list[dict] = []
     t_start = time.monotonic()
     try:
-        with LocalInbox() as inbox, running_airflow(home, args.pg_server, prepare=prepare) as af, \
-                contextlib.ExitStack() as robots_up:
+        if args.executor == "celery":  # N workers taking turns at one queue, staging in a folder all reach
+            broker = f"redis://127.0.0.1:6379/{free_redis_db()}"
+            deployment = running_celery(work / "airflow", args.pg_server, broker,
+                                        workers=tuple(f"w{i + 1}:default" for i in range(args.workers)), routes={},
+                                        default_queue="default", connections=stores, prepare=prepare,
+                                        extra_config={("storefence", "storage_url"): f"file://{work / 'storage'}"})
+        else:
+            (work / "airflow").mkdir()
+            deployment = running_airflow(work / "airflow", args.pg_server, prepare=prepare,
+                                         extra_env=connection_env(stores))
+        with LocalInbox() as inbox, deployment as af, contextlib.ExitStack() as robots_up:
             for robot in robots.values():
                 robots_up.enter_context(robot)
             print(f"Airflow up in {af.seconds_to_start:.0f} s at {af.stack.config.api_url}", flush=True)
@@ -300,7 +327,7 @@ def scheduler_run(args, work: Path) -> dict:
                 print(f"quiet after {time.monotonic() - t_start:.0f} s; reading back the run", flush=True)
                 collected = collect(client, bench_from, catalogue)
                 # Airflow's scheduler logs a line on every loop in which a task waits for a full pool
-                log = home / "logs" / "storefence-up" / "scheduler.log"
+                log = af.home / "logs" / "storefence-up" / "scheduler.log"
                 collected["pool_full_log_lines"] = sum("open slots in pool" in line for line in
                                                        log.read_text(encoding="utf-8", errors="replace").splitlines()) \
                     if log.is_file() else None
@@ -311,6 +338,7 @@ def scheduler_run(args, work: Path) -> dict:
             inbox_count = {"http": len(inbox.http), "mail": len(inbox.mail)}
     finally:
         drop_database(args.pg_server, database)
+        drop_database(args.pg_server, state_database)
     return {"shop": shops["live"], "clock": clock, "cycles": cycles, "bench_from": bench_from, "bench_to": bench_to,
             "messages": messages, "refused": refused, "inbox": inbox_count, "catalogue": catalogue,
             "seconds": time.monotonic() - t_start, **collected, **warehouse}
@@ -664,6 +692,17 @@ def fmt(s: dict | None, unit: str = "s") -> str:
     return f"median {s['median']:.1f} {unit}, p95 {s['p95']:.1f} {unit} (n={s['n']})"
 
 
+def executor_label(args) -> str:
+    executor = getattr(args, "executor", "local")
+    return "LocalExecutor" if executor == "local" else f"CeleryExecutor, {args.workers} worker(s)"
+
+
+def results_name(args) -> str:
+    """live.json (LocalExecutor), live-celery-<N>.json; -quick before .json for a smoke run."""
+    stem = "live" if getattr(args, "executor", "local") == "local" else f"live-celery-{args.workers}"
+    return f"{stem}{'-quick' if args.quick else ''}.json"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cycles", type=int, default=20, help="extract cycles through the scheduler (default 20)")
@@ -675,6 +714,9 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="a smoke run: 4 cycles, 2 in-process, 40 s apart")
     ap.add_argument("--no-baseline", action="store_true", help="skip the in-process cycles")
     ap.add_argument("--pg-server", default=PG_SERVER, help="the PostgreSQL server (metadata DB and warehouse)")
+    ap.add_argument("--executor", choices=("local", "celery"), default="local",
+                    help="LocalExecutor (default), or CeleryExecutor with a Redis broker on 127.0.0.1:6379")
+    ap.add_argument("--workers", type=int, default=1, help="Celery workers, each with a home of its own (default 1)")
     ap.add_argument("--from-raw", help="compute the figures from the raw record of an earlier run")
     ap.add_argument("--in-process-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -683,7 +725,7 @@ def main() -> int:
     if args.quick:
         args.cycles, args.baseline_cycles, args.interval = 4, 2, 40
     load = os.getloadavg()
-    raw_path = Path(tempfile.gettempdir()) / f"storefence-live-bench-raw{'-quick' if args.quick else ''}.json"
+    raw_path = Path(tempfile.gettempdir()) / f"storefence-{results_name(args).removesuffix('.json')}-raw.json"
     baseline = None
     if args.from_raw:  # the figures again from a run's raw record (no Airflow started)
         run, baseline, load, load_after = read_raw(Path(args.from_raw))
@@ -725,7 +767,8 @@ def main() -> int:
         "when": run.get("when") or datetime.now(UTC).isoformat(timespec="seconds"), "quick": args.quick,
         "machine": {"cpus": os.cpu_count(), "load_before": [round(x, 2) for x in load],
                     "load_after": [round(x, 2) for x in load_after]},
-        "setup": {"executor": "LocalExecutor", "metadata_db": "PostgreSQL", "warehouse": "PostgreSQL",
+        "setup": {"executor": executor_label(args), "metadata_db": "PostgreSQL", "warehouse": "PostgreSQL",
+                  "state_store": "PostgreSQL",
                   "pool_slots": POOL_SLOTS, "cycles": args.cycles, "interval_s": args.interval, "speed": args.speed,
                   "behind_min": args.behind, "shop": {k: str(v) for k, v in SHOP.items()},
                   "incident": shop.incident, "run_seconds": round(run["seconds"], 1)},
@@ -736,7 +779,7 @@ def main() -> int:
         "pool_full_log_lines": run.get("pool_full_log_lines"),
     }
     lat, t = result["latency_s"], result["tasks"]
-    print("\n== Storefence on the scheduler (LocalExecutor, PostgreSQL) with the live shop "
+    print(f"\n== Storefence on the scheduler ({executor_label(args)}, PostgreSQL) with the live shop "
           f"({args.speed:g}x, {len(run['cycles'])} cycles)")
     print(f"(a) row created -> loaded          {fmt(lat['row_to_load'])}")
     print(f"    row created -> check ended     {fmt(lat['row_to_check_end'])}  "
@@ -768,7 +811,7 @@ def main() -> int:
     print("targets: " + "; ".join(f"{k} {v['measured']} ({v['target']}): {'met' if v['met'] else 'NOT met'}"
                                   for k, v in checks.items()))
     print(f"load average before {load[0]:.2f}, after {load_after[0]:.2f} ({os.cpu_count()} CPUs)")
-    out = REPO / "bench" / "results" / ("live-quick.json" if args.quick else "live.json")
+    out = REPO / "bench" / "results" / results_name(args)
     out.write_text(json.dumps(doc, indent=1, default=str, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"written {out.relative_to(REPO)}")
     return 0

@@ -93,5 +93,8 @@ def ensure(engine, component: str, version: str, apply: Callable[..., object],
         con.execute(text(f"DELETE FROM {MARKER} WHERE component = :c"), {"c": component})
         con.execute(text(f"INSERT INTO {MARKER} (component, version, applied_at) VALUES (:c, :v, :t)"),
                     {"c": component, "v": version, "t": datetime.now(UTC).replace(tzinfo=None)})
-    log.info("%s schema brought to version %s (was %s)", component, version, have or "none")
+    if have == version:
+        log.info("%s schema checked at version %s: nothing was missing", component, version)
+    else:
+        log.info("%s schema brought to version %s (was %s)", component, version, have or "none")
     return result

@@ -161,7 +161,7 @@ class CeleryDeployment:
     client: AirflowClient
     home: Path
     broker_url: str
-    workers: dict[str, CeleryWorker]  # queue -> worker
+    workers: dict[str, CeleryWorker]  # name (the queue, unless given as "name:queue") -> worker
     seconds_to_start: float  # components started -> healthy, every worker answering, every DAG file parsed
     routes: dict[str, str] = field(default_factory=dict)
     default_queue: str = ""
@@ -244,13 +244,17 @@ def running_celery(home_root: Path, pg_server_url: str, broker_url: str, *,
                    extra_config: dict | None = None, extra_env: dict[str, str] | None = None,
                    prepare: Callable[[Stack], None] | None = None,
                    timeout: float = 300) -> Iterator[CeleryDeployment]:
-    """A CeleryExecutor deployment, one worker (and home) per queue of ``workers``.
+    """A CeleryExecutor deployment, one worker (and home) per entry of ``workers``: ``"q"`` (a
+    worker named ``q`` consuming queue ``q``) or ``"name:q"`` (several workers may share a queue:
+    ``("w1:default", "w2:default")`` is two workers taking turns at the same tasks).
 
     ``routes``: task id prefix -> queue (default: ``fetch_`` -> ``fetch`` when there is such a
-    worker); ``default_queue``: every other task (default: the last of ``workers``)."""
-    routes = dict(routes if routes is not None else {"fetch_": "fetch"} if "fetch" in workers else {})
-    default_queue = default_queue or workers[-1]
-    unserved = sorted({*routes.values(), default_queue} - set(workers))
+    worker); ``default_queue``: every other task (default: the last worker's queue)."""
+    specs = [tuple(w.split(":", 1)) if ":" in w else (w, w) for w in workers]
+    queues = {q for _, q in specs}
+    routes = dict(routes if routes is not None else {"fetch_": "fetch"} if "fetch" in queues else {})
+    default_queue = default_queue or specs[-1][1]
+    unserved = sorted({*routes.values(), default_queue} - queues)
     if unserved:
         raise ValueError(f"queues {unserved} have no worker (workers: {workers})")
     if len(workers) > 250:
@@ -279,17 +283,17 @@ def running_celery(home_root: Path, pg_server_url: str, broker_url: str, *,
         policy = local_settings_source(routes, default_queue)
         _write_config_module(main.home, LOCAL_SETTINGS, policy)
         crew: dict[str, CeleryWorker] = {}
-        for i, queue in enumerate(workers):
+        for i, (name, queue) in enumerate(specs):
             address = f"127.0.0.{2 + i}"
             stack = Stack(StackConfig(
-                home=home_root / f"worker-{queue}", api_port=main.config.api_port, components=(WORKER,),
+                home=home_root / f"worker-{name}", api_port=main.config.api_port, components=(WORKER,),
                 extra_config={**celery_config, **keys, ("core", "hostname_callable"): f"{HOST_MODULE}.hostname",
                               **(extra_config or {})}, **common))
             stack.configure()
             _write_config_module(stack.home, LOCAL_SETTINGS, policy)  # a worker parses the DAG files too
             _write_config_module(stack.home, f"{HOST_MODULE}.py", host_module_source(address))
             worker_stacks.append(stack)
-            crew[queue] = CeleryWorker(queue, stack.home, address, f"celery@storefence-{queue}-{token}", stack)
+            crew[name] = CeleryWorker(queue, stack.home, address, f"celery@storefence-{name}-{token}", stack)
         if prepare is not None:
             prepare(main)
 
