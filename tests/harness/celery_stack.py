@@ -268,6 +268,8 @@ def running_celery(home_root: Path, pg_server_url: str, broker_url: str, *,
         ("celery", "broker_url"): broker_url,
         ("celery", "result_backend"): f"db+{url}",
         ("celery", "worker_concurrency"): str(concurrency),
+        # longer than the longest task, as docs/deploy.md sets it (Airflow warns without it)
+        ("celery_broker_transport_options", "visibility_timeout"): "21600",
         ("operators", "default_queue"): default_queue,
     }
     log_port = free_port("0.0.0.0")  # every home names it; each worker's log server binds its own address

@@ -135,6 +135,33 @@ def test_two_schemas_share_one_server_connection_and_never_see_each_other(pgboun
         hook.evaluation_engine.dispose()
 
 
+def test_a_bulk_load_committed_in_batches_stays_in_its_schema(pgbouncer, two_schemas):
+    """The simulator commits every flush: the transaction after a commit keeps the schema
+    (SET LOCAL ends with its transaction, so it is set again), never the server's default."""
+    from sqlalchemy import text
+
+    from threshold_operators.warehouse.bulk_load import bulk_loader
+    from threshold_operators.warehouse.hook import WarehouseHook
+    from threshold_operators.warehouse.schema import arrow_table, ensure_schema
+
+    hooks = [WarehouseHook(url=pgbouncer, search_path=s) for s in two_schemas]
+    for hook in hooks:
+        ensure_schema(hook.engine)
+    for hook in hooks:
+        with bulk_loader(hook) as loader:
+            for batch in range(3):
+                ids = [f"shop-{batch}-{i}" for i in range(2)]
+                loader.append("shops", arrow_table("shops", {
+                    "shop_id": ids, "name": ["s"] * 2, "timezone": ["Asia/Shanghai"] * 2, "currency": ["CNY"] * 2}))
+                loader.commit()
+                if batch == 1:
+                    loader.rollback()
+    for hook in hooks:
+        with hook.engine.connect() as con:
+            assert con.execute(text("SELECT count(*) FROM shops")).scalar() == 6
+        hook.engine.dispose()
+
+
 def test_the_state_store_behind_pgbouncer_keeps_its_schema(pgbouncer, two_schemas):
     from sqlalchemy import text
 

@@ -265,9 +265,11 @@ class PostgresBulkLoader(BulkLoader):
 
     def commit(self) -> None:
         self.con.commit()
+        self.hook.apply_transaction_settings(self.con)  # SET LOCAL ends with its transaction
 
     def rollback(self) -> None:
         self.con.rollback()
+        self.hook.apply_transaction_settings(self.con)
 
     def close(self) -> None:
         self.con.close()
