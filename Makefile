@@ -12,7 +12,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export STOREFENCE_HOME := $(CURDIR)
 
-.PHONY: demo test system-packages up down test-clocks setup airflow-home lint lock bench bench-simulator bench-extract bench-rules bench-alerting bench-faults bench-live bench-detection bench-cycle bench-scheduler-cycle bench-evidence bench-scale-out clean
+.PHONY: demo test system-packages up down test-clocks setup airflow-home lint lock bench bench-simulator bench-extract bench-rules bench-alerting bench-faults bench-live bench-detection bench-cycle bench-scheduler-cycle bench-evidence bench-scale-out bench-shop-scaling clean
 
 demo: airflow-home
 	$(BIN)/storefence demo
@@ -73,7 +73,7 @@ lock:
 	{ echo "# Pinned, tested set. Generated from requirements.in by 'make lock'; do not edit by hand."; \
 	  /tmp/storefence-lock/bin/pip freeze --exclude-editable; } > requirements.txt
 
-bench: bench-simulator bench-extract bench-rules bench-alerting bench-faults bench-live bench-detection bench-cycle bench-scheduler-cycle bench-evidence bench-scale-out
+bench: bench-simulator bench-extract bench-rules bench-alerting bench-faults bench-live bench-detection bench-cycle bench-scheduler-cycle bench-evidence bench-scale-out bench-shop-scaling
 
 bench-simulator: airflow-home
 	$(BIN)/python bench/simulator_bench.py
@@ -120,6 +120,12 @@ bench-evidence: $(VENV)/.installed
 # The live cycle on LocalExecutor and on CeleryExecutor with 1 and 2 workers (Redis, PostgreSQL).
 bench-scale-out: $(VENV)/.installed
 	$(BIN)/python bench/scale_out.py $(SCALE_OUT_ARGS)
+
+# One 5-minute cycle of the catalogue on PostgreSQL (127.0.0.1:5432, database test) for 1, 10 and 100
+# shops at 200 SKUs and 300 orders a day per shop, as ratios against 1 shop (DuckDB warehouses cached in
+# bench/.cache/scale, copied into schemas of their own and dropped; about 15 minutes).
+bench-shop-scaling: $(VENV)/.installed
+	$(BIN)/python bench/shop_scaling.py $(SHOP_SCALING_ARGS)
 
 clean:
 	rm -rf $(VENV) .airflow

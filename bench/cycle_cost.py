@@ -109,29 +109,32 @@ def time_floor(path: Path, queries: dict[str, str]) -> float:
     return time.perf_counter() - t
 
 
-def domain_cycles(url: str, catalogue, rules, t0, t1, now) -> dict:
+def domain_cycles(url: str, catalogue, rules, t0, t1, now, search_path: str | None = None) -> dict:
     """Every domain's cycle in turn, as its ``evaluate`` task runs it: one hook and one session a
     domain; the rollups its rules read brought up to date first (timed apart: what maintenance
     adds), then each rule evaluated over the slice. Seconds per part, per rule; the outcomes (a
-    bench whose rules all errored would measure nothing)."""
+    bench whose rules all errored would measure nothing). ``search_path``: the PostgreSQL schema
+    of the warehouse's tables (the connection's ``extra.search_path``)."""
     from threshold_operators.engine.gates import CycleFacts
     from threshold_operators.engine.rollups import maintain_for
     from threshold_operators.operators.threshold_check import evaluate_rule
     from threshold_operators.warehouse.hook import WarehouseHook
 
-    out = {"open_s": 0.0, "rollups_s": 0.0, "evaluate_s": 0.0, "per_rule_s": {}, "outcomes": {}}
+    out = {"open_s": 0.0, "rollups_s": 0.0, "evaluate_s": 0.0, "per_rule_s": {}, "per_maintain_s": {}, "outcomes": {}}
     domains: dict[str, list] = {}
     for loaded in rules:
         domains.setdefault(loaded.rule.domain, []).append(loaded)
     for in_domain in domains.values():
-        hook = WarehouseHook(url=url)
+        hook = WarehouseHook(url=url, search_path=search_path)
         t = time.perf_counter()
         try:
             with hook.session():
                 out["open_s"] += time.perf_counter() - t
                 t = time.perf_counter()
                 for loaded in in_domain:
+                    tt = time.perf_counter()
                     maintain_for(hook, loaded, catalogue, t0, t1, now)
+                    out["per_maintain_s"][loaded.id] = time.perf_counter() - tt
                 out["rollups_s"] += time.perf_counter() - t
                 t = time.perf_counter()
                 facts = CycleFacts(hook, {t for loaded in in_domain for t in loaded.tables})  # as the operator does

@@ -31,7 +31,8 @@ keyed by the spec and the generator's SQL (a change of either builds a new file)
 (new rows and the new versions of updated ones: orders and parcels whose state changed,
 the current hour's traffic and ad spend restated), the way the 5-minute extract delivers them;
 ``land_slice(path, spec, k)`` upserts them with the warehouse's bulk loader, with their
-``extract_runs`` rows, and times it. ``working_copy`` copies a cached file before landing into it.
+``extract_runs`` rows, and times it (into a DuckDB file, or any warehouse by URL: PostgreSQL with
+a ``search_path``, as ``bench/shop_scaling.py`` does). ``working_copy`` copies a cached file before landing into it.
 
     # build (or find) the warehouses; prints rows, size and build time (JSON)
     PYTHONPATH=$PWD/plugins STOREFENCE_HOME=$PWD .venv/bin/python bench/scale_warehouse.py build \\
@@ -194,6 +195,9 @@ class GeneratorSql:
     def __init__(self, spec: ScaleSpec):
         self.spec = spec
         self.S, self.M = spec.shops, spec.skus
+        # digits of a shop's number in its ids: DuckDB's lpad truncates, so at 100 shops a fixed 2
+        # made shop 100 'shop-10' (shop 10's); the same text as before below 100 shops (same cache keys)
+        self.shop_digits = max(2, len(str(self.S)))
         self.step = _coprime_step(self.M)
         weights = [1.0] if self.S == 1 else [0.6 + 0.8 * i / (self.S - 1) for i in range(self.S)]
         self.shop_weight = _list(weights)
@@ -249,9 +253,12 @@ class GeneratorSql:
         """The SKU (0..M-1 within the shop) of a popularity rank: a permutation per shop."""
         return f"(({rank}) * {self.step} + (hash({self.spec.seed}::BIGINT, {self.tag('offset')}::BIGINT, {shop}) % {self.M})::BIGINT) % {self.M}"
 
-    @staticmethod
-    def shop_id(shop: str) -> str:
-        return f"('shop-' || lpad(({shop} + 1)::VARCHAR, 2, '0'))"
+    def shop_no(self, shop: str) -> str:
+        """A shop's number (from 1), zero-padded to the same width for every shop of the spec."""
+        return f"lpad(({shop} + 1)::VARCHAR, {self.shop_digits}, '0')"
+
+    def shop_id(self, shop: str) -> str:
+        return f"('shop-' || {self.shop_no(shop)})"
 
     # the generated intermediate tables (TEMP: never stored in the warehouse file)
     def products_table(self) -> str:
@@ -278,7 +285,7 @@ SELECT shop, rank, sku_i, cat,
        'SKU-' || upper({code}[cat + 1][1:3]) || '-' || lpad(sku_i::VARCHAR, 6, '0') AS sku,
        {brands}[cat * {BRANDS_PER_CATEGORY} + rank_in_cat % {BRANDS_PER_CATEGORY} + 1] AS brand,
        {code}[cat + 1] AS category,
-       lpad((shop + 1)::VARCHAR, 2, '0') || '-' || upper({code}[cat + 1][1:3]) || '-'
+       {self.shop_no('shop')} || '-' || upper({code}[cat + 1][1:3]) || '-'
            || right({brands}[cat * {BRANDS_PER_CATEGORY} + rank_in_cat % {BRANDS_PER_CATEGORY} + 1], 1)
            || lpad((rank_in_cat // {BRANDS_PER_CATEGORY * SKUS_PER_BATCH})::VARCHAR, 3, '0') AS batch_id,
        round(exp({lo}[cat + 1] + {self.u('price', 'shop', 'sku_i')} * ({hi}[cat + 1] - {lo}[cat + 1])), 0) - 0.1 AS price,
@@ -422,7 +429,7 @@ WITH refunded AS (
     WHERE {created}
 )
 SELECT order_id, shop_id, ({list(CHANNELS)!r})[cs // 2 + 1] AS channel,
-       'c' || lpad((shop + 1)::VARCHAR, 2, '0') || '-' || customer::VARCHAR AS customer_id,
+       'c' || {self.shop_no('shop')} || '-' || customer::VARCHAR AS customer_id,
        CASE WHEN last_refund_s IS NOT NULL THEN 'refunded' WHEN delivered_s < {A} THEN 'completed'
             WHEN shipped_s < {A} THEN 'shipped' WHEN paid_s < {A} THEN 'paid'
             WHEN cancel_s < {A} THEN 'cancelled' ELSE 'pending' END AS status,
@@ -780,10 +787,13 @@ class SliceSource:
         self.con.close()
 
 
-def land_slice(path: Path, spec: ScaleSpec, k: int, rows: dict | None = None) -> dict:
-    """Land slice k into the warehouse at ``path`` the way the extract's load does: upsert each
-    table's rows with the bulk loader (one transaction), then its ``extract_runs`` row. Returns
-    the rows and seconds (generation apart from the load)."""
+def land_slice(target: Path | str, spec: ScaleSpec, k: int, rows: dict | None = None, *,
+               search_path: str | None = None) -> dict:
+    """Land slice k into a warehouse the way the extract's load does: upsert each table's rows with
+    the bulk loader (one transaction), then its ``extract_runs`` row. ``target``: a DuckDB file's
+    path, or any warehouse's SQLAlchemy URL (PostgreSQL: with ``search_path``, the schema the
+    tables are in); a hook of its own, disposed afterwards, as a load task has. Returns the rows
+    and seconds (generation apart from the load; per table, the high-water mark's query apart)."""
     from threshold_operators.warehouse.bulk_load import bulk_loader
     from threshold_operators.warehouse.hook import WarehouseHook
     from threshold_operators.warehouse.schema import arrow_table, table_spec
@@ -796,22 +806,30 @@ def land_slice(path: Path, spec: ScaleSpec, k: int, rows: dict | None = None) ->
     generated = time.perf_counter() - t
     t0, t1 = spec.slice_bounds(k)
     started = time.perf_counter()
-    hook = WarehouseHook(url=f"duckdb:///{path}")
+    url = str(target) if "://" in str(target) else f"duckdb:///{target}"
+    hook = WarehouseHook(url=url, search_path=search_path)
     per_table = {}
-    with bulk_loader(hook) as loader:
-        for table in FACT_TABLES:
-            tt = time.perf_counter()
-            loader.upsert(table, rows[table])
-            cursor = table_spec(table).updated_field
-            hwm = loader.scalar(f"SELECT MAX({cursor}) FROM {table}")  # noqa: S608 - as extract.load does
-            loader.upsert("extract_runs", arrow_table("extract_runs", {
-                "run_id": [f"scale-slice-{k}"], "source": [SOURCE_OF.get(table, "shop_api")], "table_name": [table],
-                "updated_since": [t0], "updated_before": [t1], "rows_fetched": [rows[table].num_rows],
-                "rows_loaded": [rows[table].num_rows], "rows_quarantined": [0], "high_water_mark": [hwm],
-                "finished_at": [t1 + timedelta(minutes=1)]}))
-            per_table[table] = {"rows": rows[table].num_rows, "seconds": round(time.perf_counter() - tt, 4),
-                                "high_water_mark": hwm.isoformat() if hwm else None,
-                                "event_slices": _event_slices(rows[table], TIME_COLUMN[table])}
+    try:
+        with bulk_loader(hook) as loader:
+            for table in FACT_TABLES:
+                tt = time.perf_counter()
+                loader.upsert(table, rows[table])
+                cursor = table_spec(table).updated_field
+                th = time.perf_counter()
+                hwm = loader.scalar(f"SELECT MAX({cursor}) FROM {table}")  # noqa: S608 - as extract.load does
+                hwm_s = time.perf_counter() - th
+                loader.upsert("extract_runs", arrow_table("extract_runs", {
+                    "run_id": [f"scale-slice-{k}"], "source": [SOURCE_OF.get(table, "shop_api")], "table_name": [table],
+                    "updated_since": [t0], "updated_before": [t1], "rows_fetched": [rows[table].num_rows],
+                    "rows_loaded": [rows[table].num_rows], "rows_quarantined": [0], "high_water_mark": [hwm],
+                    "finished_at": [t1 + timedelta(minutes=1)]}))
+                per_table[table] = {"rows": rows[table].num_rows, "seconds": round(time.perf_counter() - tt, 4),
+                                    "high_water_mark_seconds": round(hwm_s, 4),
+                                    "high_water_mark": hwm.isoformat() if hwm else None,
+                                    "event_slices": _event_slices(rows[table], TIME_COLUMN[table])}
+    finally:
+        if "engine" in hook.__dict__:
+            hook.engine.dispose()
     return {"slice": k, "window": [t0.isoformat(), t1.isoformat()], "generate_seconds": round(generated, 3),
             "load_seconds": round(time.perf_counter() - started, 3), "tables": per_table}
 
