@@ -698,8 +698,12 @@ def executor_label(args) -> str:
 
 
 def results_name(args) -> str:
-    """live.json (LocalExecutor), live-celery-<N>.json; -quick before .json for a smoke run."""
-    stem = "live" if getattr(args, "executor", "local") == "local" else f"live-celery-{args.workers}"
+    """live.json (LocalExecutor, against the in-process baseline), live-local.json (LocalExecutor
+    without it: the scale-out bench's run), live-celery-<N>.json; -quick before .json for a smoke run."""
+    if getattr(args, "executor", "local") != "local":
+        stem = f"live-celery-{args.workers}"
+    else:
+        stem = "live-local" if getattr(args, "no_baseline", False) else "live"
     return f"{stem}{'-quick' if args.quick else ''}.json"
 
 

@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {"local": ["--executor", "local"],
            "celery-1": ["--executor", "celery", "--workers", "1"],
            "celery-2": ["--executor", "celery", "--workers", "2"]}
-RESULT_FILE = {"local": "live.json", "celery-1": "live-celery-1.json", "celery-2": "live-celery-2.json"}
+RESULT_FILE = {"local": "live-local.json", "celery-1": "live-celery-1.json", "celery-2": "live-celery-2.json"}
 
 
 def figures(doc: dict) -> dict:
