@@ -53,7 +53,6 @@ import logging
 import math
 import os
 import secrets
-import statistics
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -65,7 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # the hook's note that rules run as a superuser (postgres, here), once per domain and cycle: not news
 os.environ.setdefault("AIRFLOW__LOGGING__NAMESPACE_LEVELS", "airflow.task.hooks.threshold_operators=ERROR")
 
-from cycle_cost import WARM_UP, cycle_rules, domain_cycles, floor_of  # noqa: E402
+from cycle_cost import WARM_UP, cycle_rules, domain_cycles, floor_of, median  # noqa: E402
 from scale_warehouse import FACT_TABLES, ScaleSpec, SliceSource, build, land_slice  # noqa: E402
 from warehouses import PG_URL  # noqa: E402
 
@@ -300,11 +299,6 @@ def plan_statements(catalogue, rules, t0: datetime, t1: datetime) -> dict[str, t
 
 
 # --- the run -------------------------------------------------------------------------------------
-
-def median(xs):
-    xs = [x for x in xs if x is not None]
-    return round(statistics.median(xs), 4) if xs else None
-
 
 def slices_to_land(spec: ScaleSpec, typical: int) -> int:
     """Slices after END to land: the warm-up, then ``typical`` that are not on the hour."""
