@@ -414,7 +414,11 @@ def cmd_silence(args) -> int:
             silence = Silence(args.by, args.reason, starts, ends, args.rule, args.entity, args.shop)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        print(f"added {store.add_silence(silence, now).describe()}")
+        from threshold_operators.alerting.escalation import apply_silence
+
+        made = store.add_silence(silence, now)
+        held = apply_silence(store, made, now)  # its firing alerts are held back at once, as from the page
+        print(f"added {made.describe()}" + (f"; {len(held)} firing alert(s) silenced now" if held else ""))
     elif args.action == "list":
         for s in store.silences(None if args.all else now):
             state = "pending" if now < s.starts_at else "active" if s.active(now) else "expired"

@@ -57,18 +57,6 @@ def client(store, clock):
         yield c
 
 
-@pytest.fixture(scope="module")
-def auth_manager(airflow_db):
-    """Airflow's configured auth manager (SimpleAuthManager by default), initialised as the API
-    server does, with two users of our own."""
-    from airflow.api_fastapi.app import init_auth_manager
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", USERS)
-        mp.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "storefence-tests-" * 4)
-        yield init_auth_manager()
-
-
 def bearer(auth_manager, username: str, role: str | None) -> dict:
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 
@@ -85,6 +73,8 @@ def test_get_shows_the_alert_and_does_not_acknowledge(client, store):
         assert page.status_code == 200
     assert "inventory.low_stock" in page.text and "shop_id=S1/sku=SKU-0042" in page.text and "red" in page.text
     assert "firing" in page.text and '<form method="post">' in page.text
+    # the alerts page's detail of this alert, for whoever logs in to Airflow
+    assert f'href="https://airflow.example.com/plugin/storefence?alert={alert.fingerprint}"' in page.text
     assert page.headers["cache-control"] == "no-store" and page.headers["referrer-policy"] == "no-referrer"
     assert store.get(alert.fingerprint).status == AlertStatus.FIRING
 
@@ -191,6 +181,7 @@ def test_the_api_needs_a_token(client, auth_manager, method, path):
 
 
 WRITES = [("POST", "/api/alerts/{fp}/ack", None),
+          ("POST", "/api/alerts/ack", {"fingerprints": ["{fp}"]}),
           ("POST", "/api/silences", {"rule": "inventory.*", "reason": "stock on the way", "duration": "1h"}),
           ("DELETE", "/api/silences/{silence}", None)]
 
@@ -198,8 +189,10 @@ WRITES = [("POST", "/api/alerts/{fp}/ack", None),
 def test_every_write_route_is_in_the_list_above(client):
     """A new POST/PUT/DELETE route must be added to WRITES, so that its 403 for viewers is tested."""
     routes = {(m, r.path) for r in client.app.routes for m in getattr(r, "methods", ()) if m in ("POST", "PUT", "DELETE", "PATCH")}
-    assert routes - {("POST", "/ack/{token}")} == {("POST", "/api/alerts/{fingerprint}/ack"), ("POST", "/api/silences"),
-                                                   ("DELETE", "/api/silences/{silence_id}")}
+    reads = {("POST", "/ack/{token}"),  # the signed link is its own authentication
+             ("POST", "/api/silences/preview")}  # a read with a body: writes nothing, open to viewers
+    assert routes - reads == {("POST", "/api/alerts/{fingerprint}/ack"), ("POST", "/api/alerts/ack"),
+                              ("POST", "/api/silences"), ("DELETE", "/api/silences/{silence_id}")}
 
 
 @pytest.mark.parametrize("role, allowed", [("viewer", False), ("user", True), ("op", True), ("admin", True)])
@@ -211,6 +204,8 @@ def test_writes_need_a_role_that_may_edit(client, store, auth_manager, clock, ro
     headers = bearer(auth_manager, f"someone-{role}", role)
     for method, path, body in WRITES:
         url = path.format(fp=alert.fingerprint, silence=silence.id)
+        if body and "fingerprints" in body:
+            body = {"fingerprints": [alert.fingerprint]}
         response = client.request(method, url, headers=headers, json=body)
         if allowed:
             assert response.status_code in (200, 201), (method, url, response.text)
@@ -250,8 +245,8 @@ def test_list_and_acknowledge_alerts(client, store, auth_manager, clock):
     headers = bearer(auth_manager, "li.wei", "op")
     active = client.get("/api/alerts", headers=headers)
     assert active.status_code == 200
-    assert [a["fingerprint"] for a in active.json()] == [red.fingerprint]
-    assert len(client.get("/api/alerts?all=true", headers=headers).json()) == 2
+    assert [a["fingerprint"] for a in active.json()["alerts"]] == [red.fingerprint]
+    assert len(client.get("/api/alerts?all=true", headers=headers).json()["alerts"]) == 2
 
     acked = client.post(f"/api/alerts/{red.fingerprint[:8]}/ack", headers=headers)
     assert acked.status_code == 200
@@ -371,7 +366,7 @@ def test_served_by_airflow_with_a_token_from_auth_token(airflow_db, auth_manager
             assert api.get("/storefence/api/alerts", headers=as_guest).status_code == 200
             assert api.post(f"/storefence/api/alerts/{alert.fingerprint}/ack", headers=as_guest).status_code == 403
             listed = api.get("/storefence/api/alerts", headers=headers)
-            assert listed.status_code == 200 and [a["fingerprint"] for a in listed.json()] == [alert.fingerprint]
+            assert listed.status_code == 200 and [a["fingerprint"] for a in listed.json()["alerts"]] == [alert.fingerprint]
 
             token = make_token(alert.fingerprint, 1, SECRET, opened_at=alert.opened_at)
             page = api.get(f"/storefence/ack/{token}")

@@ -304,3 +304,27 @@ def acknowledge_alert(store, prefix: str, who: str, now: datetime) -> Alert:
     done = _set(store, alert, lambda a: acknowledge(a, who, now).alert,
                 lambda a: acknowledge(a, who, now).event == Event.ACKNOWLEDGED)
     return done if done is not None else store.get(alert.fingerprint)
+
+
+def apply_silence(store, silence, now: datetime) -> list[Alert]:
+    """Hold back at once the firing alerts an active ``silence`` matches (status ``silenced``, with
+    its reason), as the next notify task or cycle would: a silence made from the alerts page shows
+    its alerts silenced right away, and nothing is told of them meanwhile. Compare-and-set, as an
+    acknowledgement. The silence's end is the cycle's to apply (``release_mutes``)."""
+    from threshold_operators.alerting.mute import Silences
+
+    if not silence.active(now):
+        return []
+    muter = Silences((silence,))
+
+    def still(a: Alert) -> bool:
+        return a.status == AlertStatus.FIRING and muter.mutes(a, None, now) is not None
+
+    done = []
+    for a in store.list(active_only=True):
+        if still(a):
+            new = _set(store, a, lambda x: replace(x, status=AlertStatus.SILENCED, updated_at=now,
+                                                   muted=muter.mutes(x, None, now).reason), still)
+            if new is not None:
+                done.append(new)
+    return done

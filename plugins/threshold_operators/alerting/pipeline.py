@@ -5,7 +5,8 @@
 ``queue_notifications(rule, evaluation, store, routing, now)`` is what a rule's notify task does:
 
 1. **record**: each entity's observation goes through ``lifecycle.transition``; the alert is
-   saved; FIRED, WORSENED and RESOLVED are news;
+   saved, with the observation as a point of its chart (``StateStore.save_points``); FIRED,
+   WORSENED and RESOLVED are news;
 2. **mute** (``alerting.mute``): a silence or an inhibition holds the alert back (status
    ``silenced``, with the reason; told later if it still fires when the mute ends); quiet hours
    only defer the message to the morning. A table the rule reads that failed its extract gate
@@ -76,12 +77,21 @@ def observations(rule_id: str, evaluation: dict) -> list[Observation]:
     """The check's outcome as observations: firing entities at their latest bucket, resolved ones at the
     bucket they resolved at (``resolved_at``; the window's end when it does not say)."""
     end = _ts(evaluation["window_end"])
-    out = [Observation(rule_id, b["entity_key"], "firing", b["severity"], _ts(b["bucket"]), end, b)
+    by = {"evaluated_by": evaluation["evaluated_by"]} if evaluation.get("evaluated_by") else {}
+    out = [Observation(rule_id, b["entity_key"], "firing", b["severity"], _ts(b["bucket"]), end, {**b, **by})
            for b in evaluation.get("breaches", [])]
     at = evaluation.get("resolved_at") or {}
     out += [Observation(rule_id, key, "resolved", None, _ts(at[key]) if key in at else end, end)
             for key in evaluation.get("resolved_entities", [])]
     return out
+
+
+def chart_point(obs: Observation) -> dict:
+    """An observation as a point of the alerts page's chart (``StateStore.save_points``). Pure."""
+    d = obs.detail or {}
+    return {"rule_id": obs.rule_id, "entity_key": obs.entity_key, "bucket": obs.bucket, "state": obs.state,
+            "severity": obs.severity, "value": d.get("value"), "baseline": d.get("baseline"),
+            "threshold": d.get("threshold")}
 
 
 def with_fired_window(alert: Alert, before: Alert | None, event: Event, window: tuple[str, str]) -> Alert:
@@ -201,6 +211,7 @@ def _queue_once(rule, evaluation: dict | None, store, routing, now: datetime,
     resolved: list[Alert] = []
     window = (evaluation.get("window_start") or "", evaluation["window_end"])
     seen = observations(rule.id, evaluation)
+    points = [chart_point(o) for o in seen]
     known = store.get_many({fingerprint(rule.id, o.entity_key) for o in seen})
     final: dict[str, Alert] = {}  # each changed alert's last state, written with its messages
     told_now: set[str] = set()  # fingerprints with news in this evaluation
@@ -276,6 +287,7 @@ def _queue_once(rule, evaluation: dict | None, store, routing, now: datetime,
     with store.transaction() as con:
         _queue_gates(store, routing, gates, now, report, con)
         store.cas_many(list(final.values()), con)
+        store.save_points(points, now, con)
         faults.point("notify.recorded")
         for level, text, key, fp, event, defer, data in tell:
             enqueue_message(store, routing, team, level, text, key, fp, event, now, report, not_before=defer,

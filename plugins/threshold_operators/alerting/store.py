@@ -12,6 +12,11 @@ behind PgBouncer), or any SQLAlchemy URL in ``extra.sqlalchemy_url``.
   retried task, a cleared and re-run DAG run or a backfill never sends anything twice. Delivery
   claims it (a token and a lease), sends it, and marks it sent, or failed with its next attempt
   time, only while it still holds the claim (``finish``).
+- ``alert_points``: what each notify task saw of each alert's entity, one row per rule, entity and
+  data bucket (state, severity, value, baseline, threshold): the history the alerts page charts,
+  written in the transaction that records the alert, kept ``POINTS_KEPT`` (the warehouse's
+  ``rule_results`` has the same rows, but the API server must not need the warehouse: a DuckDB
+  file is open in one process at a time).
 - ``delivery_routes``: one row per outbox route, locked while a deliverer claims on that route
   (``route_lock``), so the throttle's count and the claim are one atomic step for N deliverers.
 
@@ -32,11 +37,12 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, func
+from sqlalchemy import Column, DateTime, Float, Integer, MetaData, String, Table, Text, func
 
 from threshold_operators.alerting.lifecycle import Alert, AlertStatus
 
 STATE_CONN_ID = "storefence_state"
+POINTS_KEPT = timedelta(days=30)  # an alert's chart history: older points are pruned as new ones come
 DEFAULT_FILE = "storefence-state.sqlite"
 
 metadata = MetaData()
@@ -83,6 +89,19 @@ notifications = Table(
     Column("batch_of", Integer),  # sent within the batch led by this notification id (the throttle counts batches)
     Column("claim_token", String(32)),  # the claim that sent it or holds it (one token per request sent)
     Column("claimed_at", TS),  # when that claim was taken (the throttle counts claims in its window)
+)
+
+alert_points = Table(  # the alerts page's chart: what the notify tasks saw, bucket by bucket
+    "alert_points", metadata,
+    Column("rule_id", String(128), primary_key=True),
+    Column("entity_key", String(500), primary_key=True),
+    Column("bucket", TS, primary_key=True),  # data time
+    Column("state", String(16), nullable=False),  # firing, resolved (engine.states.State)
+    Column("severity", String(8)),
+    Column("value", Float),
+    Column("baseline", Float),
+    Column("threshold", Float),
+    Column("recorded_at", TS, nullable=False),
 )
 
 delivery_routes = Table(  # one row per route, locked while a deliverer claims on it
@@ -246,13 +265,18 @@ class StateStore:
                 out |= {r["fingerprint"]: _alert(r) for r in con.execute(q).mappings()}
         return out
 
-    def list(self, *, active_only: bool = False) -> list[Alert]:
-        from sqlalchemy import select
+    def list(self, *, active_only: bool = False, resolved_since: datetime | None = None) -> list[Alert]:
+        """Every alert; the active ones (firing, acknowledged, silenced) with ``active_only``; the
+        active ones and those resolved since ``resolved_since`` when that is given."""
+        from sqlalchemy import or_, select
 
         q = select(alerts).order_by(alerts.c.rule_id, alerts.c.entity_key)
-        if active_only:
-            q = q.where(alerts.c.status.in_([s.value for s in (AlertStatus.FIRING, AlertStatus.ACKNOWLEDGED,
-                                                               AlertStatus.SILENCED)]))
+        active = alerts.c.status.in_([s.value for s in (AlertStatus.FIRING, AlertStatus.ACKNOWLEDGED,
+                                                        AlertStatus.SILENCED)])
+        if resolved_since is not None:
+            q = q.where(or_(active, alerts.c.resolved_at >= resolved_since))
+        elif active_only:
+            q = q.where(active)
         with self.engine.connect() as con:
             return [_alert(r) for r in con.execute(q).mappings()]
 
@@ -318,6 +342,42 @@ class StateStore:
         else:
             raise NotImplementedError(f"state store on {self.engine.dialect.name}: SQLite or PostgreSQL")
         return insert
+
+    # --- the chart's history ---------------------------------------------------------------------
+    def save_points(self, rows, now: datetime, con=None) -> None:
+        """Record observations for the chart (dicts: rule_id, entity_key, bucket, state, severity,
+        value, baseline, threshold): an upsert on (rule, entity, bucket), so a retried task or a
+        re-run writes the same rows; the rules' points older than ``POINTS_KEPT`` are pruned."""
+        rows = list({(r["rule_id"], r["entity_key"], r["bucket"]): {
+            "rule_id": r["rule_id"], "entity_key": r["entity_key"], "bucket": r["bucket"], "state": r["state"],
+            "severity": r.get("severity"), "value": _float(r.get("value")), "baseline": _float(r.get("baseline")),
+            "threshold": _float(r.get("threshold")), "recorded_at": now} for r in rows}.values())
+        if not rows:
+            return
+        if con is None:
+            with self.transaction() as c:
+                return self.save_points(rows, now, c)
+        stmt = self._insert()(alert_points)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["rule_id", "entity_key", "bucket"],
+            set_={c: stmt.excluded[c] for c in ("state", "severity", "value", "baseline", "threshold", "recorded_at")})
+        con.execute(stmt, rows)
+        rules = sorted({r["rule_id"] for r in rows})
+        con.execute(alert_points.delete().where(alert_points.c.rule_id.in_(rules),
+                                                alert_points.c.bucket < now - POINTS_KEPT))
+        return None
+
+    def points(self, rule_id: str, entity_key: str, since: datetime | None = None) -> list[dict]:
+        """An entity's recorded points of a rule, oldest first (from ``since`` when given)."""
+        from sqlalchemy import select
+
+        q = (select(alert_points).where(alert_points.c.rule_id == rule_id, alert_points.c.entity_key == entity_key)
+             .order_by(alert_points.c.bucket))
+        if since is not None:
+            q = q.where(alert_points.c.bucket >= since)
+        with self.engine.connect() as con:
+            return [{**dict(r), "bucket": _as_utc(r["bucket"]), "recorded_at": _as_utc(r["recorded_at"])}
+                    for r in con.execute(q).mappings()]
 
     # --- the outbox ----------------------------------------------------------------------------
     def enqueue(self, *, key: str, fingerprint: str, event: str, level: int, route: str, payload: dict,
@@ -533,6 +593,30 @@ class StateStore:
         with self.engine.connect() as con:
             return [{**dict(r), "payload": json.loads(r["payload"])} for r in con.execute(q).mappings()]
 
+    def notifications_about(self, alert: Alert, limit: int = 200) -> list[dict]:
+        """The outbox rows that told of ``alert``'s current firing (created since it opened): its own
+        rows, and the grouped messages listing it (by fingerprint, or by entity for a resolved
+        message), oldest first."""
+        from sqlalchemy import or_, select
+
+        def like(text: str):
+            escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            return notifications.c.payload.like(f"%{escaped}%", escape="\\")
+
+        q = (select(notifications).where(notifications.c.created_at >= alert.opened_at,
+                                         or_(notifications.c.fingerprint == alert.fingerprint,
+                                             like(alert.fingerprint), like(alert.entity_key)))
+             .order_by(notifications.c.id))
+        out = []
+        with self.engine.connect() as con:
+            for r in con.execute(q).mappings():
+                row = {**dict(r), "payload": json.loads(r["payload"])}
+                data = (row["payload"] or {}).get("data") or {}
+                if (row["fingerprint"] == alert.fingerprint or alert.fingerprint in (data.get("fingerprints") or [])
+                        or (data.get("rule_id") == alert.rule_id and alert.entity_key in (data.get("entities") or []))):
+                    out.append(row)
+        return out[-limit:]
+
 
 class StaleAlerts(RuntimeError):
     """Alerts written by someone else since they were read (a lost compare-and-set)."""
@@ -544,6 +628,13 @@ class StaleAlerts(RuntimeError):
 
 class ClaimLost(RuntimeError):
     """A row to claim is held by someone else or no longer pending."""
+
+
+def _float(v) -> float | None:
+    try:
+        return None if v is None else float(v)
+    except (TypeError, ValueError):
+        return None
 
 
 def _outbox_row(r) -> dict:

@@ -100,7 +100,11 @@ def _notify_task(conn_id: str):
         from threshold_operators.alerting.store import StateStore
         from threshold_operators.rules.catalogue import load_catalogue
 
-        get_current_context()["rule_outcome"] = outcome_label(evaluation)
+        context = get_current_context()
+        context["rule_outcome"] = outcome_label(evaluation)
+        ti = context["ti"]  # the alerts page links each alert to the task instance that evaluated it
+        evaluation = {**evaluation, "evaluated_by": {"dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": "evaluate",
+                                                     "notify_map_index": ti.map_index}}
         rule_id = evaluation["rule_id"]
         catalogue = load_catalogue()
         rule = catalogue.get(rule_id).rule

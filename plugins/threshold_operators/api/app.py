@@ -19,30 +19,38 @@ Mounted by Airflow's API server at ``/storefence`` (``plugins/storefence_plugin.
 settings as arguments, so tests run it on a SQLite file with a frozen clock.
 """
 
+import pathlib
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import Annotated, Literal
+from urllib.parse import quote
 
 from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 from airflow.api_fastapi.core_api.security import GetUserDep
 from fastapi import Depends, FastAPI, Form, HTTPException, Path, Query, status
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field, model_validator
 
 from threshold_operators.alerting.ack_link import InvalidLink, Link, LinkSettings, link_settings, read_token
-from threshold_operators.alerting.escalation import acknowledge_alert
+from threshold_operators.alerting.escalation import acknowledge_alert, apply_silence
 from threshold_operators.alerting.lifecycle import Alert, AlertStatus, Event, acknowledge
 from threshold_operators.alerting.mute import Silence
 from threshold_operators.alerting.store import StateStore
+from threshold_operators.api import views
 from threshold_operators.durations import Duration
 from threshold_operators.executor import PerHostStorageError
 
 RESOURCE = "Storefence"  # the custom view the auth manager is asked about
 FINGERPRINT = r"^[0-9a-f]{4,40}$"  # a fingerprint or its first characters (never a LIKE pattern)
 AllParam = Annotated[bool, Query(alias="all", description="include resolved alerts / expired silences")]
+UI_DIST = pathlib.Path(__file__).resolve().parents[1] / "ui" / "dist"  # the alerts page's built bundle (make ui)
+UI_FILES = {"storefence-alerts.umd.js"}
+RESOLVED_SHOWN = timedelta(days=7)  # the resolved tab: alerts resolved this recently
+PAGE_LIMIT = 1000  # rows of one view at most (the counts are of all of them)
 
 
 def clock() -> datetime:
@@ -77,6 +85,23 @@ class AlertOut(BaseModel):
                    last_bucket=a.last_bucket, opened_at=a.opened_at, updated_at=a.updated_at,
                    acknowledged_by=a.acknowledged_by, acknowledged_at=a.acknowledged_at,
                    resolved_at=a.resolved_at, muted=a.muted)
+
+
+class Me(BaseModel):
+    user: str
+    can_write: bool
+
+
+class AckMany(BaseModel):
+    fingerprints: list[Annotated[str, Field(pattern=FINGERPRINT)]] = Field(min_length=1, max_length=10_000)
+
+
+class Matchers(BaseModel):
+    """What a silence would match (its preview)."""
+
+    rule: str = Field("*", min_length=1, max_length=128)
+    entity: str = Field("*", min_length=1, max_length=500)
+    shop: str | None = Field(None, max_length=64)
 
 
 class SilenceIn(BaseModel):
@@ -213,14 +238,100 @@ def requires_storefence(method: Literal["GET", "POST", "PUT", "DELETE"]):
     return check
 
 
+def _catalogue():
+    from threshold_operators.rules.catalogue import load_catalogue
+
+    return load_catalogue()
+
+
+def _routing():
+    from threshold_operators.alerting.routing import load_routing
+
+    return load_routing()
+
+
+class _Described:
+    """The rule catalogue and the routing, as the page needs them (names, owners, files, ladders);
+    re-read at most every ``ttl`` seconds (the catalogue itself re-checks its files), and never
+    fatal: a broken rule file leaves the page with rule ids instead of names."""
+
+    def __init__(self, catalogue: Callable, routing: Callable, ttl: float = 30.0):
+        self._load = (catalogue, routing)
+        self._ttl = ttl
+        self._at = -ttl
+        self.catalogue = self.routing = None
+
+    def fresh(self) -> "_Described":
+        if time.monotonic() - self._at >= self._ttl:
+            self._at = time.monotonic()
+            for attr, load in zip(("catalogue", "routing"), self._load, strict=True):
+                try:
+                    setattr(self, attr, load())
+                except Exception:  # noqa: BLE001 - lint tells what is wrong; the page shows ids
+                    setattr(self, attr, None)
+        return self
+
+    def rule(self, rule_id: str):
+        loaded = self.catalogue.rules.get(rule_id) if self.catalogue is not None else None
+        return loaded
+
+    def names(self, rule_id: str) -> dict | None:
+        loaded = self.rule(rule_id)
+        return {"zh": loaded.rule.name.zh, "en": loaded.rule.name.en} if loaded else None
+
+    def recipients(self, rule_id: str, level: int) -> list[str]:
+        loaded = self.rule(rule_id)
+        if self.routing is None:
+            return []
+        try:
+            team = self.routing.team_of(loaded.rule.owner if loaded else "data_engineering")
+            return [p.name for p in self.routing.recipients(team, level)]
+        except Exception:  # noqa: BLE001 - a team without that level: nobody named
+            return []
+
+    def held_by(self, alert: Alert) -> str | None:
+        return views.held_by(alert, self.recipients)
+
+
+def _rule_info(described: _Described, rule_id: str) -> dict:
+    loaded = described.rule(rule_id)
+    if loaded is None:
+        return {"id": rule_id, "name": rule_id, "names": {"zh": rule_id, "en": rule_id}, "description": None,
+                "domain": views.domain_of(rule_id), "owner": None, "file": None, "line": None, "runbook": None}
+    from threshold_operators.rules.catalogue import rules_dir
+
+    root = rules_dir().parent.parent
+    try:
+        file = str(pathlib.Path(loaded.file).resolve().relative_to(root.resolve()))
+    except ValueError:
+        file = pathlib.Path(loaded.file).name
+    r = loaded.rule
+    return {"id": r.id, "name": r.name.zh, "names": {"zh": r.name.zh, "en": r.name.en},
+            "description": r.description, "domain": views.domain_of(r.id), "owner": r.owner, "file": file,
+            "line": loaded.line, "runbook": r.runbook}
+
+
+def _task_instance(alert: Alert) -> dict | None:
+    """The Airflow task instance that evaluated the alert's latest observation, and its UI path."""
+    by = (alert.detail or {}).get("evaluated_by")
+    if not isinstance(by, dict) or not by.get("dag_id") or not by.get("run_id"):
+        return None
+    url = f"dags/{quote(by['dag_id'], safe='')}/runs/{quote(by['run_id'], safe='')}/tasks/{by.get('task_id', 'evaluate')}"
+    return {"dag_id": by["dag_id"], "run_id": by["run_id"], "task_id": by.get("task_id", "evaluate"),
+            "map_index": by.get("notify_map_index"), "url": url}
+
+
 def create_app(store_factory: Callable[[], StateStore] = StateStore, now: Callable[[], datetime] = clock,
-               settings: Callable[[], LinkSettings | None] = link_settings) -> FastAPI:
+               settings: Callable[[], LinkSettings | None] = link_settings,
+               catalogue: Callable = _catalogue, routing: Callable = _routing) -> FastAPI:
     """The app. ``store_factory``: makes the state store (called once, on first use); ``now``: the
-    clock; ``settings``: the acknowledge link settings (None: links are not enabled)."""
+    clock; ``settings``: the acknowledge link settings (None: links are not enabled);
+    ``catalogue`` and ``routing``: load the rules and the routing (names, owners, ladders)."""
     app = FastAPI(title="Storefence alerts", docs_url=None, redoc_url=None, openapi_url=None,
                   description="Acknowledge links, and the alerts and silences of Storefence.")
     store_of = _StoreOnce(store_factory)
     StoreDep = Annotated[StateStore, Depends(store_of)]
+    described = _Described(catalogue, routing)
 
     @app.exception_handler(PerHostStorageError)
     def _per_host(request, exc: PerHostStorageError) -> JSONResponse:  # a deployment to fix: say what
@@ -262,6 +373,18 @@ def create_app(store_factory: Callable[[], StateStore] = StateStore, now: Callab
                          status.HTTP_410_GONE)
         return alert, link.level
 
+    def page_link(alert: Alert) -> str:
+        """The alert's detail on the alerts page in Airflow (it asks for a login there)."""
+        try:
+            link = settings()
+        except ValueError:
+            return ""
+        if link is None:
+            return ""
+        url = f"{link.base_url}/plugin/storefence?alert={alert.fingerprint}"
+        return (f'<p><a href="{escape(url)}">在 Airflow 中查看详情 / Open in Airflow</a> '
+                f"<small>(需登录 / login)</small></p>")
+
     @app.get("/ack/{token}", response_class=HTMLResponse, include_in_schema=False)
     def ack_page(token: str, store: StoreDep) -> HTMLResponse:
         """Show the alert and a confirm button. Changes nothing: link previews GET it."""
@@ -270,7 +393,7 @@ def create_app(store_factory: Callable[[], StateStore] = StateStore, now: Callab
             return found
         alert, level = found
         if alert.status in (AlertStatus.FIRING, AlertStatus.SILENCED):
-            return _page("确认告警? / Acknowledge this alert?", _alert_table(alert, level) + _CONFIRM)
+            return _page("确认告警? / Acknowledge this alert?", _alert_table(alert, level) + _CONFIRM + page_link(alert))
         if alert.status == AlertStatus.ACKNOWLEDGED:
             return _page("已确认 / Already acknowledged", _alert_table(alert, level))
         return _page("无需确认 / Nothing to acknowledge",
@@ -291,7 +414,7 @@ def create_app(store_factory: Callable[[], StateStore] = StateStore, now: Callab
             # meanwhile is re-read, never overwritten
             done = acknowledge_alert(store, alert.fingerprint, who, at)
             if done.status == AlertStatus.ACKNOWLEDGED and done.acknowledged_by == who:
-                return _page("已确认 / Acknowledged", _alert_table(done, level))
+                return _page("已确认 / Acknowledged", _alert_table(done, level) + page_link(done))
             alert = done
         if alert.status == AlertStatus.ACKNOWLEDGED:
             return _page("已确认 / Already acknowledged", _alert_table(alert, level))
@@ -309,10 +432,69 @@ def create_app(store_factory: Callable[[], StateStore] = StateStore, now: Callab
         """The API's description, behind the same login as the API (FastAPI serves it to anyone)."""
         return JSONResponse(app.openapi())
 
-    @app.get("/api/alerts", response_model=list[AlertOut], tags=["alerts"])
-    def list_alerts(store: StoreDep, _user: Reader, everything: AllParam = False) -> list[AlertOut]:
-        """The active alerts (firing, acknowledged, silenced); every one with ``all=true``."""
-        return [AlertOut.of(a) for a in store.list(active_only=not everything)]
+    @app.get("/api/me", response_model=Me, tags=["page"])
+    def me(user: Reader) -> Me:
+        """Who is asking, and whether they may acknowledge and silence (the page hides those buttons
+        otherwise; the API refuses the writes all the same)."""
+        return Me(user=user.get_name(), can_write=may_write(get_auth_manager(), user, "POST"))
+
+    @app.get("/api/alerts", tags=["alerts"])
+    def list_alerts(store: StoreDep, _user: Reader,
+                    tab: Annotated[Literal["firing", "acknowledged", "muted", "resolved"] | None, Query(
+                        description="one status (muted: silenced or inhibited); default: every active alert")] = None,
+                    shop: Annotated[str | None, Query(max_length=64)] = None,
+                    domain: Annotated[str | None, Query(max_length=64)] = None,
+                    rule: Annotated[str | None, Query(max_length=128)] = None,
+                    severity: Annotated[list[Literal["red", "yellow", "blue"]] | None, Query()] = None,
+                    q: Annotated[str | None, Query(max_length=200, description="text in the entity or rule")] = None,
+                    limit: Annotated[int, Query(ge=1, le=10_000)] = PAGE_LIMIT,
+                    everything: AllParam = False) -> dict:
+        """A view of the alerts, as the alerts page draws it: the counts by state (every tab, these
+        filters) and by severity (this tab), the facets, and the rows red first, then the newest
+        (``views.alert_view``). The resolved tab, and ``all=true``, show alerts resolved in the last
+        7 days."""
+        t = now()
+        view = views.AlertFilter(tab=tab, shop=shop or None, domain=domain or None, rule=rule or None,
+                                 severities=tuple(severity or ()), text=q or None, resolved=everything)
+        d = described.fresh()
+        alerts = store.list(resolved_since=t - RESOLVED_SHOWN)
+        return {"updated_at": t, **views.alert_view(alerts, view, limit, d.names, d.held_by)}
+
+    @app.get("/api/alerts/{fingerprint}", tags=["alerts"])
+    def alert_detail(fingerprint: Annotated[str, Path(pattern=FINGERPRINT)], store: StoreDep,
+                     _user: Reader) -> dict:
+        """One alert: its row, its rule (file, line, runbook), the chart's points (value, baseline and
+        threshold at each bucket observed, the firing span), who was told what, and the task
+        instance that evaluated it."""
+        alert = store.find(fingerprint)
+        if alert is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no single alert has a fingerprint starting with "
+                                                           f"{fingerprint!r}")
+        d = described.fresh()
+        told = [{k: n.get(k) for k in ("id", "event", "level", "route", "status", "attempts", "created_at",
+                                       "sent_at", "last_error")} | {"title": (n.get("payload") or {}).get("title")}
+                for n in store.notifications_about(alert)]
+        return {"alert": views.alert_row(alert, d.names, d.held_by), "rule": _rule_info(d, alert.rule_id),
+                "points": store.points(alert.rule_id, alert.entity_key, views.chart_since(alert)),
+                "notifications": told, "task_instance": _task_instance(alert)}
+
+    @app.post("/api/alerts/ack", tags=["alerts"])
+    def ack_many(body: AckMany, store: StoreDep, user: Writer) -> dict:
+        """Acknowledge several alerts as the authenticated user; each one that cannot be (gone,
+        resolved) is listed in ``skipped`` with the reason, the others are acknowledged."""
+        t, d = now(), described.fresh()
+        done, skipped = [], []
+        for fp in dict.fromkeys(body.fingerprints):
+            try:
+                alert = acknowledge_alert(store, fp, user.get_name(), t)
+            except LookupError as exc:
+                skipped.append({"fingerprint": fp, "reason": str(exc)})
+                continue
+            if alert.status == AlertStatus.ACKNOWLEDGED:
+                done.append(views.alert_row(alert, d.names, d.held_by))
+            else:
+                skipped.append({"fingerprint": fp, "reason": f"the alert is {alert.status}: nothing to acknowledge"})
+        return {"acknowledged": done, "skipped": skipped}
 
     @app.post("/api/alerts/{fingerprint}/ack", response_model=AlertOut, tags=["alerts"])
     def ack_alert(fingerprint: Annotated[str, Path(pattern=FINGERPRINT)], store: StoreDep,
@@ -345,7 +527,22 @@ def create_app(store_factory: Callable[[], StateStore] = StateStore, now: Callab
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
         if ends <= t:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"the silence would end in the past ({ends})")
-        return SilenceOut.of(store.add_silence(silence, t), t)
+        made = store.add_silence(silence, t)
+        apply_silence(store, made, t)  # its alerts show silenced at once, not at the next cycle
+        return SilenceOut.of(made, t)
+
+    @app.post("/api/silences/preview", tags=["silences"])
+    def preview_silence(body: Matchers, store: StoreDep, _user: Reader) -> dict:
+        """The active alerts a silence with these matchers would hold back (nothing is written)."""
+        try:
+            probe = Silence("preview", "preview", now(), now() + timedelta(seconds=1), body.rule, body.entity,
+                            body.shop or None)
+        except ValueError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+        d = described.fresh()
+        hit = sorted((a for a in store.list(active_only=True) if probe.matches(a.rule_id, a.entity_key)),
+                     key=views.order_key)
+        return {"total": len(hit), "alerts": [views.alert_row(a, d.names, d.held_by) for a in hit[:PAGE_LIMIT]]}
 
     @app.delete("/api/silences/{silence_id}", response_model=SilenceOut, tags=["silences"])
     def expire_silence(silence_id: str, store: StoreDep, _user: Deleter) -> SilenceOut:
@@ -355,5 +552,14 @@ def create_app(store_factory: Callable[[], StateStore] = StateStore, now: Callab
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no unexpired silence has id {silence_id!r}")
         silence = next(s for s in store.silences() if s.id == silence_id)
         return SilenceOut.of(silence, t)
+
+    # --- the alerts page's bundle (the plugin's react_apps entry loads it) ---------------------
+    @app.get("/ui/{name}", include_in_schema=False)
+    def ui_file(name: str) -> FileResponse:
+        """The built page (code only, no data: served without login, as Airflow's own assets)."""
+        if name not in UI_FILES or not (UI_DIST / name).is_file():
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no UI file {name!r}: run make ui")
+        return FileResponse(UI_DIST / name, media_type="text/javascript",
+                            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
 
     return app
