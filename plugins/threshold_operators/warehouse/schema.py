@@ -286,6 +286,26 @@ TABLES: tuple[Table, ...] = (
 )
 
 
+def _time_indexes(tables: tuple[Table, ...]) -> None:
+    """On PostgreSQL, a btree on each fact table's change time and event time (when no index
+    starts with it yet): a load's high-water mark (``MAX`` of the change time) and the rollups'
+    recompute of the slices a load dirtied (a range of the event time) then read the index, not
+    the table, so their cost follows the rows that changed, not the history kept (the shop-scaling
+    bench found both scanning 9 GB at 100 shops). DuckDB's zone maps already skip what is outside a
+    range there."""
+    for table in tables:
+        if table.info.get("updated_field") is None or table.name in ("products",):  # a dimension
+            continue
+        for name in dict.fromkeys((table.info["updated_field"], table.info["event_field"])):
+            column = table.c[name]
+            if any(ix.columns[0] is column for ix in table.indexes):
+                continue
+            Index(f"{table.name}_{name}", column).ddl_if(dialect="postgresql")
+
+
+_time_indexes(TABLES)
+
+
 # --- The pack's own tables: what extraction did and refused. Not part of the canonical shop
 # schema (simulations and summaries leave them alone), created alongside it.
 
