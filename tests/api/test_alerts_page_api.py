@@ -201,3 +201,17 @@ def test_the_page_bundle_is_served_without_login(client):
     assert "AirflowPlugin" in response.text
     assert client.get("/ui/../app.py").status_code == 404
     assert client.get("/ui/other.js").status_code == 404
+
+
+def test_a_firing_alert_in_its_teams_quiet_hours_says_its_messages_wait(client, store, op, clock):
+    """Quiet hours defer messages, they do not hold the alert back: the row says so while they last."""
+    team = load_routing().team_of(load_catalogue().get("sales.order_spike").rule.owner)
+    assert load_routing().quiet_hours().get(team) == "23:00-08:00"
+    yellow = fire(store, rule="sales.order_spike", entity="shop_id=shop-01/sku=SKU-Y", severity="yellow")
+    red = fire(store, rule="sales.order_spike", entity="shop_id=shop-01/sku=SKU-R", severity="red")
+    clock.t = datetime(2026, 11, 11, 16, 30, tzinfo=UTC)  # 00:30 in Asia/Shanghai
+    rows = {a["fingerprint"]: a for a in client.get("/api/alerts", headers=op).json()["alerts"]}
+    assert rows[yellow.fingerprint]["muted"].startswith(f"quiet hours of {team}")
+    assert rows[red.fingerprint]["muted"] is None  # red is never held back
+    clock.t = datetime(2026, 11, 11, 2, 30, tzinfo=UTC)  # 10:30 there
+    assert client.get(f"/api/alerts/{yellow.fingerprint}", headers=op).json()["alert"]["muted"] is None

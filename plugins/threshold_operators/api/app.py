@@ -292,6 +292,22 @@ class _Described:
     def held_by(self, alert: Alert) -> str | None:
         return views.held_by(alert, self.recipients)
 
+    def why_muted(self, now: datetime) -> Callable[[Alert], str | None]:
+        """The stored reason (a silence, an inhibition); for a firing alert, the quiet hours its
+        team's messages wait out now, if any (they defer messages, they do not hold the alert)."""
+        from threshold_operators.alerting.mute import QuietHours
+
+        quiet = QuietHours(self.routing.quiet_hours(), self.routing.timezone) if self.routing is not None else None
+
+        def why(alert: Alert) -> str | None:
+            if alert.muted or alert.status != AlertStatus.FIRING or quiet is None:
+                return alert.muted
+            loaded = self.rule(alert.rule_id)
+            mute = quiet.mutes(alert, self.routing.team_of(loaded.rule.owner if loaded else "data_engineering"), now)
+            return mute.reason if mute is not None else None
+
+        return why
+
 
 def _rule_info(described: _Described, rule_id: str) -> dict:
     loaded = described.rule(rule_id)
@@ -458,7 +474,7 @@ def create_app(store_factory: Callable[[], StateStore] = StateStore, now: Callab
                                  severities=tuple(severity or ()), text=q or None, resolved=everything)
         d = described.fresh()
         alerts = store.list(resolved_since=t - RESOLVED_SHOWN)
-        return {"updated_at": t, **views.alert_view(alerts, view, limit, d.names, d.held_by)}
+        return {"updated_at": t, **views.alert_view(alerts, view, limit, d.names, d.held_by, d.why_muted(t))}
 
     @app.get("/api/alerts/{fingerprint}", tags=["alerts"])
     def alert_detail(fingerprint: Annotated[str, Path(pattern=FINGERPRINT)], store: StoreDep,
@@ -474,7 +490,8 @@ def create_app(store_factory: Callable[[], StateStore] = StateStore, now: Callab
         told = [{k: n.get(k) for k in ("id", "event", "level", "route", "status", "attempts", "created_at",
                                        "sent_at", "last_error")} | {"title": (n.get("payload") or {}).get("title")}
                 for n in store.notifications_about(alert)]
-        return {"alert": views.alert_row(alert, d.names, d.held_by), "rule": _rule_info(d, alert.rule_id),
+        return {"alert": views.alert_row(alert, d.names, d.held_by, d.why_muted(now())),
+                "rule": _rule_info(d, alert.rule_id),
                 "points": store.points(alert.rule_id, alert.entity_key, views.chart_since(alert)),
                 "notifications": told, "task_instance": _task_instance(alert)}
 

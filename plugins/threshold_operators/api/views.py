@@ -76,8 +76,10 @@ def order_key(a: Alert) -> tuple:
     return (-SEVERITY_ORDER.get(a.severity or "", 0), -a.opened_at.timestamp(), a.rule_id, a.entity_key)
 
 
-def alert_row(a: Alert, names: Callable[[str], dict | None], held_by: Callable[[Alert], str | None]) -> dict:
-    """One alert as the page draws it (``names``: rule id -> ``{"zh", "en"}`` or None)."""
+def alert_row(a: Alert, names: Callable[[str], dict | None], held_by: Callable[[Alert], str | None],
+              why_muted: Callable[[Alert], str | None] | None = None) -> dict:
+    """One alert as the page draws it (``names``: rule id -> ``{"zh", "en"}`` or None; ``why_muted``:
+    why it is held back or its messages wait, default its stored reason)."""
     d = a.detail or {}
     rule_names = names(a.rule_id) or {"zh": a.rule_id, "en": a.rule_id}
     entity = d.get("entity") if isinstance(d.get("entity"), dict) else entity_of(a.entity_key)
@@ -89,11 +91,12 @@ def alert_row(a: Alert, names: Callable[[str], dict | None], held_by: Callable[[
         "threshold": d.get("threshold"), "first_bucket": a.first_bucket, "last_bucket": a.last_bucket,
         "opened_at": a.opened_at, "updated_at": a.updated_at, "escalation_level": a.escalation_level,
         "held_by": held_by(a), "acknowledged_by": a.acknowledged_by, "acknowledged_at": a.acknowledged_at,
-        "resolved_at": a.resolved_at, "muted": a.muted, "data_incomplete": d.get("data_incomplete"),
+        "resolved_at": a.resolved_at, "muted": why_muted(a) if why_muted else a.muted,
+        "data_incomplete": d.get("data_incomplete"),
     }
 
 
-def alert_view(alerts: Iterable[Alert], view: AlertFilter, limit: int, names, held_by) -> dict:
+def alert_view(alerts: Iterable[Alert], view: AlertFilter, limit: int, names, held_by, why_muted=None) -> dict:
     """The page's answer for ``view``: counts, facets, and the first ``limit`` rows in order."""
     alerts = list(alerts)
     by_state: Counter = Counter({tab: 0 for tab in TABS})
@@ -116,7 +119,7 @@ def alert_view(alerts: Iterable[Alert], view: AlertFilter, limit: int, names, he
         "facets": {"shops": sorted({s for a in alerts if (s := shop_of(a.entity_key))}),
                    "domains": sorted({domain_of(a.rule_id) for a in alerts}),
                    "rules": sorted({a.rule_id for a in alerts})},
-        "alerts": [alert_row(a, names, held_by) for a in shown[:limit]],
+        "alerts": [alert_row(a, names, held_by, why_muted) for a in shown[:limit]],
     }
 
 
