@@ -12,7 +12,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export STOREFENCE_HOME := $(CURDIR)
 
-.PHONY: demo test system-packages up down test-clocks setup airflow-home lint lock bench bench-simulator bench-extract bench-rules bench-alerting bench-faults bench-live bench-detection bench-cycle bench-scheduler-cycle bench-evidence bench-scale-out bench-shop-scaling clean
+.PHONY: demo test system-packages up down test-clocks setup airflow-home lint lock bench bench-simulator bench-extract bench-rules bench-alerting bench-faults bench-live bench-detection bench-cycle bench-scheduler-cycle bench-evidence bench-scale-out bench-shop-scaling clean ui
 
 demo: airflow-home
 	$(BIN)/storefence demo
@@ -23,11 +23,16 @@ TEST_WORKERS ?= 2
 test: $(VENV)/.installed system-packages
 	$(BIN)/pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 
-# What the tests need from Debian: PgBouncer (tests/warehouse/test_pgbouncer.py). Installed when
-# missing and this runs as root (CI does); otherwise those tests skip, or fail under CI=true.
-SYSTEM_PACKAGES := pgbouncer
+# What the tests need from Debian: PgBouncer (tests/warehouse/test_pgbouncer.py); Chromium, its
+# driver and the CJK fonts of the Chinese screenshots (tests/ui: the alerts page in a real browser).
+# Installed when missing and this runs as root (CI does); otherwise those tests skip, or fail under
+# CI=true. A package counts as installed when its command is on the PATH or the file it installs
+# (package:file below) exists; fonts-noto-cjk has no command, chromium-driver's is chromedriver.
+SYSTEM_PACKAGES := pgbouncer:/usr/sbin/pgbouncer chromium:/usr/bin/chromium chromium-driver:/usr/bin/chromedriver \
+                   fonts-noto-cjk:/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
 system-packages:
-	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || [ -x /usr/sbin/$$p ] || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	  command -v $${p%%:*} >/dev/null || [ -e $${p#*:} ] || missing="$$missing $${p%%:*}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing \
 	    || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; }; \
@@ -50,6 +55,12 @@ test-clocks: $(VENV)/.installed
 	done
 
 setup: airflow-home
+
+# The alerts page (plugins/threshold_operators/ui): TypeScript + React, built with Vite into the one
+# UMD file Airflow's UI loads, dist/storefence-alerts.umd.js, which is committed with the hash of its
+# sources (dist/SOURCES.sha256; tests/ui/test_bundle.py fails when they drift). Needs Node 20.19+.
+ui:
+	cd plugins/threshold_operators/ui && npm ci && npm run build
 
 # The venv is rebuilt whenever the lock file or the package description changes.
 $(VENV)/.installed: requirements.txt pyproject.toml

@@ -1,5 +1,8 @@
 """The Storefence Airflow plugin: acknowledge links and the alerts API, served by Airflow's API
-server under ``/storefence`` (``threshold_operators.api.app``).
+server under ``/storefence`` (``threshold_operators.api.app``), and the alerts page, a
+``react_apps`` entry in Airflow's navigation at ``/plugin/storefence``: Airflow's UI loads the
+built bundle (``threshold_operators/ui/dist``, served by the app at ``/storefence/ui/``) and
+renders it inside its own page, with its React, Chakra theme, router and login.
 
 Airflow imports this file in every component that loads plugins (scheduler, DAG processor,
 workers), so it imports nothing heavy: the FastAPI app, the state store and Airflow's API
@@ -36,3 +39,6 @@ class StorefenceApp:
 class StorefencePlugin(AirflowPlugin):
     name = "storefence"
     fastapi_apps = [{"app": StorefenceApp(), "url_prefix": "/storefence", "name": "Storefence alerts"}]
+    # bundle_url is relative: Airflow resolves it against its base URL (a deployment under a sub-path)
+    react_apps = [{"name": "Storefence alerts", "bundle_url": "storefence/ui/storefence-alerts.umd.js",
+                   "destination": "nav", "url_route": "storefence"}]
