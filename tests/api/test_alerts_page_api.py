@@ -102,7 +102,7 @@ def test_who_holds_an_alert_is_the_people_of_its_level(client, store, op):
     row = client.get("/api/alerts", headers=op).json()["alerts"][0]
     team = load_routing().team_of(load_catalogue().get(COVER).rule.owner)
     names = [p.name for p in load_routing().recipients(team, 2)]
-    assert row["escalation_level"] == 2 and row["held_by"] == f"L2 supervisor: {', '.join(names)}"
+    assert names and row["escalation_level"] == 2 and row["held_by"] == ", ".join(names)
 
 
 def test_acknowledge_many_skips_what_cannot_be(client, store, op):

@@ -345,11 +345,19 @@ def test_screenshots_of_the_page(alerts_page_stack, seeded, browser, login, scre
     """The page on a desktop and a phone, an alert's detail with its chart, in English and Chinese:
     docs/images/alerts-page.png, alerts-page-zh.png, alerts-page-phone.png, alerts-detail.png,
     alerts-detail-zh.png."""
+    from datetime import timedelta
+
     stack = alerts_page_stack
     firing = len(pick(seeded, status="firing"))
     fp = seeded.fp("stock_cover_red")
+    shot_at = seeded.now + timedelta(minutes=5)  # the browser's clock: "started 2 hours ago" in every run
 
-    page = open_alerts(login(browser.new_page(lang="en-US"), "admin"), stack)
+    def new_page(**options):
+        page = browser.new_page(**options)
+        page.clock.set_fixed_time(shot_at)
+        return page
+
+    page = open_alerts(login(new_page(lang="en-US"), "admin"), stack)
     expect(rows(page)).to_have_count(firing)
     english = page.get_by_test_id("tab-firing").inner_text()
     assert not CJK.search(english), english
@@ -366,14 +374,14 @@ def test_screenshots_of_the_page(alerts_page_stack, seeded, browser, login, scre
     screenshot(page, "alerts-page-zh")
 
     # a Chinese browser (Airflow follows its language) on the detail
-    zh = open_alerts(login(browser.new_page(lang="zh-CN"), "admin"), stack, alert=fp)
+    zh = open_alerts(login(new_page(lang="zh-CN"), "admin"), stack, alert=fp)
     if not CJK.search(zh.get_by_test_id("tab-firing").inner_text()):
         switch_language(zh)
     expect(zh.get_by_test_id("tab-firing")).to_have_text(CJK)
     expect(zh.get_by_test_id("metric-chart")).to_be_visible()
     screenshot(zh, "alerts-detail-zh")
 
-    phone = open_alerts(login(browser.new_page(phone=True), "admin"), stack)
+    phone = open_alerts(login(new_page(phone=True), "admin"), stack)
     expect(rows(phone)).to_have_count(firing)
     assert phone.viewport_size == PHONE
     width = phone.evaluate("document.documentElement.scrollWidth")

@@ -125,14 +125,14 @@ def alert_view(alerts: Iterable[Alert], view: AlertFilter, limit: int, names, he
 
 def held_by(a: Alert, recipients: Callable[[str, int], list[str]]) -> str | None:
     """Who has the alert now: its acknowledger; else the people told at its escalation level
-    (``recipients(rule_id, level)``: their display names); None before anybody was told."""
+    (``recipients(rule_id, level)``: their display names, in any language the routing gives; the
+    level's role when it names nobody); None before anybody was told."""
     if a.status == AlertStatus.ACKNOWLEDGED and a.acknowledged_by:
         return a.acknowledged_by
     if a.status == AlertStatus.RESOLVED or a.escalation_level < 1:
         return None
     people = recipients(a.rule_id, a.escalation_level)
-    role = LEVEL_ROLES.get(a.escalation_level, "")
-    return f"L{a.escalation_level} {role}" + (f": {', '.join(people)}" if people else "")
+    return ", ".join(people) if people else f"L{a.escalation_level} ({LEVEL_ROLES.get(a.escalation_level, '?')})"
 
 
 def chart_since(a: Alert, days: int = 14) -> datetime:

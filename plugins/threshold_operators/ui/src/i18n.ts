@@ -3,7 +3,7 @@
 // The starting language is Airflow's own (localStorage "i18nextLng": zh* -> zh, anything else ->
 // en); the switch on the page changes it for this page only. `zh` is typed as a record of the same
 // keys as `en`, so a label missing in one language does not compile. `{name}` in a label is
-// replaced by t(key, {name: ...}).
+// replaced by t(key, {name: ...}); `{name:s}` is "s" unless that number is 1 (English plurals).
 import { createContext, useContext } from "react";
 
 export type Lang = "en" | "zh";
@@ -47,12 +47,12 @@ const en = {
   "filter.clear": "Clear filters",
 
   "list.empty": "No alerts here.",
-  "list.total": "{n} alerts",
+  "list.total": "{n} alert{n:s}",
   "list.truncated": "Showing the first {shown} of {total}: narrow the filters to see the rest.",
   "group.expand": "Expand",
   "group.collapse": "Collapse",
   "group.selectAll": "Select every alert of this group",
-  "group.count": "{n} alerts",
+  "group.count": "{n} alert{n:s}",
 
   "field.entity": "Entity",
   "field.shop": "Shop",
@@ -332,10 +332,25 @@ export function initialLang(): Lang {
 
 export type Vars = Record<string, string | number>;
 
+/** A rule domain's name in `lang` (the catalogue's domains; another one as it is). */
+const DOMAINS: Record<Lang, Record<string, string>> = {
+  en: { sales: "Sales", inventory: "Inventory", customer: "Customer experience", traffic: "Traffic and conversion",
+        finance: "Finance", compound: "Compound", data_gate: "Data gates" },
+  zh: { sales: "销售", inventory: "库存", customer: "客户体验", traffic: "流量与转化", finance: "财务",
+        compound: "组合告警", data_gate: "数据门禁" },
+};
+
+export function domainName(lang: Lang, domain: string): string {
+  return DOMAINS[lang][domain] ?? domain;
+}
+
 export function translate(lang: Lang, key: MessageKey, vars?: Vars): string {
   const text = MESSAGES[lang][key];
   if (!vars) return text;
-  return text.replace(/\{(\w+)\}/g, (whole, name: string) => (name in vars ? String(vars[name]) : whole));
+  return text
+    .replace(/\{(\w+):(\w+)\}/g, (whole, name: string, suffix: string) =>
+      name in vars ? (Number(vars[name]) === 1 ? "" : suffix) : whole)
+    .replace(/\{(\w+)\}/g, (whole, name: string) => (name in vars ? String(vars[name]) : whole));
 }
 
 export interface I18n {

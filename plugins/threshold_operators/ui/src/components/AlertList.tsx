@@ -6,7 +6,7 @@ import { useMemo, useState } from "react";
 
 import { SEVERITIES, type AlertRow, type Severity } from "../api";
 import { ruleName } from "../format";
-import { useI18n, type Lang } from "../i18n";
+import { domainName, useI18n, type Lang } from "../i18n";
 import { AlertRowView, ROW_COLUMNS, isAckable, type RowActions } from "./AlertRowView";
 import { SEVERITY_PALETTE } from "./badges";
 
@@ -95,7 +95,7 @@ export function AlertList({ alerts, selected, ...actions }: Props) {
                 <Chevron open={domainOpen} />
               </Button>
               <Heading size="md" as="h3">
-                {domain.domain}
+                {domainName(lang, domain.domain)}
               </Heading>
               <Badge variant="subtle">{t("group.count", { n: domain.count })}</Badge>
             </Flex>

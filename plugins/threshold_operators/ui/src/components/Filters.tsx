@@ -5,7 +5,7 @@ import { useEffect, useRef, useState } from "react";
 
 import { SEVERITIES, type AlertsResponse, type Severity } from "../api";
 import { useDebounced } from "../hooks";
-import { useI18n } from "../i18n";
+import { domainName, useI18n } from "../i18n";
 import { hasFilters, type ViewControl } from "../urlState";
 
 interface SelectProps {
@@ -43,7 +43,7 @@ interface Props extends ViewControl {
 }
 
 export function Filters({ view, update, facets }: Props) {
-  const { t } = useI18n();
+  const { t, lang } = useI18n();
   const asOptions = (values: string[] | undefined) => (values ?? []).map((v) => ({ value: v, label: v }));
 
   // The text filter: typed here, written to the URL 300 ms after the last key.
@@ -87,7 +87,7 @@ export function Filters({ view, update, facets }: Props) {
         label={t("filter.domain")}
         testId="filter-domain"
         value={view.domain}
-        options={asOptions(facets?.domains)}
+        options={(facets?.domains ?? []).map((v) => ({ value: v, label: domainName(lang, v) }))}
         onChange={(domain) => update({ domain })}
       />
       <FilterSelect
