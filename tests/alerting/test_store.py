@@ -90,3 +90,52 @@ def test_find_takes_a_hex_prefix_only(store):
     store.save(alert)
     assert store.find(alert.fingerprint[:6]) == alert
     assert store.find("%") is None and store.find("_") is None and store.find("") is None  # no LIKE wildcards
+
+
+def test_chart_points_upsert_and_prune(store):
+    """``alert_points`` (the alerts page's chart): one row per rule, entity and bucket however often
+    a retried task writes it; a point older than 30 days is pruned as new ones come."""
+    def point(bucket, value, state="firing"):
+        return {"rule_id": "inventory.stock_cover", "entity_key": "shop_id=s1/sku=A", "bucket": bucket,
+                "state": state, "severity": "red" if state == "firing" else None, "value": value,
+                "baseline": 9.0, "threshold": 3.0}
+
+    old = T0 - timedelta(days=31)
+    store.save_points([point(old, 1.0)], old)
+    store.save_points([point(T0, 2.0), point(T0 + timedelta(hours=1), 1.5)], NOW)
+    store.save_points([point(T0, 2.5), point(T0 + timedelta(hours=2), None, "resolved")], NOW)  # a retry, then news
+    got = store.points("inventory.stock_cover", "shop_id=s1/sku=A")
+    assert [(p["bucket"], p["state"], p["value"]) for p in got] == [
+        (T0, "firing", 2.5), (T0 + timedelta(hours=1), "firing", 1.5), (T0 + timedelta(hours=2), "resolved", None)]
+    assert store.points("inventory.stock_cover", "shop_id=s1/sku=A", since=T0 + timedelta(hours=1))[0]["value"] == 1.5
+
+
+def test_the_messages_about_an_alert_are_its_own_and_the_groups_listing_it(store):
+    """What the alerts page's detail lists: rows under the alert's fingerprint, grouped messages
+    naming it, and resolved messages naming its entity; never another entity's whose key contains
+    LIKE's wildcards."""
+    alert = _firing().alert
+    store.save(alert)
+    other = "shop_id=s1/sku=A%"  # a LIKE wildcard in a key: matches nothing but itself
+    rows = [("own", alert.fingerprint, {}),
+            ("group", "feedbeef", {"rule_id": alert.rule_id, "fingerprints": [alert.fingerprint, "x"]}),
+            ("resolved", "cafe0001", {"rule_id": alert.rule_id, "entities": [alert.entity_key]}),
+            ("other rule", "cafe0002", {"rule_id": "sales.order_spike", "entities": [alert.entity_key]}),
+            ("wildcard", "cafe0003", {"rule_id": alert.rule_id, "entities": [other]})]
+    for key, fp, data in rows:
+        store.enqueue(key=key, fingerprint=fp, event="fired", level=1, route="r", payload={"data": data}, now=NOW)
+    store.enqueue(key="before", fingerprint=alert.fingerprint, event="fired", level=1, route="r", payload={},
+                  now=alert.opened_at - timedelta(hours=1))  # an earlier firing's message
+    assert [n["idempotency_key"] for n in store.notifications_about(alert)] == ["own", "group", "resolved"]
+
+
+def test_the_page_lists_the_active_and_the_recently_resolved(store):
+    alert = _firing().alert
+    gone = transition(None, Observation("inventory.stock_cover", "shop_id=s1/sku=B", "firing", "red", T0,
+                                        T0 + timedelta(hours=1)), NOW).alert
+    store.save_many([alert, gone])
+    resolved = transition(gone, Observation(gone.rule_id, gone.entity_key, "resolved", None, T0 + timedelta(hours=2),
+                                            T0 + timedelta(hours=3)), NOW + timedelta(hours=1)).alert
+    store.save(resolved)
+    assert {a.entity_key for a in store.list(resolved_since=NOW)} == {alert.entity_key, gone.entity_key}
+    assert {a.entity_key for a in store.list(resolved_since=NOW + timedelta(hours=2))} == {alert.entity_key}
