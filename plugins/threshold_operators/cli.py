@@ -248,6 +248,12 @@ def cmd_lint(args) -> int:
     from threshold_operators.bundle import include_digest
 
     print(f"{len(catalogue.rules)} rules in {len(files)} files: no problems ({', '.join(dialects)})")
+    if (rdir / "routing.yaml").is_file():
+        from threshold_operators.alerting.routing import load_routing
+
+        print("escalation (routing.yaml):")
+        for line in load_routing(rdir / "routing.yaml").ladder_summary():
+            print(f"  {line}")
     if rdir.parent.name == "include" or rdir.name == "include":  # what every worker must read alike
         include = rdir.parent if rdir.name != "include" else rdir
         print(f"include/ digest {include_digest(include)} ({include}): the same on every worker")
@@ -283,6 +289,12 @@ def _routing_problems(rdir: Path, catalogue) -> list[str]:
         return exc.problems
     problems = [f"{r.file}:{r.line_of('owner')}: owner: {r.rule.owner!r} is not a team of {path.name} "
                 f"({', '.join(sorted(routing.teams))})" for r in catalogue.rules.values() if r.rule.owner not in routing.teams]
+    _, lines = located_yaml.load(path)
+    for part in ("rules", "start_at", "rule_ceiling"):  # the escalation's per-rule settings name real rules
+        for rule_id in getattr(routing.escalation, part):
+            if rule_id not in catalogue.rules:
+                problems.append(f"{path}:{located_yaml.line_of(lines, ('escalation', part, rule_id))}: "
+                                f"escalation.{part}.{rule_id}: no rule {rule_id!r} in the catalogue")
     for r in catalogue.rules.values():
         for i, action in enumerate(r.rule.actions):
             if action.conn_id not in routing.action_connections:

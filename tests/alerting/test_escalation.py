@@ -52,15 +52,49 @@ def _ladder(store, routing, rules, until: timedelta, step=timedelta(minutes=10))
 def test_unacknowledged_it_climbs_to_the_director_each_sla(setting):
     store, routing, rules = setting
     routing = routing.model_copy(update={"escalation": routing.escalation.model_copy(
-        update={"rules": {RULE: timedelta(hours=2)}})})
-    _fire(store, routing, rules[RULE])
+        update={"rules": {RULE: timedelta(hours=2)}, "start_level": {"blue": 1, "yellow": 1, "red": 1}})})
+    _fire(store, routing, rules[RULE], "red")
     steps = _ladder(store, routing, rules, timedelta(hours=6))
     assert steps == [(timedelta(hours=2), 2), (timedelta(hours=4), 3)]  # then nobody above the director
-    rows = [r for r in store.notifications() if r["event"] == "escalated"]
+    rows = [r for r in store.notifications() if r["event"] == "escalated" and r["route"] == "cs_dingtalk"]
     assert [(r["level"], r["payload"]["mentions"]) for r in rows] == [(2, ["13800000007"]), (3, ["13800000003"])]
     assert "storefence ack" in rows[0]["payload"]["text"]
     # run the escalation again over the same hours: every step was told once
     assert _ladder(store, routing, rules, timedelta(hours=6)) == []
+
+
+@pytest.mark.parametrize("severity, start, ceiling", [("blue", 1, 1), ("yellow", 1, 2), ("red", 2, 3)])
+def test_each_severity_climbs_to_its_ceiling_and_no_further(setting, severity, start, ceiling):
+    """The seed's ladder: "一级警报只通知执行人员，二级警报通知主管，三级警报才惊动总监" (routing.yaml:
+    escalation.ceiling, blue 1, yellow 2, red 3): nobody acknowledges for 6 hours."""
+    store, routing, rules = setting
+    _fire(store, routing, rules[RULE], severity)
+    assert store.list()[0].escalation_level == start
+    steps = _ladder(store, routing, rules, timedelta(hours=6))
+    assert [level for _, level in steps] == list(range(start + 1, ceiling + 1))
+    assert store.list()[0].escalation_level == ceiling
+
+
+def test_a_rule_that_starts_at_the_director_is_told_there_whatever_its_severity(setting):
+    """``start_at`` (the double alert) is above its severity's ceiling: it starts there and stays."""
+    store, routing, rules = setting
+    rule = rules["compound.spike_low_stock"]
+    assert routing.ceiling("yellow", rule.id) == 3 and routing.ceiling("yellow") == 2
+    _fire(store, routing, rule, "yellow")
+    assert store.list()[0].escalation_level == 3
+    assert _ladder(store, routing, rules, timedelta(hours=3)) == []
+
+
+def test_a_ceiling_below_the_start_is_refused_with_its_line(tmp_path):
+    from threshold_operators import located_yaml
+
+    text = (REPO / "include" / "rules" / "routing.yaml").read_text(encoding="utf-8")
+    bad = tmp_path / "routing.yaml"
+    bad.write_text(text.replace("ceiling: {blue: 1, yellow: 2, red: 3}", "ceiling: {blue: 1, yellow: 2, red: 1}"),
+                   encoding="utf-8")
+    with pytest.raises(located_yaml.ConfigFileError) as caught:
+        load_routing(bad)
+    assert "ceiling.red: 1 is below start_level.red (2)" in str(caught.value)
 
 
 def test_an_acknowledgement_stops_the_ladder(setting):

@@ -232,12 +232,12 @@ def _utc(value):
 
 def _pick_control(store, routing, rules, acked: str):
     """A firing alert nobody acknowledged that the next escalation cycle would escalate: not muted,
-    not a data gate, below the director, told now (red, or its team keeps no quiet hours);
+    not a data gate, below its severity's ceiling, told now (red, or its team keeps no quiet hours);
     ``inventory.stock_cover`` first (the spiked SKU's stock), else any."""
     def escalates(a) -> bool:
         rule = rules.get(a.rule_id)
         if (a.fingerprint == acked or a.status != "firing" or a.muted or rule is None
-                or not 0 < a.escalation_level < 3):
+                or not 0 < a.escalation_level < routing.ceiling(a.severity, a.rule_id)):
             return False
         team = routing.team_of(rule.owner)
         return a.severity == "red" or not routing.teams[team].quiet_hours

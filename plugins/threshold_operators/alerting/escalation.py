@@ -228,17 +228,23 @@ def _sweep(store, routing, rules, now, report, stage, active):
 
 def escalate_due(store, routing, rules, now: datetime, report: CycleReport | None = None, stage=None,
                  active=None) -> CycleReport:
-    """Tell the next level of every firing alert whose SLA ran out. ``rules``: rule id -> Rule."""
+    """Tell the next level of every firing alert whose SLA ran out, up to its severity's ceiling
+    (``Routing.ceiling``: a blue alert stays with the people who act). ``rules``: rule id -> Rule."""
     report, active, stage = _sweep(store, routing, rules, now, report, stage, active)
     groups: dict[tuple[str, int], list[Alert]] = defaultdict(list)
+    def due(a: Alert) -> int | None:  # by time, up to its severity's ceiling
+        if is_gate(a.rule_id):
+            return None
+        return next_escalation(a, routing.sla_of(a.rule_id), now, top=routing.ceiling(a.severity, a.rule_id))
+
     for a in active:
-        level = None if is_gate(a.rule_id) else next_escalation(a, routing.sla_of(a.rule_id), now)
+        level = due(a)
         if level is not None:
             groups[(a.rule_id, level)].append(a)
     for (rule_id, level), alerts in sorted(groups.items()):
         told = _tell(store, routing, rules.get(rule_id), "escalated", level, alerts, now, report, stage,
                      lambda a, lv=level: replace(escalate(a, lv, now), notified_at=now),
-                     lambda a, lv=level: next_escalation(a, routing.sla_of(a.rule_id), now) == lv)
+                     lambda a, lv=level: due(a) == lv)
         report.escalated += [(a.fingerprint, level) for a in told]
     return report
 

@@ -6,7 +6,11 @@
 - ``teams``: the escalation ladder (level 1 executor, 2 supervisor, 3 director) and the channels
   per severity; a rule's ``owner`` names its team.
 - ``escalation``: how long an alert may stay unacknowledged at a level (``sla``, per rule or by
-  default) and the level a severity starts at (red may start at the supervisor).
+  default), the level a severity starts at (red may start at the supervisor) and the highest
+  level it may climb to by time (``ceiling``: the seed's ladder, "一级警报只通知执行人员……三级警报
+  才惊动总监": blue stays with the people who act, yellow may reach the supervisor, only red the
+  director); a rule in ``start_at`` starts at its level whatever its severity (the double alert
+  goes to the director at once).
 - ``action_connections``: the Airflow connections rules' ``actions:`` may post to (a rule naming
   another is refused by lint and never sent; Storefence's own connections and the channels'
   connections may not be listed).
@@ -72,6 +76,20 @@ class Escalation(_Strict):
     start_level: dict[Severity, Level] = Field(default_factory=lambda: {"blue": 1, "yellow": 1, "red": 1})
     start_at: dict[str, Level] = Field(default_factory=dict, description="rule id -> the level it starts at "
                                                                          "whatever its severity")
+    ceiling: dict[Severity, Level] = Field(default_factory=lambda: {"blue": 1, "yellow": 2, "red": 3},
+                                           description="the highest level an unacknowledged alert of a severity "
+                                                       "climbs to by time (the seed: only red reaches the director)")
+    rule_ceiling: dict[str, Level] = Field(default_factory=dict, description="rule id -> its own ceiling, whatever "
+                                           "its severity (a blue rule whose story has the supervisor act)")
+
+    @model_validator(mode="after")
+    def _ceiling_above_start(self):
+        low = [f"escalation.ceiling.{sev}: {self.ceiling[sev]} is below start_level.{sev} ({self.start_level[sev]}): "
+               f"an alert would start above the level it may reach" for sev in self.ceiling
+               if sev in self.start_level and self.ceiling[sev] < self.start_level[sev]]
+        if low:
+            raise ValueError("; ".join(low))
+        return self
     repeat: Duration = Field(timedelta(hours=4), description="re-tell a firing, unacknowledged alert this often "
                                                              "(a rule's notify.repeat overrides it)")
 
@@ -137,6 +155,27 @@ class Routing(_Strict):
             return self.escalation.start_at[rule_id]
         return self.escalation.start_level.get(severity or "blue", 1)
 
+    def ceiling(self, severity: str | None, rule_id: str | None = None) -> int:
+        """The highest level an alert of ``severity`` climbs to by time: its rule's own ceiling
+        (``rule_ceiling``), else its severity's (default 3); never below the level its rule starts
+        at (``start_at``)."""
+        top = self.escalation.rule_ceiling.get(rule_id or "", self.escalation.ceiling.get(severity or "blue", 3))
+        return max(top, self.escalation.start_at.get(rule_id, 0)) if rule_id else top
+
+    def ladder_summary(self) -> list[str]:
+        """The escalation ladder in words, a line each: what ``storefence lint`` shows of the routing."""
+        e = self.escalation
+        lines = []
+        for sev in ("blue", "yellow", "red"):
+            start, top = e.start_level.get(sev, 1), e.ceiling.get(sev, 3)
+            climb = (f"stays at L{start}" if top <= start else
+                     f"climbs to L{top} after {_span(e.sla * (top - start))} unacknowledged")
+            lines.append(f"{sev}: starts at L{start}, {climb}")
+        lines += [f"{rule}: starts at L{level} (start_at)" for rule, level in sorted(e.start_at.items())]
+        lines += [f"{rule}: climbs to L{level} at most (rule_ceiling)" for rule, level in sorted(e.rule_ceiling.items())]
+        lines += [f"{rule}: SLA {_span(sla)} a level" for rule, sla in sorted(e.rules.items())]
+        return lines
+
     def team_of(self, owner: str | None) -> str:
         """The team a rule's owner names; the data engineers (or the first team) when it names none."""
         if owner in self.teams:
@@ -167,6 +206,12 @@ class Routing(_Strict):
     def channels_for(self, team: str, severity: str | None) -> list[str]:
         t = self.teams[team]
         return list(t.channels.get(severity or "blue") or t.channels.get("yellow") or [])
+
+
+def _span(d: timedelta) -> str:
+    minutes = int(d.total_seconds() // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 and minutes % 60 else (
+        f"{minutes // 60}h" if minutes >= 60 else f"{minutes}m")
 
 
 def routing_path() -> Path:
