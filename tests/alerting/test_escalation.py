@@ -157,3 +157,32 @@ def test_escalation_shows_the_data_window_of_the_evaluation_that_fired_the_alert
     legacy = replace(alert, detail={k: v for k, v in alert.detail.items() if k != "fired_window"})
     assert data_window([legacy], rules[RULE]) == ((T - timedelta(hours=1)).isoformat(),
                                                   (T + timedelta(hours=2)).isoformat())
+
+
+def test_an_escalation_lists_exactly_what_it_escalates_and_how_long_it_waited(setting):
+    """Yellow and red alerts of one rule, unacknowledged for the SLA: one escalation per severity,
+    each naming only its own entities at its own severity, with the data window of the evaluation
+    that fired them and how long nobody acknowledged."""
+    store, routing, rules = setting
+    routing = routing.model_copy(update={"escalation": routing.escalation.model_copy(
+        update={"start_level": {"blue": 1, "yellow": 1, "red": 1}})})
+    rule = rules[RULE]
+    entities = {"shop_id=shop-01/sku=SKU-Y1": "yellow", "shop_id=shop-01/sku=SKU-Y2": "yellow",
+                "shop_id=shop-01/sku=SKU-R1": "red", "shop_id=shop-01/sku=SKU-B1": "blue"}
+    ev = {"rule_id": rule.id, "mode": "live", "outcome": "breach", "window_start": (T - timedelta(hours=1)).isoformat(),
+          "window_end": T.isoformat(), "firing": len(entities), "resolved_entities": [],
+          "breaches": [{"entity_key": key, "severity": sev, "bucket": (T - timedelta(hours=1)).isoformat(),
+                        "metric": "negative_24h", "value": 60.0, "baseline": 1.0, "threshold": 12.0, "entity": {}}
+                       for key, sev in entities.items()]}
+    queue_notifications(rule, ev, store, routing, T)
+    assert _ladder(store, routing, rules, timedelta(minutes=40)) == [(timedelta(minutes=30), 2)] * 3
+    rows = [r for r in store.notifications() if r["event"] == "escalated" and r["route"] == "cs_dingtalk"]
+    told = {r["payload"]["severity"]: r["payload"] for r in rows}
+    assert set(told) == {"yellow", "red"}  # blue stays with the people who act
+    for severity, payload in told.items():
+        mine = sorted(k for k, s in entities.items() if s == severity)
+        assert sorted(payload["data"]["entities"]) == mine
+        others = [k.split("=")[-1] for k, s in entities.items() if s != severity]
+        assert not any(o in payload["text"] for o in others), payload["text"]
+        assert "已 30 分钟无人确认" in payload["text"] and "Unacknowledged for 30 min" in payload["text_en"]
+        assert "数据时间 09-06 09:00 至 09-06 10:00" in payload["text"]  # the window that fired them

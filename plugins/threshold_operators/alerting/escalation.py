@@ -131,8 +131,10 @@ def _message(routing, rule, event: str, level: int, alerts: list[Alert], now: da
                 for a in alerts]
     window = data_window(alerts, rule)
     if rule is not None:
+        waiting = now - min(a.opened_at for a in alerts) if event in ("escalated", "repeat") else None
         text = messages.alert_message(rule, event, severity, breaches, window, level, people,
-                                      links_for(alerts[:messages.TOP], level, now), tz=routing.timezone)
+                                      links_for(alerts[:messages.TOP], level, now), tz=routing.timezone,
+                                      unacknowledged=waiting)
     elif is_gate(alerts[0].rule_id):  # a failing data gate, still failing
         gate = alerts[0].detail or {}
         text = messages.data_gate_message(table_of(alerts[0]), {"kind": gate.get("kind", "?"), **gate},
@@ -231,20 +233,21 @@ def escalate_due(store, routing, rules, now: datetime, report: CycleReport | Non
     """Tell the next level of every firing alert whose SLA ran out, up to its severity's ceiling
     (``Routing.ceiling``: a blue alert stays with the people who act). ``rules``: rule id -> Rule."""
     report, active, stage = _sweep(store, routing, rules, now, report, stage, active)
-    groups: dict[tuple[str, int], list[Alert]] = defaultdict(list)
+
     def due(a: Alert) -> int | None:  # by time, up to its severity's ceiling
         if is_gate(a.rule_id):
             return None
         return next_escalation(a, routing.sla_of(a.rule_id), now, top=routing.ceiling(a.severity, a.rule_id))
 
-    for a in active:
+    groups: dict[tuple[str, int, str], list[Alert]] = defaultdict(list)
+    for a in active:  # one message per rule, level and severity: it lists exactly what it escalates
         level = due(a)
         if level is not None:
-            groups[(a.rule_id, level)].append(a)
-    for (rule_id, level), alerts in sorted(groups.items()):
+            groups[(a.rule_id, level, a.severity or "")].append(a)
+    for (rule_id, level, severity), alerts in sorted(groups.items()):
         told = _tell(store, routing, rules.get(rule_id), "escalated", level, alerts, now, report, stage,
                      lambda a, lv=level: replace(escalate(a, lv, now), notified_at=now),
-                     lambda a, lv=level: due(a) == lv)
+                     lambda a, lv=level, sev=severity: due(a) == lv and (a.severity or "") == sev)
         report.escalated += [(a.fingerprint, level) for a in told]
     return report
 
@@ -261,15 +264,16 @@ def repeat_due(store, routing, rules, now: datetime, report: CycleReport | None 
                active=None) -> CycleReport:
     """Tell again, at its level, every firing alert nobody acknowledged for the repeat interval."""
     report, active, stage = _sweep(store, routing, rules, now, report, stage, active)
-    groups: dict[tuple[str, int], list[Alert]] = defaultdict(list)
-    for a in active:
+    groups: dict[tuple[str, int, str], list[Alert]] = defaultdict(list)
+    for a in active:  # one message per rule, level and severity, as the escalations
         level = _repeat_level(a, rules, routing, now)
         if level is not None:
-            groups[(a.rule_id, level)].append(a)
-    for (rule_id, level), alerts in sorted(groups.items()):
+            groups[(a.rule_id, level, a.severity or "")].append(a)
+    for (rule_id, level, severity), alerts in sorted(groups.items()):
         told = _tell(store, routing, rules.get(rule_id), "repeat", level, alerts, now, report, stage,
                      lambda a: replace(a, notified_at=now, updated_at=now),
-                     lambda a, lv=level: _repeat_level(a, rules, routing, now) == lv)
+                     lambda a, lv=level, sev=severity: _repeat_level(a, rules, routing, now) == lv
+                     and (a.severity or "") == sev)
         report.repeated += [a.fingerprint for a in told]
     return report
 

@@ -76,11 +76,23 @@ def when(iso: str, tz: str) -> str:
         return str(iso)
 
 
+def waited(d) -> dict[str, str]:
+    """How long, in each language: "2 小时 10 分钟" / "2 h 10 min". Pure."""
+    minutes = max(0, int(d.total_seconds() // 60))
+    h, m = divmod(minutes, 60)
+    if h >= 48:
+        return {"zh": f"{h // 24} 天 {h % 24} 小时", "en": f"{h // 24} d {h % 24} h"}
+    if h:
+        return {"zh": f"{h} 小时" + (f" {m} 分钟" if m else ""), "en": f"{h} h" + (f" {m} min" if m else "")}
+    return {"zh": f"{m} 分钟", "en": f"{m} min"}
+
+
 def alert_message(rule, event: str, severity: str | None, breaches: list[dict], window: tuple[str, str],
                   level: int, people: list[str], links: dict[str, str] | None = None,
-                  count: int | None = None, tz: str = "Asia/Shanghai") -> Text:
+                  count: int | None = None, tz: str = "Asia/Shanghai", unacknowledged=None) -> Text:
     """Fired, worsened, escalated or still-firing news of one rule: one message for all its entities.
-    ``links``: fingerprint -> acknowledge URL (signed links), when they are set up."""
+    ``links``: fingerprint -> acknowledge URL (signed links), when they are set up; ``unacknowledged``:
+    how long the alerts have waited for somebody (an escalation, a repeat says so)."""
     links = links or {}
     count = len(breaches) if count is None else count
     out = {}
@@ -95,6 +107,11 @@ def alert_message(rule, event: str, severity: str | None, breaches: list[dict], 
         else:
             lines = [f"[{sev} {ev}] {name}", f"{count} {rule.entity}(s), data {when(window[0], tz)} .. "
                                              f"{when(window[1], tz)} ({tz}):"]
+        if unacknowledged is not None:
+            span = waited(unacknowledged)[lang]
+            lines.append(f"已 {span}无人确认，现通知上一级。" if lang == "zh" and event == "escalated" else
+                         f"已 {span}无人确认。" if lang == "zh" else
+                         f"Unacknowledged for {span}" + (": told to the next level." if event == "escalated" else "."))
         lines += [_line(b, lang, links.get(b.get("fingerprint", ""))) for b in breaches[:TOP]]
         if count > TOP:
             lines.append(_more(count - TOP, lang))
