@@ -102,10 +102,12 @@ def test_actions_post_once_with_their_idempotency_key():
                                                    "fingerprint": "fp", "entity_key": "shop_id=s1/channel=feed"}],
                           "2026-09-07T02:00:00+00:00", 0.5)
     assert ads[0]["dry_run"] and ads[0]["body"]["dry_run"] and ads[0]["body"]["channel"] == "feed"
+    assert ads[0]["body"]["reason"] == f"{paid.name.en}: {paid.description_in('en')}"  # the English of the reason
     review = cat.get("customer.negative_review").rule
     [task] = action_requests(review, review.actions[0], [{"entity": {"sku": "X"}, "severity": "blue",
                                                           "fingerprint": "fx", "entity_key": "sku=X"}],
                              "2026-09-07T02:00:00+00:00", 2)
+    assert task["body"]["description"] == review.runbook_in("zh")  # Chinese, like the task's title
     with ActionEndpoint() as api:
         sender = ActionSender(requests.Session(), api.url, "api-key")
         from threshold_operators.alerting.channels.base import Message

@@ -102,3 +102,22 @@ def test_messages_carry_signed_acknowledge_links_when_the_connection_is_set(stor
     assert link.fingerprint == store.list()[0].fingerprint and link.level == 2  # red: told at the supervisor's level
     assert link.firing_of(store.list()[0])  # bound to this firing
     assert "storefence ack" not in payload["text"]  # the link replaces the command
+
+
+@pytest.mark.parametrize("rule_id", sorted(load_catalogue().rules))
+def test_a_message_carries_the_runbook_of_its_language_only(rule_id):
+    """Every catalogue rule: the Chinese text holds the zh runbook and not the en one, the English
+    text the reverse, and a channel of each language sends the one it is set to."""
+    from threshold_operators.alerting.delivery import message_of
+    from threshold_operators.alerting.messages import alert_message
+
+    rule = load_catalogue().get(rule_id).rule
+    zh, en = rule.runbook_in("zh"), rule.runbook_in("en")
+    breach = {"entity_key": "shop_id=s1", "severity": "yellow", "metric": "m", "value": 5.0, "baseline": 2.0,
+              "threshold": 4.0, "fingerprint": "f" * 40}
+    text = alert_message(rule, "fired", "yellow", [breach], ((T - H).isoformat(), T.isoformat()), 1, ["李伟"])
+    assert zh in text.text and en not in text.text
+    assert en in text.text_en and zh not in text.text_en
+    for language, own, other in (("zh", zh, en), ("en", en, zh)):
+        sent = message_of(text.payload(), language).text
+        assert own in sent and other not in sent

@@ -172,7 +172,11 @@ def test_the_detail_has_the_chart_the_messages_and_the_task_instance(client, sto
     assert {p["threshold"] for p in detail["points"][:3]} == {3.0}
     assert detail["alert"]["status"] == "resolved"
     assert detail["rule"]["file"] == "include/rules/inventory.yaml" and detail["rule"]["line"] == 5
-    assert detail["rule"]["runbook"] == rule.runbook and detail["rule"]["owner"] == rule.owner
+    assert detail["rule"]["runbook"] == rule.runbook_in("zh") and detail["rule"]["owner"] == rule.owner
+    assert detail["rule"]["runbooks"] == {"zh": rule.runbook.zh, "en": rule.runbook.en}  # both, for the page's language
+    assert rule.runbook.zh != rule.runbook.en
+    assert detail["rule"]["description"] == rule.description_in("zh")
+    assert detail["rule"]["descriptions"] == {"zh": rule.description.zh, "en": rule.description.en}
     events = {n["event"] for n in detail["notifications"]}
     assert {"fired", "resolved"} <= events and all(n["route"] for n in detail["notifications"])
     ti = detail["task_instance"]

@@ -106,10 +106,10 @@ def action_requests(rule, action, breaches: list[dict], window_end: str, sla_hou
                       "baseline": b.get("baseline"), "threshold": b.get("threshold"), "data_window_end": window_end}
             if action.kind == "ads_pause":
                 body = {"schema": "storefence.ads_pause/v1", **common, "channel": b.get("entity", {}).get("channel"),
-                        "dry_run": dry_run, "reason": f"{rule.name.en}: {rule.description}"}
+                        "dry_run": dry_run, "reason": f"{rule.name.en}: {rule.description_in('en')}"}
             else:
                 body = {"schema": "storefence.cs_task/v1", **common,
-                        "title": f"{rule.name.zh}: {b.get('entity_key')}", "description": rule.runbook,
+                        "title": f"{rule.name.zh}: {b.get('entity_key')}", "description": rule.runbook_in("zh"),
                         "due_within_hours": sla_hours}
             out.append({"key": key, "fingerprint": b.get("fingerprint"), "body": body})
     for r in out:

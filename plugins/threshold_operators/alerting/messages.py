@@ -1,10 +1,12 @@
 """What people read: every message of the pipeline, in Chinese (the default) and English.
 
 A message is stored in the outbox in both languages; each channel sends the one it is set to
-(``routing.yaml``: ``language: en``). Every alert message says which rule, how severe, which
-entities, the value against its baseline and threshold, the data window, what to do (the
-runbook) and how to acknowledge (a signed link when the ``storefence_ack`` connection is set up,
-the CLI command otherwise). Many entities make one message: the count and the top ``TOP``.
+(``routing.yaml``: ``language: en``), and each language carries the rule's runbook in that
+language only (``runbook: {zh: ..., en: ...}``; one string is both). Every alert message says
+which rule, how severe, which entities, the value against its baseline and threshold, the data
+window, what to do (the runbook) and how to acknowledge (a signed link when the ``storefence_ack``
+connection is set up, the CLI command otherwise). Many entities make one message: the count and
+the top ``TOP``.
 """
 
 from __future__ import annotations
@@ -116,7 +118,7 @@ def alert_message(rule, event: str, severity: str | None, breaches: list[dict], 
         if count > TOP:
             lines.append(_more(count - TOP, lang))
         lines.append(data_incomplete_line(breaches, lang))
-        lines += ["", ("处理：" if lang == "zh" else "What to do: ") + rule.runbook]
+        lines += ["", ("处理：" if lang == "zh" else "What to do: ") + rule.runbook_in(lang)]
         fps = [b["fingerprint"] for b in breaches if b.get("fingerprint")]
         if not links:
             lines.append(_ack_hint(lang, fps))

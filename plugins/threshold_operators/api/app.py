@@ -313,7 +313,8 @@ def _rule_info(described: _Described, rule_id: str) -> dict:
     loaded = described.rule(rule_id)
     if loaded is None:
         return {"id": rule_id, "name": rule_id, "names": {"zh": rule_id, "en": rule_id}, "description": None,
-                "domain": views.domain_of(rule_id), "owner": None, "file": None, "line": None, "runbook": None}
+                "descriptions": None, "domain": views.domain_of(rule_id), "owner": None, "file": None, "line": None,
+                "runbook": None, "runbooks": None}
     from threshold_operators.rules.catalogue import rules_dir
 
     root = rules_dir().parent.parent
@@ -322,9 +323,11 @@ def _rule_info(described: _Described, rule_id: str) -> dict:
     except ValueError:
         file = pathlib.Path(loaded.file).name
     r = loaded.rule
+    # description and runbook: the Chinese text (what the page shows); descriptions and runbooks: both.
     return {"id": r.id, "name": r.name.zh, "names": {"zh": r.name.zh, "en": r.name.en},
-            "description": r.description, "domain": views.domain_of(r.id), "owner": r.owner, "file": file,
-            "line": loaded.line, "runbook": r.runbook}
+            "description": r.description_in("zh"), "descriptions": {"zh": r.description.zh, "en": r.description.en},
+            "domain": views.domain_of(r.id), "owner": r.owner, "file": file, "line": loaded.line,
+            "runbook": r.runbook_in("zh"), "runbooks": {"zh": r.runbook.zh, "en": r.runbook.en}}
 
 
 def _task_instance(alert: Alert) -> dict | None:

@@ -68,6 +68,34 @@ class Names(_Strict):
     en: str = Field(min_length=1, description="English display name")
 
 
+class Localized(_Strict):
+    """A text people read, in each language: ``{zh: ..., en: ...}``, or one string, which is the
+    text in both (the older form). A channel's ``language`` (routing.yaml) picks one."""
+
+    zh: str = Field(min_length=1, description="Chinese (sent to channels of language zh, the default)")
+    en: str = Field(min_length=1, description="English (sent to channels of language en)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_string_is_both(cls, data):
+        if isinstance(data, str):
+            if not data:
+                raise ValueError("String should have at least 1 character")
+            return {"zh": data, "en": data}
+        if not isinstance(data, dict | Localized):
+            raise ValueError("give a text, or one text per language: {zh: ..., en: ...}")
+        return data
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema, handler):
+        """One string, or the object with both languages."""
+        return {"anyOf": [{"type": "string", "minLength": 1}, handler(core_schema)]}
+
+    def in_language(self, language: str | None) -> str:
+        """The text in ``language``: en is English; anything else, Chinese (the default)."""
+        return self.en if language == "en" else self.zh
+
+
 class Baseline(_Strict):
     """What "normal" is for a metric at a bucket, computed from the same entity's history.
 
@@ -268,7 +296,7 @@ class Action(_Strict):
 class Rule(_Strict):
     id: str = Field(description="<domain>.<name>; part of the interface (alerts, routing, history)")
     name: Names
-    description: str = Field(min_length=1)
+    description: Localized = Field(description="what the rule watches: one text, or {zh: ..., en: ...}")
     query: str = Field(description="metric query, relative to include/sql/ (e.g. sales/orders_by_sku_hour.sql)")
     entity: Entity = Field(description="what the rule fans out over; its key columns must be in the query's output")
     grain: Literal["5m", "hour", "day"] = Field(
@@ -301,7 +329,8 @@ class Rule(_Strict):
     params: dict[str, float | int | str] = Field(default_factory=dict, description="values bound into the query")
     owner: str = Field(min_length=1, description="team that owns the rule and acts on it")
     audience: list[str] = Field(default_factory=list, description="who is told (roles); routing is in routing.yaml")
-    runbook: str = Field(min_length=1, description="what to do when it fires")
+    runbook: Localized = Field(description="what to do when it fires, in the alert's message: one text, or "
+                                           "{zh: ..., en: ...}, of which a channel gets its language's")
     mode: Literal["live", "shadow"] = Field("live", description="shadow: evaluated and recorded, never notifies")
     labels: dict[str, str] = Field(default_factory=dict)
     attributes: list[str] = Field(default_factory=list, description="more query columns carried into the alert "
@@ -391,6 +420,14 @@ class Rule(_Strict):
         if any(c.compare == "poisson_tail" and c.below is not None for c in self.conditions):
             raise ValueError("compare: poisson_tail measures how surprisingly HIGH a count is; use above")
         return self
+
+    def runbook_in(self, language: str | None) -> str:
+        """What to do, in ``language`` (en; anything else: zh)."""
+        return self.runbook.in_language(language)
+
+    def description_in(self, language: str | None) -> str:
+        """What the rule watches, in ``language`` (en; anything else: zh)."""
+        return self.description.in_language(language)
 
     @property
     def rolling(self) -> bool:

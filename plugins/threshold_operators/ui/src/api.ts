@@ -79,6 +79,9 @@ export interface RuleInfo {
   file: string | null;
   line: number | null;
   runbook: string | null;
+  /** The runbook and description in each language (a rule may give one text for both). */
+  runbooks?: Partial<Record<"zh" | "en", string | null>>;
+  descriptions?: Partial<Record<"zh" | "en", string | null>>;
 }
 
 export interface ChartPoint {

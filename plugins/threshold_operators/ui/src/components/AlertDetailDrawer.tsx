@@ -137,6 +137,8 @@ interface BodyProps {
 function DetailBody({ detail, canWrite, busy, onAck, onSilence }: BodyProps) {
   const { t, locale, lang } = useI18n();
   const { alert, rule, points, notifications, task_instance: ti } = detail;
+  const runbook = rule.runbooks?.[lang] ?? rule.runbook;  // the page's language, else the one text
+  const description = rule.descriptions?.[lang] ?? rule.description;
   const when = (iso: string | null) => (iso ? `${formatTime(iso, locale)} (${formatRelative(iso, locale)})` : "—");
 
   return (
@@ -227,7 +229,7 @@ function DetailBody({ detail, canWrite, busy, onAck, onSilence }: BodyProps) {
           <Item label={t("detail.rule")}>
             {ruleName(rule, lang)} <Code size="sm" variant="plain">{rule.id}</Code>
           </Item>
-          {rule.description ? <Item label="">{rule.description}</Item> : null}
+          {description ? <Item label="">{description}</Item> : null}
           {rule.owner ? <Item label={t("detail.owner")}>{rule.owner}</Item> : null}
           {rule.file ? (
             <Item label={t("detail.definedIn")} testId="rule-file">
@@ -236,14 +238,14 @@ function DetailBody({ detail, canWrite, busy, onAck, onSilence }: BodyProps) {
               </Code>
             </Item>
           ) : null}
-          {rule.runbook ? (
+          {runbook ? (
             <Item label={t("detail.runbook")} testId="rule-runbook">
-              {isWebLink(rule.runbook) ? (
-                <Link href={rule.runbook.trim()} target="_blank" rel="noopener noreferrer" colorPalette="blue" variant="underline">
-                  {rule.runbook}
+              {isWebLink(runbook) ? (
+                <Link href={runbook.trim()} target="_blank" rel="noopener noreferrer" colorPalette="blue" variant="underline">
+                  {runbook}
                 </Link>
               ) : (
-                <Text whiteSpace="pre-wrap">{rule.runbook}</Text>
+                <Text whiteSpace="pre-wrap">{runbook}</Text>
               )}
             </Item>
           ) : null}
