@@ -48,12 +48,123 @@ def _num(v) -> str:
         return str(v)
 
 
-def _line(b: dict, lang: str, link: str | None) -> str:
-    base = f", {'基线' if lang == 'zh' else 'baseline'} {_num(b.get('baseline'))}" if b.get("baseline") is not None else ""
-    thr = f", {'阈值' if lang == 'zh' else 'threshold'} {_num(b.get('threshold'))}" if b.get("threshold") is not None else ""
+def _float(v) -> float | None:
+    try:
+        return None if v is None else float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+DIGITS = {"int": 0, "1f": 1, "2f": 2, "percent": 1, "money": 2}  # decimals of each ``format:``
+
+
+def fmt(v: float, form: str, trim: bool = False) -> str:
+    """A number in a metric's ``format``: int 48, 1f 6.6, 2f 6.57, percent 31.4% (of a 0..1 share),
+    money 1,234.50. ``trim``: drop trailing zeros (a threshold as written: 7, 5%, not 7.0, 5.0%)."""
+    scaled = v * 100 if form == "percent" else v
+    text = f"{scaled:{',' if form == 'money' else ''}.{DIGITS.get(form, 1)}f}"
+    if trim and "." in text:
+        text = text.rstrip("0").rstrip(".")
+    if text.lstrip("-").strip("0.,") == "":
+        text = text.lstrip("-")  # no "-0.0"
+    return text + ("%" if form == "percent" else "")
+
+
+def _said(v: float, spec, lang: str, trim: bool = False) -> str:
+    """A value of a metric with its unit: "6.6 天", "31.4%", "62.3%" (unit %), 48 (no unit in English)."""
+    unit = spec.unit.in_language(lang) if spec.unit is not None and spec.format != "percent" else ""
+    return fmt(v, spec.format, trim) + (unit if unit == "%" else f" {unit}" if unit else "")
+
+
+def _usual(base: float, spec, lang: str) -> str:
+    """The baseline, "平时 12 单" / "usually 12": an average; of a count, under 1 is said so."""
+    word = "平时" if lang == "zh" else "usually"
+    if spec.format == "int" and 0 < base < 1:
+        return f"{word}不到 {_said(1, spec, lang)}" if lang == "zh" else f"{word} under {_said(1, spec, lang)}"
+    return f"{word} {_said(base, spec, lang)}"
+
+
+def _times(x: float, trim: bool = False) -> str:
+    """A ratio to the baseline: ×4.0, ×0.45 (two decimals below 1, where a drop's threshold is)."""
+    text = f"{x:.1f}" if x >= 1 else f"{x:.2f}"
+    return "×" + (text.rstrip("0").rstrip(".") if trim else text)
+
+
+def _chance(z: float) -> str:
+    """A normal quantile as "1 in N" (N to one significant figure): 4.75 -> 1,000,000."""
+    import math
+
+    p = 0.5 * math.erfc(z / math.sqrt(2))
+    if p <= 0:
+        return "0"
+    n = 1 / p
+    digits = max(0, int(math.floor(math.log10(n))))
+    return f"{round(n / 10 ** digits) * 10 ** digits:,}"
+
+
+def _condition(rule, metric):
+    primary = getattr(rule, "primary", None)
+    if primary is not None and primary.metric == metric:
+        return primary
+    return next((c for c in getattr(rule, "conditions", ()) if c.metric == metric), None)
+
+
+def said(rule, b: dict, lang: str) -> str | None:
+    """The breach as people say it, or None (the rule has no ``metrics:`` entry for the metric):
+    zh 库存可售 6.6 天（阈值 7 天） · 订单 48 单，平时 12 单，×4.0（阈值 ×3）; en stock cover 6.6 days
+    (threshold 7 days) · orders 48, usually 12, ×4.0 (threshold ×3). The count of a Poisson tail is
+    told with its baseline and, for the threshold, the chance in words (the score is no unit of it)."""
+    metric = b.get("metric")
+    labels = getattr(rule, "metric_label", None)
+    spec = labels(metric) if labels else None
+    cond = _condition(rule, metric)
+    if spec is None or cond is None:
+        return None
+    zh = lang == "zh"
+    compare = cond.compare
+    value, base, thr = _float(b.get("value")), _float(b.get("baseline")), _float(b.get("threshold"))
+    raw = _float((b.get("metrics") or {}).get(metric))
+    if raw is None and value is not None:  # the metric itself, from the compared value
+        raw = {"value": value, "ratio": value * base if base is not None else None,
+               "delta": value + base if base is not None else None,
+               "pct_change": base * (1 + value / 100) if base is not None else None}.get(compare)
+    parts = [f"{spec.label.in_language(lang)} {_said(raw, spec, lang) if raw is not None else 'n/a'}"]
+    if base is not None and compare != "value":
+        parts.append(_usual(base, spec, lang))
+    limit = None
+    if compare == "value":
+        limit = _said(thr, spec, lang, trim=True) if thr is not None else None
+    elif compare == "ratio":
+        if value is not None:
+            parts.append(_times(value))
+        limit = _times(thr, trim=True) if thr is not None else None
+    elif compare in ("pct_change", "delta"):
+        if value is not None:
+            parts.append(f"{value:+.1f}%" if compare == "pct_change" else "+" * (value >= 0) + _said(value, spec, lang))
+        if thr is not None:
+            limit = f"{thr:+g}%" if compare == "pct_change" else "+" * (thr >= 0) + _said(thr, spec, lang, trim=True)
+    elif compare == "poisson_z":
+        if value is not None:
+            parts.append(f"高出平时 {value:.1f} 个标准差" if zh else f"{value:.1f} standard deviations above usual")
+        limit = f"{thr:g}" if thr is not None else None
+    elif compare == "poisson_tail" and thr is not None:
+        n = _chance(thr)  # a score, not the metric's unit: the chance it stands for, in words
+        words = f"远高于平时：偶然出现的概率低于 1/{n}" if zh else f"far above usual: a chance below 1 in {n}"
+        return "，".join(parts) + f"（{words}）" if zh else ", ".join(parts) + f" ({words})"
+    text = "，".join(parts) if zh else ", ".join(parts)
+    if limit is not None:
+        text += f"（阈值 {limit}）" if zh else f" (threshold {limit})"
+    return text
+
+
+def _line(rule, b: dict, lang: str, link: str | None) -> str:
     ack = f" [{'确认' if lang == 'zh' else 'ack'}]({link})" if link else ""
-    return (f"- [{SEVERITY[lang].get(b.get('severity'), b.get('severity'))}] {b.get('entity_key')}: "
-            f"{b.get('metric')} {_num(b.get('value'))}{base}{thr}{ack}")
+    what = said(rule, b, lang)
+    if what is None:  # no ``metrics:`` entry: the column and the numbers as they are
+        base = f", {'基线' if lang == 'zh' else 'baseline'} {_num(b.get('baseline'))}" if b.get("baseline") is not None else ""
+        thr = f", {'阈值' if lang == 'zh' else 'threshold'} {_num(b.get('threshold'))}" if b.get("threshold") is not None else ""
+        what = f"{b.get('metric')} {_num(b.get('value'))}{base}{thr}"
+    return f"- [{SEVERITY[lang].get(b.get('severity'), b.get('severity'))}] {b.get('entity_key')}: {what}{ack}"
 
 
 def _more(n: int, lang: str) -> str:
@@ -114,7 +225,7 @@ def alert_message(rule, event: str, severity: str | None, breaches: list[dict], 
             lines.append(f"已 {span}无人确认，现通知上一级。" if lang == "zh" and event == "escalated" else
                          f"已 {span}无人确认。" if lang == "zh" else
                          f"Unacknowledged for {span}" + (": told to the next level." if event == "escalated" else "."))
-        lines += [_line(b, lang, links.get(b.get("fingerprint", ""))) for b in breaches[:TOP]]
+        lines += [_line(rule, b, lang, links.get(b.get("fingerprint", ""))) for b in breaches[:TOP]]
         if count > TOP:
             lines.append(_more(count - TOP, lang))
         lines.append(data_incomplete_line(breaches, lang))

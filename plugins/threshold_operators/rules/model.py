@@ -96,6 +96,59 @@ class Localized(_Strict):
         return self.en if language == "en" else self.zh
 
 
+METRIC_FORMATS = ("int", "1f", "2f", "percent", "money")
+MetricFormat = Literal["int", "1f", "2f", "percent", "money"]
+
+
+class Unit(_Strict):
+    """A metric's unit in each language: ``{zh: 天, en: days}``; one string is both ("%"); a
+    language may have none (``{zh: 单}``: "订单 48 单", "orders 48")."""
+
+    zh: str = Field("", description="the unit in Chinese (天, 单, 条, 小时)")
+    en: str = Field("", description="the unit in English (days, hours); empty: a plain count")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_string_is_both(cls, data):
+        if isinstance(data, str):
+            return {"zh": data, "en": data}
+        if not isinstance(data, dict | Unit):
+            raise ValueError("give a unit, or one unit per language: {zh: ..., en: ...}")
+        return data
+
+    @model_validator(mode="after")
+    def _some_unit(self):
+        if not (self.zh or self.en):
+            raise ValueError("give the unit in at least one language (or leave unit out)")
+        return self
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema, handler):
+        return {"anyOf": [{"type": "string", "minLength": 1}, handler(core_schema)]}
+
+    def in_language(self, language: str | None) -> str:
+        return self.en if language == "en" else self.zh
+
+
+class MetricLabel(_Strict):
+    """How people say a metric column (``metrics:`` of a rule): its name, unit and number format in
+    messages, e.g. ``cover_days: {label: {zh: 库存可售, en: stock cover}, unit: {zh: 天, en: days},
+    format: 1f}`` reads ``库存可售 6.6 天`` / ``stock cover 6.6 days``."""
+
+    label: Localized = Field(description="the metric's name as people say it: {zh: ..., en: ...}")
+    unit: Unit | None = Field(None, description="its unit after the number ({zh: 天, en: days}; {zh: 单}: none in "
+                                                "English); none for a percent")
+    format: MetricFormat = Field(description="int: a whole number (48); 1f / 2f: one / two decimals (6.6); percent: "
+                                             "a 0..1 share shown in % with one decimal (0.314: 31.4%); money: two "
+                                             "decimals with thousands separators (1,234.50)")
+
+    @model_validator(mode="after")
+    def _percent_has_its_unit(self):
+        if self.format == "percent" and self.unit is not None and {self.unit.zh, self.unit.en} != {"%"}:
+            raise ValueError("format: percent shows the share with %; give no other unit")
+        return self
+
+
 class Baseline(_Strict):
     """What "normal" is for a metric at a bucket, computed from the same entity's history.
 
@@ -338,6 +391,9 @@ class Rule(_Strict):
                                                                     "and actions")
     notify: Notify = Notify()
     actions: list[Action] = Field(default_factory=list)
+    metric_labels: dict[str, MetricLabel] = Field(
+        default_factory=dict, alias="metrics", description="how messages say the metrics: metric column -> {label: {zh, en}, unit: "
+        "{zh, en}, format: int | 1f | 2f | percent | money} (e.g. cover_days: 库存可售 6.6 天)")
 
     @field_validator("id")
     @classmethod
@@ -382,6 +438,25 @@ class Rule(_Strict):
         for name in v:
             _identifier(name, "column name (attributes are columns of the metric query)")
         return v
+
+    @field_validator("metric_labels")
+    @classmethod
+    def _metric_label_names(cls, v, info):
+        """A key is a column the rule reads: of a condition, a ratio (or its parts), min_volume or
+        attributes (the fields before it; a misspelt column is refused here, at its line)."""
+        d = info.data
+        known = {c.metric for c in d.get("conditions", ()) if c.metric} | {m.metric for m in d.get("min_volume", ())}
+        known |= {x for name, r in d.get("ratios", {}).items() for x in (name, r.numerator, r.denominator)}
+        known |= set(d.get("attributes", ()))
+        for name in v:
+            _identifier(name, "column name (metrics: are columns of the metric query)")
+            if "conditions" in d and name not in known:
+                raise ValueError(f"{name!r} is not a metric of the rule's conditions, ratios, min_volume or attributes")
+        return v
+
+    def metric_label(self, metric: str | None) -> MetricLabel | None:
+        """How messages say ``metric`` (``metrics:``), or None: the column's name as it is."""
+        return self.metric_labels.get(metric) if metric else None
 
     @field_validator("query")
     @classmethod
