@@ -48,7 +48,8 @@ const en = {
 
   "list.empty": "No alerts here.",
   "list.total": "{n} alert{n:s}",
-  "list.truncated": "Showing the first {shown} of {total}: narrow the filters to see the rest.",
+  "list.truncated": "Showing the first {shown} of {total}: narrow the filters, or show more.",
+  "list.showMore": "Show {n} more",
   "group.expand": "Expand",
   "group.collapse": "Collapse",
   "group.selectAll": "Select every alert of this group",
@@ -200,7 +201,8 @@ const zh: Record<MessageKey, string> = {
 
   "list.empty": "这里没有告警。",
   "list.total": "{n} 条告警",
-  "list.truncated": "只显示了 {total} 条中的前 {shown} 条，请缩小筛选范围查看其余。",
+  "list.truncated": "只显示了 {total} 条中的前 {shown} 条：可缩小筛选范围，或显示更多。",
+  "list.showMore": "再显示 {n} 条",
   "group.expand": "展开",
   "group.collapse": "收起",
   "group.selectAll": "选中本组全部告警",

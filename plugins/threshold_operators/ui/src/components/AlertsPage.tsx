@@ -30,6 +30,7 @@ import { SilencesList } from "./SilencesList";
 import { StatusTabs } from "./StatusTabs";
 
 export const REFRESH_MS = 30_000;
+export const PAGE_ROWS = 300;
 
 const errorText = (error: unknown): string =>
   error instanceof ApiError ? error.detail || `HTTP ${error.status}` : error instanceof Error ? error.message : String(error);
@@ -52,7 +53,10 @@ export function AlertsPage() {
   const alertTab: AlertTab = view.tab === "silences" ? "firing" : view.tab;
   const filters = filtersOf(view);
   // On the silences tab only the counts are needed (for the tabs and the header).
-  const query = onSilencesTab ? { ...filters, limit: 1 } : filters;
+  // A page of rows at a time (Airflow's own lists show 50): the counts are of every alert, and
+  // "Show more" asks for the next page; a new view starts again from the first.
+  const [rows, setRows] = useState(PAGE_ROWS);
+  const query = onSilencesTab ? { ...filters, limit: 1 } : { ...filters, limit: rows };
   const alertsKey = JSON.stringify([alertTab, query]);
   const alerts = useLoader(alertsKey, (signal) => api.alerts(alertTab, query, signal), refresh);
 
@@ -71,6 +75,8 @@ export function AlertsPage() {
   // --- selection ---------------------------------------------------------------------------------
   const [selected, setSelected] = useState<ReadonlySet<string>>(new Set());
   useEffect(() => setSelected(new Set()), [alertsKey]);
+  const viewKey = JSON.stringify([alertTab, filters]);
+  useEffect(() => setRows(PAGE_ROWS), [viewKey]);
   const ackableNow = useMemo(
     () => new Set((alerts.data?.alerts ?? []).filter(isAckable).map((a) => a.fingerprint)),
     [alerts.data],
@@ -312,9 +318,15 @@ export function AlertsPage() {
                   detailSearch={detailSearch}
                 />
                 {alerts.data.truncated ? (
-                  <Text fontSize="sm" color="fg.muted" textAlign="center" data-testid="alerts-truncated">
-                    {t("list.truncated", { shown: alerts.data.alerts.length, total: alerts.data.total })}
-                  </Text>
+                  <Flex direction="column" align="center" gap={2}>
+                    <Text fontSize="sm" color="fg.muted" textAlign="center" data-testid="alerts-truncated">
+                      {t("list.truncated", { shown: alerts.data.alerts.length, total: alerts.data.total })}
+                    </Text>
+                    <Button size="sm" variant="outline" loading={alerts.loading}
+                            onClick={() => setRows((n) => n + PAGE_ROWS)} data-testid="show-more">
+                      {t("list.showMore", { n: Math.min(PAGE_ROWS, alerts.data.total - alerts.data.alerts.length) })}
+                    </Button>
+                  </Flex>
                 ) : null}
               </>
             ) : alerts.loading ? (
