@@ -158,41 +158,6 @@ def new_red_alert(store, tag: str, minutes: int) -> str:
 # --- the stack --------------------------------------------------------------------------------------
 
 @contextmanager
-def alerts_page_stack(root: Path):
-    """``tests/ui/conftest.alerts_page_stack`` as a context manager (a fixture cannot be entered here)."""
-    from tests.conftest import PG_ADMIN_URL
-    from tests.harness.airflow_stack import running_airflow
-    from tests.ui.conftest import STATE_FILE, USERS, AlertsPageStack
-    from threshold_operators.alerting.store import StateStore
-    from threshold_operators.deploy.stack import PASSWORDS_FILE
-
-    home, no_dags = root / "airflow", root / "no-dags"
-    no_dags.mkdir()
-    state = home / STATE_FILE
-
-    def prepare(stack):
-        store = StateStore(url=f"sqlite:///{state}")
-        store.create()
-        store.engine.dispose()
-        stack.config.dags_folder = no_dags  # no DAG to wait for
-
-    t0 = time.monotonic()
-    with running_airflow(
-            home, PG_ADMIN_URL, components=("api-server", "scheduler"),
-            extra_config={("core", "simple_auth_manager_users"): ",".join(f"{u}:{r}" for u, r in USERS.items())},
-            extra_env={"AIRFLOW_CONN_STOREFENCE_STATE": json.dumps({"conn_type": "sqlite", "host": str(state)})},
-            prepare=prepare) as deployment:
-        passwords = json.loads((home / PASSWORDS_FILE).read_text(encoding="utf-8"))
-        stack = AlertsPageStack(deployment.stack.config.api_url, home, passwords, state, deployment,
-                                time.monotonic() - t0)
-        try:
-            yield stack
-        finally:
-            if stack._store is not None:
-                stack._store.engine.dispose()
-
-
-@contextmanager
 def chromium_page(stack):
     """A logged-in page in Debian's Chromium (``tests/ui/conftest``'s launch options and ``Browser``)."""
     from playwright.sync_api import sync_playwright
@@ -487,6 +452,7 @@ def main() -> int:
     ap.add_argument("--sizes", default="100,10000", help="active alerts, comma-separated")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--history-hours", type=int, default=24, help="hourly evaluations before the burst (chart points)")
+    ap.add_argument("--out", type=Path, default=RESULT, help="where the JSON goes")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     wall0 = time.monotonic()
@@ -497,6 +463,8 @@ def main() -> int:
 
     import airflow
     import requests
+
+    from tests.ui.conftest import alerts_page_airflow
 
     chromium = subprocess.run([os.environ.get("STOREFENCE_CHROMIUM", "/usr/bin/chromium"), "--version"],
                               capture_output=True, text=True).stdout.strip()
@@ -509,7 +477,7 @@ def main() -> int:
                             "burst_t0": T0.isoformat(), "rule": RULE, "page_limit": PAGE_ROWS},
                "bundle": bundle_figures(), "sizes": {}, "errors": errors}
     try:
-        with tempfile.TemporaryDirectory(prefix="sf-bench-page-") as tmp, alerts_page_stack(Path(tmp)) as stack:
+        with tempfile.TemporaryDirectory(prefix="sf-bench-page-") as tmp, alerts_page_airflow(Path(tmp)) as stack:
             results["stack_start_s"] = round(stack.seconds_to_start, 1)
             print(f"Airflow up at {stack.base} in {stack.seconds_to_start:.0f} s", flush=True)
             token = stack.deployment.client.token()
@@ -532,11 +500,11 @@ def main() -> int:
         shutil.rmtree(tests_conftest._HOME, ignore_errors=True)
     results["wall_s"] = round(time.monotonic() - wall0, 1)
     results["machine"]["load_after"] = [round(x, 2) for x in os.getloadavg()]
-    RESULT.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
+    args.out.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
     print()
     print(table(results))
     print(f"\nwall time {results['wall_s']:.0f} s (Airflow's start {results.get('stack_start_s', '?')} s); "
-          f"{len(errors)} failed measurement(s); written {RESULT.relative_to(REPO)}")
+          f"{len(errors)} failed measurement(s); written {args.out}")
     return 1 if errors else 0
 
 

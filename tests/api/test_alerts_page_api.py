@@ -8,16 +8,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from fastapi.testclient import TestClient
 
-from tests.api.test_api import LINKS, Clock, bearer
+from tests.api.conftest import T0, bearer
 from threshold_operators.alerting.lifecycle import AlertStatus, Observation, escalate, transition
 from threshold_operators.alerting.pipeline import queue_notifications
 from threshold_operators.alerting.routing import load_routing
-from threshold_operators.alerting.store import StateStore
 from threshold_operators.rules.catalogue import load_catalogue
 
-T0 = datetime(2026, 11, 11, 2, 0, tzinfo=UTC)
 COVER = "inventory.stock_cover"
 
 
@@ -27,27 +24,6 @@ def fire(store, rule=COVER, entity="shop_id=shop-01/sku=SKU-1", severity="red", 
     alert = transition(None, obs, at).alert
     store.save(alert)
     return alert
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = StateStore(url=f"sqlite:///{tmp_path / 'state.sqlite'}")
-    s.create()
-    yield s
-    s.engine.dispose()
-
-
-@pytest.fixture
-def clock():
-    return Clock(T0 + timedelta(minutes=5))
-
-
-@pytest.fixture
-def client(store, clock):
-    from threshold_operators.api.app import create_app
-
-    with TestClient(create_app(store_factory=lambda: store, now=clock, settings=lambda: LINKS)) as c:
-        yield c
 
 
 @pytest.fixture

@@ -10,23 +10,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.api.conftest import LINKS, SECRET, T0, USERS, bearer
 from threshold_operators.alerting.ack_link import LinkSettings, make_token
 from threshold_operators.alerting.lifecycle import AlertStatus, Observation, transition
 from threshold_operators.alerting.mute import Silence
 from threshold_operators.alerting.store import StateStore
-
-T0 = datetime(2026, 11, 11, 2, 0, tzinfo=UTC)
-SECRET = "s3cret-for-tests"
-LINKS = LinkSettings("https://airflow.example.com", SECRET, timedelta(hours=24))
-USERS = "li.wei:op,guest:viewer"
-
-
-class Clock:
-    def __init__(self, t: datetime):
-        self.t = t
-
-    def __call__(self) -> datetime:
-        return self.t
 
 
 def fire(store: StateStore, rule="inventory.low_stock", entity="shop_id=S1/sku=SKU-0042", severity="red"):
@@ -34,34 +22,6 @@ def fire(store: StateStore, rule="inventory.low_stock", entity="shop_id=S1/sku=S
     alert = transition(None, obs, T0).alert
     store.save(alert)
     return alert
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = StateStore(url=f"sqlite:///{tmp_path / 'state.sqlite'}")
-    s.create()
-    yield s
-    s.engine.dispose()
-
-
-@pytest.fixture
-def clock():
-    return Clock(T0 + timedelta(minutes=5))
-
-
-@pytest.fixture
-def client(store, clock):
-    from threshold_operators.api.app import create_app
-
-    with TestClient(create_app(store_factory=lambda: store, now=clock, settings=lambda: LINKS)) as c:
-        yield c
-
-
-def bearer(auth_manager, username: str, role: str | None) -> dict:
-    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-
-    token = auth_manager.generate_jwt(SimpleAuthManagerUser(username=username, role=role))
-    return {"Authorization": f"Bearer {token}"}
 
 
 # --- acknowledge links -------------------------------------------------------------------------

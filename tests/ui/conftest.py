@@ -25,6 +25,8 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -94,17 +96,15 @@ class AlertsPageStack:
         return self._store
 
 
-@pytest.fixture(scope="module")
-def alerts_page_stack(chromium, pg_server, tmp_path_factory):
+@contextmanager
+def alerts_page_airflow(root: Path, seed=None) -> Iterator[AlertsPageStack]:
     """A real Airflow API server (and the scheduler its health check needs) with the plugin, two
-    users and the seeded state store."""
+    users and the state store ``seed(store)`` wrote (None: empty), under ``root``. The browser tests'
+    fixture and the page's benchmark (``bench/alerts_page.py``) both start it."""
     from tests.harness.airflow_stack import running_airflow
     from threshold_operators.alerting.store import StateStore
     from threshold_operators.deploy.stack import PASSWORDS_FILE
 
-    from .seed import seed_state_store
-
-    root = tmp_path_factory.mktemp("alerts-page")
     home, no_dags = root / "airflow", root / "no-dags"
     no_dags.mkdir()
     state = home / STATE_FILE
@@ -112,7 +112,8 @@ def alerts_page_stack(chromium, pg_server, tmp_path_factory):
     def prepare(stack):
         store = StateStore(url=f"sqlite:///{state}")
         store.create()  # airflow-setup made it already (the connection names this file); idempotent
-        seed_state_store(store)
+        if seed is not None:
+            seed(store)
         store.engine.dispose()
         # The harness waits until every file of the DAG folder is parsed (by the DAG processor,
         # which this stack does not run); the page needs no DAG: an empty folder. The harness
@@ -136,6 +137,15 @@ def alerts_page_stack(chromium, pg_server, tmp_path_factory):
         finally:
             if stack._store is not None:
                 stack._store.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def alerts_page_stack(chromium, pg_server, tmp_path_factory):
+    """The API server of ``alerts_page_airflow`` with the seed's state store, for a test module."""
+    from .seed import seed_state_store
+
+    with alerts_page_airflow(tmp_path_factory.mktemp("alerts-page"), seed_state_store) as stack:
+        yield stack
 
 
 @pytest.fixture
