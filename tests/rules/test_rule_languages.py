@@ -3,12 +3,12 @@ language missing is refused with file, line and field; the catalogue writes ever
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.rules.rule_files import problems, rule_file
 from threshold_operators import located_yaml
 from threshold_operators.rules.catalogue import load_catalogue
 from threshold_operators.rules.model import Rule, RuleFile, rule_file_json_schema
@@ -26,15 +26,10 @@ rules:
 
 
 def _file(tmp_path: Path, texts: str) -> Path:
-    path = tmp_path / "sales.yaml"
-    path.write_text(HEAD + textwrap.indent(textwrap.dedent(texts), "    "), encoding="utf-8")
-    return path
+    return rule_file(tmp_path, HEAD, texts)
 
 
-def _problems(path: Path) -> list[str]:
-    with pytest.raises(located_yaml.ConfigFileError) as exc:
-        located_yaml.validate(RuleFile, path)
-    return [p.removeprefix(f"{path}:") for p in exc.value.problems]
+_problems = problems
 
 
 def test_a_string_runbook_and_description_are_both_languages(tmp_path):

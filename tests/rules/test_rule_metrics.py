@@ -4,12 +4,12 @@ file, line and field; every catalogue rule says each of its conditions' metrics.
 from __future__ import annotations
 
 import re
-import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.rules.rule_files import problems, rule_file
 from threshold_operators import located_yaml
 from threshold_operators.rules.catalogue import load_catalogue
 from threshold_operators.rules.model import Rule, RuleFile, rule_file_json_schema
@@ -30,15 +30,10 @@ rules:
 
 
 def _file(tmp_path: Path, texts: str) -> Path:
-    path = tmp_path / "sales.yaml"
-    path.write_text(HEAD + textwrap.indent(textwrap.dedent(texts), "    "), encoding="utf-8")
-    return path
+    return rule_file(tmp_path, HEAD, texts)
 
 
-def _problems(path: Path) -> list[str]:
-    with pytest.raises(located_yaml.ConfigFileError) as exc:
-        located_yaml.validate(RuleFile, path)
-    return [p.removeprefix(f"{path}:") for p in exc.value.problems]
+_problems = problems
 
 
 def test_a_metric_has_a_label_per_language_a_unit_and_a_format(tmp_path):
