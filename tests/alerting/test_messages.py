@@ -136,3 +136,36 @@ def test_each_compare_kind_says_its_threshold_in_its_own_terms(compare, value, t
     rule = rule.model_copy(update={"conditions": [rule.primary.model_copy(update={"compare": compare})]})
     assert lines(rule, {"metric": "orders", "value": value, "baseline": 12.0, "threshold": threshold,
                         "metrics": {"orders": 19.0}}) == {"zh": zh, "en": en}
+
+
+# --- the context to act, and the order -----------------------------------------------------------
+def test_a_stock_line_carries_on_hand_in_transit_forecast_and_hours_left():
+    """The seed's "仅够维持5小时销售": the stock rule's attributes, labelled, and the hours of sales left."""
+    rule = rule_of("inventory.stock_cover")
+    got = lines(rule, {"metric": "cover_days", "value": 0.2083, "threshold": 3.0, "metrics": {"cover_days": 0.2083},
+                       "attributes": {"stock": 10, "in_transit": 0, "daily_forecast": 48.0, "supplier_id": "SUP-1"}},
+                "red")
+    assert got["zh"] == "库存可售 0.2 天（阈值 3 天）；现货 10 件，在途 0 件，日均预测 48.0 件，约 5 小时售罄"
+    assert got["en"] == ("stock cover 0.2 days (threshold 3 days); on hand 10 units, in transit 0 units, "
+                         "forecast a day 48.0 units, sold out in about 5 h")
+    assert "SUP-1" not in got["zh"]  # a key without a label is not a fact to show
+    long = lines(rule, {"metric": "cover_days", "value": 6.5, "threshold": 7.0, "metrics": {"cover_days": 6.5},
+                        "attributes": {"stock": 130, "in_transit": 40, "daily_forecast": 20.0}})
+    assert "小时" not in long["zh"] and "在途 40 件" in long["zh"]  # days say it beyond three days
+
+
+def test_the_top_entities_come_worst_first_then_furthest_past_the_threshold():
+    rule = rule_of("inventory.stock_cover")  # fires on low values: further past = lower cover
+    breaches = [{"entity_key": f"shop_id=shop-01/sku={sku}", "severity": sev, "metric": "cover_days", "value": v,
+                 "threshold": thr, "metrics": {"cover_days": v}, "fingerprint": sku}
+                for sku, sev, v, thr in [("Y-NEAR", "yellow", 6.9, 7.0), ("R-NEAR", "red", 2.9, 3.0),
+                                         ("Y-FAR", "yellow", 1.0, 7.0), ("R-FAR", "red", 0.1, 3.0)]]
+    text = alert_message(rule, "fired", "red", breaches, WINDOW, 1, ["李伟"]).text
+    shown = [x.split("sku=", 1)[1].split(":", 1)[0] for x in text.split("\n") if x.startswith("- [")]
+    assert shown == ["R-FAR", "R-NEAR", "Y-FAR", "Y-NEAR"]
+    spike = rule_of("sales.order_spike")  # fires on high values: further past = a larger multiple
+    high = [{"entity_key": f"sku={k}", "severity": "red", "metric": "orders", "value": v, "baseline": 10.0,
+             "threshold": 3.0, "metrics": {"orders": v * 10}} for k, v in [("X3", 3.5), ("X9", 9.0), ("X5", 5.0)]]
+    text = alert_message(spike, "fired", "red", high, WINDOW, 1, ["李伟"]).text
+    assert [x.split("sku=", 1)[1].split(":", 1)[0] for x in text.split("\n") if x.startswith("- [")] == [
+        "X9", "X5", "X3"]

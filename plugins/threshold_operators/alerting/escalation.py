@@ -127,8 +127,10 @@ def _message(routing, rule, event: str, level: int, alerts: list[Alert], now: da
         if m is not None and m.until:
             defer = max(defer or m.until, m.until)
     people = [p.name for p in routing.recipients(team, level)]
-    breaches = [{**(a.detail or {}), "entity_key": a.entity_key, "severity": a.severity, "fingerprint": a.fingerprint}
-                for a in alerts]
+    breaches = messages.top_first(rule, [{**(a.detail or {}), "entity_key": a.entity_key, "severity": a.severity,
+                                          "fingerprint": a.fingerprint} for a in alerts])
+    first = {b["fingerprint"] for b in breaches[:messages.TOP]}
+    alerts = sorted(alerts, key=lambda a: a.fingerprint not in first)  # the top ones get the links
     window = data_window(alerts, rule)
     if rule is not None:
         waiting = now - min(a.opened_at for a in alerts) if event in ("escalated", "repeat") else None

@@ -157,9 +157,58 @@ def said(rule, b: dict, lang: str) -> str | None:
     return text
 
 
+STOCK_LEFT = ("stock", "daily_forecast")  # attributes that say how long the stock lasts
+
+
+def context(rule, b: dict, lang: str) -> str | None:
+    """The facts to act on, from the breach's ``attributes`` that the rule's ``metrics:`` label:
+    zh 现货 10 件，在途 0 件，日均预测 48.0 件，约 5 小时售罄 (the hours when the rule carries stock and a
+    daily forecast: the seed's "仅够维持5小时销售"); None when there is nothing to add. Pure."""
+    labels = getattr(rule, "metric_label", None)
+    attrs = b.get("attributes") or {}
+    if labels is None or not attrs:
+        return None
+    parts = []
+    for name in getattr(rule, "attributes", ()):
+        spec, v = labels(name), _float(attrs.get(name))
+        if spec is not None and v is not None:
+            parts.append(f"{spec.label.in_language(lang)} {_said(v, spec, lang)}")
+    stock, per_day = (_float(attrs.get(k)) for k in STOCK_LEFT)
+    if stock is not None and per_day:
+        hours = max(0.0, stock) / per_day * 24
+        if hours < 72:  # beyond three days the cover in days says it
+            h = f"{hours:.0f}" if hours >= 1 else "不到 1" if lang == "zh" else "under 1"
+            parts.append(f"约 {h} 小时售罄" if lang == "zh" else f"sold out in about {h} h")
+    if not parts:
+        return None
+    return "，".join(parts) if lang == "zh" else ", ".join(parts)
+
+
+def past_threshold(rule, b: dict) -> float:
+    """How far past its threshold a breach is (1: at it; more: further), the way the rule fires:
+    value over threshold for a rule on high values, threshold over value on low ones. Pure."""
+    value, thr = _float(b.get("value")), _float(b.get("threshold"))
+    if value is None or not thr:
+        return 0.0
+    if getattr(rule, "fires_on", "high") == "low":
+        return thr / value if value > 0 else float("inf")
+    return value / thr
+
+
+def top_first(rule, breaches: list[dict]) -> list[dict]:
+    """The breaches a message lists first: the worst severity, then the furthest past the threshold."""
+    return sorted(breaches, key=lambda b: (-SEVERITY_RANK.get(b.get("severity"), 0), -past_threshold(rule, b)))
+
+
+SEVERITY_RANK = {"red": 3, "yellow": 2, "blue": 1}
+
+
 def _line(rule, b: dict, lang: str, link: str | None) -> str:
     ack = f" [{'确认' if lang == 'zh' else 'ack'}]({link})" if link else ""
     what = said(rule, b, lang)
+    facts = context(rule, b, lang)
+    if what is not None and facts:
+        what += ("；" if lang == "zh" else "; ") + facts
     if what is None:  # no ``metrics:`` entry: the column and the numbers as they are
         base = f", {'基线' if lang == 'zh' else 'baseline'} {_num(b.get('baseline'))}" if b.get("baseline") is not None else ""
         thr = f", {'阈值' if lang == 'zh' else 'threshold'} {_num(b.get('threshold'))}" if b.get("threshold") is not None else ""
@@ -208,6 +257,7 @@ def alert_message(rule, event: str, severity: str | None, breaches: list[dict], 
     how long the alerts have waited for somebody (an escalation, a repeat says so)."""
     links = links or {}
     count = len(breaches) if count is None else count
+    breaches = top_first(rule, breaches)
     out = {}
     for lang in ("zh", "en"):
         name = rule.name.zh if lang == "zh" else rule.name.en

@@ -258,6 +258,7 @@ def _queue_once(rule, evaluation: dict | None, store, routing, now: datetime,
     for (event, severity), items in sorted(news.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]))):
         level = routing.start_level(severity, rule.id)
         people = [p.name for p in routing.recipients(team, level)]
+        items.sort(key=lambda it: -messages.past_threshold(rule, it[1].detail))  # the top ones get the links
         breaches = [{**o.detail, "fingerprint": a.fingerprint} for a, o, _ in items]
         text = messages.alert_message(rule, str(event), severity, breaches, window, level, people,
                                       links_for([a for a, _, _ in items[:messages.TOP]], level, now),
