@@ -386,6 +386,32 @@ def cmd_alerts(args) -> int:
     return 0
 
 
+def cmd_preview(args) -> int:
+    """What each channel would send for a rule's latest evaluation (``alerting.preview``)."""
+    from threshold_operators.alerting.preview import latest_alerts, preview
+    from threshold_operators.alerting.routing import load_routing
+    from threshold_operators.alerting.store import StateStore
+    from threshold_operators.rules.catalogue import load_catalogue
+
+    catalogue = load_catalogue()
+    if args.rule not in catalogue.rules:
+        raise UsageError(f"unknown rule {args.rule!r}; `storefence rules list` shows the catalogue")
+    store = StateStore(url=args.state)
+    store.create()
+    alerts = latest_alerts(store, args.rule)
+    if not alerts:
+        raise UsageError(f"{args.rule} has no alert in the state store yet: nothing to preview (its DAG, "
+                         f"`storefence demo` or a live run records them)")
+    shown = preview(catalogue.get(args.rule).rule, alerts, load_routing(), kind=args.channel, language=args.lang)
+    if not shown:
+        raise UsageError(f"the team of {args.rule} has no {args.channel} channel for these alerts' severity")
+    for r in shown:
+        print(f"=== {r.channel} ({r.kind}, {r.language}): {r.title}")
+        print(r.body)
+        print()
+    return 0
+
+
 def cmd_ack(args) -> int:
     """Acknowledge an alert: its escalation stops until it gets worse."""
     from threshold_operators.alerting.escalation import acknowledge_alert
@@ -577,6 +603,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="resolved ones too")
     p.add_argument("--state", metavar="URL", help="state store URL (default: the connection storefence_state)")
     p.set_defaults(func=cmd_alerts)
+
+    p = sub.add_parser("preview", help="what each channel would send for a rule's latest evaluation")
+    p.add_argument("rule", help="rule id, e.g. inventory.stock_cover")
+    p.add_argument("--channel", metavar="KIND", help="only channels of this kind (dingtalk, wecom, email, sms, ...)")
+    p.add_argument("--lang", choices=("zh", "en"), help="this language instead of each channel's own")
+    p.add_argument("--state", metavar="URL", help="state store URL (default: the connection storefence_state)")
+    p.set_defaults(func=cmd_preview)
 
     p = sub.add_parser("ack", help="acknowledge an alert (stops its escalation)")
     p.add_argument("alert_id", help="the alert's fingerprint, or its first characters")
