@@ -172,7 +172,8 @@ def test_a_breach_is_told_by_the_rules_own_notify_instance_and_a_quiet_rule_star
     assert [r["event"] for r in outbox] == ["fired", "fired"]  # sales.high, red, owner "test": 2 channels
     assert {r["route"] for r in outbox} == {"team_hook", "team_sms"}
     text = outbox[0]["payload"]["text_en"]
-    assert "shop_id=s1" in text and "What to do:" in text and "threshold 10" in text and "orders 12" in text
+    # the shop by its name from the warehouse (engine.names), its key kept small
+    assert "- [red] Shop s1: orders 12" in text and "What to do:" in text and "threshold 10" in text
     # no connection defined for the test's channels: kept pending (with back-off) until there is one
     assert {r["status"] for r in outbox} == {"pending"} and "no sender configured" in outbox[0]["last_error"]
 

@@ -203,6 +203,23 @@ def top_first(rule, breaches: list[dict]) -> list[dict]:
 SEVERITY_RANK = {"red": 3, "yellow": 2, "blue": 1}
 
 
+def who(b: dict, lang: str) -> str:
+    """The entity as a person knows it, with its key kept small for search: zh 婴儿配方奶粉 1段 800g
+    （Brand A · infant_formula）shop-01/SKU-BEA-000419; a shop by its name; else the key as it is
+    (``names`` from the evaluate task, ``engine.names``). Pure."""
+    key = b.get("entity_key") or ""
+    names = b.get("names") or {}
+    small = "/".join(part.partition("=")[2] or part for part in key.split("/"))
+    if names.get("entity"):
+        about = names.get("about")
+        if lang == "zh":
+            return f"{names['entity']}" + (f"（{about}）" if about else " ") + small
+        return f"{names['entity']}" + (f" ({about}) " if about else " ") + small
+    if names.get("shop") and set(k for k, _, _ in (p.partition("=") for p in key.split("/"))) == {"shop_id"}:
+        return f"{names['shop']} {small}"
+    return key
+
+
 def _line(rule, b: dict, lang: str, link: str | None) -> str:
     ack = f" [{'确认' if lang == 'zh' else 'ack'}]({link})" if link else ""
     what = said(rule, b, lang)
@@ -213,7 +230,7 @@ def _line(rule, b: dict, lang: str, link: str | None) -> str:
         base = f", {'基线' if lang == 'zh' else 'baseline'} {_num(b.get('baseline'))}" if b.get("baseline") is not None else ""
         thr = f", {'阈值' if lang == 'zh' else 'threshold'} {_num(b.get('threshold'))}" if b.get("threshold") is not None else ""
         what = f"{b.get('metric')} {_num(b.get('value'))}{base}{thr}"
-    return f"- [{SEVERITY[lang].get(b.get('severity'), b.get('severity'))}] {b.get('entity_key')}: {what}{ack}"
+    return f"- [{SEVERITY[lang].get(b.get('severity'), b.get('severity'))}] {who(b, lang)}: {what}{ack}"
 
 
 def _more(n: int, lang: str) -> str:

@@ -183,6 +183,14 @@ def evaluate_rule(hook, loaded, catalogue, now: datetime, run_id: str | None, *,
     ev.detail = note if ev.detail is None else f"{note}; {ev.detail}"
     record(hook, ev, rule, run_id)
     summary = ThresholdCheckOperator._summary(ev, rule) | judged
+    if summary["breaches"] and rule.mode == "live":  # names, not keys, in the messages
+        from threshold_operators.engine.names import with_names
+
+        try:
+            summary["breaches"] = with_names(hook, summary["breaches"])
+        except Exception as exc:  # noqa: BLE001 - a message with keys beats none: logged, not fatal
+            log.warning("%s: the entities' names were not looked up (%s: %s); messages show their keys",
+                        rule.id, type(exc).__name__, str(exc)[:200])
     if gates:
         log.warning("%s reads tables that failed their extract gates: %s", rule.id, gates)
     log.info("%s [%s] %s .. %s: %s, %d firing, %d pending, %d resolved (%d candidate rows, %d ms; %s)",
