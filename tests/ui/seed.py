@@ -144,9 +144,23 @@ class Seeded:
         return {n: a for n, a in self.alerts.items() if str(a.status) in statuses}
 
 
+PRODUCTS = {"BEA": ("玻尿酸保湿精华 30ml", "Brand B · beauty"), "BAB": ("婴儿配方奶粉 1段 800g", "Brand A · infant_formula"),
+            "FRE": ("冷链鲜牛奶 950ml", "Brand F · fresh_food")}  # by the SKU's category prefix
+SHOPS = {"shop-01": "Storefence 旗舰店", "shop-02": "Storefence 母婴专营店"}
+
+
+def _names(entity: dict) -> dict:
+    """What the evaluate task finds in products and shops (``engine.names``) for the seed's entities."""
+    names = {"shop": SHOPS[entity["shop_id"]]} if entity.get("shop_id") in SHOPS else {}
+    product = PRODUCTS.get(str(entity.get("sku", ""))[4:7])
+    if product:
+        names |= {"entity": product[0], "about": product[1]}
+    return names
+
+
 def _detail(spec: Spec, bucket: datetime, index: int) -> dict:
     """What the engine's breach carries (``engine.evaluate.describe``) and the notify task adds."""
-    return {"rule_id": spec.rule_id, "entity": dict(spec.entity), "entity_key": spec.entity_key,
+    return {"rule_id": spec.rule_id, "names": _names(spec.entity), "entity": dict(spec.entity), "entity_key": spec.entity_key,
             "bucket": bucket.isoformat(), "state": "firing", "severity": spec.severity, "metric": spec.metric,
             "value": spec.value, "baseline": spec.baseline, "threshold": spec.threshold,
             "metrics": {spec.metric: spec.value, **spec.metrics}, "attributes": dict(spec.attributes),

@@ -86,7 +86,8 @@ def alert_row(a: Alert, names: Callable[[str], dict | None], held_by: Callable[[
     return {
         "fingerprint": a.fingerprint, "rule_id": a.rule_id, "rule_name": rule_names["zh"], "rule_names": rule_names,
         "domain": domain_of(a.rule_id), "entity_key": a.entity_key, "entity": entity,
-        "shop": shop_of(a.entity_key), "status": str(a.status), "severity": a.severity,
+        "shop": shop_of(a.entity_key), "entity_names": d.get("names") if isinstance(d.get("names"), dict) else None,
+        "status": str(a.status), "severity": a.severity,
         "metric": d.get("metric"), "value": d.get("value"), "baseline": d.get("baseline"),
         "threshold": d.get("threshold"), "first_bucket": a.first_bucket, "last_bucket": a.last_bucket,
         "opened_at": a.opened_at, "updated_at": a.updated_at, "escalation_level": a.escalation_level,

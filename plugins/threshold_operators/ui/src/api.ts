@@ -28,6 +28,8 @@ export interface AlertRow {
   entity_key: string;
   entity: Record<string, string>;
   shop: string | null;
+  /** What people call the entity and its shop (the warehouse's products and shops), when known. */
+  entity_names?: { entity?: string; about?: string; shop?: string } | null;
   status: AlertStatus;
   severity: Severity | null;
   metric: string | null;

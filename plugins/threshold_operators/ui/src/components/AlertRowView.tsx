@@ -94,6 +94,14 @@ function AlertRowViewInner({ alert, selected, canWrite, busy, onToggle, onAck, o
       </Flex>
 
       <Box minW={0}>
+        {alert.entity_names?.entity ? (
+          <Text fontSize="sm" fontWeight="medium" data-testid="alert-name">
+            {alert.entity_names.entity}
+            {alert.entity_names.about ? (
+              <Text as="span" fontSize="xs" color="fg.muted" fontWeight="normal">{` · ${alert.entity_names.about}`}</Text>
+            ) : null}
+          </Text>
+        ) : null}
         <Link asChild fontFamily="mono" fontSize="sm" fontWeight="medium" overflowWrap="anywhere">
           <RouterLink to={{ search: detailSearch(alert.fingerprint) }} data-testid="alert-link">
             {entityLabel(alert.entity, alert.entity_key)}
@@ -102,7 +110,7 @@ function AlertRowViewInner({ alert, selected, canWrite, busy, onToggle, onAck, o
         {alert.shop ? (
           <Text fontSize="xs" color="fg.muted" data-testid="alert-shop">
             <CardLabel>{t("field.shop")}</CardLabel>
-            {alert.shop}
+            {alert.entity_names?.shop ? `${alert.entity_names.shop} (${alert.shop})` : alert.shop}
           </Text>
         ) : null}
       </Box>
