@@ -46,6 +46,12 @@ class DingTalkReceiver(LoopbackReceiver):
                                                  hashlib.sha256).digest()).decode()
             if q.get("sign") != expected:
                 return 310000, "sign not match"
+        if len(body) > 20_000:
+            return 460101, "message too long, exceed 20000 bytes"
+        msg = json.loads(body)
+        if msg.get("msgtype") != "markdown" or not msg.get("markdown", {}).get("title") \
+                or not isinstance(msg["markdown"].get("text"), str):
+            return 40035, "缺少参数 markdown"
         if not self.within_limit():
             return 130101, "send too fast, exceed 20 times per minute"
         self.received.append(json.loads(body))

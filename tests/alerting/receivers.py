@@ -152,6 +152,8 @@ class FeishuReceiver(LoopbackReceiver):
                 return 19021, "sign match fail or timestamp is not within one hour from current time"
         if msg.get("msg_type") != "interactive" or "card" not in msg:
             return 19001, "param invalid"
+        if len(body) > 20 * 1024:
+            return 19002, "request body too large: at most 20 KB"
         if not self.within_limit():
             return 11232, "frequency limited psm[lark.oapi.app_platform_runtime]appID[1]"
         self.received.append(msg)
@@ -189,11 +191,14 @@ class SlackReceiver(LoopbackReceiver):
 
 class SmsProviderReceiver(LoopbackReceiver):
     """An SMS / voice provider: ``Authorization: Bearer KEY`` (code 1001), 11-digit mobiles (1002),
-    texts of at most 300 characters (1003), a per-minute limit (1029); HTTP 200 with ``code`` 0."""
+    texts of at most 300 characters (1003), an SMS of at most ``max_segments`` segments (70
+    characters each of Chinese, 67 in a long message: 1004), a call of one sentence of at most 100
+    characters (1005), a per-minute limit (1029); HTTP 200 with ``code`` 0."""
 
-    def __init__(self, api_key: str = "sms-api-key", clock=time.time, per_minute: int | None = None):
+    def __init__(self, api_key: str = "sms-api-key", clock=time.time, per_minute: int | None = None,
+                 max_segments: int = 4):
         super().__init__(clock, per_minute)
-        self.api_key = api_key
+        self.api_key, self.max_segments = api_key, max_segments
 
     def answer(self, path, headers, body):
         code, msg = self._check(path, headers, body)
@@ -209,10 +214,24 @@ class SmsProviderReceiver(LoopbackReceiver):
             return 1002, "invalid mobile"
         if len(msg.get("text", "")) > 300:
             return 1003, "text too long"
+        text = msg.get("text", "")
+        if "/voice" in path:
+            if len(text) > 100 or any(mark in text.rstrip("。.") for mark in "。\n"):
+                return 1005, "a call reads one sentence"
+        elif _segments(text) > self.max_segments:
+            return 1004, f"more than {self.max_segments} segments"
         if not self.within_limit():
             return 1029, "too frequent, try later"
         self.received.append({"path": urllib.parse.urlparse(path).path, **msg})
         return 0, "ok"
+
+
+def _segments(text: str) -> int:
+    """SMS segments as a network counts them, told apart from the sender's own count: UCS-2 (any
+    character outside GSM-7's basic set, as all Chinese is) 70 a segment, 67 when concatenated."""
+    basic = all(ord(c) < 128 and c not in "`^{}[]~|\\" for c in text)
+    single, multi = (160, 153) if basic else (70, 67)
+    return 1 if len(text) <= single else -(-len(text) // multi)
 
 
 class WebhookReceiver(LoopbackReceiver):

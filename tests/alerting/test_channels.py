@@ -24,6 +24,7 @@ from threshold_operators.alerting.channels import SENDERS, sender_class, sender_
 from threshold_operators.alerting.channels.base import Message
 from threshold_operators.alerting.channels.email import EmailSender
 from threshold_operators.alerting.channels.feishu import FeishuSender, signature
+from threshold_operators.alerting.channels.layout import sms_segments
 from threshold_operators.alerting.channels.markdown import plain, slack_mrkdwn, to_html
 from threshold_operators.alerting.channels.slack import SlackSender
 from threshold_operators.alerting.channels.sms import SmsSender, VoiceSender, sms_text, voice_text
@@ -367,12 +368,14 @@ def test_sms_one_text_per_mobile_with_title_first_lines_and_the_ack_link(clock):
     assert [m["to"] for m in provider.received] == ["13800000000", "13900000000"]
     text = provider.received[0]["text"]
     assert text.startswith("[红色] 爆单且库存告急\nSKU-1：库存仅够 5 小时\n- 仓库：华东一仓")
-    assert text.endswith(f"{ACK[0]} {ACK[1]}") and provider.received[0]["sign_name"] == "店铺预警"
+    assert text.endswith(f"\n{ACK[1]}") and provider.received[0]["sign_name"] == "店铺预警"
 
 
-def test_sms_text_is_cut_to_300_characters_and_keeps_the_link():
+def test_a_long_text_only_sms_is_cut_to_one_segment_then_keeps_the_link():
     text = sms_text(Message("标题", "库存告急\n" * 200, links=(ACK,)))
-    assert len(text) <= 300 and text.endswith(ACK[1]) and "…" in text
+    facts, link = text.rsplit("\n", 1)
+    assert link == ACK[1] and sms_segments(facts) == 1 and "…" in facts and sms_segments(text) <= 4
+    assert sms_text(Message("标题", "库存告急\n" * 200, links=(ACK,)), max_segments=1) == facts
 
 
 def test_voice_calls_with_one_short_sentence(clock):

@@ -70,9 +70,11 @@ class DeliveryReport:
 
 def message_of(payload: dict, language: str = "zh", key: str | None = None) -> Message:
     en = language == "en" and payload.get("text_en")
+    form = (payload.get("forms") or {}).get("en" if en else "zh")
     return Message(payload["title_en"] if en else payload["title"], payload["text_en"] if en else payload["text"],
                    tuple(payload.get("mentions", ())), payload.get("data", {}), tuple(payload.get("emails", ())),
-                   payload.get("severity"), tuple(tuple(x) for x in payload.get("links", ())), key)
+                   payload.get("severity"), tuple(tuple(x) for x in payload.get("links", ())), key,
+                   (form,) if form else ())
 
 
 def batch_message(messages: list[Message], language: str = "zh") -> Message:
@@ -87,8 +89,9 @@ def batch_message(messages: list[Message], language: str = "zh") -> Message:
     mentions = tuple(dict.fromkeys(x for m in messages for x in m.mentions))
     emails = tuple(dict.fromkeys(x for m in messages for x in m.emails))
     links = tuple(dict.fromkeys(x for m in messages for x in m.links))
+    parts = tuple(p for m in messages for p in (m.parts or (m.text,))) if any(m.parts for m in messages) else ()
     return Message(head, "\n\n---\n\n".join(m.text for m in messages), mentions,
-                   {"batch": [m.data for m in messages]}, emails, top, links, key)
+                   {"batch": [m.data for m in messages]}, emails, top, links, key, parts)
 
 
 def _batches(rows: list[dict], budget: int, language: str) -> list[list[dict]]:

@@ -42,7 +42,14 @@ from threshold_operators.alerting.lifecycle import (
     fingerprint,
     next_escalation,
 )
-from threshold_operators.alerting.pipeline import QueueReport, _key, enqueue_message, links_for, mute_stage
+from threshold_operators.alerting.pipeline import (
+    QueueReport,
+    _key,
+    enqueue_message,
+    links_for,
+    list_url_for,
+    mute_stage,
+)
 
 
 @dataclass
@@ -136,7 +143,7 @@ def _message(routing, rule, event: str, level: int, alerts: list[Alert], now: da
         waiting = now - min(a.opened_at for a in alerts) if event in ("escalated", "repeat") else None
         text = messages.alert_message(rule, event, severity, breaches, window, level, people,
                                       links_for(alerts[:messages.TOP], level, now), tz=routing.timezone,
-                                      unacknowledged=waiting)
+                                      unacknowledged=waiting, list_url=list_url_for(rule.id))
     elif is_gate(alerts[0].rule_id):  # a failing data gate, still failing
         gate = alerts[0].detail or {}
         text = messages.data_gate_message(table_of(alerts[0]), {"kind": gate.get("kind", "?"), **gate},

@@ -24,7 +24,12 @@ EVENT = {"zh": {"fired": "预警", "worsened": "升级预警", "resolved": "已�
 
 @dataclass
 class Text:
-    """One message in both languages, with what every channel may use besides the text."""
+    """One message in both languages, with what every channel may use besides the text.
+
+    ``forms``: per language, the message's parts (``Form``) when it lists alerts: each channel
+    lays them out in its own form and within its own limits (a chat robot's byte budget, a card's
+    fields, an email's table, an SMS segment, one spoken sentence); the ``text`` is the same parts
+    as markdown, for the channels and tools that read text."""
 
     title: str
     text: str
@@ -32,11 +37,15 @@ class Text:
     text_en: str
     severity: str | None = None
     links: list[tuple[str, str]] = field(default_factory=list)
+    forms: dict[str, dict] | None = None
 
     def payload(self, mentions=(), emails=(), data=None) -> dict:
-        return {"title": self.title, "text": self.text, "title_en": self.title_en, "text_en": self.text_en,
-                "severity": self.severity, "links": [list(link) for link in self.links],
-                "mentions": list(mentions), "emails": list(emails), "data": data or {}}
+        out = {"title": self.title, "text": self.text, "title_en": self.title_en, "text_en": self.text_en,
+               "severity": self.severity, "links": [list(link) for link in self.links],
+               "mentions": list(mentions), "emails": list(emails), "data": data or {}}
+        if self.forms:
+            out["forms"] = self.forms
+        return out
 
 
 def _num(v) -> str:
@@ -185,12 +194,14 @@ def context(rule, b: dict, lang: str) -> str | None:
 
 
 def past_threshold(rule, b: dict) -> float:
-    """How far past its threshold a breach is (1: at it; more: further), the way the rule fires:
-    value over threshold for a rule on high values, threshold over value on low ones. Pure."""
+    """How far past its threshold a breach is (1: at it; more: further), the way the rule's primary
+    condition fires: value over threshold above, threshold over value below. Pure."""
     value, thr = _float(b.get("value")), _float(b.get("threshold"))
     if value is None or not thr:
         return 0.0
-    if getattr(rule, "fires_on", "high") == "low":
+    primary = getattr(rule, "primary", None)
+    low = getattr(primary, "below", None) is not None if primary is not None else rule.fires_on == "low"
+    if low:  # the primary condition's way (a compound rule fires high, its stock metric low)
         return thr / value if value > 0 else float("inf")
     return value / thr
 
@@ -210,27 +221,75 @@ def who(b: dict, lang: str) -> str:
     key = b.get("entity_key") or ""
     names = b.get("names") or {}
     small = "/".join(part.partition("=")[2] or part for part in key.split("/"))
-    if names.get("entity"):
-        about = names.get("about")
+    entity = _name(names, "entity", lang)
+    if entity:
+        about = _name(names, "about", lang)
         if lang == "zh":
-            return f"{names['entity']}" + (f"（{about}）" if about else " ") + small
-        return f"{names['entity']}" + (f" ({about}) " if about else " ") + small
+            return entity + (f"（{about}）" if about else " ") + small
+        return entity + (f" ({about}) " if about else " ") + small
     if names.get("shop") and set(k for k, _, _ in (p.partition("=") for p in key.split("/"))) == {"shop_id"}:
         return f"{names['shop']} {small}"
     return key
 
 
-def _line(rule, b: dict, lang: str, link: str | None) -> str:
-    ack = f" [{'确认' if lang == 'zh' else 'ack'}]({link})" if link else ""
+def _name(names: dict, field: str, lang: str) -> str | None:
+    """A name in the message's language: ``entity_en`` / ``about_en`` in English where the lookup
+    gave one (a glossary code, a batch), else the shop's own name."""
+    return (lang == "en" and names.get(f"{field}_en")) or names.get(field)
+
+
+def short_name(b: dict, lang: str = "zh") -> str:
+    """The entity in the fewest words, for an SMS or a call: its name, its shop's, or its key's last part."""
+    names = b.get("names") or {}
+    key = b.get("entity_key") or ""
+    return _name(names, "entity", lang) or names.get("shop") or key.rsplit("/", 1)[-1].partition("=")[2] or key
+
+
+def breach_said(rule, b: dict, lang: str) -> str:
+    """The breach's numbers as people say them; for the double alert, the spike that came with it
+    first (``evidence``: the referenced rules' breaches, said by the evaluate task)."""
     what = said(rule, b, lang)
-    facts = context(rule, b, lang)
-    if what is not None and facts:
-        what += ("；" if lang == "zh" else "; ") + facts
     if what is None:  # no ``metrics:`` entry: the column and the numbers as they are
         base = f", {'基线' if lang == 'zh' else 'baseline'} {_num(b.get('baseline'))}" if b.get("baseline") is not None else ""
         thr = f", {'阈值' if lang == 'zh' else 'threshold'} {_num(b.get('threshold'))}" if b.get("threshold") is not None else ""
         what = f"{b.get('metric')} {_num(b.get('value'))}{base}{thr}"
-    return f"- [{SEVERITY[lang].get(b.get('severity'), b.get('severity'))}] {who(b, lang)}: {what}{ack}"
+    evidence = [e["said"][lang] for e in b.get("evidence") or () if (e.get("said") or {}).get(lang)]
+    return " ＋ ".join([*evidence, what]) if evidence else what
+
+
+def item(rule, b: dict, lang: str, link: str | None) -> dict:
+    """One entity of a message, in parts: severity, who (name and small key), what was measured
+    (``said``), what else to know (``facts``) and its acknowledge link."""
+    return {"severity": b.get("severity"), "level": SEVERITY[lang].get(b.get("severity"), b.get("severity")),
+            "who": who(b, lang), "short": short_name(b, lang), "said": breach_said(rule, b, lang),
+            "facts": context(rule, b, lang), "ack": link}
+
+
+def item_line(it: dict, lang: str) -> str:
+    """An item as a markdown list line: ``- [红色] who: said；facts [确认](url)``."""
+    what = it["said"] + (("；" if lang == "zh" else "; ") + it["facts"] if it.get("facts") else "")
+    ack = f" [{'确认' if lang == 'zh' else 'ack'}]({it['ack']})" if it.get("ack") else ""
+    return f"- [{it['level']}] {it['who']}: {what}{ack}"
+
+
+def more_line(n: int, lang: str, url: str | None = None) -> str:
+    """"+N more", with a link to the full list (the alerts page) when there is one."""
+    if n <= 0:
+        return ""
+    if lang == "zh":
+        return f"- ……另有 {n} 个" + (f"，[查看全部]({url})" if url else "")
+    return f"- ... and {n} more" + (f" ([see all]({url}))" if url else "")
+
+
+def markdown(form: dict, shown: int | None = None) -> str:
+    """A form as the message's markdown, with its first ``shown`` items (default ``TOP``) and a
+    "+N more" line for the rest. Channels with a byte budget lower ``shown`` until it fits."""
+    lang = form["lang"]
+    shown = min(TOP if shown is None else shown, len(form["items"]))
+    body = [form["head"], form["summary"], *form["notes"], *(item_line(it, lang) for it in form["items"][:shown]),
+            more_line(form["count"] - shown, lang, form.get("all")), *form["after"]]
+    tail = [form["runbook"], form.get("ack_hint"), form["to"]]
+    return "\n".join(x for x in body if x) + "\n\n" + "\n".join(x for x in tail if x)
 
 
 def _more(n: int, lang: str) -> str:
@@ -266,44 +325,52 @@ def waited(d) -> dict[str, str]:
     return {"zh": f"{m} 分钟", "en": f"{m} min"}
 
 
+FORM_ITEMS = 50  # items a form keeps (an email's table shows them all; chat messages the top TOP)
+
+
 def alert_message(rule, event: str, severity: str | None, breaches: list[dict], window: tuple[str, str],
                   level: int, people: list[str], links: dict[str, str] | None = None,
-                  count: int | None = None, tz: str = "Asia/Shanghai", unacknowledged=None) -> Text:
+                  count: int | None = None, tz: str = "Asia/Shanghai", unacknowledged=None,
+                  list_url: str | None = None) -> Text:
     """Fired, worsened, escalated or still-firing news of one rule: one message for all its entities.
     ``links``: fingerprint -> acknowledge URL (signed links), when they are set up; ``unacknowledged``:
-    how long the alerts have waited for somebody (an escalation, a repeat says so)."""
+    how long the alerts have waited for somebody (an escalation, a repeat says so); ``list_url``: the
+    rule's alerts on the alerts page (the "+N more" link)."""
     links = links or {}
     count = len(breaches) if count is None else count
     breaches = top_first(rule, breaches)
-    out = {}
+    forms = {}
     for lang in ("zh", "en"):
         name = rule.name.zh if lang == "zh" else rule.name.en
         sev = SEVERITY[lang].get(severity, severity)
         ev = EVENT[lang][event]
         if lang == "zh":
             head = f"【{sev}{ev}】{name}" if event in ("fired", "worsened") else f"【{ev}·{sev}】{name}"
-            lines = [head, f"{count} 个{_entity_zh(rule.entity)}，数据时间 {when(window[0], tz)} 至 "
-                           f"{when(window[1], tz)}（{tz}）："]
+            summary = f"{count} 个{_entity_zh(rule.entity)}，数据时间 {when(window[0], tz)} 至 {when(window[1], tz)}（{tz}）："
         else:
-            lines = [f"[{sev} {ev}] {name}", f"{count} {rule.entity}(s), data {when(window[0], tz)} .. "
-                                             f"{when(window[1], tz)} ({tz}):"]
+            head = f"[{sev} {ev}] {name}"
+            summary = f"{count} {rule.entity}(s), data {when(window[0], tz)} .. {when(window[1], tz)} ({tz}):"
+        notes = []
         if unacknowledged is not None:
             span = waited(unacknowledged)[lang]
-            lines.append(f"已 {span}无人确认，现通知上一级。" if lang == "zh" and event == "escalated" else
+            notes.append(f"已 {span}无人确认，现通知上一级。" if lang == "zh" and event == "escalated" else
                          f"已 {span}无人确认。" if lang == "zh" else
                          f"Unacknowledged for {span}" + (": told to the next level." if event == "escalated" else "."))
-        lines += [_line(rule, b, lang, links.get(b.get("fingerprint", ""))) for b in breaches[:TOP]]
-        if count > TOP:
-            lines.append(_more(count - TOP, lang))
-        lines.append(data_incomplete_line(breaches, lang))
-        lines += ["", ("处理：" if lang == "zh" else "What to do: ") + rule.runbook_in(lang)]
         fps = [b["fingerprint"] for b in breaches if b.get("fingerprint")]
-        if not links:
-            lines.append(_ack_hint(lang, fps))
-        lines.append(("通知：" if lang == "zh" else "To: ") + ", ".join(people) + f" (L{level})")
-        out[lang] = (f"[{sev}] {name}" + ("" if event == "fired" else f" ({ev})"), "\n".join(x for x in lines if x is not None))
+        forms[lang] = {
+            "lang": lang, "rule_id": rule.id, "event": event, "severity": severity,
+            "title": f"[{sev}] {name}" + ("" if event == "fired" else f" ({ev})"), "name": name,
+            "head": head, "summary": summary, "notes": notes, "count": count,
+            "entity": _entity_zh(rule.entity) if lang == "zh" else rule.entity,
+            "items": [item(rule, b, lang, links.get(b.get("fingerprint", ""))) for b in breaches[:FORM_ITEMS]],
+            "after": [x for x in (data_incomplete_line(breaches, lang),) if x],
+            "runbook": ("处理：" if lang == "zh" else "What to do: ") + rule.runbook_in(lang),
+            "ack_hint": None if links else (_ack_hint(lang, fps) or None),
+            "to": ("通知：" if lang == "zh" else "To: ") + ", ".join(people) + f" (L{level})",
+            "all": list_url}
     first = [(("确认 / Acknowledge"), links[b["fingerprint"]]) for b in breaches[:1] if b.get("fingerprint") in links]
-    return Text(out["zh"][0], out["zh"][1], out["en"][0], out["en"][1], severity, first)
+    zh, en = forms["zh"], forms["en"]
+    return Text(zh["title"], markdown(zh), en["title"], markdown(en), severity, first, forms)
 
 
 def resolved_message(rule, entity_keys: list[str], window_end: str, level: int, people: list[str],

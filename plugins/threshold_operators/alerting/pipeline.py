@@ -142,6 +142,17 @@ def links_for(alerts, level: int, now: datetime | None = None) -> dict[str, str]
     return {a.fingerprint: ack_url(settings, a.fingerprint, level, now, opened_at=a.opened_at) for a in alerts}
 
 
+def list_url_for(rule_id: str) -> str | None:
+    """The rule's firing alerts on the alerts page (a message's "+N more" link), when the
+    ``storefence_ack`` connection names the Airflow API server's public URL (else None)."""
+    import urllib.parse
+
+    settings = _link_settings()
+    if settings is None:
+        return None
+    return f"{settings.base_url}/plugin/storefence?{urllib.parse.urlencode({'rule': rule_id})}"
+
+
 def enqueue_message(store, routing, team: str, level: int, text, key: str, fp: str, event: str, now: datetime,
                     report: QueueReport, *, not_before: datetime | None = None, data: dict | None = None,
                     con=None) -> None:
@@ -262,7 +273,7 @@ def _queue_once(rule, evaluation: dict | None, store, routing, now: datetime,
         breaches = [{**o.detail, "fingerprint": a.fingerprint} for a, o, _ in items]
         text = messages.alert_message(rule, str(event), severity, breaches, window, level, people,
                                       links_for([a for a, _, _ in items[:messages.TOP]], level, now),
-                                      tz=routing.timezone)
+                                      tz=routing.timezone, list_url=list_url_for(rule.id))
         defer = max((m.until for _, _, m in items if m is not None and m.until), default=None)
         tell.append((level, text, _key(rule.id, event, severity, level, window[1]),
                      fingerprint(rule.id, f"({event}:{severity})"), str(event), defer,

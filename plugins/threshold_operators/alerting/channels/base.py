@@ -21,6 +21,10 @@ class Message:
     severity: str | None = None  # blue, yellow, red (None: a resolved or operational message)
     links: tuple[tuple[str, str], ...] = ()  # (label, url): the acknowledge link, the runbook
     key: str | None = field(default=None, compare=False)  # the outbox idempotency key (Idempotency-Key header)
+    # The message's parts, for channels that lay them out themselves (``channels.layout``): a form
+    # (``messages.alert_message``: head, items, runbook, ...) or a plain markdown text, one per
+    # message of a digest; empty when the message is text only.
+    parts: tuple = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,13 @@ def lookup_connection(conn_id: str):
     from threshold_operators.connections import get_connection
 
     return get_connection(conn_id)
+
+
+def json_size(payload: dict) -> int:
+    """The bytes of ``payload`` as ``post_json`` sends it."""
+    import json
+
+    return len(json.dumps(payload, ensure_ascii=False).encode())
 
 
 def post_json(session, url: str, payload: dict, timeout: float):

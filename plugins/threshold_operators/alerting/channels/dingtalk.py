@@ -4,7 +4,9 @@ The Airflow connection (type ``http``): host ``https://oapi.dingtalk.com`` (or a
 robot's access token as the password, and, when the robot has "加签" security, its secret in
 ``extra.secret``. Each request is then signed: ``sign = base64(HMAC-SHA256(secret,
 "{timestamp}\\n{secret}"))`` with the timestamp in milliseconds (DingTalk refuses one more than an
-hour off). DingTalk answers HTTP 200 with ``errcode``: 0 is success; 130101 (more than 20
+hour off). A request body is at most 20,000 bytes (errcode 460101): a long list shows the top entities
+that fit, then "+N more" with a link to the full list (``channels.layout``). DingTalk answers HTTP
+200 with ``errcode``: 0 is success; 130101 (more than 20
 messages a minute) is retried later; other codes (a bad token or signature, 310000) are not.
 """
 
@@ -21,10 +23,13 @@ from threshold_operators.alerting.channels.base import (
     Message,
     SendResult,
     errcode_result,
+    json_size,
     lookup_connection,
     post_json,
 )
+from threshold_operators.alerting.channels.layout import fit_markdown
 
+MAX_BODY_BYTES = 20_000  # errcode 460101 "message too long"
 RATE_LIMITED = 130101  # "send too fast": 20 messages a minute per robot
 RETRYABLE_CODES = {RATE_LIMITED, -1}  # -1: "system busy"
 
@@ -52,9 +57,12 @@ class DingTalkSender:
 
     def payload(self, message: Message) -> dict:
         mentions = "".join(f" @{m}" for m in message.mentions)
-        return {"msgtype": "markdown",
-                "markdown": {"title": message.title, "text": f"{message.text}{mentions}"},
-                "at": {"atMobiles": list(message.mentions), "isAtAll": False}}
+
+        def body(text: str) -> dict:
+            return {"msgtype": "markdown", "markdown": {"title": message.title, "text": f"{text}{mentions}"},
+                    "at": {"atMobiles": list(message.mentions), "isAtAll": False}}
+
+        return body(fit_markdown(message, lambda text: json_size(body(text)), MAX_BODY_BYTES))
 
     def send(self, message: Message) -> SendResult:
         params = {"access_token": self._token}

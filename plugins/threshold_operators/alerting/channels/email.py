@@ -7,7 +7,10 @@ defaults to SMTPS; set ``disable_ssl: true`` for STARTTLS on 587, both for a pla
 connection, connects and logs in; the message itself is built here, because the hook's
 ``send_email_smtp`` sends HTML only and this sends both: ``multipart/alternative`` with a plain
 text part and an HTML part rendered from the markdown (everything escaped), the links below the
-text. Recipients are ``message.emails``; the subject is the title.
+text. A message that lists alerts is laid out as a table, one row per entity the message keeps
+(``messages.FORM_ITEMS``, the top 50; the rest by a "+N more" row linking to the alerts page):
+severity, who, what was measured and what else to know, and its acknowledge link; the text part
+lists the same entities. Recipients are ``message.emails``; the subject is the title.
 
 Failures: no recipients, no sender address, 5xx replies (a refused address, a failed login) are
 final; a refused or dropped connection, a timeout and 4xx replies (greylisting, a full mailbox,
@@ -18,6 +21,7 @@ named in the result.
 
 from __future__ import annotations
 
+import html
 import smtplib
 import time
 from collections.abc import Callable
@@ -25,7 +29,8 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
 from threshold_operators.alerting.channels.base import Message, SendResult, lookup_connection
-from threshold_operators.alerting.channels.markdown import plain, to_html, with_links
+from threshold_operators.alerting.channels.markdown import SAFE_URL, link_line, plain, to_html, with_links
+from threshold_operators.alerting.messages import more_line
 
 SEVERITY_COLOUR = {"red": "#d93025", "yellow": "#f29900", "blue": "#1a73e8"}
 
@@ -72,12 +77,12 @@ class EmailSender:
         return cls(connect, extra.get("from_email") or (conn.login if "@" in (conn.login or "") else None), **kwargs)
 
     def payload(self, message: Message) -> EmailMessage:
-        text = with_links(message.text, message.links)
+        text = with_links(_full_text(message), message.links)
         if message.mentions:
             text += "\n\n" + " ".join(f"@{m}" for m in message.mentions)
         colour = SEVERITY_COLOUR.get(message.severity or "", "#188038")
         html_body = (f'<!doctype html>\n<html><body style="font-family:sans-serif">\n'
-                     f'<div style="border-left:4px solid {colour};padding-left:12px">\n{to_html(text)}\n</div>\n'
+                     f'<div style="border-left:4px solid {colour};padding-left:12px">\n{_html(message, text)}\n</div>\n'
                      f"</body></html>\n")
         msg = EmailMessage()
         msg["Subject"] = message.title
@@ -127,6 +132,55 @@ class EmailSender:
 
     def _reply_failure(self, code: int, error) -> SendResult:
         return SendResult(False, 400 <= code < 500, _scrub(f"SMTP {code}: {_text(error)[:200]}", self._secrets))
+
+
+def _full_text(message: Message) -> str:
+    """The text part: every entity each form keeps (an email has room for them)."""
+    from threshold_operators.alerting.messages import markdown
+
+    if not message.parts:
+        return message.text
+    return "\n\n---\n\n".join(markdown(p, len(p["items"])) if isinstance(p, dict) else p for p in message.parts)
+
+
+ROW_COLOUR = {"red": "#fce8e6", "yellow": "#fef7e0", "blue": "#e8f0fe"}
+CELL = 'style="border:1px solid #dadce0;padding:4px 8px;text-align:left;vertical-align:top"'
+
+
+def _html(message: Message, text: str) -> str:
+    """The HTML body: each form as its head, summary, a table of its entities and the rest as text;
+    a message without forms as its text."""
+    if not message.parts:
+        return to_html(text)
+    blocks = []
+    for part in message.parts:
+        if not isinstance(part, dict):
+            blocks.append(to_html(part))
+            continue
+        zh = part["lang"] == "zh"
+        head = ("级别", "对象", "情况", "确认") if zh else ("Severity", "Entity", "What", "Acknowledge")
+        rows = []
+        for it in part["items"]:
+            what = it["said"] + (("；" if zh else "; ") + it["facts"] if it.get("facts") else "")
+            ack = (f'<a href="{html.escape(it["ack"], quote=True)}">{"确认" if zh else "ack"}</a>'
+                   if it.get("ack") and SAFE_URL.match(it["ack"]) else "")
+            rows.append(f'<tr style="background:{ROW_COLOUR.get(it["severity"] or "", "#fff")}">'
+                        f"<td {CELL}>{html.escape(it['level'])}</td><td {CELL}>{html.escape(it['who'])}</td>"
+                        f"<td {CELL}>{html.escape(what)}</td><td {CELL}>{ack}</td></tr>")
+        rest = part["count"] - len(part["items"])
+        if rest > 0:
+            rows.append(f'<tr><td {CELL} colspan="4">{_inline(more_line(rest, part["lang"], part.get("all"))[2:])}</td></tr>')
+        blocks += [f"<h3>{html.escape(part['head'])}</h3>", to_html("\n".join([part["summary"], *part["notes"]])),
+                   '<table style="border-collapse:collapse">\n<tr>' + "".join(f"<th {CELL}>{h}</th>" for h in head)
+                   + "</tr>\n" + "\n".join(rows) + "\n</table>",
+                   to_html("\n".join(x for x in (*part["after"], part["runbook"], part.get("ack_hint"), part["to"]) if x))]
+    tail = [link_line(message.links) if message.links else "", " ".join(f"@{m}" for m in message.mentions)]
+    blocks += [to_html(x) for x in tail if x]
+    return "\n".join(blocks)
+
+
+def _inline(markdown_line: str) -> str:
+    return to_html(markdown_line).removeprefix("<p>").removesuffix("</p>")
 
 
 def _text(err) -> str:

@@ -7,8 +7,12 @@ password, and, when the bot has "签名校验", its secret in ``extra.secret``. 
 the body, with ``sign = base64(HMAC-SHA256(key="{timestamp}\\n{secret}", msg=b""))`` (Feishu refuses a
 timestamp more than an hour off).
 
-The card: a header coloured by severity, the text as a markdown element, the mobiles as
-``@mobile`` text (a custom bot can @ only by open id, not by mobile), and a button per link.
+The card: a header coloured by severity; for a message that lists alerts, its summary, then one
+row of two fields per entity (who it is and its severity; what was measured, what else to know
+and its acknowledge link), the top entities that fit the request's 20 KB, a "+N more" line
+linking to the full list, the runbook, and who was told as a note; other messages as one markdown
+element. The mobiles as ``@mobile`` text (a custom bot can @ only by open id, not by mobile), and a
+button per link.
 
 Feishu answers HTTP 200 with ``code`` (older deployments: ``StatusCode``): 0 is success; 9499 and
 11232 (frequency limits: 100 a minute, 5 a second per bot) are retried later; others (19021 bad
@@ -25,14 +29,54 @@ import time
 import urllib.parse
 from collections.abc import Callable
 
-from threshold_operators.alerting.channels.base import Message, SendResult, http_failure, lookup_connection
+from threshold_operators.alerting.channels.base import (
+    Message,
+    SendResult,
+    http_failure,
+    json_size,
+    lookup_connection,
+)
 from threshold_operators.alerting.channels.http_connection import http_session
-from threshold_operators.alerting.channels.markdown import cut
+from threshold_operators.alerting.channels.layout import most_shown
+from threshold_operators.alerting.channels.markdown import cut, cut_utf8
 
 RETRYABLE_CODES = {9499, 11232}  # "too many request", "frequency limited"
 SIGN_MISMATCH = 19021
 TEMPLATE = {"red": "red", "yellow": "orange", "blue": "blue", None: "green"}  # card header colours
-MAX_TEXT = 8000  # a card is at most 30 KB; this leaves room for the rest
+MAX_TEXT = 8000  # a text-only message's markdown element
+MAX_BODY_BYTES = 20_000  # a custom bot's request body: 20 KB
+
+
+SIGNATURE_BYTES = 100  # "timestamp" and "sign", added to a signed request's body
+
+
+def card_elements(parts, shown: int) -> list[dict]:
+    """A card's elements for the parts of a message (one, or a digest's), each form with its top
+    ``shown`` entities as rows of fields."""
+    from threshold_operators.alerting.messages import more_line
+
+    out: list[dict] = []
+    for i, part in enumerate(parts):
+        if i:
+            out.append({"tag": "hr"})
+        if not isinstance(part, dict):
+            out.append({"tag": "markdown", "content": cut(part, MAX_TEXT)})
+            continue
+        lang, zh = part["lang"], part["lang"] == "zh"
+        if len(parts) > 1:
+            out.append({"tag": "markdown", "content": f"**{part['head']}**"})
+        out.append({"tag": "markdown", "content": "\n".join([part["summary"], *part["notes"]])})
+        for it in part["items"][:shown]:
+            what = it["said"] + (("；" if zh else "; ") + it["facts"] if it.get("facts") else "")
+            ack = f"\n[{'确认' if zh else 'Acknowledge'}]({it['ack']})" if it.get("ack") else ""
+            out.append({"tag": "div", "fields": [
+                {"is_short": True, "text": {"tag": "lark_md", "content": f"**[{it['level']}] {it['who']}**"}},
+                {"is_short": True, "text": {"tag": "lark_md", "content": what + ack}}]})
+        more = more_line(part["count"] - min(shown, len(part["items"])), lang, part.get("all"))
+        out += [{"tag": "markdown", "content": x} for x in (more.removeprefix("- "), *part["after"]) if x]
+        out.append({"tag": "markdown", "content": part["runbook"]})
+        out.append({"tag": "note", "elements": [{"tag": "plain_text", "content": part["to"]}]})
+    return out
 
 
 def signature(secret: str, timestamp_s: int) -> str:
@@ -55,19 +99,28 @@ class FeishuSender:
                    **kwargs)
 
     def payload(self, message: Message) -> dict:
-        text = cut(message.text, MAX_TEXT)
-        if message.mentions:
-            text += "\n" + " ".join(f"@{m}" for m in message.mentions)
-        elements: list[dict] = [{"tag": "markdown", "content": text}]
+        at = " ".join(f"@{m}" for m in message.mentions)
+        tail: list[dict] = []
         if message.links:
-            elements.append({"tag": "action", "actions": [
+            tail.append({"tag": "action", "actions": [
                 {"tag": "button", "text": {"tag": "plain_text", "content": label}, "url": url,
                  "type": "primary" if i == 0 else "default"} for i, (label, url) in enumerate(message.links)]})
-        return {"msg_type": "interactive", "card": {
-            "config": {"wide_screen_mode": True},
-            "header": {"title": {"tag": "plain_text", "content": message.title},
-                       "template": TEMPLATE.get(message.severity, "blue")},
-            "elements": elements}}
+
+        def card(elements: list[dict]) -> dict:
+            return {"msg_type": "interactive", "card": {
+                "config": {"wide_screen_mode": True},
+                "header": {"title": {"tag": "plain_text", "content": message.title},
+                           "template": TEMPLATE.get(message.severity, "blue")},
+                "elements": elements + tail}}
+
+        if not message.parts:
+            return card([{"tag": "markdown", "content": cut(message.text, MAX_TEXT) + (f"\n{at}" if at else "")}])
+        mentions = [{"tag": "markdown", "content": at}] if at else []
+        for shown in range(most_shown(message), -1, -1):
+            body = card(card_elements(message.parts, shown) + mentions)
+            if json_size(body) + SIGNATURE_BYTES <= MAX_BODY_BYTES:
+                return body
+        return card([{"tag": "markdown", "content": cut_utf8(message.text, MAX_BODY_BYTES // 2)}])
 
     def send(self, message: Message) -> SendResult:
         import requests

@@ -1,8 +1,11 @@
 """SMS and voice calls through any HTTP provider, described by a request template.
 
-One module, two kinds: ``sms`` texts the title and the first lines (at most 300 characters, the
-first link kept), ``voice`` calls with one short sentence. ``message.mentions`` are the mobiles;
-each gets a request of its own.
+One module, two kinds: ``sms`` texts what happened in one segment (70 characters of Chinese, 160
+of GSM-7 only: the severity, the rule, the top entity by name, how many, its number), then the
+acknowledge link when the whole text stays within ``extra.max_segments`` (default 4, each billed;
+a signed acknowledge link is about 150 characters);
+``voice`` calls with one short sentence (``channels.layout``). ``message.mentions`` are the
+mobiles; each gets a request of its own.
 
 The Airflow connection (type ``http``): host = the provider's base URL, password = its API key,
 login = an account id if the provider wants one, and in extra the template::
@@ -15,7 +18,8 @@ login = an account id if the provider wants one, and in extra the template::
      "body": {"to": "{{ to }}", "text": "{{ text }}"},
      "ok": {"field": "code", "equals": 0},         # success: a 2xx reply whose JSON field equals this
      "retryable_values": [429001],                 # values of that field worth retrying (busy, rate limit)
-     "message_field": "message"}                   # the reply field that explains a failure
+     "message_field": "message",                   # the reply field that explains a failure
+     "max_segments": 4}                            # sms: segments a text may take, link included
 
 Every string in ``endpoint``, ``headers``, ``query`` and ``body`` is a Jinja2 template rendered in a
 sandbox with ``to``, ``text``, ``title``, ``severity``, ``kind``, ``api_key``, ``login`` and
@@ -41,31 +45,73 @@ from collections.abc import Callable
 
 from threshold_operators.alerting.channels.base import Message, SendResult, lookup_connection
 from threshold_operators.alerting.channels.http_connection import http_session
+from threshold_operators.alerting.channels.layout import fits_sms, sms_segments, sms_units
 from threshold_operators.alerting.channels.markdown import cut, plain
 
 MAX_SMS = 300
+MAX_SEGMENTS = 4
 MAX_VOICE = 80
 TEMPLATE_KEYS = {"endpoint", "method", "format", "headers", "query", "body", "ok", "retryable_values",
-                 "message_field"}
+                 "message_field", "max_segments"}
 CJK = re.compile(r"[\u3400-\u9fff]")
+BRACKETS = re.compile(r"[\[\]【】()（）#*`_]")
 
 
-def sms_text(message: Message) -> str:
-    """The title, then the first lines of the text, at most 300 characters; the first link kept."""
-    link = f"{message.links[0][0]} {message.links[0][1]}" if message.links else ""
-    if len(link) > MAX_SMS // 2:
-        link = ""
-    room = MAX_SMS - (len(link) + 1 if link else 0)
-    lines = [ln for ln in plain(message.text).splitlines() if ln.strip()]
-    body = cut("\n".join([message.title, *lines]), room)
-    return f"{body}\n{link}" if link else body
+def _first_form(message: Message) -> dict | None:
+    return next((p for p in message.parts if isinstance(p, dict) and p["items"]), None)
+
+
+def _what_happened(form: dict, parts: tuple[str, ...]) -> list[str]:
+    """Sentences of one alert message, from the most to the least said: head, top entity, how many,
+    its number (``parts`` picks which)."""
+    zh = form["lang"] == "zh"
+    top, n = form["items"][0], form["count"]
+    many = (f"等 {n} 个{form['entity']}" if zh else f" and {n - 1} more") if n > 1 else ""
+    said = top["said"]
+    short = top["short"]
+    out = []
+    for with_said in (True, False):
+        for name in (short, cut(short, 12)):
+            body = f"{name}{many}" + ((("，" if zh else ", ") + said) if with_said and "said" in parts else "")
+            out.append(f"{form['head']}：{body}" if zh else f"{form['head']}: {body}")
+    return out
+
+
+def sms_text(message: Message, max_segments: int = MAX_SEGMENTS) -> str:
+    """What happened in one SMS segment, then the first link (the acknowledge link) when the text
+    stays within ``max_segments``. A message without parts: its title and first lines, cut to a
+    segment."""
+    form = _first_form(message)
+    if form is not None:
+        facts = next((t for t in _what_happened(form, ("said",)) if fits_sms(t)), None)
+    else:
+        facts = None
+    if facts is None:
+        lines = [ln for ln in plain(message.text).splitlines() if ln.strip()]
+        facts = "\n".join([message.title, *lines])
+        while not fits_sms(facts) and len(facts) > 1:  # a segment's worth, cut at a character
+            facts = cut(facts, len(facts) - max(1, (sms_units(facts)[0] - 70) // 2))
+    if message.links:
+        with_link = f"{facts}\n{message.links[0][1]}"
+        if sms_segments(with_link) <= max_segments:
+            return with_link
+    return facts
 
 
 def voice_text(message: Message) -> str:
-    """One short sentence a text-to-speech voice can read: the title without brackets, and a request."""
-    title = re.sub(r"[\[\]【】()（）#*`_]", " ", plain(message.title))
-    title = cut(re.sub(r"\s+", " ", title).strip(), MAX_VOICE)
-    return f"{title}，请尽快处理。" if CJK.search(title) else f"{title}. Please respond."
+    """One sentence a text-to-speech voice reads: the severity and rule, the top entity and how
+    many, its number; the title alone when that is too long. No brackets, no links."""
+    form = _first_form(message)
+    options = _what_happened(form, ("said",)) if form is not None else []
+    options.append(plain(message.title))
+    for text in options:
+        sentence = re.sub(r"\s+", " ", BRACKETS.sub(" ", text)).strip(" ，,：:")
+        sentence = sentence.replace("。", "，").replace("；", "，")
+        if len(sentence) <= MAX_VOICE:
+            break
+    sentence = cut(sentence, MAX_VOICE)
+    zh = form["lang"] == "zh" if form is not None else bool(CJK.search(sentence))
+    return f"{sentence}，请尽快处理。" if zh else f"{sentence}. Please respond."
 
 
 def template_problems(template: dict) -> list[str]:
@@ -80,6 +126,9 @@ def template_problems(template: dict) -> list[str]:
     ok = template.get("ok")
     if ok is not None and not (isinstance(ok, dict) and isinstance(ok.get("field"), str) and "equals" in ok):
         problems.append('extra.ok: {"field": "...", "equals": ...}')
+    segments = template.get("max_segments", MAX_SEGMENTS)
+    if not (isinstance(segments, int) and not isinstance(segments, bool) and segments >= 1):
+        problems.append("extra.max_segments: a whole number of at least 1")
     if not isinstance(template.get("retryable_values", []), list):
         problems.append("extra.retryable_values: a list")
     return problems
@@ -127,7 +176,7 @@ class SmsSender:
                    login=conn.login, **kwargs)
 
     def text(self, message: Message) -> str:
-        return sms_text(message)
+        return sms_text(message, self.template.get("max_segments", MAX_SEGMENTS))
 
     def worst_case_seconds(self, message: Message | None = None) -> float:
         """One request per number, one after the other, each up to its connect and read timeouts."""

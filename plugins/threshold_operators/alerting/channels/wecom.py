@@ -3,7 +3,8 @@
 The Airflow connection (type ``http``): host ``https://qyapi.weixin.qq.com`` (or a proxy) and the
 robot's webhook key as the password. A message is ``POST {host}/cgi-bin/webhook/send?key=KEY``
 with ``{"msgtype": "markdown", "markdown": {"content": ...}}``; content is at most 4096 bytes of
-UTF-8 (longer text is cut, its links kept).
+UTF-8: a long list shows the top entities that fit, then "+N more" with a link to the full list
+(``channels.layout``); the message's links are always kept.
 
 WeCom's markdown can @ only by user id (``<@userid>``), not by mobile; a mobile can be @-ed only
 in a ``text`` message (``mentioned_mobile_list``). To keep one request per message (a retry never
@@ -28,7 +29,8 @@ from threshold_operators.alerting.channels.base import (
     post_json,
 )
 from threshold_operators.alerting.channels.http_connection import http_session
-from threshold_operators.alerting.channels.markdown import cut_utf8, link_line
+from threshold_operators.alerting.channels.layout import fit_markdown
+from threshold_operators.alerting.channels.markdown import link_line
 
 RATE_LIMITED = 45009  # "api freq out of limit": 20 messages a minute per robot
 RETRYABLE_CODES = {RATE_LIMITED, -1}  # -1: "system busy"
@@ -52,8 +54,9 @@ class WeComSender:
         tail = "\n".join(f"@{m}" for m in message.mentions)
         links = link_line(message.links)
         ending = "".join(f"\n\n{part}" for part in (links, tail) if part)
-        room = MAX_BYTES - len(ending.encode())
-        content = cut_utf8(f"### {message.title}\n{message.text}", room) + ending
+        head = f"### {message.title}\n"
+        text = fit_markdown(message, lambda t: len((head + t + ending).encode()), MAX_BYTES)
+        content = head + text + ending
         return {"msgtype": "markdown", "markdown": {"content": content}}
 
     def send(self, message: Message) -> SendResult:
