@@ -55,3 +55,30 @@ def test_a_rule_without_references_is_left_as_it_is(incident_shop_duckdb):
     breaches = [{"entity_key": "shop_id=shop-01/sku=X", "severity": "red"}]
     t = datetime.fromisoformat("2026-09-01T00:00:00+00:00")
     assert with_evidence(hook, loaded, catalogue, breaches, t, t + M5, t + M5) is breaches
+
+
+# --- a spike's last hours, from the rule's rollup (DuckDB and PostgreSQL) ---------------------------
+T0 = datetime.fromisoformat("2026-09-10T02:00:00+00:00")
+
+
+def test_a_spike_carries_its_last_three_hours_counted_from_the_rollup(warehouse):
+    from tests.engine.test_rolling import _items, _load, _spread
+    from threshold_operators.engine.evidence import with_recent
+    from threshold_operators.engine.rollups import maintain_for
+
+    catalogue = load_catalogue()
+    loaded = catalogue.get("sales.order_spike")
+    _load(warehouse, _items(_spread(T0, [1] * 12 + [2] * 12 + [4] * 12), sku="A")
+          + _items(_spread(T0, [1] * 36), sku="B", first=1000))
+    end = T0 + timedelta(hours=3)
+    maintain_for(warehouse, loaded, catalogue, T0, end, end)
+    breaches = [{"entity": {"shop_id": "s1", "sku": s}, "entity_key": f"shop_id=s1/sku={s}", "metric": "orders",
+                 "value": 4.0, "baseline": 12.0, "threshold": 3.0, "severity": "red"} for s in ("A", "C")]
+    told = with_recent(warehouse, loaded, breaches, end)
+    assert told[0]["recent"] == {"hours": 3, "counts": [12.0, 24.0, 48.0]}
+    assert "recent" not in told[1]  # nothing sold: no line
+    text = alert_message(loaded.rule, "fired", "red", told[:1], (T0.isoformat(), end.isoformat()), 2, ["李伟"])
+    assert "；近 3 小时每小时 12 → 24 → 48 单" in text.text
+    assert "last 3 hours by hour 12 → 24 → 48" in text.text_en
+    stock = catalogue.get("inventory.stock_cover")  # not a rolling count: nothing read
+    assert with_recent(warehouse, stock, breaches, end) is breaches

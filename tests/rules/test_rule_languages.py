@@ -1,5 +1,6 @@
 """A rule's runbook and description: one string (both languages, as before) or ``{zh, en}``; a
-language missing is refused with file, line and field; the catalogue writes every runbook in both."""
+language missing is refused with file, line and field; the catalogue writes every runbook and
+description in both."""
 
 from __future__ import annotations
 
@@ -101,13 +102,15 @@ def test_a_rule_round_trips_through_its_dump():
     assert Rule.model_validate(rule.model_dump(mode="json", by_alias=True, exclude_defaults=True)) == rule
 
 
-def test_every_catalogue_runbook_is_written_in_both_languages():
-    """A Chinese channel gets no English runbook: each is {zh, en}, and the zh one is Chinese."""
+@pytest.mark.parametrize("field", ["description", "runbook"])
+@pytest.mark.parametrize("rule_id", sorted(load_catalogue().rules))
+def test_every_catalogue_description_and_runbook_is_written_in_both_languages(rule_id, field):
+    """A Chinese channel or alerts page gets no English: each text is {zh, en}, and the zh one is Chinese."""
     import re
 
-    cjk = re.compile(r"[\u4e00-\u9fff]")
-    for rid, loaded in load_catalogue().rules.items():
-        zh, en = loaded.rule.runbook_in("zh"), loaded.rule.runbook_in("en")
-        assert zh != en, f"{rid}: one runbook for both languages"
-        assert cjk.search(zh) and not cjk.search(en), rid
-        assert not re.search(r"[A-Za-z]{3,} [A-Za-z]{3,} [A-Za-z]{3,}", zh), f"{rid}: English in the zh runbook"
+    rule = load_catalogue().rules[rule_id].rule
+    text = getattr(rule, field)
+    assert text.zh != text.en, f"{rule_id}: one {field} for both languages"
+    assert re.search(r"[\u4e00-\u9fff]", text.zh) and not re.search(r"[\u4e00-\u9fff]", text.en), rule_id
+    assert not re.search(r"[A-Za-z]{3,} [A-Za-z]{3,} [A-Za-z]{3,}", text.zh), f"{rule_id}: English in the zh {field}"
+    assert (getattr(rule, f"{field}_in")("zh"), getattr(rule, f"{field}_in")("en")) == (text.zh, text.en)

@@ -172,10 +172,11 @@ STOCK_LEFT = ("stock", "daily_forecast")  # attributes that say how long the sto
 def context(rule, b: dict, lang: str) -> str | None:
     """The facts to act on, from the breach's ``attributes`` that the rule's ``metrics:`` label:
     zh 现货 10 件，在途 0 件，日均预测 48.0 件，约 5 小时售罄 (the hours when the rule carries stock and a
-    daily forecast: the seed's "仅够维持5小时销售"); None when there is nothing to add. Pure."""
+    daily forecast: the seed's "仅够维持5小时销售"), and a spike's last hours (``recent``: 近 3 小时每小时
+    12 → 30 → 48 单); None when there is nothing to add. Pure."""
     labels = getattr(rule, "metric_label", None)
     attrs = b.get("attributes") or {}
-    if labels is None or not attrs:
+    if labels is None or not (attrs or b.get("recent")):
         return None
     parts = []
     for name in getattr(rule, "attributes", ()):
@@ -188,6 +189,14 @@ def context(rule, b: dict, lang: str) -> str | None:
         if hours < 72:  # beyond three days the cover in days says it
             h = f"{hours:.0f}" if hours >= 1 else "不到 1" if lang == "zh" else "under 1"
             parts.append(f"约 {h} 小时售罄" if lang == "zh" else f"sold out in about {h} h")
+    recent = b.get("recent") or {}
+    spec = labels(b.get("metric")) if b.get("metric") else None
+    if recent.get("counts") and spec is not None:  # a spike building, hour by hour (``engine.evidence``)
+        series = " → ".join(fmt(float(v), spec.format) for v in recent["counts"])
+        unit = spec.unit.in_language(lang) if spec.unit is not None else ""
+        n = recent.get("hours", len(recent["counts"]))
+        parts.append(f"近 {n} 小时每小时 {series}" + (f" {unit}" if unit else "") if lang == "zh"
+                     else f"last {n} hours by hour {series}" + (f" {unit}" if unit else ""))
     if not parts:
         return None
     return "，".join(parts) if lang == "zh" else ", ".join(parts)
