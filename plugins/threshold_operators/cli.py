@@ -386,13 +386,26 @@ def cmd_alerts(args) -> int:
     return 0
 
 
+BACKTEST_ONLY = ("start", "end", "days", "episode", "set", "series", "warehouse")  # preview's --backtest options
+
+
 def cmd_preview(args) -> int:
-    """What each channel would send for a rule's latest evaluation (``alerting.preview``)."""
-    from threshold_operators.alerting.preview import latest_alerts, preview
+    """What each channel would send for a rule's latest evaluation (``alerting.preview``), or with
+    ``--backtest`` for an episode of a backtest (``analysis.commands.cmd_preview_backtest``)."""
+    from threshold_operators.alerting.preview import as_text, latest_alerts, preview
     from threshold_operators.alerting.routing import load_routing
     from threshold_operators.alerting.store import StateStore
     from threshold_operators.rules.catalogue import load_catalogue
 
+    if args.backtest:
+        if args.state:
+            raise UsageError("--state reads the state store's alerts, --backtest replays the warehouse: give one")
+        return _analysis("cmd_preview_backtest")(args)
+    given = [f"--{name}" for name in BACKTEST_ONLY if getattr(args, name) is not None]
+    given += ["--conn-id"] if args.conn_id != WAREHOUSE_CONN_ID else []
+    if given:
+        raise UsageError(f"{', '.join(given)}: only with --backtest (a backtest episode instead of the state store's "
+                         "alerts)")
     catalogue = load_catalogue()
     if args.rule not in catalogue.rules:
         raise UsageError(f"unknown rule {args.rule!r}; `storefence rules list` shows the catalogue")
@@ -405,10 +418,7 @@ def cmd_preview(args) -> int:
     shown = preview(catalogue.get(args.rule).rule, alerts, load_routing(), kind=args.channel, language=args.lang)
     if not shown:
         raise UsageError(f"the team of {args.rule} has no {args.channel} channel for these alerts' severity")
-    for r in shown:
-        print(f"=== {r.channel} ({r.kind}, {r.language}): {r.title}")
-        print(r.body)
-        print()
+    print(as_text(shown))
     return 0
 
 
@@ -604,11 +614,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", metavar="URL", help="state store URL (default: the connection storefence_state)")
     p.set_defaults(func=cmd_alerts)
 
-    p = sub.add_parser("preview", help="what each channel would send for a rule's latest evaluation")
+    p = sub.add_parser("preview", help="what each channel would send for a rule's latest evaluation, "
+                                       "or for an episode of a backtest (--backtest)")
     p.add_argument("rule", help="rule id, e.g. inventory.stock_cover")
     p.add_argument("--channel", metavar="KIND", help="only channels of this kind (dingtalk, wecom, email, sms, ...)")
     p.add_argument("--lang", choices=("zh", "en"), help="this language instead of each channel's own")
     p.add_argument("--state", metavar="URL", help="state store URL (default: the connection storefence_state)")
+    b = p.add_argument_group("--backtest", "the first message of a backtest episode instead of the state store's "
+                                           "alerts; the range, --set and --series as storefence backtest's")
+    b.add_argument("--backtest", action="store_true", help="replay the rule over history (or --series) first")
+    span = b.add_mutually_exclusive_group()
+    span.add_argument("--start", type=_timestamp, help="default: 8 weeks before --end")
+    span.add_argument("--days", type=int, metavar="N", help="the N days before --end, instead of --start")
+    b.add_argument("--end", type=_timestamp, help="default: the last complete hour of landed data (of --series: its end)")
+    b.add_argument("--episode", type=int, metavar="N", help="the Nth episode of the range, as listed (default: the latest)")
+    b.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a rule field (repeatable), "
+                                                                      "as storefence backtest --set")
+    b.add_argument("--series", metavar="FILE.csv", help="a metric CSV instead of the warehouse (storefence backtest)")
+    _add_warehouse_args(b)
     p.set_defaults(func=cmd_preview)
 
     p = sub.add_parser("ack", help="acknowledge an alert (stops its escalation)")

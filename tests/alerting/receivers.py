@@ -227,11 +227,14 @@ class SmsProviderReceiver(LoopbackReceiver):
 
 
 def _segments(text: str) -> int:
-    """SMS segments as a network counts them, told apart from the sender's own count: UCS-2 (any
-    character outside GSM-7's basic set, as all Chinese is) 70 a segment, 67 when concatenated."""
-    basic = all(ord(c) < 128 and c not in "`^{}[]~|\\" for c in text)
-    single, multi = (160, 153) if basic else (70, 67)
-    return 1 if len(text) <= single else -(-len(text) // multi)
+    """SMS segments as a network counts them, told apart from the sender's own count: GSM-7 (ASCII
+    but the backtick; ``^{}[]~|\\`` from its extension table, two septets each) 160 septets a
+    segment, 153 when concatenated; UCS-2 (any other character, as all Chinese is) 70, 67."""
+    if all(ord(c) < 128 and c != "`" for c in text):
+        n, single, multi = len(text) + sum(c in "^{}[]~|\\" for c in text), 160, 153
+    else:
+        n, single, multi = len(text), 70, 67
+    return 1 if n <= single else -(-n // multi)
 
 
 class WebhookReceiver(LoopbackReceiver):

@@ -169,3 +169,20 @@ def test_the_top_entities_come_worst_first_then_furthest_past_the_threshold():
     text = alert_message(spike, "fired", "red", high, WINDOW, 1, ["李伟"]).text
     assert [x.split("sku=", 1)[1].split(":", 1)[0] for x in text.split("\n") if x.startswith("- [")] == [
         "X9", "X5", "X3"]
+
+
+def test_an_english_message_names_the_entity_in_english_where_the_lookup_gave_it():
+    """A gateway, a channel or a batch has an English name (``engine.names``): the English message
+    says it; a name the shop wrote once (a product, a warehouse) is the same in both."""
+    rule = rule_of("finance.payment_failure")
+    breach = {"entity_key": "shop_id=shop-01/gateway=alipay", "severity": "yellow", "metric": "failure_rate",
+              "value": 0.22, "threshold": 0.15, "metrics": {"failure_rate": 0.22},
+              "names": {"entity": "支付宝", "entity_en": "Alipay", "shop": "Storefence 旗舰店"}}
+    forms = alert_message(rule, "fired", "yellow", [breach], WINDOW, 1, ["李伟"]).forms
+    assert (forms["zh"]["items"][0]["who"], forms["zh"]["items"][0]["short"]) == ("支付宝 shop-01/alipay", "支付宝")
+    assert (forms["en"]["items"][0]["who"], forms["en"]["items"][0]["short"]) == ("Alipay shop-01/alipay", "Alipay")
+    batch = {**breach, "entity_key": "shop_id=shop-01/batch_id=B-8",
+             "names": {"entity": "女士针织开衫 M 等 2 款", "entity_en": "女士针织开衫 M and 1 more",
+                       "about": "批次 · Brand C · clothing", "about_en": "batch · Brand C · clothing"}}
+    en = alert_message(rule, "fired", "yellow", [batch], WINDOW, 1, ["李伟"]).forms["en"]["items"][0]
+    assert en["who"] == "女士针织开衫 M and 1 more (batch · Brand C · clothing) shop-01/B-8"

@@ -38,8 +38,8 @@ def test_a_red_spike_reaches_the_supervisor_on_the_red_channels_once(store, rout
     rows = store.notifications()
     assert sorted(r["route"] for r in rows) == ["ops_dingtalk", "sms"]
     assert rows[0]["payload"]["mentions"] == ["13800000002"] and rows[0]["level"] == 2  # red starts at the supervisor
-    assert "2 个SKU" in rows[0]["payload"]["text"] and "李伟" in rows[0]["payload"]["text"]
-    assert "2 sku(s)" in rows[0]["payload"]["text_en"] and "08-16 15:00" in rows[0]["payload"]["text"]  # Beijing time
+    assert "2 个 SKU" in rows[0]["payload"]["text"] and "李伟" in rows[0]["payload"]["text"]
+    assert "2 SKUs" in rows[0]["payload"]["text_en"] and "08-16 15:00" in rows[0]["payload"]["text"]  # Beijing time
     assert {a.escalation_level for a in store.list()} == {2}
     again = queue_notifications(spike, ev, store, routing, T + timedelta(minutes=5))  # a retried task
     assert again.queued == 0 and len(store.notifications()) == 2
@@ -63,7 +63,7 @@ def test_ten_thousand_entities_are_one_message_per_channel(store, routing, spike
     report = queue_notifications(spike, ev, store, routing, T)
     assert report.events == {"fired": 10_000} and report.queued == 1  # yellow: ops_dingtalk only
     text = store.notifications()[0]["payload"]["text"]
-    assert "10000 个SKU" in text and "另有 9990 个" in text
+    assert "10000 个 SKU" in text and "另有 9990 个" in text
 
 
 def test_an_evaluation_error_goes_to_the_data_engineers_not_the_owner(store, routing, spike):

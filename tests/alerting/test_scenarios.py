@@ -177,7 +177,7 @@ def test_ten_thousand_skus_under_cover_are_a_few_messages_within_the_rate_limit(
     report = pack.notify("inventory.stock_cover", _evaluation("inventory.stock_cover", end, breaches))
     assert report.events == {"fired": 10_000} and len(pack.store.list(active_only=True)) == 10_000  # none lost
     robot = pack.robots["purchasing_dingtalk"]
-    assert len(robot.received) == 1 and "10000 个SKU" in pack.texts("purchasing_dingtalk")[0]
+    assert len(robot.received) == 1 and "10000 个 SKU" in pack.texts("purchasing_dingtalk")[0]
     lines = [x for a in pack.apis["procurement_api"].accepted for x in a["body"]["lines"]]
     assert len(pack.apis["procurement_api"].accepted) == 7 and len(lines) == 10_000  # one order per supplier
     assert {x["quantity"] for x in lines} == {50}  # 30 days x 2 a day - 10 on hand

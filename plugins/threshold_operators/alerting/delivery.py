@@ -68,13 +68,18 @@ class DeliveryReport:
     claim_lost: list[int] = field(default_factory=list)  # sent or failed, but the claim was gone: not recorded
 
 
+ACK_LABEL_BOTH = "确认 / Acknowledge"  # the acknowledge link's label as stored; sent in the channel's language
+ACK_LABEL = {"zh": "确认", "en": "Acknowledge"}
+
+
 def message_of(payload: dict, language: str = "zh", key: str | None = None) -> Message:
     en = language == "en" and payload.get("text_en")
     form = (payload.get("forms") or {}).get("en" if en else "zh")
+    links = tuple((ACK_LABEL["en" if en else "zh"] if label == ACK_LABEL_BOTH else label, url)
+                  for label, url in payload.get("links", ()))
     return Message(payload["title_en"] if en else payload["title"], payload["text_en"] if en else payload["text"],
                    tuple(payload.get("mentions", ())), payload.get("data", {}), tuple(payload.get("emails", ())),
-                   payload.get("severity"), tuple(tuple(x) for x in payload.get("links", ())), key,
-                   (form,) if form else ())
+                   payload.get("severity"), links, key, (form,) if form else ())
 
 
 def batch_message(messages: list[Message], language: str = "zh") -> Message:

@@ -86,10 +86,13 @@ def _said(v: float, spec, lang: str, trim: bool = False) -> str:
 
 
 def _usual(base: float, spec, lang: str) -> str:
-    """The baseline, "平时 12 单" / "usually 12": an average; of a count, under 1 is said so."""
+    """The baseline, "平时 12 单" / "usually 12": an average; of a count, under 1 is said so, under 10
+    with one decimal (平时 4.5 单 next to ×4.4, where "5" would contradict the multiple)."""
     word = "平时" if lang == "zh" else "usually"
     if spec.format == "int" and 0 < base < 1:
         return f"{word}不到 {_said(1, spec, lang)}" if lang == "zh" else f"{word} under {_said(1, spec, lang)}"
+    if spec.format == "int" and base < 10 and round(base, 1) != round(base):  # 4.5, not 5: the multiple agrees
+        return f"{word} {_said(base, spec.model_copy(update={'format': '1f'}), lang)}"
     return f"{word} {_said(base, spec, lang)}"
 
 
@@ -355,10 +358,10 @@ def alert_message(rule, event: str, severity: str | None, breaches: list[dict], 
         ev = EVENT[lang][event]
         if lang == "zh":
             head = f"【{sev}{ev}】{name}" if event in ("fired", "worsened") else f"【{ev}·{sev}】{name}"
-            summary = f"{count} 个{_entity_zh(rule.entity)}，数据时间 {when(window[0], tz)} 至 {when(window[1], tz)}（{tz}）："
+            summary = f"{count} 个{_entity_zh(rule.entity, spaced=True)}，数据时间 {when(window[0], tz)} 至 {when(window[1], tz)}（{tz}）："
         else:
             head = f"[{sev} {ev}] {name}"
-            summary = f"{count} {rule.entity}(s), data {when(window[0], tz)} .. {when(window[1], tz)} ({tz}):"
+            summary = f"{count} {entity_en(rule.entity, count)}, data {when(window[0], tz)} .. {when(window[1], tz)} ({tz}):"
         notes = []
         if unacknowledged is not None:
             span = waited(unacknowledged)[lang]
@@ -370,7 +373,7 @@ def alert_message(rule, event: str, severity: str | None, breaches: list[dict], 
             "lang": lang, "rule_id": rule.id, "event": event, "severity": severity,
             "title": f"[{sev}] {name}" + ("" if event == "fired" else f" ({ev})"), "name": name,
             "head": head, "summary": summary, "notes": notes, "count": count,
-            "entity": _entity_zh(rule.entity) if lang == "zh" else rule.entity,
+            "entity": _entity_zh(rule.entity, spaced=True) if lang == "zh" else entity_en(rule.entity, count),
             "items": [item(rule, b, lang, links.get(b.get("fingerprint", ""))) for b in breaches[:FORM_ITEMS]],
             "after": [x for x in (data_incomplete_line(breaches, lang),) if x],
             "runbook": ("处理：" if lang == "zh" else "What to do: ") + rule.runbook_in(lang),
@@ -383,13 +386,17 @@ def alert_message(rule, event: str, severity: str | None, breaches: list[dict], 
 
 
 def resolved_message(rule, entity_keys: list[str], window_end: str, level: int, people: list[str],
-                     tz: str = "Asia/Shanghai", severity: str | None = None) -> Text:
-    """``severity``: what the alerts were (it routes the message to the channels that told of them)."""
+                     tz: str = "Asia/Shanghai", severity: str | None = None,
+                     names: dict[str, dict] | None = None) -> Text:
+    """``severity``: what the alerts were (it routes the message to the channels that told of them);
+    ``names``: entity key -> its names, as the alerts carried them (``engine.names``)."""
+    names = names or {}
     shown = entity_keys[:TOP]
-    zh = [f"【已恢复】{rule.name.zh}：{len(entity_keys)} 个{_entity_zh(rule.entity)}恢复正常（{when(window_end, tz)}）"]
-    en = [f"[resolved] {rule.name.en}: {len(entity_keys)} {rule.entity}(s) back to normal ({when(window_end, tz)})"]
-    zh += [f"- {k}" for k in shown] + [_more(len(entity_keys) - TOP, "zh")]
-    en += [f"- {k}" for k in shown] + [_more(len(entity_keys) - TOP, "en")]
+    n = len(entity_keys)
+    zh = [f"【已恢复】{rule.name.zh}：{n} 个{_entity_zh(rule.entity, spaced=True)}恢复正常（数据时间 {when(window_end, tz)}）"]
+    en = [f"[resolved] {rule.name.en}: {n} {entity_en(rule.entity, n)} back to normal (data {when(window_end, tz)})"]
+    zh += [f"- {who({'entity_key': k, 'names': names.get(k)}, 'zh')}" for k in shown] + [_more(n - TOP, "zh")]
+    en += [f"- {who({'entity_key': k, 'names': names.get(k)}, 'en')}" for k in shown] + [_more(n - TOP, "en")]
     zh.append(f"通知：{', '.join(people)} (L{level})")
     en.append(f"To: {', '.join(people)} (L{level})")
     return Text(f"[已恢复] {rule.name.zh}", "\n".join(x for x in zh if x), f"[resolved] {rule.name.en}",
@@ -466,12 +473,31 @@ def action_message(rule, action, lines: list[dict], dry_run: bool) -> Text:
     zh = [f"【动作】{rule.name.zh}：{what[0]}{mode_zh}，{len(lines)} 项"]
     en = [f"[action] {rule.name.en}: {what[1]}{mode_en}, {len(lines)} line(s)"]
     for line in lines[:TOP]:
-        txt = ", ".join(f"{k}={v}" for k, v in line.items() if k != "fingerprint")
+        txt = _action_line(line, action.kind)
         zh.append(f"- {txt}")
         en.append(f"- {txt}")
     return Text(zh[0], "\n".join(zh), en[0], "\n".join(en))
 
 
-def _entity_zh(entity: str) -> str:
-    return {"sku": "SKU", "shop": "店铺", "brand": "品牌", "channel": "渠道", "warehouse": "仓库",
+def _action_line(line: dict, kind: str) -> str:
+    """One line of an action message: its entity as the small key (shop-01/douyin), not a dict,
+    then what else it says; "would" the action itself is the head's already."""
+    entity = line.get("entity")
+    head = "/".join(str(v) for v in entity.values()) if isinstance(entity, dict) else entity
+    rest = [f"{k}={v}" for k, v in line.items()
+            if k not in ("fingerprint", "entity") and not (k == "would" and v == kind)]
+    return ", ".join(str(x) for x in (head, *rest) if x)
+
+
+def _entity_zh(entity: str, spaced: bool = False) -> str:
+    word = {"sku": "SKU", "shop": "店铺", "brand": "品牌", "channel": "渠道", "warehouse": "仓库",
             "batch": "批次", "gateway": "支付通道"}.get(entity, entity)
+    return f" {word}" if spaced and word.isascii() else word  # "2 个 SKU", "2 个店铺"
+
+
+def entity_en(entity: str, n: int) -> str:
+    """The entity word in English, in the number of ``n``: 1 SKU, 2 SKUs, 3 batches."""
+    word = {"sku": "SKU", "gateway": "payment gateway"}.get(entity, entity)
+    if n == 1:
+        return word
+    return word + ("es" if word.endswith(("ch", "sh", "s", "x")) else "s")

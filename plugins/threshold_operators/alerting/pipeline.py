@@ -161,6 +161,8 @@ def enqueue_message(store, routing, team: str, level: int, text, key: str, fp: s
     payload = text.payload(mentions=[p.mobile for p in people if p.mobile],
                            emails=[p.email for p in people if p.email], data=data)
     for channel in routing.channels_for(team, text.severity):
+        if event == "resolved" and routing.channels[channel].kind == "voice":
+            continue  # good news is not worth a phone call: the other channels tell it
         added = store.enqueue(key=f"{key}:{channel}", fingerprint=fp, event=event, level=level, route=channel,
                               payload=payload, now=now, not_before=not_before, con=con)
         if added:
@@ -283,11 +285,14 @@ def _queue_once(rule, evaluation: dict | None, store, routing, now: datetime,
         for a, _, _ in items:  # each alert's latest state (it may have resolved since), told at its level
             final[a.fingerprint] = replace(escalate(known.get(a.fingerprint, a), level, now), notified_at=now)
     if resolved:
-        level = max(a.escalation_level for a in resolved) or 1
+        # told at the level it reached; one told and resolved in this evaluation (a backfill) at its start
+        level = max(a.escalation_level or (routing.start_level(a.severity, rule.id) if a.fingerprint in told_now
+                                           else 0) for a in resolved) or 1
         people = [p.name for p in routing.recipients(team, level)]
         text = messages.resolved_message(rule, [a.entity_key for a in resolved], window[1], level, people,
                                            routing.timezone, max((a.severity for a in resolved),
-                                                                 key=lambda s: SEVERITY_ORDER.get(s or "", 0)))
+                                                                 key=lambda s: SEVERITY_ORDER.get(s or "", 0)),
+                                           {a.entity_key: (a.detail or {}).get("names") for a in resolved})
         tell.append((level, text, _key(rule.id, "resolved", level, window[1]), fingerprint(rule.id, "(resolved)"),
                      "resolved", None, {"rule_id": rule.id, "event": "resolved",
                                         "entities": [a.entity_key for a in resolved]}))

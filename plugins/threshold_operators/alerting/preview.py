@@ -76,29 +76,66 @@ def channel_form(kind: str, message) -> str:
     return json.dumps(sender.payload(message), ensure_ascii=False, indent=1)
 
 
+def breaches_of(alerts: list[Alert]) -> list[dict]:
+    """Stored alerts as the breaches a message lists: each one's latest observation, as the notify
+    task recorded it (its ``detail``), with its key, severity and fingerprint."""
+    return [{**(a.detail or {}), "entity_key": a.entity_key, "severity": a.severity, "fingerprint": a.fingerprint}
+            for a in alerts]
+
+
+def _worst(severities) -> str | None:
+    return max(severities, key=lambda s: SEVERITY_ORDER.get(s or "", 0))
+
+
 def preview(rule, alerts: list[Alert], routing, *, kind: str | None = None, language: str | None = None,
             links: dict[str, str] | None = None) -> list[Rendered]:
-    """What each channel of the rule's team would send for ``alerts`` (one message, as the notify
-    task groups them), in the channel's language or ``language``; only channels of ``kind`` if given."""
+    """What each channel of the rule's team would send for ``alerts`` of the state store (one
+    message, as the notify task groups them: fired, or resolved when all have), in the channel's
+    language or ``language``; only channels of ``kind`` if given."""
     from threshold_operators.alerting import messages
-    from threshold_operators.alerting.delivery import message_of
     from threshold_operators.alerting.escalation import data_window
 
     if not alerts:
         return []
-    severity = max((a.severity for a in alerts), key=lambda s: SEVERITY_ORDER.get(s or "", 0))
+    window = data_window(alerts, rule)
+    if any(a.status != AlertStatus.RESOLVED for a in alerts):
+        return preview_breaches(rule, breaches_of(alerts), window, routing, kind=kind, language=language, links=links)
+    severity = _worst(a.severity for a in alerts)
+    team, level, people = _audience(rule, severity, routing)
+    text = messages.resolved_message(rule, [a.entity_key for a in alerts], window[1], level, [p.name for p in people],
+                                     routing.timezone, severity)
+    return _in_channels(text, rule, "resolved", severity, team, people, routing, kind, language)
+
+
+def preview_breaches(rule, breaches: list[dict], window: tuple[str, str], routing, *, kind: str | None = None,
+                     language: str | None = None, links: dict[str, str] | None = None) -> list[Rendered]:
+    """What each channel of the rule's team would send when ``breaches`` fire: one "fired" message,
+    as the notify task builds it from the check's breaches (``engine.evaluate.describe``, with
+    ``names``, ``fired_window`` and ``fingerprint``) over the data ``window``; a backtest's episode
+    (``analysis.episodes.first_firing``) or stored alerts (``breaches_of``)."""
+    from threshold_operators.alerting import messages
+
+    if not breaches:
+        return []
+    severity = _worst(b.get("severity") for b in breaches)
+    team, level, people = _audience(rule, severity, routing)
+    text = messages.alert_message(rule, "fired", severity, breaches, window, level, [p.name for p in people],
+                                  links or {}, tz=routing.timezone)
+    return _in_channels(text, rule, "fired", severity, team, people, routing, kind, language)
+
+
+def _audience(rule, severity: str | None, routing) -> tuple:
+    """(team, level, people): the rule's team, the level ``severity`` starts at, its people there."""
     team = routing.team_of(rule.owner)
     level = routing.start_level(severity, rule.id)
-    people = routing.recipients(team, level)
-    breaches = [{**(a.detail or {}), "entity_key": a.entity_key, "severity": a.severity, "fingerprint": a.fingerprint}
-                for a in alerts]
-    event = "fired" if any(a.status != AlertStatus.RESOLVED for a in alerts) else "resolved"
-    if event == "resolved":
-        text = messages.resolved_message(rule, [a.entity_key for a in alerts], data_window(alerts, rule)[1], level,
-                                         [p.name for p in people], routing.timezone, severity)
-    else:
-        text = messages.alert_message(rule, "fired", severity, breaches, data_window(alerts, rule), level,
-                                      [p.name for p in people], links or {}, tz=routing.timezone)
+    return team, level, routing.recipients(team, level)
+
+
+def _in_channels(text, rule, event: str, severity: str | None, team, people, routing, kind: str | None,
+                 language: str | None) -> list[Rendered]:
+    """``text`` in each channel of ``team`` for ``severity`` (of ``kind`` if given), in its form."""
+    from threshold_operators.alerting.delivery import message_of
+
     payload = text.payload(mentions=[p.mobile for p in people if p.mobile], emails=[p.email for p in people if p.email],
                            data={"rule_id": rule.id, "event": event, "severity": severity})
     out = []
@@ -110,3 +147,8 @@ def preview(rule, alerts: list[Alert], routing, *, kind: str | None = None, lang
         message = message_of(payload, lang)
         out.append(Rendered(name, channel.kind, lang, message.title, channel_form(channel.kind, message)))
     return out
+
+
+def as_text(shown: list[Rendered]) -> str:
+    """What ``storefence preview`` prints: each channel's name, kind, language and title, then its body."""
+    return "\n".join(f"=== {r.channel} ({r.kind}, {r.language}): {r.title}\n{r.body}\n" for r in shown)

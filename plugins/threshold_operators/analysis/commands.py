@@ -1,4 +1,5 @@
-"""The analyst commands of ``storefence``: backtest, tune, evaluate --labels, report --shadow, test-rules.
+"""The analyst commands of ``storefence``: backtest, preview --backtest, tune, evaluate --labels,
+report --shadow, test-rules.
 
 Thin: each parses its arguments into the analysis functions and prints text or ``--json``. Bad
 input (an unknown rule, a bad ``--set``, a CSV without ``ts`` or a needed column, a timestamp that
@@ -44,9 +45,20 @@ def _overridden(loaded, settings):
         raise _usage(str(exc)) from None
 
 
+def _span(args) -> timedelta:
+    """How far before --end a range starts without --start: --days N (``storefence preview
+    --backtest``), else 8 weeks."""
+    days = getattr(args, "days", None)
+    if days is None:
+        return DEFAULT_RANGE
+    if days <= 0:
+        raise _usage(f"--days {days}: give a number of days above 0")
+    return timedelta(days=days)
+
+
 def _range(args, hook, loaded) -> tuple[datetime, datetime]:
-    """--start/--end, or the 8 weeks of landed data up to its last complete hour (of a 5-minute rule:
-    its last complete 5 minutes)."""
+    """--start (or --days) and --end, or the 8 weeks of landed data up to its last complete hour (of a
+    5-minute rule: its last complete 5 minutes)."""
     from threshold_operators.engine.record import floor_to, landed_until
 
     end = args.end
@@ -56,7 +68,7 @@ def _range(args, hook, loaded) -> tuple[datetime, datetime]:
             raise _usage(f"the warehouse has no data for {loaded.rule.id} ({', '.join(loaded.tables)}); "
                          "give --start and --end, or --series")
         end = floor_to(landed, min(loaded.rule.grain_delta, timedelta(hours=1)))
-    start = args.start or end - DEFAULT_RANGE
+    start = args.start or end - _span(args)
     if start >= end:
         raise _usage(f"--start {start.isoformat()} is not before --end {end.isoformat()}")
     return start, end
@@ -83,8 +95,9 @@ def _run_backtest(args, catalogue, loaded, settings, hook):
         from threshold_operators.analysis.backtest import warm_up
 
         first = min(r["bucket"] for r in rows)
-        start = args.start or first + warm_up(loaded.rule)
         end = args.end or max(r["bucket"] for r in rows) + loaded.rule.grain_delta
+        days = getattr(args, "days", None)
+        start = args.start or (end - _span(args) if days is not None else first + warm_up(loaded.rule))
         if start >= end:
             raise _usage(str(SeriesError(f"{args.series}: the series is shorter than the history {loaded.rule.id} "
                                          f"needs before its first evaluation ({warm_up(loaded.rule)})")))
@@ -127,6 +140,75 @@ def cmd_backtest(args, hook_of) -> int:
         if wh is not None:
             wh.dispose()
     return 0
+
+
+EPISODES_LISTED = 20  # the latest episodes listed above a preview (and the one shown)
+
+
+def cmd_preview_backtest(args, hook_of) -> int:
+    """``storefence preview RULE --backtest``: what each channel of the rule's team would have sent
+    first about an episode of a backtest (the latest, or ``--episode N`` of those listed): the
+    "fired" message of its first firing cycle (``analysis.episodes.first_firing``), the entities
+    named from the warehouse's dimensions as the evaluate task names them. Nothing is sent."""
+    from threshold_operators.alerting.preview import as_text, preview_breaches
+    from threshold_operators.alerting.routing import load_routing
+    from threshold_operators.analysis.episodes import first_firing
+
+    catalogue = _catalogue()
+    loaded = _overridden(_rule(catalogue, args.rule), args.set)
+    hook = None if args.series else hook_of(args)
+    bt, _, _, _, _, wh = _run_backtest(args, catalogue, loaded, args.set or [], hook)
+    if wh is not None:
+        wh.dispose()
+    rule, eps = bt.rule, bt.episodes
+    over = f"{bt.start:%Y-%m-%d %H:%M} .. {bt.end:%Y-%m-%d %H:%M} UTC [{bt.source}]"
+    if not eps:
+        raise _usage(f"{rule.id} has no alert episode over {over}: nothing to preview; widen the range "
+                     "(--start/--end, --days) or loosen the rule (--set)")
+    n = len(eps) if args.episode is None else args.episode
+    if not 1 <= n <= len(eps):
+        raise _usage(f"--episode {args.episode}: {rule.id} has {len(eps)} episode(s) over {over} (1 .. {len(eps)})")
+    episode = eps[n - 1]
+    breaches, window = first_firing(rule, bt.results, eps, episode)
+    if hook is not None:  # names, not keys, as the evaluate task gives them (engine.names)
+        from threshold_operators.engine.names import with_names
+
+        breaches = with_names(hook, breaches)
+    shown = preview_breaches(rule, breaches, window, load_routing(), kind=args.channel, language=args.lang)
+    severity = breaches[0]["severity"]
+    if not shown:
+        raise _usage(f"the team of {rule.id} has no {args.channel} channel for {severity} alerts")
+    print(render_episodes(bt, n))
+    later = f"; it reached {episode.severity} later: a \"worsened\" message" if episode.severity != severity else ""
+    k = len(breaches) - 1
+    others = f", with {k} other {'entity' if k == 1 else 'entities'} that fired then" if k else ""
+    begun = " It fires from the range's first bucket: it may have begun before (an earlier --start shows)."
+    before = begun if episode.start == bt.start else ""
+    print(f"\nEpisode {n} of {len(eps)}: the first message people get, at its first firing "
+          f"{episode.start:%Y-%m-%d %H:%M} UTC ({severity}{others}{later}).{before} Nothing is sent.\n")
+    print(as_text(shown))
+    return 0
+
+
+def render_episodes(bt, chosen: int, limit: int = EPISODES_LISTED) -> str:
+    """The backtest's episodes, numbered as ``--episode`` takes them: the latest ``limit`` and the
+    ``chosen`` one (marked)."""
+    eps = bt.episodes
+    lines = [f"{bt.rule.id} ({bt.rule.mode}) over {bt.start:%Y-%m-%d %H:%M} .. {bt.end:%Y-%m-%d %H:%M} UTC"
+             + (f" with {', '.join(bt.overrides)}" if bt.overrides else "") + f" [{bt.source}]: "
+             f"{len(eps)} alert episode(s)",
+             f"  {'#':>5}  {'start (UTC)':<16}  {'end':<16}  {'severity':<8}  entity"]
+    last = -1
+    for i in sorted({*range(max(0, len(eps) - limit), len(eps)), chosen - 1}):
+        if i > last + 1:
+            lines.append(f"  ... {i - last - 1} more (--episode {last + 2} .. {i}; `storefence backtest --json` "
+                         "lists them all)")
+        e = eps[i]
+        end = f"{e.end:%Y-%m-%d %H:%M}" if e.end else "(firing)"
+        lines.append(f"{'->' if i == chosen - 1 else '  '}{i + 1:>5}  {e.start:%Y-%m-%d %H:%M}  {end:<16}  "
+                     f"{e.severity:<8}  {e.entity_key}")
+        last = i
+    return "\n".join(lines)
 
 
 def cmd_tune(args, hook_of) -> int:

@@ -81,3 +81,23 @@ def summary(episodes_: list[Episode], start: datetime, end: datetime) -> dict:
         "hours_in_alert": round(sum(e.hours(end) for e in episodes_), 1),
         "entities": len({e.entity_key for e in episodes_}),
     }
+
+
+def first_firing(rule, results, episodes_: list[Episode], episode: Episode) -> tuple[list[dict], tuple[str, str]]:
+    """The breaches and data window of the first message people get about ``episode``: the "fired"
+    message of the cycle of its first firing bucket (not its worst moment, which comes later as a
+    "worsened" message if it comes at all). As the notify task groups news, by event and severity,
+    it lists every entity that started an episode in that bucket at the same severity. Each breach
+    is the check task's (``engine.evaluate.describe``) with the ``fired_window`` (the bucket's data)
+    and the alert's ``fingerprint``; no ``names`` (the caller looks them up). Pure."""
+    from threshold_operators.alerting.lifecycle import fingerprint
+    from threshold_operators.engine.evaluate import describe
+
+    at = episode.start
+    started = {e.entity_key for e in episodes_ if e.start == at}
+    firing = {r.entity_key: r for r in results if r.bucket == at and str(r.state) == "firing" and r.entity_key in started}
+    severity = firing[episode.entity_key].severity
+    window = (at.isoformat(), (at + rule.grain_delta).isoformat())
+    breaches = [{**describe(rule, r), "fired_window": list(window), "fingerprint": fingerprint(rule.id, key)}
+                for key, r in sorted(firing.items()) if r.severity == severity]
+    return breaches, window

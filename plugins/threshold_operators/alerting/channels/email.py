@@ -92,7 +92,8 @@ class EmailSender:
         msg["Message-ID"] = make_msgid(domain=(self.from_email or "storefence.local").rpartition("@")[2])
         if message.severity:
             msg["X-Storefence-Severity"] = message.severity
-        msg.set_content(f"{message.title}\n\n{plain(text)}\n")
+        body = plain(text)
+        msg.set_content(body + "\n" if message.parts else f"{message.title}\n\n{body}\n")  # a form opens with its head
         msg.add_alternative(html_body, subtype="html")
         return msg
 

@@ -54,11 +54,19 @@ MAX_VOICE = 80
 TEMPLATE_KEYS = {"endpoint", "method", "format", "headers", "query", "body", "ok", "retryable_values",
                  "message_field", "max_segments"}
 CJK = re.compile(r"[\u3400-\u9fff]")
+TIMES = re.compile(r"×(\d+(?:\.\d+)?)")
 BRACKETS = re.compile(r"[\[\]【】()（）#*`_]")
 
 
 def _first_form(message: Message) -> dict | None:
     return next((p for p in message.parts if isinstance(p, dict) and p["items"]), None)
+
+
+def _same_words(line: str, title: str) -> bool:
+    """Whether ``line`` opens with what ``title`` says (brackets aside): "【已恢复】订单骤降：…" and
+    "[已恢复] 订单骤降"."""
+    words = BRACKETS.sub(" ", title).split()
+    return bool(words) and all(w in line for w in words)
 
 
 def _what_happened(form: dict, parts: tuple[str, ...]) -> list[str]:
@@ -67,7 +75,7 @@ def _what_happened(form: dict, parts: tuple[str, ...]) -> list[str]:
     zh = form["lang"] == "zh"
     top, n = form["items"][0], form["count"]
     many = (f"等 {n} 个{form['entity']}" if zh else f" and {n - 1} more") if n > 1 else ""
-    said = top["said"]
+    said = top["said"] if zh else top["said"].replace("×", "x")  # GSM-7 has no ×: an English SMS keeps its numbers
     short = top["short"]
     out = []
     for with_said in (True, False):
@@ -88,7 +96,9 @@ def sms_text(message: Message, max_segments: int = MAX_SEGMENTS) -> str:
         facts = None
     if facts is None:
         lines = [ln for ln in plain(message.text).splitlines() if ln.strip()]
-        facts = "\n".join([message.title, *lines])
+        if not (lines and _same_words(lines[0], message.title)):  # a text that opens with its title says it once
+            lines.insert(0, message.title)
+        facts = "\n".join(lines)
         while not fits_sms(facts) and len(facts) > 1:  # a segment's worth, cut at a character
             facts = cut(facts, len(facts) - max(1, (sms_units(facts)[0] - 70) // 2))
     if message.links:
@@ -100,17 +110,21 @@ def sms_text(message: Message, max_segments: int = MAX_SEGMENTS) -> str:
 
 def voice_text(message: Message) -> str:
     """One sentence a text-to-speech voice reads: the severity and rule, the top entity and how
-    many, its number; the title alone when that is too long. No brackets, no links."""
+    many, its number (×4.4 read as "4.4 倍" / "4.4 times"); the title alone when that is too long.
+    No brackets, no links; news that needs nobody (a resolution) asks for nothing."""
     form = _first_form(message)
     options = _what_happened(form, ("said",)) if form is not None else []
     options.append(plain(message.title))
+    zh = form["lang"] == "zh" if form is not None else bool(CJK.search(message.title))
     for text in options:
+        text = TIMES.sub(lambda m: f" {m.group(1)} 倍" if zh else f" {m.group(1)} times", text)
         sentence = re.sub(r"\s+", " ", BRACKETS.sub(" ", text)).strip(" ，,：:")
-        sentence = sentence.replace("。", "，").replace("；", "，")
+        sentence = re.sub(r"\s+([，,：:])", r"\1", sentence.replace("。", "，").replace("；", "，"))
         if len(sentence) <= MAX_VOICE:
             break
     sentence = cut(sentence, MAX_VOICE)
-    zh = form["lang"] == "zh" if form is not None else bool(CJK.search(sentence))
+    if (message.data or {}).get("event") == "resolved":
+        return f"{sentence}。" if zh else f"{sentence}."
     return f"{sentence}，请尽快处理。" if zh else f"{sentence}. Please respond."
 
 
