@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 CANONICAL_KEYS = {
     "shops": ("shop_id",),
     "products": ("shop_id", "sku"),
+    "warehouses": ("shop_id", "warehouse_id"),
     "orders": ("order_id",),
     "order_items": ("order_id", "line_no"),
     "payments": ("payment_id",),

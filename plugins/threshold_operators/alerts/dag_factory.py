@@ -66,7 +66,7 @@ from threshold_operators.warehouse import WAREHOUSE_CONN_ID, WAREHOUSE_POOL
 
 START = pendulum.datetime(2025, 1, 1, tz="UTC")
 FALLBACK_CRON = "10 * * * *"
-DIMENSIONS = ("shops", "products")
+DIMENSIONS = ("shops", "products", "warehouses")
 # A run triggered with {"window_start": ..., "window_end": ...} (ISO 8601) re-evaluates that window
 # (a backfill, or a replay after a late extract); otherwise each rule takes up where it left off.
 WINDOW_FROM_CONF = "{{{{ (dag_run.conf or {{}}).get('{}', '') if dag_run else '' }}}}"

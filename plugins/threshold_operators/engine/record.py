@@ -26,7 +26,7 @@ from threshold_operators.engine.states import BucketResult, Prior, State
 from threshold_operators.rules.model import Rule
 from threshold_operators.warehouse.schema import arrow_table, as_utc, table_spec
 
-DIMENSIONS = ("shops", "products")  # read whole; they do not say how far the facts have landed
+DIMENSIONS = ("shops", "products", "warehouses")  # read whole; they do not say how far the facts have landed
 WALK_KEYS = ("level", "streak", "last_breach")  # the state walk's position, kept in rule_results.metrics
 
 

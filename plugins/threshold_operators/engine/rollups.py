@@ -242,7 +242,7 @@ def maintain(hook, rollup: Rollup, need_from: datetime, now: datetime) -> Mainte
     from threshold_operators.warehouse.schema import as_utc
 
     postgres = hook.dialect_name == "postgresql"
-    tables = [t for t in rollup.tables if t not in ("shops", "products")]
+    tables = [t for t in rollup.tables if t not in ("shops", "products", "warehouses")]
     qhash = rollup.query_hash
     for attempt in range(1, MAX_ATTEMPTS + 1):
         done = Maintenance(rollup.name, attempts=attempt)

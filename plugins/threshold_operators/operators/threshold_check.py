@@ -187,10 +187,27 @@ def evaluate_rule(hook, loaded, catalogue, now: datetime, run_id: str | None, *,
         from threshold_operators.engine.names import with_names
 
         try:
-            summary["breaches"] = with_names(hook, summary["breaches"])
+            summary["breaches"] = with_names(hook, summary["breaches"], log)
         except Exception as exc:  # noqa: BLE001 - a message with keys beats none: logged, not fatal
             log.warning("%s: the entities' names were not looked up (%s: %s); messages show their keys",
                         rule.id, type(exc).__name__, str(exc)[:200])
+    if summary["breaches"] and rule.mode == "live" and rule.rolling:  # a spike's last hours, counted
+        from threshold_operators.engine.evidence import with_recent
+
+        try:
+            summary["breaches"] = with_recent(hook, loaded, summary["breaches"], end)
+        except Exception as exc:  # noqa: BLE001 - the message without them: logged, not fatal
+            log.warning("%s: the last hours' counts were not read (%s: %s)", rule.id, type(exc).__name__,
+                        str(exc)[:200])
+    if summary["breaches"] and rule.mode == "live" and rule.references:  # the double alert's spike, said
+        from threshold_operators.engine.evidence import with_evidence
+
+        try:
+            summary["breaches"] = with_evidence(hook, loaded, catalogue, summary["breaches"], start, end, now,
+                                                source="rollup")
+        except Exception as exc:  # noqa: BLE001 - the alert stands on its own metric: logged, not fatal
+            log.warning("%s: the referenced rules' breaches were not looked up (%s: %s); the message shows "
+                        "the rule's own metric", rule.id, type(exc).__name__, str(exc)[:200])
     if gates:
         log.warning("%s reads tables that failed their extract gates: %s", rule.id, gates)
     log.info("%s [%s] %s .. %s: %s, %d firing, %d pending, %d resolved (%d candidate rows, %d ms; %s)",

@@ -29,6 +29,8 @@ CATEGORY_CODES = tuple(c[0] for c in CATEGORIES)
 BRANDS_PER_CATEGORY = 3  # infant_formula gets Brand A, B, C; diapers D, E, F; ...
 SKUS_PER_BATCH = 4  # SKUs of one brand and category made in the same production run
 WAREHOUSES_PER_SHOP = 3
+# A warehouse's name and the region it serves; a shop's warehouses 1..3 take the next three from its own index
+WAREHOUSE_SITES = (("上海仓", "华东"), ("广州仓", "华南"), ("北京仓", "华北"), ("成都仓", "西南"), ("武汉仓", "华中"))
 QUANTITY_P = np.array([0.80, 0.15, 0.05])  # 1, 2 or 3 units per line
 MEAN_QUANTITY = float((QUANTITY_P * np.arange(1, 4)).sum())
 LINES_P = np.array([0.60, 0.25, 0.10, 0.05])  # 1..4 lines per order
@@ -109,6 +111,20 @@ class Catalogue:
                 "lead_time_days": pa.array(self.lead_time_days.astype(np.int16)),
                 "supplier_id": pa.array(self.supplier_id),
                 "updated_at": pa.array(np.full(n, updated_at_s * 1_000_000, dtype=np.int64), type=pa.timestamp("us", tz="UTC")),
+            }
+        )
+
+    def warehouses_table(self) -> pa.Table:
+        """Each shop's warehouses with the name and region the platform knows them by."""
+        each = [(s, w) for s in range(len(self.shop_ids)) for w in range(WAREHOUSES_PER_SHOP)]
+        sites = [WAREHOUSE_SITES[(s + w) % len(WAREHOUSE_SITES)] for s, w in each]
+        return arrow_table(
+            "warehouses",
+            {
+                "shop_id": [self.shop_ids[s] for s, _ in each],
+                "warehouse_id": [self.warehouse_id(s, w) for s, w in each],
+                "name": [name for name, _ in sites],
+                "region": [region for _, region in sites],
             }
         )
 

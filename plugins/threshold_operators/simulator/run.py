@@ -246,6 +246,7 @@ def _generate(spec, hook, day, inventory, catalogue, window, flush_rows, say) ->
 
         loader.append("shops", catalogue.shops_table(spec.currency))
         loader.append("products", catalogue.products_table(window.start_s))
+        loader.append("warehouses", catalogue.warehouses_table())
         buffered["inventory_snapshots"].append(inventory.initial_snapshot())
         step = max(1, spec.days // 10)
         for d in range(spec.days):

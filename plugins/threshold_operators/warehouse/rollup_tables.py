@@ -20,7 +20,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 SLICE = timedelta(minutes=5)
-DIMENSIONS = ("shops", "products")  # read whole; not sliced
+DIMENSIONS = ("shops", "products", "warehouses")  # read whole; not sliced
 
 BOOKKEEPING_DOC = """\
 ### rollup_dirty

@@ -97,6 +97,15 @@ products = _table(
     updated_field="updated_at",
 )
 
+warehouses = _table(
+    "warehouses",
+    "One row per warehouse of a shop: what people call the warehouse_id of stock and shipments.",
+    _col("shop_id", String(32), "Shop the warehouse ships for.", key=True),
+    _col("warehouse_id", String(32), "Warehouse identifier (inventory_snapshots.warehouse_id, shipments.warehouse_id).", key=True),
+    _col("name", String(200), "Display name (上海仓)."),
+    _col("region", String(64), "Region it serves (华东); NULL when the platform does not say.", nullable=True),
+)
+
 orders = _table(
     "orders",
     "One row per order, in its latest state.",
@@ -272,6 +281,7 @@ ad_spend = _table(
 TABLES: tuple[Table, ...] = (
     shops,
     products,
+    warehouses,
     orders,
     order_items,
     payments,
@@ -663,7 +673,7 @@ def render_markdown() -> str:
         updated = table.info["updated_field"]
         event = table.info.get("event_field")
         key = ", ".join(c.name for c in table.primary_key.columns)
-        sliced = f" Rollup slices of: `{event}`." if event and table in TABLES and table.name not in ("shops", "products") \
+        sliced = f" Rollup slices of: `{event}`." if event and table in TABLES and table.name not in ("shops", "products", "warehouses") \
             else ""
         lines += [
             f"## `{table.name}`",
