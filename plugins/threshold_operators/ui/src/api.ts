@@ -29,7 +29,8 @@ export interface AlertRow {
   entity: Record<string, string>;
   shop: string | null;
   /** What people call the entity and its shop (the warehouse's products and shops), when known. */
-  entity_names?: { entity?: string; about?: string; shop?: string } | null;
+  /** From the warehouse (engine/names.py); `*_en` where the English name differs (a glossary code, a batch). */
+  entity_names?: { entity?: string; entity_en?: string; about?: string; about_en?: string; shop?: string } | null;
   status: AlertStatus;
   severity: Severity | null;
   metric: string | null;

@@ -56,8 +56,12 @@ function sameRow(a: Props, b: Props): boolean {
 export const AlertRowView = memo(AlertRowViewInner, sameRow);
 
 function AlertRowViewInner({ alert, selected, canWrite, busy, onToggle, onAck, onSilence, detailSearch }: Props) {
-  const { t, locale } = useI18n();
+  const { t, locale, lang } = useI18n();
   const ackable = isAckable(alert);
+  const names = alert.entity_names;
+  // a glossary code or a batch has an English name; a name the shop wrote is the same in both
+  const entityName = (lang === "en" && names?.entity_en) || names?.entity;
+  const aboutName = (lang === "en" && names?.about_en) || names?.about;
   const palette = alert.severity ? SEVERITY_PALETTE[alert.severity] : "gray";
   const hasNumbers = alert.value !== null || alert.baseline !== null || alert.threshold !== null;
 
@@ -94,11 +98,11 @@ function AlertRowViewInner({ alert, selected, canWrite, busy, onToggle, onAck, o
       </Flex>
 
       <Box minW={0}>
-        {alert.entity_names?.entity ? (
+        {entityName ? (
           <Text fontSize="sm" fontWeight="medium" data-testid="alert-name">
-            {alert.entity_names.entity}
-            {alert.entity_names.about ? (
-              <Text as="span" fontSize="xs" color="fg.muted" fontWeight="normal">{` · ${alert.entity_names.about}`}</Text>
+            {entityName}
+            {aboutName ? (
+              <Text as="span" fontSize="xs" color="fg.muted" fontWeight="normal">{` · ${aboutName}`}</Text>
             ) : null}
           </Text>
         ) : null}
