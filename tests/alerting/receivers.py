@@ -192,7 +192,7 @@ class SlackReceiver(LoopbackReceiver):
 class SmsProviderReceiver(LoopbackReceiver):
     """An SMS / voice provider: ``Authorization: Bearer KEY`` (code 1001), 11-digit mobiles (1002),
     texts of at most 300 characters (1003), an SMS of at most ``max_segments`` segments (70
-    characters each of Chinese, 67 in a long message: 1004), a call of one sentence of at most 100
+    characters each of Chinese, 67 in a long message: 1004), a call of one sentence of at most 160
     characters (1005), a per-minute limit (1029); HTTP 200 with ``code`` 0."""
 
     def __init__(self, api_key: str = "sms-api-key", clock=time.time, per_minute: int | None = None,
@@ -216,7 +216,7 @@ class SmsProviderReceiver(LoopbackReceiver):
             return 1003, "text too long"
         text = msg.get("text", "")
         if "/voice" in path:
-            if len(text) > 100 or any(mark in text.rstrip("。.") for mark in "。\n"):
+            if len(text) > 160 or any(mark in text.rstrip("。.") for mark in "。\n"):
                 return 1005, "a call reads one sentence"
         elif _segments(text) > self.max_segments:
             return 1004, f"more than {self.max_segments} segments"

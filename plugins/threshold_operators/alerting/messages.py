@@ -274,6 +274,7 @@ def item(rule, b: dict, lang: str, link: str | None) -> dict:
     (``said``), what else to know (``facts``) and its acknowledge link."""
     return {"severity": b.get("severity"), "level": SEVERITY[lang].get(b.get("severity"), b.get("severity")),
             "who": who(b, lang), "short": short_name(b, lang), "said": breach_said(rule, b, lang),
+            "own": breach_said(rule, {**b, "evidence": None}, lang),  # without the evidence: a short form's
             "facts": context(rule, b, lang), "ack": link}
 
 
@@ -393,7 +394,8 @@ def resolved_message(rule, entity_keys: list[str], window_end: str, level: int, 
     names = names or {}
     shown = entity_keys[:TOP]
     n = len(entity_keys)
-    zh = [f"【已恢复】{rule.name.zh}：{n} 个{_entity_zh(rule.entity, spaced=True)}恢复正常（数据时间 {when(window_end, tz)}）"]
+    word = _entity_zh(rule.entity, spaced=True)
+    zh = [f"【已恢复】{rule.name.zh}：{n} 个{word}{' ' * word.isascii()}恢复正常（数据时间 {when(window_end, tz)}）"]
     en = [f"[resolved] {rule.name.en}: {n} {entity_en(rule.entity, n)} back to normal (data {when(window_end, tz)})"]
     zh += [f"- {who({'entity_key': k, 'names': names.get(k)}, 'zh')}" for k in shown] + [_more(n - TOP, "zh")]
     en += [f"- {who({'entity_key': k, 'names': names.get(k)}, 'en')}" for k in shown] + [_more(n - TOP, "en")]

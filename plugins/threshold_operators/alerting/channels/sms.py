@@ -50,11 +50,11 @@ from threshold_operators.alerting.channels.markdown import cut, plain
 
 MAX_SMS = 300
 MAX_SEGMENTS = 4
-MAX_VOICE = 80
+MAX_VOICE = {"zh": 80, "en": 140}  # characters of a spoken sentence (English words are longer to write)
 TEMPLATE_KEYS = {"endpoint", "method", "format", "headers", "query", "body", "ok", "retryable_values",
                  "message_field", "max_segments"}
 CJK = re.compile(r"[\u3400-\u9fff]")
-TIMES = re.compile(r"×(\d+(?:\.\d+)?)")
+TIMES = re.compile(r"(?<![A-Za-z0-9])[×x](\d+(?:\.\d+)?)")  # ×4.0 (x4.0 in an English SMS form)
 BRACKETS = re.compile(r"[\[\]【】()（）#*`_]")
 
 
@@ -69,18 +69,19 @@ def _same_words(line: str, title: str) -> bool:
     return bool(words) and all(w in line for w in words)
 
 
-def _what_happened(form: dict, parts: tuple[str, ...]) -> list[str]:
-    """Sentences of one alert message, from the most to the least said: head, top entity, how many,
-    its number (``parts`` picks which)."""
+def _what_happened(form: dict) -> list[str]:
+    """Sentences of one alert message, from the most to the least said: the head, the top entity
+    (its name, then cut), how many, its numbers (all; then the rule's own, as the double alert's
+    stock without its spike; then none)."""
     zh = form["lang"] == "zh"
     top, n = form["items"][0], form["count"]
-    many = (f"等 {n} 个{form['entity']}" if zh else f" and {n - 1} more") if n > 1 else ""
-    said = top["said"] if zh else top["said"].replace("×", "x")  # GSM-7 has no ×: an English SMS keeps its numbers
-    short = top["short"]
     out = []
-    for with_said in (True, False):
-        for name in (short, cut(short, 12)):
-            body = f"{name}{many}" + ((("，" if zh else ", ") + said) if with_said and "said" in parts else "")
+    for said in dict.fromkeys((top["said"], top.get("own") or top["said"], "")):
+        said = said if zh else said.replace("×", "x")  # GSM-7 has no ×: an English SMS keeps its numbers
+        for name in (top["short"], cut(top["short"], 12)):
+            gap = " " if name[-1:].isascii() else ""  # "Brand A 等", "奶粉等"
+            many = (f"{gap}等 {n} 个{form['entity']}" if zh else f" and {n - 1} more") if n > 1 else ""
+            body = f"{name}{many}" + ((("，" if zh else ", ") + said) if said else "")
             out.append(f"{form['head']}：{body}" if zh else f"{form['head']}: {body}")
     return out
 
@@ -91,7 +92,7 @@ def sms_text(message: Message, max_segments: int = MAX_SEGMENTS) -> str:
     segment."""
     form = _first_form(message)
     if form is not None:
-        facts = next((t for t in _what_happened(form, ("said",)) if fits_sms(t)), None)
+        facts = next((t for t in _what_happened(form) if fits_sms(t)), None)
     else:
         facts = None
     if facts is None:
@@ -113,16 +114,18 @@ def voice_text(message: Message) -> str:
     many, its number (×4.4 read as "4.4 倍" / "4.4 times"); the title alone when that is too long.
     No brackets, no links; news that needs nobody (a resolution) asks for nothing."""
     form = _first_form(message)
-    options = _what_happened(form, ("said",)) if form is not None else []
+    options = _what_happened(form) if form is not None else []
+    options = [o for o in options if "…" not in o] + [o for o in options if "…" in o]  # a cut name reads badly
     options.append(plain(message.title))
     zh = form["lang"] == "zh" if form is not None else bool(CJK.search(message.title))
     for text in options:
-        text = TIMES.sub(lambda m: f" {m.group(1)} 倍" if zh else f" {m.group(1)} times", text)
+        text = TIMES.sub(lambda m: f"{m.group(1)} 倍" if zh else f"{m.group(1)} times", text)
+        text = text.replace("（", "，").replace("(", ", ")  # an aside is a pause when read out
         sentence = re.sub(r"\s+", " ", BRACKETS.sub(" ", text)).strip(" ，,：:")
         sentence = re.sub(r"\s+([，,：:])", r"\1", sentence.replace("。", "，").replace("；", "，"))
-        if len(sentence) <= MAX_VOICE:
+        if len(sentence) <= MAX_VOICE["zh" if zh else "en"]:
             break
-    sentence = cut(sentence, MAX_VOICE)
+    sentence = cut(sentence, MAX_VOICE["zh" if zh else "en"])
     if (message.data or {}).get("event") == "resolved":
         return f"{sentence}。" if zh else f"{sentence}."
     return f"{sentence}，请尽快处理。" if zh else f"{sentence}. Please respond."
