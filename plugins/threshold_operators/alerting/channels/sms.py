@@ -91,10 +91,7 @@ def sms_text(message: Message, max_segments: int = MAX_SEGMENTS) -> str:
     stays within ``max_segments``. A message without parts: its title and first lines, cut to a
     segment."""
     form = _first_form(message)
-    if form is not None:
-        facts = next((t for t in _what_happened(form) if fits_sms(t)), None)
-    else:
-        facts = None
+    facts = next((t for t in _what_happened(form) if fits_sms(t)), None) if form is not None else None
     if facts is None:
         lines = [ln for ln in plain(message.text).splitlines() if ln.strip()]
         if not (lines and _same_words(lines[0], message.title)):  # a text that opens with its title says it once
