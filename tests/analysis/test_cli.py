@@ -23,18 +23,6 @@ def storefence(*args, cwd=REPO):
                           text=True, env=env, cwd=cwd)
 
 
-@pytest.fixture(scope="module")
-def series(tmp_path_factory):
-    path = tmp_path_factory.mktemp("series") / "orders.csv"
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["ts", "entity", "orders"])
-        for h in range(24 * 50):
-            t = (T0 + timedelta(hours=h)).isoformat()
-            w.writerow([t, "A", 40 if h == 24 * 45 + 10 else 35 if h == 24 * 46 + 10 else 12])
-    return path
-
-
 def test_backtest_json_is_the_documented_object(series):
     out = storefence("backtest", "sales.order_spike", "--series", series, "--json")
     assert out.returncode == 0, out.stderr

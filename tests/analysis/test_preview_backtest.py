@@ -4,7 +4,6 @@ nothing sent; the breaches are the check task's; bad input is one line and exit 
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -42,18 +41,6 @@ def _robot_text(out: str) -> str:
     body = out[out.index("=== ops_dingtalk"):].split("\n", 1)[1].split("\n===", 1)[0]
     return json.loads(body)["markdown"]["text"]
 
-
-@pytest.fixture(scope="module")
-def series(tmp_path_factory):
-    """50 days of one SKU at 12 orders an hour, 40 at 10:00 on day 45 (red), 35 on day 46 (yellow)."""
-    path = tmp_path_factory.mktemp("series") / "orders.csv"
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["ts", "entity", "orders"])
-        for h in range(24 * 50):
-            w.writerow([(T0 + timedelta(hours=h)).isoformat(), "A",
-                        40 if h == 24 * 45 + 10 else 35 if h == 24 * 46 + 10 else 12])
-    return path
 
 
 def test_the_latest_episode_of_an_incident_names_its_sku_and_says_its_orders(incident_shop_duckdb, capsys):
