@@ -305,10 +305,6 @@ def markdown(form: dict, shown: int | None = None) -> str:
     return "\n".join(x for x in body if x) + "\n\n" + "\n".join(x for x in tail if x)
 
 
-def _more(n: int, lang: str) -> str:
-    return (f"- ……另有 {n} 个" if lang == "zh" else f"- ... and {n} more") if n > 0 else ""
-
-
 def _ack_hint(lang: str, fingerprints: list[str]) -> str:
     if not fingerprints:
         return ""
@@ -397,8 +393,8 @@ def resolved_message(rule, entity_keys: list[str], window_end: str, level: int, 
     word = _entity_zh(rule.entity, spaced=True)
     zh = [f"【已恢复】{rule.name.zh}：{n} 个{word}{' ' * word.isascii()}恢复正常（数据时间 {when(window_end, tz)}）"]
     en = [f"[resolved] {rule.name.en}: {n} {entity_en(rule.entity, n)} back to normal (data {when(window_end, tz)})"]
-    zh += [f"- {who({'entity_key': k, 'names': names.get(k)}, 'zh')}" for k in shown] + [_more(n - TOP, "zh")]
-    en += [f"- {who({'entity_key': k, 'names': names.get(k)}, 'en')}" for k in shown] + [_more(n - TOP, "en")]
+    zh += [f"- {who({'entity_key': k, 'names': names.get(k)}, 'zh')}" for k in shown] + [more_line(n - TOP, "zh")]
+    en += [f"- {who({'entity_key': k, 'names': names.get(k)}, 'en')}" for k in shown] + [more_line(n - TOP, "en")]
     zh.append(f"通知：{', '.join(people)} (L{level})")
     en.append(f"To: {', '.join(people)} (L{level})")
     return Text(f"[已恢复] {rule.name.zh}", "\n".join(x for x in zh if x), f"[resolved] {rule.name.en}",

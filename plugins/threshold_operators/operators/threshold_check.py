@@ -138,6 +138,30 @@ def error_summary(rule, kind, exc: BaseException) -> dict:
     return {"rule_id": rule.id, "mode": rule.mode, "outcome": "error", "error": {"kind": str(kind), "message": message}}
 
 
+def told_in_full(hook, loaded, catalogue, breaches: list[dict], start: datetime, end: datetime, now: datetime,
+                 log) -> list[dict]:
+    """The breaches as the messages want them: the entities' names (``engine.names``), a rolling
+    rule's last hours and a compound rule's referenced breaches (``engine.evidence``). A step that
+    fails is logged and skipped: a message with less in it beats none."""
+    from threshold_operators.engine.evidence import with_evidence, with_recent
+    from threshold_operators.engine.names import with_names
+
+    rule = loaded.rule
+    steps = [("the entities' names were not looked up; messages show their keys",
+              lambda b: with_names(hook, b, log))]
+    if rule.rolling:
+        steps.append(("the last hours' counts were not read", lambda b: with_recent(hook, loaded, b, end)))
+    if rule.references:
+        steps.append(("the referenced rules' breaches were not looked up; the message shows the rule's own metric",
+                      lambda b: with_evidence(hook, loaded, catalogue, b, start, end, now, source="rollup")))
+    for lost, step in steps:
+        try:
+            breaches = step(breaches)
+        except Exception as exc:  # noqa: BLE001 - logged, not fatal
+            log.warning("%s: %s (%s: %s)", rule.id, lost, type(exc).__name__, str(exc)[:200])
+    return breaches
+
+
 def evaluate_rule(hook, loaded, catalogue, now: datetime, run_id: str | None, *, window_start=None, window_end=None,
                   max_catchup: timedelta = timedelta(hours=48), maintain: bool = True, log=None,
                   facts=None) -> dict:
@@ -183,31 +207,8 @@ def evaluate_rule(hook, loaded, catalogue, now: datetime, run_id: str | None, *,
     ev.detail = note if ev.detail is None else f"{note}; {ev.detail}"
     record(hook, ev, rule, run_id)
     summary = ThresholdCheckOperator._summary(ev, rule) | judged
-    if summary["breaches"] and rule.mode == "live":  # names, not keys, in the messages
-        from threshold_operators.engine.names import with_names
-
-        try:
-            summary["breaches"] = with_names(hook, summary["breaches"], log)
-        except Exception as exc:  # noqa: BLE001 - a message with keys beats none: logged, not fatal
-            log.warning("%s: the entities' names were not looked up (%s: %s); messages show their keys",
-                        rule.id, type(exc).__name__, str(exc)[:200])
-    if summary["breaches"] and rule.mode == "live" and rule.rolling:  # a spike's last hours, counted
-        from threshold_operators.engine.evidence import with_recent
-
-        try:
-            summary["breaches"] = with_recent(hook, loaded, summary["breaches"], end)
-        except Exception as exc:  # noqa: BLE001 - the message without them: logged, not fatal
-            log.warning("%s: the last hours' counts were not read (%s: %s)", rule.id, type(exc).__name__,
-                        str(exc)[:200])
-    if summary["breaches"] and rule.mode == "live" and rule.references:  # the double alert's spike, said
-        from threshold_operators.engine.evidence import with_evidence
-
-        try:
-            summary["breaches"] = with_evidence(hook, loaded, catalogue, summary["breaches"], start, end, now,
-                                                source="rollup")
-        except Exception as exc:  # noqa: BLE001 - the alert stands on its own metric: logged, not fatal
-            log.warning("%s: the referenced rules' breaches were not looked up (%s: %s); the message shows "
-                        "the rule's own metric", rule.id, type(exc).__name__, str(exc)[:200])
+    if summary["breaches"] and rule.mode == "live":  # what the messages say besides the numbers
+        summary["breaches"] = told_in_full(hook, loaded, catalogue, summary["breaches"], start, end, now, log)
     if gates:
         log.warning("%s reads tables that failed their extract gates: %s", rule.id, gates)
     log.info("%s [%s] %s .. %s: %s, %d firing, %d pending, %d resolved (%d candidate rows, %d ms; %s)",
