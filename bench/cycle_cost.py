@@ -11,7 +11,9 @@ history lengths:
 - **cycle**: every rule the 5-minute cycle evaluates (the rolling and 5-minute rules; at the
   top of the hour the hourly rules too), domain by domain as each domain's ``evaluate`` task
   runs them (``operators.domain_evaluate``): one ``WarehouseHook``, one ``session()`` and one
-  ``CycleFacts`` (the extract gates and landed marks, asked once) per domain (**sessions**: opening and closing them), in which the rollups the domain's rules
+  ``CycleFacts`` (the extract gates and landed marks, asked once) per domain (**sessions**:
+  opening them, i.e. the file and the hook's two engines with their first connection, and closing
+  them, a checkpoint of what the cycle wrote), in which the rollups the domain's rules
   read are brought up to date first (**rollups**: the slices the load marked, recomputed from
   the raw facts; the cost that maintenance adds to a load), then each rule is one
   ``threshold_check.evaluate_rule`` over the slice (**evaluate**: its gates, the evaluation
@@ -129,6 +131,10 @@ def domain_cycles(url: str, catalogue, rules, t0, t1, now, search_path: str | No
         t = time.perf_counter()
         try:
             with hook.session():
+                # the session opened: the file (at its first use otherwise, inside the first rule's
+                # rollups) and the hook's two engines; what maintenance and rules then do is theirs
+                with hook.engine.connect(), hook.evaluation_connection():
+                    pass
                 out["open_s"] += time.perf_counter() - t
                 t = time.perf_counter()
                 for loaded in in_domain:
