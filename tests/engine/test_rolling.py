@@ -119,6 +119,34 @@ def test_late_and_updated_rows_reach_the_rollup(catalogue, warehouse):
     assert _maintain(warehouse, catalogue, "sales.rolling_count", T0)[0].ranges == []
 
 
+def test_a_row_whose_event_time_moves_leaves_its_old_slice(catalogue, warehouse):
+    # three orders at T0 + 20 min; a correction moves two of them to T0 + 50 min (same keys)
+    old, new = T0 + 20 * timedelta(minutes=1), T0 + 50 * timedelta(minutes=1)
+    _load(warehouse, _items([old, old + timedelta(seconds=30), old + timedelta(seconds=40)]))
+    loaded = catalogue.get("sales.rolling_count")
+    _maintain(warehouse, catalogue, "sales.rolling_count", T0)
+    _load(warehouse, _items([new, new + timedelta(seconds=5)]))
+    done = _maintain(warehouse, catalogue, "sales.rolling_count", T0)
+    # both the slice the rows left and the one they entered are recomputed (one merged range)
+    assert done[0].ranges == [(old, new + M5)]
+    with warehouse.engine.connect() as con:
+        rolled = {b.astimezone(UTC): n for b, n in con.execute(sa.text(
+            "SELECT bucket, orders FROM rollup_sales_orders_by_sku_slice WHERE orders > 0 ORDER BY bucket"))}
+    assert rolled == {old: 1, new: 2}
+    start, end = T0, T0 + 2 * H
+    rolled_ev = _walk(evaluate(compile_rule(loaded, catalogue.get, source="rollup"), warehouse_query(warehouse), start, end, now=end))
+    assert rolled_ev == _walk(evaluate(compile_rule(loaded, catalogue.get, source="query"), warehouse_query(warehouse), start, end, now=end))
+
+
+def test_rows_of_a_sliced_table_are_not_deleted(warehouse):
+    from threshold_operators.warehouse.rollup_tables import is_sliced
+
+    create_schema(warehouse.engine)
+    assert is_sliced("order_items") and not is_sliced("held_rows") and not is_sliced("products")
+    with pytest.raises(ValueError, match="order_items: rows of a sliced fact table are replaced"), bulk_loader(warehouse) as loader:
+        loader.delete_keys("order_items", [("o-A-0", 1)])
+
+
 def test_rollup_extends_backwards_for_an_older_window(catalogue, warehouse):
     _load(warehouse, _items(_spread(T0 - 24 * H, [2] * 12) + _spread(T0, [2] * 12)))
     first = _maintain(warehouse, catalogue, "sales.rolling_count", T0)

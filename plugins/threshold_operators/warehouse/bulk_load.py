@@ -66,9 +66,10 @@ class BulkLoader:
         """
         if data.num_rows == 0:
             return
+        replaced = self._replaced_slices(table, data)
         self._upsert(table, self._conform(table, data))
         self.rows_written[table] = self.rows_written.get(table, 0) + data.num_rows
-        self._mark_dirty(table, data)
+        self._mark_dirty(table, data, also=replaced)
         self._keep_latest(table, data)
 
     def _keep_latest(self, table: str, data: pa.Table) -> None:
@@ -80,14 +81,29 @@ class BulkLoader:
         if latest is not None:
             self._upsert(latest, self._conform(latest, data))
 
-    def _mark_dirty(self, table: str, data: pa.Table) -> None:
-        """Note, in this transaction, the 5-minute slices the rows fall in (``rollup_dirty``): the
-        rollups recompute them, so a late or updated row reaches every rolling rule exactly."""
+    def _mark_dirty(self, table: str, data: pa.Table, also: set | None = None) -> None:
+        """Note, in this transaction, the 5-minute slices the rows fall in (``rollup_dirty``), and
+        ``also`` (the slices of the versions they replace): the rollups recompute them, so a late,
+        updated or moved row reaches every rolling rule exactly."""
         from threshold_operators.warehouse.rollup_tables import dirty_slices
 
         slices = dirty_slices(table, data)
+        slices += sorted(set(also or ()) - set(slices))
         if slices:
             self._insert_dirty([(table, s) for s in slices])
+
+    def _replaced_slices(self, table: str, data: pa.Table) -> set:
+        """Before an upsert: the slices of the stored rows that the batch's keys may replace, on a
+        table where an update can move a row's event time (``rollup_tables.movable_event``);
+        a slice the row leaves is recomputed as well as the one it enters."""
+        from threshold_operators.warehouse.rollup_tables import movable_event, slices_of
+
+        movable = movable_event(table)
+        if movable is None:
+            return set()
+        event, lookup = movable
+        values = [v for v in data.column(lookup).unique().to_pylist() if v is not None]
+        return slices_of(self._values_where(table, event, lookup, values)) if values else set()
 
     @staticmethod
     def _upsert_sql(table: str, source: str) -> str:
@@ -110,7 +126,7 @@ class BulkLoader:
         """The ``values`` that ``table.column`` holds (in this loader's transaction)."""
         if not values:
             return set()
-        return self._existing(table, column, values)
+        return set(self._values_where(table, column, column, values))
 
     def scalar(self, sql: str):
         """One value from a query, in this loader's transaction (e.g. a new high-water mark)."""
@@ -130,15 +146,23 @@ class BulkLoader:
         self._execute(sql, tuple(params))
 
     def delete_keys(self, table: str, keys: list[tuple]) -> None:
-        """Delete the rows of ``table`` with these primary keys (in this loader's transaction)."""
-        if keys:
-            self._delete_keys(table, table_spec(table).key, [tuple(k) for k in keys])
+        """Delete the rows of ``table`` with these primary keys (in this loader's transaction).
+        Only for tables no rollup reads (the held rows): a sliced fact table is never deleted
+        from, its rows are replaced by newer versions (``upsert``)."""
+        from threshold_operators.warehouse.rollup_tables import is_sliced
+
+        if not keys:
+            return
+        if is_sliced(table):
+            raise ValueError(f"{table}: rows of a sliced fact table are replaced (upsert), not deleted")
+        self._delete_keys(table, table_spec(table).key, [tuple(k) for k in keys])
 
     # dialect hooks
     def _append_any(self, table: str, data: pa.Table) -> None:
         self._append(table, data)
 
     def _execute(self, sql: str, params: tuple) -> None: ...
+    def _values_where(self, table: str, column: str, where: str, values: list) -> list: ...
     def _insert_dirty(self, rows: list[tuple]) -> None: ...
     def open(self) -> None: ...
     def _append(self, table: str, data: pa.Table) -> None: ...
@@ -177,15 +201,15 @@ class DuckDBBulkLoader(BulkLoader):
             self.con.execute("DROP VIEW IF EXISTS _storefence_batch")
             self.con.unregister("_storefence_raw")
 
-    def _existing(self, table: str, column: str, values: list) -> set:
+    def _values_where(self, table: str, column: str, where: str, values: list) -> list:
         import pyarrow as pa
 
         self.con.register("_storefence_values", pa.table({"v": pa.array(values)}))
         try:
-            rows = self.con.execute(f"SELECT DISTINCT t.{column} FROM {table} t JOIN _storefence_values v ON t.{column} = v.v").fetchall()
+            rows = self.con.execute(f"SELECT DISTINCT t.{column} FROM {table} t JOIN _storefence_values v ON t.{where} = v.v").fetchall()
         finally:
             self.con.unregister("_storefence_values")
-        return {r[0] for r in rows}
+        return [r[0] for r in rows]
 
     def _scalar(self, sql: str):
         return self.con.execute(sql).fetchall()[0][0]
@@ -243,10 +267,10 @@ class PostgresBulkLoader(BulkLoader):
             cur.execute(self._upsert_sql(table, "_storefence_batch"))
             cur.execute("DROP VIEW _storefence_batch; DROP TABLE _storefence_raw")
 
-    def _existing(self, table: str, column: str, values: list) -> set:
+    def _values_where(self, table: str, column: str, where: str, values: list) -> list:
         with self.con.cursor() as cur:
-            cur.execute(f"SELECT DISTINCT {column} FROM {table} WHERE {column} = ANY(%s)", (list(values),))
-            return {r[0] for r in cur.fetchall()}
+            cur.execute(f"SELECT DISTINCT {column} FROM {table} WHERE {where} = ANY(%s)", (list(values),))
+            return [r[0] for r in cur.fetchall()]
 
     def _scalar(self, sql: str):
         with self.con.cursor() as cur:
@@ -334,11 +358,11 @@ class SQLAlchemyBulkLoader(BulkLoader):
         if fresh:
             self.con.execute(t.insert(), fresh)
 
-    def _existing(self, table: str, column: str, values: list) -> set:
+    def _values_where(self, table: str, column: str, where: str, values: list) -> list:
         from threshold_operators.warehouse.schema import metadata
 
-        col = metadata.tables[table].c[column]
-        return set(self.con.execute(col.table.select().with_only_columns(col).where(col.in_(values)).distinct()).scalars())
+        t = metadata.tables[table]
+        return list(self.con.execute(t.select().with_only_columns(t.c[column]).where(t.c[where].in_(values)).distinct()).scalars())
 
     def _scalar(self, sql: str):
         from sqlalchemy import text

@@ -5,7 +5,9 @@ and 5-minute slice (``engine.rollups``). Two tables keep the rollups exact under
 updated rows without the loader knowing any rule:
 
 - ``rollup_dirty (seq, table_name, slice)``: every load appends, **in its own transaction**,
-  the slices (of the table's ``event_field``) of the rows it wrote; ``seq`` comes from a
+  the slices (of the table's ``event_field``) of the rows it wrote, and of the stored versions
+  those rows replace where an update can move the event time (a corrected ``created_at``: the
+  old slice loses the row, ``movable_event``); ``seq`` comes from a
   sequence, so a row appended after a reader looked has a larger ``seq`` than any it saw;
 - ``rollup_state (rollup, query_hash, through_seq, built_from, updated_at)``: how far each
   rollup has got: it holds every slice from ``built_from`` on, recomputed for every
@@ -17,7 +19,7 @@ documented in docs/warehouse.md (``BOOKKEEPING_DOC``).
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 SLICE = timedelta(minutes=5)
 DIMENSIONS = ("shops", "products", "warehouses")  # read whole; not sliced
@@ -25,8 +27,10 @@ DIMENSIONS = ("shops", "products", "warehouses")  # read whole; not sliced
 BOOKKEEPING_DOC = """\
 ### rollup_dirty
 
-The 5-minute slices (of the table's event time) that a load wrote rows into; appended in the
-load's own transaction. The rollups of rolling rules recompute exactly these slices.
+The 5-minute slices (of the table's event time) that a load wrote rows into, and those of the
+stored versions its rows replace where an update can move the event time (the event time is not
+part of the key); appended in the load's own transaction. The rollups of rolling rules recompute
+exactly these slices. Rows of these tables are replaced, never deleted.
 
 | column | type | description |
 |---|---|---|
@@ -87,6 +91,13 @@ def create_rollup_bookkeeping(bind) -> None:
             con.execute(text(sql))
 
 
+def is_sliced(table: str) -> bool:
+    """Whether loads of ``table`` mark slices (a fact table with an event time)."""
+    from threshold_operators.warehouse.schema import TABLE_NAMES, table_spec
+
+    return table in TABLE_NAMES and table not in DIMENSIONS and bool(table_spec(table).event_field)
+
+
 def dirty_slices(table: str, data) -> list:
     """The distinct 5-minute slices of the event times of ``data`` (an Arrow table of rows of the
     fact ``table``); [] for a table that is not sliced."""
@@ -102,3 +113,30 @@ def dirty_slices(table: str, data) -> list:
     column = data.column(field)
     floored = pc.floor_temporal(column, multiple=5, unit="minute")
     return [v for v in pc.unique(floored).to_pylist() if v is not None]
+
+
+def movable_event(table: str) -> tuple[str, str] | None:
+    """(event field, lookup column) of a sliced ``table`` whose rows' event time an update can
+    move (the event field is not part of the key), else None. The lookup column is the key's
+    first column: the stored versions of a batch's keys are among the rows it selects."""
+    from threshold_operators.warehouse.schema import table_spec
+
+    if not is_sliced(table):
+        return None
+    spec = table_spec(table)
+    if spec.event_field in spec.key:
+        return None
+    return spec.event_field, spec.key[0]
+
+
+def slices_of(times) -> set:
+    """The 5-minute slices (UTC starts) of timestamps read back from the warehouse."""
+    from threshold_operators.warehouse.schema import as_utc
+
+    out = set()
+    for t in times:
+        t = as_utc(t)
+        if t is not None:
+            t = t.astimezone(UTC)
+            out.add(t.replace(minute=t.minute - t.minute % 5, second=0, microsecond=0))
+    return out
