@@ -492,7 +492,9 @@ def _add_analysis_parsers(sub) -> None:
     """backtest, tune, report, test-rules (threshold_operators.analysis, docs/analysis.md)."""
     p = sub.add_parser("backtest", help="replay a rule over history (or a metric CSV): alert episodes and a summary")
     p.add_argument("rule")
-    p.add_argument("--start", type=_timestamp, help="default: 8 weeks before --end")
+    span = p.add_mutually_exclusive_group()
+    span.add_argument("--start", type=_timestamp, help="default: 8 weeks before --end")
+    span.add_argument("--days", type=int, metavar="N", help="the N days before --end, instead of --start")
     p.add_argument("--end", type=_timestamp, help="default: the last complete hour of landed data")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a rule field for this run "
                    "(repeatable), e.g. condition.threshold=1.5, for=2, min_volume.0.at_least=20")
@@ -510,7 +512,9 @@ def _add_analysis_parsers(sub) -> None:
     p.add_argument("--values", required=True, metavar="V1,V2,...")
     p.add_argument("--labels", metavar="FILE", help="labelled incidents: caught, missed, detection delay")
     p.add_argument("--max-alerts-per-week", type=float, default=1.0, help="the alert budget (default 1)")
-    p.add_argument("--start", type=_timestamp)
+    span = p.add_mutually_exclusive_group()
+    span.add_argument("--start", type=_timestamp, help="default: 8 weeks before --end")
+    span.add_argument("--days", type=int, metavar="N", help="the N days before --end, instead of --start")
     p.add_argument("--end", type=_timestamp)
     p.add_argument("--series", metavar="FILE.csv")
     p.add_argument("--json", action="store_true")

@@ -137,3 +137,17 @@ def test_bad_input_is_one_line_and_status_2(series, capsys, args, message):
         status = exc.code
     out = capsys.readouterr()
     assert status == 2 and message in out.err.strip().splitlines()[-1] and out.out == ""
+
+
+def test_backtest_and_tune_take_the_last_n_days(series, capsys):
+    assert main(["backtest", RULE, "--series", str(series), "--json"]) == 0
+    whole = json.loads(capsys.readouterr().out)["episodes"]
+    assert main(["backtest", RULE, "--series", str(series), "--days", "4", "--json"]) == 0
+    last = json.loads(capsys.readouterr().out)["episodes"]
+    assert len(whole) == 2 and len(last) == 1  # the last 4 days: the second spike alone
+    assert (last[0]["start"], last[0]["severity"]) == (whole[1]["start"], whole[1]["severity"])
+    assert main(["tune", RULE, "--series", str(series), "--param", "condition.threshold", "--values", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["points"][0]["alerts"] == 2
+    assert main(["tune", RULE, "--series", str(series), "--days", "4", "--param", "condition.threshold",
+                 "--values", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["points"][0]["alerts"] == 1

@@ -225,9 +225,13 @@ def cmd_tune(args, hook_of) -> int:
     _overridden(loaded, [f"{args.param}={values[0]}"])  # a bad --param fails before any run
     if args.series:
         rows = _series_rows(args, loaded, catalogue)
+        start, end = args.start, args.end
+        if getattr(args, "days", None) is not None:  # the N days before --end (the series' end)
+            end = end or max(r["bucket"] for r in rows) + loaded.rule.grain_delta
+            start = end - _span(args)
 
         def run(variant, settings):
-            return backtest_series(variant, catalogue.get, rows, args.start, args.end, settings)
+            return backtest_series(variant, catalogue.get, rows, start, end, settings)
     else:
         hook = hook_of(args)
         start, end = _range(args, hook, loaded)
