@@ -16,7 +16,9 @@
   downloaded. Without Chromium (or Playwright) the tests skip, and fail under ``CI=true``.
 - ``login(page, user)``: through Airflow's own login form (the simple auth manager's
   ``/auth/login``), which sets the ``_token`` cookie as for a person.
-- ``screenshot(page, name)``: ``docs/images/<name>.png``.
+- ``screenshot(page, name)``: ``<name>.png`` in the test's temporary folder; with
+  ``STOREFENCE_UPDATE_SCREENSHOTS=1``, ``docs/images/<name>.png`` (the docs' pictures, rewritten
+  on purpose: look at them before committing), so a test run leaves the checkout as it was.
 """
 
 from __future__ import annotations
@@ -251,18 +253,20 @@ def _cjk_fonts() -> bool:
 
 
 @pytest.fixture
-def screenshot(chromium):
-    """``screenshot(page, name)``: the page as ``docs/images/<name>.png`` once it has settled (fonts
-    loaded, no animation, no caret); the path. Needs a Chinese font (fonts-noto-cjk), or the
-    Chinese screenshots would show boxes."""
+def screenshot(chromium, tmp_path):
+    """``screenshot(page, name)``: the page as ``<name>.png`` once it has settled (fonts loaded, no
+    animation, no caret); the path. In the test's temporary folder, or in ``docs/images/`` with
+    ``STOREFENCE_UPDATE_SCREENSHOTS=1``. Needs a Chinese font (fonts-noto-cjk), or the Chinese
+    screenshots would show boxes."""
     if not _cjk_fonts():
         _browser_missing("no Chinese font (fc-list :lang=zh is empty; Debian: fonts-noto-cjk)")
+    folder = IMAGES if os.environ.get("STOREFENCE_UPDATE_SCREENSHOTS") == "1" else tmp_path
 
     def take(page, name: str, full_page: bool = False) -> Path:
-        IMAGES.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         page.wait_for_load_state("networkidle")
         page.evaluate("document.fonts.ready.then(() => true)")
-        path = IMAGES / f"{name}.png"
+        path = folder / f"{name}.png"
         tmp = path.with_suffix(".tmp.png")
         page.screenshot(path=str(tmp), full_page=full_page, animations="disabled", caret="hide")
         shutil.move(tmp, path)
