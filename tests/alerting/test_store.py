@@ -139,3 +139,19 @@ def test_the_page_lists_the_active_and_the_recently_resolved(store):
     store.save(resolved)
     assert {a.entity_key for a in store.list(resolved_since=NOW)} == {alert.entity_key, gone.entity_key}
     assert {a.entity_key for a in store.list(resolved_since=NOW + timedelta(hours=2))} == {alert.entity_key}
+
+
+def test_a_store_made_before_an_index_existed_gets_it(store):
+    """An index added since (the outbox's ``created_at``, which bounds an alert's messages) is
+    created by the next set-up, as a missing column is added."""
+    from sqlalchemy import inspect
+
+    def indexes():
+        return {i["name"] for i in inspect(store.engine).get_indexes("notifications")}
+
+    assert "ix_notifications_created_at" in indexes()
+    with store.engine.begin() as con:
+        con.exec_driver_sql("DROP INDEX ix_notifications_created_at")
+    assert "ix_notifications_created_at" not in indexes()
+    store.create(force=True)
+    assert "ix_notifications_created_at" in indexes()

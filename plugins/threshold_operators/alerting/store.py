@@ -83,7 +83,7 @@ notifications = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", TS, nullable=False),
     Column("last_error", Text),
-    Column("created_at", TS, nullable=False),
+    Column("created_at", TS, nullable=False, index=True),  # an alert's messages: those since it opened
     Column("sent_at", TS),
     Column("claimed_until", TS),  # a deliverer is sending it; another one leaves it alone until then
     Column("batch_of", Integer),  # sent within the batch led by this notification id (the throttle counts batches)
@@ -245,6 +245,10 @@ class StateStore:
                 if column.name not in have:
                     kind = column.type.compile(dialect=con.dialect)
                     con.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
+            indexed = {i["name"] for i in inspect(con).get_indexes(table.name)}
+            for index in table.indexes:  # an index added since the store was made
+                if index.name not in indexed:
+                    index.create(con)
 
     # --- alerts ------------------------------------------------------------------------------
     def get(self, fingerprint: str) -> Alert | None:
