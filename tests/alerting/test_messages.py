@@ -79,6 +79,22 @@ def test_stock_cover_reads_as_days_against_the_threshold():
     assert f"- [yellow] {KEY}: stock cover 6.6 days (threshold 7 days)" in text.text_en.split("\n")
 
 
+def test_an_alert_held_by_its_recovery_level_says_why_it_still_fires():
+    """Past the threshold again but not past ``recover`` (the hysteresis): still firing, said so."""
+    rule = rule_of("inventory.stock_cover")  # below {blue: 15, yellow: 7, red: 3}, recover: 20
+    held = lines(rule, {"metric": "cover_days", "value": 12.0, "baseline": None, "threshold": 7.0,
+                        "metrics": {"cover_days": 12.0}})
+    assert held == {"zh": "库存可售 12.0 天（阈值 7 天），未回到恢复线 20 天，仍在预警",
+                    "en": "stock cover 12.0 days (threshold 7 days), not yet back past the recovery level 20 days: "
+                          "still firing"}
+    spike = rule_of("finance.refund_rate")
+    cond = spike.primary
+    assert cond.compare == "ratio" and cond.recover is not None
+    line = lines(spike, {"metric": cond.metric, "value": cond.recover + 0.1, "baseline": 0.02,
+                         "threshold": threshold_of(spike, "yellow")})["en"]
+    assert line.endswith(f"not yet back past the recovery level ×{cond.recover:g}: still firing"), line
+
+
 def test_an_order_spike_reads_as_orders_against_usual_and_the_multiple():
     said = lines(rule_of("sales.order_spike"), {"metric": "orders", "value": 4.0, "baseline": 12.0, "threshold": 3.0,
                                                 "metrics": {"orders": 48.0}}, "red")

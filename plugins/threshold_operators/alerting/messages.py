@@ -121,11 +121,13 @@ def _condition(rule, metric):
     return next((c for c in getattr(rule, "conditions", ()) if c.metric == metric), None)
 
 
-def said(rule, b: dict, lang: str) -> str | None:
+def said(rule, b: dict, lang: str, *, held: bool = True) -> str | None:
     """The breach as people say it, or None (the rule has no ``metrics:`` entry for the metric):
     zh 库存可售 6.6 天（阈值 7 天） · 订单 48 单，平时 12 单，×4.0（阈值 ×3）; en stock cover 6.6 days
     (threshold 7 days) · orders 48, usually 12, ×4.0 (threshold ×3). The count of a Poisson tail is
-    told with its baseline and, for the threshold, the chance in words (the score is no unit of it)."""
+    told with its baseline and, for the threshold, the chance in words (the score is no unit of it).
+    An alert inside its threshold but not past its ``recover`` level (still firing, the hysteresis)
+    says so, unless ``held=False`` (the short forms: an SMS, a call)."""
     metric = b.get("metric")
     labels = getattr(rule, "metric_label", None)
     spec = labels(metric) if labels else None
@@ -143,29 +145,36 @@ def said(rule, b: dict, lang: str) -> str | None:
     parts = [f"{spec.label.in_language(lang)} {_said(raw, spec, lang) if raw is not None else 'n/a'}"]
     if base is not None and compare != "value":
         parts.append(_usual(base, spec, lang))
-    limit = None
-    if compare == "value":
-        limit = _said(thr, spec, lang, trim=True) if thr is not None else None
-    elif compare == "ratio":
-        if value is not None:
-            parts.append(_times(value))
-        limit = _times(thr, trim=True) if thr is not None else None
-    elif compare in ("pct_change", "delta"):
-        if value is not None:
-            parts.append(f"{value:+.1f}%" if compare == "pct_change" else "+" * (value >= 0) + _said(value, spec, lang))
-        if thr is not None:
-            limit = f"{thr:+g}%" if compare == "pct_change" else "+" * (thr >= 0) + _said(thr, spec, lang, trim=True)
-    elif compare == "poisson_z":
-        if value is not None:
-            parts.append(f"高出平时 {value:.1f} 个标准差" if zh else f"{value:.1f} standard deviations above usual")
-        limit = f"{thr:g}" if thr is not None else None
+
+    def level(x: float) -> str:  # a threshold (or the recovery level) in the compared value's unit
+        if compare == "value":
+            return _said(x, spec, lang, trim=True)
+        if compare == "ratio":
+            return _times(x, trim=True)
+        if compare == "pct_change":
+            return f"{x:+g}%"
+        if compare == "delta":
+            return "+" * (x >= 0) + _said(x, spec, lang, trim=True)
+        return f"{x:g}"
+
+    if compare == "ratio" and value is not None:
+        parts.append(_times(value))
+    elif compare in ("pct_change", "delta") and value is not None:
+        parts.append(f"{value:+.1f}%" if compare == "pct_change" else "+" * (value >= 0) + _said(value, spec, lang))
+    elif compare == "poisson_z" and value is not None:
+        parts.append(f"高出平时 {value:.1f} 个标准差" if zh else f"{value:.1f} standard deviations above usual")
     elif compare == "poisson_tail" and thr is not None:
         n = _chance(thr)  # a score, not the metric's unit: the chance it stands for, in words
         words = f"远高于平时：偶然出现的概率低于 1/{n}" if zh else f"far above usual: a chance below 1 in {n}"
         return "，".join(parts) + f"（{words}）" if zh else ", ".join(parts) + f" ({words})"
     text = "，".join(parts) if zh else ", ".join(parts)
-    if limit is not None:
-        text += f"（阈值 {limit}）" if zh else f" (threshold {limit})"
+    if thr is not None:
+        text += f"（阈值 {level(thr)}）" if zh else f" (threshold {level(thr)})"
+        inside = cond.recover is not None and value is not None and (
+            value < thr if cond.above is not None else value > thr)
+        if held and inside:  # back inside the threshold but not past the recovery level: still firing, said why
+            text += (f"，未回到恢复线 {level(cond.recover)}，仍在预警" if zh
+                     else f", not yet back past the recovery level {level(cond.recover)}: still firing")
     return text
 
 
@@ -257,10 +266,11 @@ def short_name(b: dict, lang: str = "zh") -> str:
     return _name(names, "entity", lang) or names.get("shop") or key.rsplit("/", 1)[-1].partition("=")[2] or key
 
 
-def breach_said(rule, b: dict, lang: str) -> str:
+def breach_said(rule, b: dict, lang: str, *, held: bool = True) -> str:
     """The breach's numbers as people say them; for the double alert, the spike that came with it
-    first (``evidence``: the referenced rules' breaches, said by the evaluate task)."""
-    what = said(rule, b, lang)
+    first (``evidence``: the referenced rules' breaches, said by the evaluate task). ``held=False``:
+    without why an alert inside its threshold still fires (the forms with a budget of a few words)."""
+    what = said(rule, b, lang, held=held)
     if what is None:  # no ``metrics:`` entry: the column and the numbers as they are
         base = f", {'基线' if lang == 'zh' else 'baseline'} {_num(b.get('baseline'))}" if b.get("baseline") is not None else ""
         thr = f", {'阈值' if lang == 'zh' else 'threshold'} {_num(b.get('threshold'))}" if b.get("threshold") is not None else ""
@@ -274,7 +284,8 @@ def item(rule, b: dict, lang: str, link: str | None) -> dict:
     (``said``), what else to know (``facts``) and its acknowledge link."""
     return {"severity": b.get("severity"), "level": SEVERITY[lang].get(b.get("severity"), b.get("severity")),
             "who": who(b, lang), "short": short_name(b, lang), "said": breach_said(rule, b, lang),
-            "own": breach_said(rule, {**b, "evidence": None}, lang),  # without the evidence: a short form's
+            "bare": breach_said(rule, b, lang, held=False),
+            "own": breach_said(rule, {**b, "evidence": None}, lang, held=False),  # a short form's: no evidence
             "facts": context(rule, b, lang), "ack": link}
 
 

@@ -71,18 +71,22 @@ def _same_words(line: str, title: str) -> bool:
 
 def _what_happened(form: dict) -> list[str]:
     """Sentences of one alert message, from the most to the least said: the head, the top entity
-    (its name, then cut), how many, its numbers (all; then the rule's own, as the double alert's
-    stock without its spike; then none)."""
+    (its name, then cut), how many, its numbers (all; then without why a held alert still fires;
+    then the rule's own, as the double alert's stock without its spike; then none)."""
     zh = form["lang"] == "zh"
     top, n = form["items"][0], form["count"]
     out = []
-    for said in dict.fromkeys((top["said"], top.get("own") or top["said"], "")):
+    full, bare = top["said"], top.get("bare") or top["said"]
+    names = (top["short"], cut(top["short"], 12))
+    # why a held alert still fires goes before the name is cut; the numbers before the evidence
+    tries = [(full, names[0]), (bare, names[0]), (full, names[1]), (bare, names[1])]
+    tries += [(said, name) for said in (top.get("own") or bare, "") for name in names]
+    for said, name in dict.fromkeys(tries):
         said = said if zh else said.replace("×", "x")  # GSM-7 has no ×: an English SMS keeps its numbers
-        for name in (top["short"], cut(top["short"], 12)):
-            gap = " " if name[-1:].isascii() else ""  # "Brand A 等", "奶粉等"
-            many = (f"{gap}等 {n} 个{form['entity']}" if zh else f" and {n - 1} more") if n > 1 else ""
-            body = f"{name}{many}" + ((("，" if zh else ", ") + said) if said else "")
-            out.append(f"{form['head']}：{body}" if zh else f"{form['head']}: {body}")
+        gap = " " if name[-1:].isascii() else ""  # "Brand A 等", "奶粉等"
+        many = (f"{gap}等 {n} 个{form['entity']}" if zh else f" and {n - 1} more") if n > 1 else ""
+        body = f"{name}{many}" + ((("，" if zh else ", ") + said) if said else "")
+        out.append(f"{form['head']}：{body}" if zh else f"{form['head']}: {body}")
     return out
 
 
