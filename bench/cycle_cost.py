@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -179,6 +180,14 @@ def main() -> int:
 
     catalogue = load_catalogue()
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="sf-cycle-"))
+    try:
+        return run_all(args, catalogue, work)
+    finally:
+        if args.work_dir is None:  # the working copies (24 GB for both lengths) go with the run
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def run_all(args, catalogue, work: Path) -> int:
     lengths = [int(d) for d in args.days.split(",")]
     runs = {}
     for days in lengths:  # build (or find) each warehouse and its copy first

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -114,14 +115,22 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "scheduler_cycle.json")
     args = ap.parse_args()
 
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="sf-sched-cycle-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        return run(args, work)
+    finally:
+        if args.work_dir is None:  # the warehouse copy and the Airflow home go with the run
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args, work: Path) -> int:
     from tests.harness.airflow_stack import running_airflow
     from threshold_operators.alerting.local_inbox import LocalInbox, inbox_connections
     from threshold_operators.alerting.routing import load_routing
     from threshold_operators.rules.catalogue import load_catalogue
 
     catalogue = load_catalogue()
-    work = args.work_dir or Path(tempfile.mkdtemp(prefix="sf-sched-cycle-"))
-    work.mkdir(parents=True, exist_ok=True)
     spec = ScaleSpec(shops=args.shops, skus=args.skus, days=args.days, orders_per_day=args.orders_per_day)
     path = working_copy(build(spec), work / "scheduler.duckdb")
     url = f"duckdb:///{path}"
