@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from threshold_operators.alerting.messages import DIGITS, alert_message
+from threshold_operators.alerting.messages import DIGITS, alert_message, resolved_message
 from threshold_operators.engine.compile import threshold_of
 from threshold_operators.rules.catalogue import load_catalogue
 
@@ -202,3 +202,18 @@ def test_an_english_message_names_the_entity_in_english_where_the_lookup_gave_it
                        "about": "批次 · Brand C · clothing", "about_en": "batch · Brand C · clothing"}}
     en = alert_message(rule, "fired", "yellow", [batch], WINDOW, 1, ["李伟"]).forms["en"]["items"][0]
     assert en["who"] == "女士针织开衫 M and 1 more (batch · Brand C · clothing) shop-01/B-8"
+
+
+def test_people_are_named_in_the_messages_language():
+    """routing.yaml's ``name``: one text (both languages) or {zh, en}; English messages use en."""
+    from threshold_operators.alerting.routing import load_routing
+    from threshold_operators.rules.model import Localized
+
+    li = load_routing().people["li.wei"].name
+    assert (li.zh, li.en) == ("李伟 (运营主管)", "Li Wei (ops supervisor)")
+    rule = rule_of("inventory.stock_cover")
+    breach = {"entity_key": KEY, "severity": "yellow", "metric": "cover_days", "value": 6.5, "threshold": 7.0}
+    text = alert_message(rule, "fired", "yellow", [breach], WINDOW, 2, [li, Localized.model_validate("周强")])
+    assert "通知：李伟 (运营主管), 周强 (L2)" in text.text and "To: Li Wei (ops supervisor), 周强 (L2)" in text.text_en
+    gone = resolved_message(rule, [KEY], WINDOW[1], 2, [li], "Asia/Shanghai", "yellow")
+    assert "通知：李伟 (运营主管) (L2)" in gone.text and "To: Li Wei (ops supervisor) (L2)" in gone.text_en

@@ -259,6 +259,12 @@ def _name(names: dict, field: str, lang: str) -> str | None:
     return (lang == "en" and names.get(f"{field}_en")) or names.get(field)
 
 
+def names_of(people: list, lang: str) -> str:
+    """The people told, in the message's language: a routing.yaml ``name`` is one text or
+    ``{zh: ..., en: ...}`` (``rules.model.Localized``)."""
+    return ", ".join(p.in_language(lang) if hasattr(p, "in_language") else str(p) for p in people)
+
+
 def short_name(b: dict, lang: str = "zh") -> str:
     """The entity in the fewest words, for an SMS or a call: its name, its shop's, or its key's last part."""
     names = b.get("names") or {}
@@ -349,7 +355,7 @@ FORM_ITEMS = 50  # items a form keeps (an email's table shows them all; chat mes
 
 
 def alert_message(rule, event: str, severity: str | None, breaches: list[dict], window: tuple[str, str],
-                  level: int, people: list[str], links: dict[str, str] | None = None,
+                  level: int, people: list, links: dict[str, str] | None = None,
                   count: int | None = None, tz: str = "Asia/Shanghai", unacknowledged=None,
                   list_url: str | None = None) -> Text:
     """Fired, worsened, escalated or still-firing news of one rule: one message for all its entities.
@@ -386,14 +392,14 @@ def alert_message(rule, event: str, severity: str | None, breaches: list[dict], 
             "after": [x for x in (data_incomplete_line(breaches, lang),) if x],
             "runbook": ("处理：" if lang == "zh" else "What to do: ") + rule.runbook_in(lang),
             "ack_hint": None if links else (_ack_hint(lang, fps) or None),
-            "to": ("通知：" if lang == "zh" else "To: ") + ", ".join(people) + f" (L{level})",
+            "to": ("通知：" if lang == "zh" else "To: ") + names_of(people, lang) + f" (L{level})",
             "all": list_url}
     first = [(("确认 / Acknowledge"), links[b["fingerprint"]]) for b in breaches[:1] if b.get("fingerprint") in links]
     zh, en = forms["zh"], forms["en"]
     return Text(zh["title"], markdown(zh), en["title"], markdown(en), severity, first, forms)
 
 
-def resolved_message(rule, entity_keys: list[str], window_end: str, level: int, people: list[str],
+def resolved_message(rule, entity_keys: list[str], window_end: str, level: int, people: list,
                      tz: str = "Asia/Shanghai", severity: str | None = None,
                      names: dict[str, dict] | None = None) -> Text:
     """``severity``: what the alerts were (it routes the message to the channels that told of them);
@@ -406,8 +412,8 @@ def resolved_message(rule, entity_keys: list[str], window_end: str, level: int, 
     en = [f"[resolved] {rule.name.en}: {n} {entity_en(rule.entity, n)} back to normal (data {when(window_end, tz)})"]
     zh += [f"- {who({'entity_key': k, 'names': names.get(k)}, 'zh')}" for k in shown] + [more_line(n - TOP, "zh")]
     en += [f"- {who({'entity_key': k, 'names': names.get(k)}, 'en')}" for k in shown] + [more_line(n - TOP, "en")]
-    zh.append(f"通知：{', '.join(people)} (L{level})")
-    en.append(f"To: {', '.join(people)} (L{level})")
+    zh.append(f"通知：{names_of(people, 'zh')} (L{level})")
+    en.append(f"To: {names_of(people, 'en')} (L{level})")
     return Text(f"[已恢复] {rule.name.zh}", "\n".join(x for x in zh if x), f"[resolved] {rule.name.en}",
                 "\n".join(x for x in en if x), severity)
 

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from threshold_operators import located_yaml
 from threshold_operators.durations import Duration
+from threshold_operators.rules.model import Localized
 
 # A vendor's documented limit per robot / webhook (messages a minute); the throttle keeps under it.
 VENDOR_PER_MINUTE = {"dingtalk": 20, "wecom": 20, "feishu": 100, "slack": 60}
@@ -58,7 +59,8 @@ class Channel(_Strict):
 
 
 class Person(_Strict):
-    name: str
+    name: Localized = Field(description="as messages name them: one text, or {zh: ..., en: ...} (English "
+                                        "messages use en)")
     mobile: str | None = Field(None, description="for DingTalk @, SMS and voice")
     email: str | None = None
 

@@ -285,7 +285,7 @@ class _Described:
             return []
         try:
             team = self.routing.team_of(loaded.rule.owner if loaded else "data_engineering")
-            return [p.name for p in self.routing.recipients(team, level)]
+            return [p.name.zh for p in self.routing.recipients(team, level)]
         except Exception:  # noqa: BLE001 - a team without that level: nobody named
             return []
 
