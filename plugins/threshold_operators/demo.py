@@ -227,7 +227,7 @@ def who_got_what(store, routing, inbox) -> str:
             got.setdefault(pid, []).append(f"[{r['route']}] {p['title']}")
     lines = []
     for pid, items in sorted(got.items(), key=lambda kv: -len(kv[1])):
-        lines.append(f"  {routing.people[pid].name} ({pid}): {len(items)} message(s)")
+        lines.append(f"  {routing.people[pid].name.zh} ({pid}): {len(items)} message(s)")
         lines += [f"      {x}" for x in list(dict.fromkeys(items))[:4]]
     actions = [h for h in inbox.http if h["channel"] in ("procurement_api", "ads_api", "cs_tasks")]
     lines.append(f"  The local inbox received {len(inbox.http) - len(actions)} chat/SMS/webhook request(s), "

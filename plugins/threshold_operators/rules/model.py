@@ -95,6 +95,9 @@ class Localized(_Strict):
         """The text in ``language``: en is English; anything else, Chinese (the default)."""
         return self.en if language == "en" else self.zh
 
+    def __str__(self) -> str:  # in a text that has no language of its own: the default's
+        return self.zh
+
 
 METRIC_FORMATS = ("int", "1f", "2f", "percent", "money")
 MetricFormat = Literal["int", "1f", "2f", "percent", "money"]
