@@ -103,12 +103,12 @@ def dirty_slices(table: str, data) -> list:
     fact ``table``); [] for a table that is not sliced."""
     import pyarrow.compute as pc
 
-    from threshold_operators.warehouse.schema import TABLE_NAMES, table_spec
+    from threshold_operators.warehouse.schema import table_spec
 
-    if table not in TABLE_NAMES or table in DIMENSIONS or data.num_rows == 0:
+    if not is_sliced(table) or data.num_rows == 0:
         return []
     field = table_spec(table).event_field
-    if not field or field not in data.column_names:
+    if field not in data.column_names:
         return []
     column = data.column(field)
     floored = pc.floor_temporal(column, multiple=5, unit="minute")
