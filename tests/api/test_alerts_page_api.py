@@ -62,7 +62,7 @@ def test_the_view_counts_filters_and_orders_red_first(client, store, op, clock):
     assert [a["rule_id"] for a in client.get("/api/alerts?domain=sales", headers=op).json()["alerts"]] == [
         "sales.order_spike"]
     held = client.get("/api/alerts?tab=acknowledged", headers=op).json()["alerts"]
-    assert [(a["fingerprint"], a["held_by"]) for a in held] == [(acked.fingerprint, "li.wei")]
+    assert [(a["fingerprint"], a["held_by"]) for a in held] == [(acked.fingerprint, {"zh": "li.wei", "en": "li.wei"})]
     assert [a["fingerprint"] for a in client.get("/api/alerts?tab=resolved", headers=op).json()["alerts"]] == [
         gone.fingerprint]
     clock.t += timedelta(days=8)  # resolved more than a week ago: no longer shown
@@ -77,8 +77,36 @@ def test_who_holds_an_alert_is_the_people_of_its_level(client, store, op):
     store.save(escalate(alert, 2, T0))
     row = client.get("/api/alerts", headers=op).json()["alerts"][0]
     team = load_routing().team_of(load_catalogue().get(COVER).rule.owner)
-    names = [p.name.zh for p in load_routing().recipients(team, 2)]  # the page names them in Chinese
-    assert names and row["escalation_level"] == 2 and row["held_by"] == ", ".join(names)
+    names = [p.name for p in load_routing().recipients(team, 2)]  # each language, as routing.yaml names them
+    assert names and row["escalation_level"] == 2
+    assert row["held_by"] == {"zh": ", ".join(n.zh for n in names), "en": ", ".join(n.en for n in names)}
+
+
+def test_the_english_page_names_who_holds_an_alert_in_english(client, store, op):
+    """The shipped routing.yaml names everyone in both languages: the English value is the English names,
+    with not one Chinese character, in the list and in the detail alike."""
+    routing = load_routing()
+    team = routing.team_of(load_catalogue().get(COVER).rule.owner)
+    assert all(p.name.en != p.name.zh for p in routing.people.values())
+    for level in (1, 2, 3):
+        alert = fire(store, entity=f"shop_id=shop-01/sku=SKU-L{level}")
+        store.save(escalate(alert, level, T0))
+        row = client.get(f"/api/alerts/{alert.fingerprint}", headers=op).json()["alert"]
+        english = [p.name.en for p in routing.recipients(team, level)]
+        assert english and row["held_by"]["en"] == ", ".join(english)
+        assert not any("\u4e00" <= c <= "\u9fff" for c in row["held_by"]["en"])
+        assert row["held_by"]["zh"] == ", ".join(p.name.zh for p in routing.recipients(team, level))
+    listed = {a["entity_key"]: a["held_by"]["en"] for a in client.get("/api/alerts", headers=op).json()["alerts"]}
+    assert listed["shop_id=shop-01/sku=SKU-L3"] == "Wang Fang (ops director)"  # purchasing's level 3
+
+
+def test_a_level_that_names_nobody_is_held_by_its_role_in_each_language():
+    from threshold_operators.api.views import held_by
+
+    alert = escalate(transition(None, Observation(COVER, "k", "firing", "red", T0, T0), T0).alert, 2, T0)
+    assert held_by(alert, lambda rule_id, level: []) == {"zh": "L2 (主管)", "en": "L2 (supervisor)"}
+    assert held_by(transition(None, Observation(COVER, "k", "firing", "red", T0, T0), T0).alert,
+                   lambda rule_id, level: []) is None  # nobody told yet
 
 
 def test_acknowledge_many_skips_what_cannot_be(client, store, op):

@@ -340,6 +340,29 @@ def test_a_viewer_sees_no_write_buttons_and_a_forced_post_is_refused(alerts_page
     assert [s.id for s in stack.store.silences(None)] == [seeded.silence.id]
 
 
+# --- languages ---------------------------------------------------------------------------------
+def test_who_holds_an_alert_is_named_in_the_pages_language(alerts_page_stack, seeded, browser, login):
+    """routing.yaml names each person in Chinese and English: the English page says who holds an
+    alert by the English names, the Chinese page by the Chinese ones, in the row and the detail."""
+    from threshold_operators.alerting.routing import load_routing
+
+    stack = alerts_page_stack
+    fp = seeded.fp("stock_cover_red")  # level 2 of purchasing: its supervisor
+    name = load_routing().people["zhao.lei"].name
+    page = open_alerts(login(browser.new_page(lang="en-US"), "admin"), stack)
+    expect(row(page, fp).get_by_test_id("alert-held-by")).to_have_text(f"held by {name.en}")
+    held = rows(page).get_by_test_id("alert-held-by").all_inner_texts()
+    assert held and not any(CJK.search(text) for text in held), held
+    open_alerts(page, stack, alert=fp)
+    expect(page.get_by_test_id("detail-escalation")).to_contain_text(f"held by {name.en}")
+
+    page = open_alerts(page, stack)
+    switch_language(page)  # the page's own switch: Chinese
+    expect(row(page, fp).get_by_test_id("alert-held-by")).to_have_text(f"处理人：{name.zh}")
+    zh = open_alerts(login(browser.new_page(lang="zh-CN"), "admin"), stack, alert=fp)  # Airflow in Chinese
+    expect(zh.get_by_test_id("detail-escalation")).to_contain_text(f"处理人：{name.zh}")
+
+
 # --- screenshots (docs/images) -----------------------------------------------------------------
 def test_screenshots_of_the_page(alerts_page_stack, seeded, browser, login, screenshot):
     """The page on a desktop and a phone, an alert's detail with its chart, in English and Chinese:

@@ -279,17 +279,18 @@ class _Described:
         loaded = self.rule(rule_id)
         return {"zh": loaded.rule.name.zh, "en": loaded.rule.name.en} if loaded else None
 
-    def recipients(self, rule_id: str, level: int) -> list[str]:
+    def recipients(self, rule_id: str, level: int) -> list:
+        """The names (``Localized``: ``zh`` and ``en``) of the people told at ``level`` of the rule's team."""
         loaded = self.rule(rule_id)
         if self.routing is None:
             return []
         try:
             team = self.routing.team_of(loaded.rule.owner if loaded else "data_engineering")
-            return [p.name.zh for p in self.routing.recipients(team, level)]
+            return [p.name for p in self.routing.recipients(team, level)]
         except Exception:  # noqa: BLE001 - a team without that level: nobody named
             return []
 
-    def held_by(self, alert: Alert) -> str | None:
+    def held_by(self, alert: Alert) -> dict[str, str] | None:
         return views.held_by(alert, self.recipients)
 
     def why_muted(self, now: datetime) -> Callable[[Alert], str | None]:

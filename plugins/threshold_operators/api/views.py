@@ -5,7 +5,8 @@ The page (``plugins/threshold_operators/ui``) asks the API for one *view*: a sta
 by state (every tab, same filters) and by severity (this tab), the facets to filter on, and the
 rows, red first, then the newest. ``AlertRow`` is one alert as the page draws it: the entity's
 key columns, its shop, the value against baseline and threshold of the latest observation, who
-holds it now (the acknowledger, or the people of its escalation level) and why it is muted.
+holds it now (the acknowledger, or the people of its escalation level, ``{"zh", "en"}`` as rule
+names are: the page shows its own language) and why it is muted.
 
 Alertmanager and Karma are the models: filters are data in the URL, the server counts, the page
 groups (by domain and rule) and never sees more rows than it can draw (``truncated``).
@@ -19,12 +20,16 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from threshold_operators.alerting.lifecycle import SEVERITY_ORDER, Alert, AlertStatus
+from threshold_operators.alerting.messages import names_of
 
 TABS: dict[str, AlertStatus] = {"firing": AlertStatus.FIRING, "acknowledged": AlertStatus.ACKNOWLEDGED,
                                 "muted": AlertStatus.SILENCED, "resolved": AlertStatus.RESOLVED}
 TAB_OF: dict[AlertStatus, str] = {status: tab for tab, status in TABS.items()}
 SEVERITIES = ("red", "yellow", "blue")
-LEVEL_ROLES = {1: "executor", 2: "supervisor", 3: "director"}
+LANGUAGES = ("zh", "en")
+# the escalation ladder's roles ("一级警报只通知执行人员……三级警报才惊动总监"), for a level naming nobody
+LEVEL_ROLES = {1: {"zh": "执行人员", "en": "executor"}, 2: {"zh": "主管", "en": "supervisor"},
+               3: {"zh": "总监", "en": "director"}}
 
 
 @dataclass(frozen=True)
@@ -76,10 +81,11 @@ def order_key(a: Alert) -> tuple:
     return (-SEVERITY_ORDER.get(a.severity or "", 0), -a.opened_at.timestamp(), a.rule_id, a.entity_key)
 
 
-def alert_row(a: Alert, names: Callable[[str], dict | None], held_by: Callable[[Alert], str | None],
+def alert_row(a: Alert, names: Callable[[str], dict | None], held_by: Callable[[Alert], dict[str, str] | None],
               why_muted: Callable[[Alert], str | None] | None = None) -> dict:
-    """One alert as the page draws it (``names``: rule id -> ``{"zh", "en"}`` or None; ``why_muted``:
-    why it is held back or its messages wait, default its stored reason)."""
+    """One alert as the page draws it (``names``: rule id -> ``{"zh", "en"}`` or None; ``held_by``:
+    alert -> ``{"zh", "en"}`` or None; ``why_muted``: why it is held back or its messages wait,
+    default its stored reason)."""
     d = a.detail or {}
     rule_names = names(a.rule_id) or {"zh": a.rule_id, "en": a.rule_id}
     entity = d.get("entity") if isinstance(d.get("entity"), dict) else entity_of(a.entity_key)
@@ -124,16 +130,20 @@ def alert_view(alerts: Iterable[Alert], view: AlertFilter, limit: int, names, he
     }
 
 
-def held_by(a: Alert, recipients: Callable[[str, int], list[str]]) -> str | None:
-    """Who has the alert now: its acknowledger; else the people told at its escalation level
-    (``recipients(rule_id, level)``: their display names, in any language the routing gives; the
-    level's role when it names nobody); None before anybody was told."""
+def held_by(a: Alert, recipients: Callable[[str, int], list]) -> dict[str, str] | None:
+    """Who has the alert now, ``{"zh": ..., "en": ...}``: its acknowledger (the same text in both);
+    else the people told at its escalation level (``recipients(rule_id, level)``: their routing.yaml
+    names, ``rules.model.Localized``, each language named as messages name them), or the level's
+    role when it names nobody; None before anybody was told."""
     if a.status == AlertStatus.ACKNOWLEDGED and a.acknowledged_by:
-        return a.acknowledged_by
+        return {lang: a.acknowledged_by for lang in LANGUAGES}
     if a.status == AlertStatus.RESOLVED or a.escalation_level < 1:
         return None
     people = recipients(a.rule_id, a.escalation_level)
-    return ", ".join(people) if people else f"L{a.escalation_level} ({LEVEL_ROLES.get(a.escalation_level, '?')})"
+    if people:
+        return {lang: names_of(people, lang) for lang in LANGUAGES}
+    role = LEVEL_ROLES.get(a.escalation_level, {})
+    return {lang: f"L{a.escalation_level} ({role.get(lang, '?')})" for lang in LANGUAGES}
 
 
 def chart_since(a: Alert, days: int = 14) -> datetime:

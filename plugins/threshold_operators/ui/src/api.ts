@@ -42,7 +42,9 @@ export interface AlertRow {
   opened_at: string;
   updated_at: string;
   escalation_level: number;
-  held_by: string | null;
+  /** Who holds it, in each language (`heldBy` picks the page's): the acknowledger (the same text in
+   * both), the people of its escalation level (routing.yaml names them in each), or that level's role. */
+  held_by: Record<"zh" | "en", string> | null;
   acknowledged_by: string | null;
   acknowledged_at: string | null;
   resolved_at: string | null;

@@ -83,6 +83,11 @@ export function ruleName(
   return (item.rule_names ?? item.names)?.[lang] || item.rule_name || item.name || "";
 }
 
+/** Who holds an alert, in the page's language (null: nobody told yet). */
+export function heldBy(alert: { held_by: Partial<Record<Lang, string>> | null }, lang: Lang): string | null {
+  return alert.held_by?.[lang] || alert.held_by?.zh || null;
+}
+
 /** The entity without the shop, which has a column of its own: "sku=SKU-BEA-000419". */
 export function entityLabel(entity: Record<string, string>, entityKey: string): string {
   const parts = Object.entries(entity ?? {})

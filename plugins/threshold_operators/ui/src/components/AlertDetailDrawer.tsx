@@ -19,7 +19,7 @@ import type { ReactNode } from "react";
 
 import { ApiError, api, type AlertDetail, type AlertRow } from "../api";
 import { useLoader } from "../hooks";
-import { formatNumber, formatRelative, formatTime, ruleName } from "../format";
+import { formatNumber, formatRelative, formatTime, heldBy, ruleName } from "../format";
 import { useI18n } from "../i18n";
 import { isAckable, isSilenceable } from "./AlertRowView";
 import { MetricChart } from "./MetricChart";
@@ -139,6 +139,7 @@ function DetailBody({ detail, canWrite, busy, onAck, onSilence }: BodyProps) {
   const { alert, rule, points, notifications, task_instance: ti } = detail;
   const runbook = rule.runbooks?.[lang] ?? rule.runbook;  // the page's language, else the one text
   const description = rule.descriptions?.[lang] ?? rule.description;
+  const holder = heldBy(alert, lang);
   const when = (iso: string | null) => (iso ? `${formatTime(iso, locale)} (${formatRelative(iso, locale)})` : "—");
 
   return (
@@ -187,7 +188,7 @@ function DetailBody({ detail, canWrite, busy, onAck, onSilence }: BodyProps) {
         <Item label={t("field.lastSeen")}>{when(alert.last_bucket)}</Item>
         <Item label={t("field.escalation")} testId="detail-escalation">
           {alert.escalation_level > 0 ? t("field.level", { n: alert.escalation_level }) : t("field.notEscalated")}
-          {alert.held_by ? ` · ${t("field.heldBy", { who: alert.held_by })}` : ""}
+          {holder ? ` · ${t("field.heldBy", { who: holder })}` : ""}
         </Item>
         {alert.acknowledged_by ? (
           <Item label={t("status.acknowledged")}>

@@ -4,7 +4,7 @@ import { memo } from "react";
 import { Link as RouterLink } from "react-router-dom";
 
 import type { AlertRow } from "../api";
-import { entityLabel, formatNumber, formatRelative, formatTime } from "../format";
+import { entityLabel, formatNumber, formatRelative, formatTime, heldBy } from "../format";
 import { useI18n } from "../i18n";
 import { SEVERITY_PALETTE, SeverityBadge, StatusBadge } from "./badges";
 
@@ -45,7 +45,8 @@ function sameRow(a: Props, b: Props): boolean {
   const y = b.alert;
   return (
     x.fingerprint === y.fingerprint && x.updated_at === y.updated_at && x.status === y.status &&
-    x.severity === y.severity && x.muted === y.muted && x.held_by === y.held_by &&
+    x.severity === y.severity && x.muted === y.muted &&
+    x.held_by?.zh === y.held_by?.zh && x.held_by?.en === y.held_by?.en &&  // a new object every refresh
     x.escalation_level === y.escalation_level && x.last_bucket === y.last_bucket && x.value === y.value &&
     a.selected === b.selected && a.canWrite === b.canWrite &&
     a.busy.has(x.fingerprint) === b.busy.has(y.fingerprint) && a.onToggle === b.onToggle && a.onAck === b.onAck &&
@@ -62,6 +63,7 @@ function AlertRowViewInner({ alert, selected, canWrite, busy, onToggle, onAck, o
   // a glossary code or a batch has an English name; a name the shop wrote is the same in both
   const entityName = (lang === "en" && names?.entity_en) || names?.entity;
   const aboutName = (lang === "en" && names?.about_en) || names?.about;
+  const holder = heldBy(alert, lang);
   const palette = alert.severity ? SEVERITY_PALETTE[alert.severity] : "gray";
   const hasNumbers = alert.value !== null || alert.baseline !== null || alert.threshold !== null;
 
@@ -173,12 +175,12 @@ function AlertRowViewInner({ alert, selected, canWrite, busy, onToggle, onAck, o
             </Text>
           )}
         </Text>
-        {alert.held_by ? (
+        {holder ? (
           <Text fontSize="xs" color="fg.muted" data-testid="alert-held-by">
-            {t("field.heldBy", { who: alert.held_by })}
+            {t("field.heldBy", { who: holder })}
           </Text>
         ) : null}
-        {alert.acknowledged_by && !alert.held_by ? (
+        {alert.acknowledged_by && !holder ? (
           <Text fontSize="xs" color="fg.muted">
             {t("field.acknowledgedBy", {
               who: alert.acknowledged_by,
