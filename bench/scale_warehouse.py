@@ -613,7 +613,18 @@ FROM cells ORDER BY hour_s, shop, cs, n"""
         s, e = self.spec.end_s - 2 * DAY_S, self.spec.end_s
         text = [self.products_table(), self.orders_table(s, e), self.lines_table()]
         text += [self.select(t, s, e, e, landed) for t in FACT_TABLES for landed in (False, True)]
+        text += [_duckdb_ddl()]  # the schema it fills: a table's keys or types changed make a new file
         return hashlib.sha256("\n".join(text).encode()).hexdigest()[:12]
+
+
+def _duckdb_ddl() -> str:
+    """The warehouse schema's DDL on DuckDB (``create_schema``'s tables, keys and types)."""
+    from duckdb_engine import Dialect
+    from sqlalchemy.schema import CreateTable
+
+    from threshold_operators.warehouse.schema import metadata
+
+    return "\n".join(str(CreateTable(t).compile(dialect=Dialect())) for t in metadata.sorted_tables)
 
 
 # --- building the file ----------------------------------------------------------------------------

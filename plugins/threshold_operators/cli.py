@@ -3,7 +3,7 @@
     storefence simulate   fill a warehouse with a simulated shop and its labelled incidents
     storefence shop-api   serve a simulated shop over HTTP, as a platform API would
     storefence live-shop  prepare | serve: a shop whose clock moves with real time (make up)
-    storefence warehouse  init | summary | docs
+    storefence warehouse  init | upgrade | summary | docs
     storefence airflow-setup   migrate Airflow's metadata DB, the default connection, the pool, API secrets
     storefence demo       the main job on the embedded default (what `make demo` runs)
     storefence up | down  the pack on Airflow's own processes, in the background (`make up` / `make down`)
@@ -147,6 +147,15 @@ def cmd_warehouse(args) -> int:
         created = create_schema(hook.engine)
         hook.engine.dispose()
         print(f"{hook.describe()}: created {', '.join(created) if created else 'nothing (schema complete)'}")
+        return 0
+    if args.action == "upgrade":
+        from threshold_operators.warehouse.schema import create_schema, drop_time_key_indexes
+
+        created = create_schema(hook.engine)
+        rebuilt = drop_time_key_indexes(hook.engine)
+        hook.engine.dispose()
+        print(f"{hook.describe()}: created {', '.join(created) or 'nothing'}; rebuilt without their key index "
+              f"{', '.join(rebuilt) or 'nothing (none held one)'}")
         return 0
     import yaml
 
@@ -575,8 +584,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--state-file", metavar="FILE", help="default $AIRFLOW_HOME/storefence-live-shop.json")
     p.set_defaults(func=cmd_live_shop)
 
-    p = sub.add_parser("warehouse", help="init the schema, summarise the warehouse, print the schema docs")
-    p.add_argument("action", choices=["init", "summary", "docs"])
+    p = sub.add_parser("warehouse", help="init the schema, upgrade a file made by an earlier version, summarise "
+                                         "the warehouse, print the schema docs")
+    p.add_argument("action", choices=["init", "upgrade", "summary", "docs"])
     _add_warehouse_args(p)
     p.add_argument("--labels", metavar="FILE", help="with summary: list the incidents of this labels file")
     p.set_defaults(func=cmd_warehouse)

@@ -138,3 +138,144 @@ def test_upsert_on_a_generic_sqlalchemy_warehouse(tmp_path):
     with bulk_loader(hook) as loader:
         loader.upsert("orders", _order_versions([("o1", "refunded", 5), ("o3", "paid", 2)]))
     assert _statuses(hook) == {"o1": "refunded", "o2": "paid", "o3": "paid"}
+
+
+# --- Tables whose key holds their time (schema.time_key): on DuckDB, no key index -----------------
+
+def _scans(rows):
+    """rows: (shipment_id, minute, status) -> tracking_events"""
+    base = datetime(2026, 3, 1, 8, tzinfo=UTC)
+    n = len(rows)
+    return arrow_table("tracking_events", {
+        "shipment_id": [r[0] for r in rows],
+        "event_at": pa.array([base + timedelta(minutes=r[1]) for r in rows], pa.timestamp("us", tz="UTC")),
+        "shop_id": ["s1"] * n, "warehouse_id": ["w1"] * n, "tracking_no": ["t"] * n, "status": [r[2] for r in rows],
+    })
+
+
+def _primary_keys(hook) -> set[str]:
+    with hook.engine.connect() as con:
+        if hook.is_duckdb:
+            sql = "SELECT table_name FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY'"
+        else:
+            sql = ("SELECT c.relname FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid "
+                   "WHERE k.contype = 'p' AND c.relnamespace = current_schema()::regnamespace")
+        out = set(con.execute(sa.text(sql)).scalars())
+    hook.engine.dispose()
+    return out
+
+
+def test_tables_keyed_by_their_time_have_no_key_index_on_duckdb_only(warehouse):
+    """An ART index over the ever-growing tables made every open and close of the DuckDB file cost
+    more with the history it holds; the loader keeps their keys unique instead."""
+    create_schema(warehouse.engine)
+    warehouse.engine.dispose()
+    keyed = _primary_keys(warehouse)
+    time_keyed = {"tracking_events", "inventory_snapshots", "traffic", "ad_spend", "rule_results"}
+    assert {"orders", "order_items", "shipments", "rule_states", "inventory_latest"} <= keyed
+    if warehouse.is_duckdb:
+        assert not keyed & time_keyed
+    else:
+        assert time_keyed <= keyed
+
+
+def _scan_rows(hook):
+    with hook.engine.connect() as con:
+        out = sorted(tuple(r) for r in con.execute(sa.text(
+            "SELECT shipment_id, EXTRACT(MINUTE FROM event_at), status FROM tracking_events")).all())
+    hook.engine.dispose()
+    return [(a, int(m), s) for a, m, s in out]
+
+
+def test_upsert_of_a_time_keyed_table_keeps_one_row_a_key(warehouse):
+    create_schema(warehouse.engine)
+    warehouse.engine.dispose()
+    first = _scans([("p1", 0, "picked_up"), ("p1", 30, "in_transit"), ("p2", 10, "picked_up")])
+    for _ in range(2):  # a retry: the same rows again
+        with bulk_loader(warehouse) as loader:
+            loader.upsert("tracking_events", first)
+    assert _scan_rows(warehouse) == [("p1", 0, "picked_up"), ("p1", 30, "in_transit"), ("p2", 10, "picked_up")]
+    # the extract's overlap re-delivers a scan with a corrected status, beside a new one; a key twice in a batch
+    with bulk_loader(warehouse) as loader:
+        loader.upsert("tracking_events", _scans([("p1", 30, "delivered"), ("p2", 50, "in_transit"),
+                                                  ("p2", 50, "in_transit")]))
+    assert _scan_rows(warehouse) == [("p1", 0, "picked_up"), ("p1", 30, "delivered"), ("p2", 10, "picked_up"),
+                                     ("p2", 50, "in_transit")]
+
+
+def _results(rows):
+    """rows: (entity, bucket hour, state, evaluated hour) -> rule_results"""
+    base = datetime(2026, 3, 1, tzinfo=UTC)
+    n = len(rows)
+    ts = pa.timestamp("us", tz="UTC")
+    return arrow_table("rule_results", {
+        "rule_id": ["sales.x"] * n, "entity_key": [r[0] for r in rows],
+        "bucket": pa.array([base + timedelta(hours=r[1]) for r in rows], ts),
+        "state": [r[2] for r in rows], "severity": ["red"] * n, "value": [1.0] * n, "baseline": [None] * n,
+        "threshold": [None] * n, "entity": ["{}"] * n, "metrics": ["{}"] * n, "mode": ["live"] * n,
+        "window_end": pa.array([base] * n, ts),
+        "evaluated_at": pa.array([base + timedelta(hours=r[3]) for r in rows], ts),
+    })
+
+
+def test_upsert_of_a_time_keyed_table_keeps_the_newer_version(warehouse):
+    """rule_results' rows are versioned by evaluated_at: a re-evaluation replaces a row, an older
+    one (a late retry of an earlier run) does not; the stored rows of other buckets stay."""
+    create_schema(warehouse.engine)
+    warehouse.engine.dispose()
+    with bulk_loader(warehouse) as loader:
+        loader.upsert("rule_results", _results([("a", 1, "firing", 10), ("b", 1, "pending", 10), ("a", 2, "firing", 10)]))
+    with bulk_loader(warehouse) as loader:
+        loader.upsert("rule_results", _results([("a", 1, "resolved", 11), ("b", 1, "firing", 9), ("c", 1, "firing", 11)]))
+    with warehouse.engine.connect() as con:
+        got = sorted(tuple(r) for r in con.execute(sa.text(
+            "SELECT entity_key, EXTRACT(HOUR FROM bucket), state FROM rule_results")).all())
+    warehouse.engine.dispose()
+    assert [(e, int(h), s) for e, h, s in got] == [("a", 1, "resolved"), ("a", 2, "firing"), ("b", 1, "pending"),
+                                                  ("c", 1, "firing")]
+
+
+def test_a_duckdb_file_created_with_the_key_index_keeps_using_it(tmp_path):
+    """A file made by an earlier version holds the key's index; the loader's upsert uses it."""
+    from threshold_operators.warehouse.hook import WarehouseHook
+
+    hook = WarehouseHook(url=f"duckdb:///{tmp_path / 'old.duckdb'}")
+    create_schema(hook.engine)
+    with hook.engine.begin() as con:  # as an earlier version created it
+        con.execute(sa.text("DROP TABLE tracking_events"))
+        con.execute(sa.text("CREATE TABLE tracking_events (shipment_id VARCHAR(64) NOT NULL, event_at TIMESTAMPTZ "
+                            "NOT NULL, shop_id VARCHAR(32) NOT NULL, warehouse_id VARCHAR(32) NOT NULL, tracking_no "
+                            "VARCHAR(64) NOT NULL, status VARCHAR(16) NOT NULL, PRIMARY KEY (shipment_id, event_at))"))
+    hook.engine.dispose()
+    assert "tracking_events" in _primary_keys(hook)
+    for status in ("in_transit", "delivered"):
+        with bulk_loader(hook) as loader:
+            loader.upsert("tracking_events", _scans([("p1", 30, status)]))
+            assert loader._keyed["tracking_events"] is True
+    assert _scan_rows(hook) == [("p1", 30, "delivered")]
+
+
+def test_upgrade_rebuilds_an_earlier_files_time_keyed_tables_without_their_index(tmp_path, capsys):
+    from threshold_operators.cli import main
+    from threshold_operators.warehouse.hook import WarehouseHook
+
+    url = f"duckdb:///{tmp_path / 'old.duckdb'}"
+    hook = WarehouseHook(url=url)
+    create_schema(hook.engine)
+    with hook.engine.begin() as con:  # tracking_events as an earlier version created it, with rows
+        con.execute(sa.text("DROP TABLE tracking_events"))
+        con.execute(sa.text("CREATE TABLE tracking_events (shipment_id VARCHAR(64) NOT NULL, event_at TIMESTAMPTZ "
+                            "NOT NULL, shop_id VARCHAR(32) NOT NULL, warehouse_id VARCHAR(32) NOT NULL, tracking_no "
+                            "VARCHAR(64) NOT NULL, status VARCHAR(16) NOT NULL, PRIMARY KEY (shipment_id, event_at))"))
+    hook.engine.dispose()
+    with bulk_loader(hook) as loader:
+        loader.upsert("tracking_events", _scans([("p1", 0, "picked_up"), ("p1", 30, "in_transit")]))
+    assert main(["warehouse", "upgrade", "--warehouse", url]) == 0
+    assert "rebuilt without their key index tracking_events" in capsys.readouterr().out
+    assert "tracking_events" not in _primary_keys(hook)
+    assert _scan_rows(hook) == [("p1", 0, "picked_up"), ("p1", 30, "in_transit")]
+    with bulk_loader(hook) as loader:  # the loader's own key keeping from now on
+        loader.upsert("tracking_events", _scans([("p1", 30, "delivered")]))
+    assert _scan_rows(hook) == [("p1", 0, "picked_up"), ("p1", 30, "delivered")]
+    assert main(["warehouse", "upgrade", "--warehouse", url]) == 0  # again: nothing to do
+    assert "nothing (none held one)" in capsys.readouterr().out

@@ -177,6 +177,7 @@ IN_LIST = 1000  # below DuckDB's index_scan_max_count (2048)
 class DuckDBBulkLoader(BulkLoader):
     def open(self) -> None:
         self.con = self.hook.get_conn()
+        self._keyed: dict[str, bool] = {}  # table -> holds its primary key's index (``_keyless_time_key``)
         self.con.execute("BEGIN TRANSACTION")
 
     def _insert_dirty(self, rows: list[tuple]) -> None:
@@ -199,10 +200,54 @@ class DuckDBBulkLoader(BulkLoader):
         try:
             self.con.execute(f"CREATE OR REPLACE TEMP VIEW _storefence_batch AS SELECT * FROM _storefence_raw "
                              f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {order}) = 1")
-            self.con.execute(self._upsert_sql(table, "_storefence_batch"))
+            if (column := self._keyless_time_key(table)) is not None:
+                self._replace_in_range(table, column, data)
+            else:
+                self.con.execute(self._upsert_sql(table, "_storefence_batch"))
         finally:
             self.con.execute("DROP VIEW IF EXISTS _storefence_batch")
             self.con.unregister("_storefence_raw")
+
+    def _keyless_time_key(self, table: str) -> str | None:
+        """The time key (``schema.time_key``) of a table this file holds without its primary key's
+        index, else None (a file created before keeps its index, and ``ON CONFLICT`` uses it)."""
+        from threshold_operators.warehouse.schema import time_key
+
+        column = time_key(table)
+        if column is None:
+            return None
+        keyed = self._keyed
+        if table not in keyed:
+            keyed[table] = bool(self.con.execute(
+                "SELECT count(*) FROM duckdb_constraints() WHERE table_name = ? AND constraint_type = 'PRIMARY KEY'",
+                [table]).fetchone()[0])
+        return None if keyed[table] else column
+
+    def _replace_in_range(self, table: str, column: str, data: pa.Table) -> None:
+        """The upsert of a table without key index: the stored versions of the batch's keys lie in
+        the batch's range of ``column`` (part of the key), so they are looked for there only (zone
+        maps skip every other row group); the rule stays the upsert's: a stored version is replaced
+        by one at least as recent (the change-tracking column), and a newer one is kept."""
+        import pyarrow.compute as pc
+
+        spec = table_spec(table)
+        bounds = pc.min_max(data.column(column)).as_py()
+        lo, hi = bounds["min"], bounds["max"]
+        same = " AND ".join(f"b.{k} = t.{k}" for k in spec.key)
+        in_range = f"t.{column} BETWEEN ? AND ?"
+        cols = ", ".join(spec.columns)
+        updated = spec.updated_field
+        if updated and updated not in spec.key:  # keep a stored version newer than the batch's
+            self.con.execute(f"DELETE FROM {table} t WHERE {in_range} AND EXISTS "
+                             f"(SELECT 1 FROM _storefence_batch b WHERE {same} AND b.{updated} >= t.{updated})",
+                             [lo, hi])
+            self.con.execute(f"INSERT INTO {table} ({cols}) SELECT {', '.join('b.' + c for c in spec.columns)} "
+                             f"FROM _storefence_batch b WHERE NOT EXISTS (SELECT 1 FROM {table} t "
+                             f"WHERE {in_range} AND {same})", [lo, hi])
+            return
+        self.con.execute(f"DELETE FROM {table} t WHERE {in_range} AND EXISTS "
+                         f"(SELECT 1 FROM _storefence_batch b WHERE {same})", [lo, hi])
+        self.con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _storefence_batch")
 
     def _values_where(self, table: str, column: str, where: str, values: list) -> list:
         # an IN list of at most IN_LIST values: DuckDB probes the key's index (ART) instead of

@@ -23,11 +23,13 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Numeric,
+    PrimaryKeyConstraint,
     SmallInteger,
     String,
     Table,
     Text,
 )
+from sqlalchemy.ext.compiler import compiles
 
 metadata = MetaData()
 
@@ -427,6 +429,7 @@ rule_results = _table(
              "Every metric, baseline and condition value of the bucket (JSON object)."),
     updated_field="evaluated_at",
 )
+rule_results.info["time_key"] = "bucket"  # appended cycle after cycle, bucket by bucket: see time_key()
 
 rule_states = _table(
     "rule_states",
@@ -504,6 +507,66 @@ def fill_latest(con, history: str) -> None:
                      f"(PARTITION BY {key} ORDER BY {order} DESC) AS rn FROM {history}) x WHERE x.rn = 1"))
 
 
+def time_key(name: str) -> str | None:
+    """The key's time column of a table whose rows never move in it, else None: the fact tables
+    whose event time is part of their key (a scan, a stock position, an hour of traffic or ad spend)
+    and the rule results (a bucket). Every stored version of a batch's keys lies between the
+    batch's earliest and latest value of that column, and the tables grow in its order.
+
+    On DuckDB these tables are created **without** their primary key's index: an ART index over
+    the largest, ever-growing tables made opening and closing the file cost more the more history
+    it holds (on 365 days, about 60 and 76 ms for each of the five domain sessions of a cycle; a
+    table without key is flat), and an index on them would only serve the upsert. The loader keeps
+    the key unique (``bulk_load.DuckDBBulkLoader``): it replaces the batch's keys within the
+    batch's time range, which the zone maps (min/max per row group) narrow to the row groups of
+    that range, whatever the history. PostgreSQL keeps every key (its cost of opening a
+    connection does not depend on the data)."""
+    table = metadata.tables[name]
+    explicit = table.info.get("time_key")
+    if explicit:
+        return explicit
+    event = table.info.get("event_field")
+    return event if name in TABLE_NAMES and event and event in table.primary_key.columns else None
+
+
+@compiles(PrimaryKeyConstraint, "duckdb")
+def _duckdb_primary_key(constraint, compiler, **kw):
+    """DuckDB's DDL: no primary key (ART index) for the tables ``time_key`` names."""
+    table = constraint.table
+    if table.info.get("time_key") or (table.name in metadata.tables and time_key(table.name)):
+        return None
+    return compiler.visit_primary_key_constraint(constraint, **kw)
+
+
+def drop_time_key_indexes(engine) -> list[str]:
+    """On a DuckDB file created by an earlier version: rebuild each ``time_key`` table that still
+    holds its primary key's index without it (same rows, same order), in one transaction; the
+    tables rebuilt. Nothing to do on PostgreSQL or on a file created by this version
+    (``storefence warehouse upgrade``)."""
+    from sqlalchemy import text
+    from sqlalchemy.schema import CreateTable
+
+    if engine.dialect.name != "duckdb":
+        return []
+    done = []
+    with engine.begin() as con:
+        keyed = set(con.execute(text(
+            "SELECT table_name FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY'")).scalars())
+        for table in metadata.sorted_tables:
+            column = time_key(table.name)
+            if column is None or table.name not in keyed:
+                continue
+            rebuilt = table.to_metadata(MetaData(), name=f"{table.name}__rebuilt")
+            rebuilt.info["time_key"] = column
+            cols = ", ".join(c.name for c in table.columns)
+            con.execute(CreateTable(rebuilt))
+            con.execute(text(f"INSERT INTO {rebuilt.name} ({cols}) SELECT {cols} FROM {table.name}"))  # noqa: S608
+            con.execute(text(f"DROP TABLE {table.name}"))
+            con.execute(text(f"ALTER TABLE {rebuilt.name} RENAME TO {table.name}"))
+            done.append(table.name)
+    return done
+
+
 @dataclass(frozen=True)
 class TableSpec:
     """What the loaders and the shop API need to know of a table, without SQLAlchemy."""
@@ -514,6 +577,7 @@ class TableSpec:
     updated_field: str | None
     timestamp_columns: tuple[str, ...]
     event_field: str | None = None
+    time_key: str | None = None
 
 
 def table_spec(name: str) -> TableSpec:
@@ -525,6 +589,7 @@ def table_spec(name: str) -> TableSpec:
         updated_field=table.info["updated_field"],
         timestamp_columns=tuple(c.name for c in table.columns if isinstance(c.type, DateTime)),
         event_field=table.info.get("event_field"),
+        time_key=time_key(name),
     )
 
 
@@ -597,7 +662,11 @@ def render_markdown() -> str:
         "fills from the next extract on (its source's high-water mark starts empty: the first run reads",
         "the source's history as far back as it serves); the rollups build on the first cycle; a table kept",
         "by the loader (`inventory_latest`; the pack's `rule_states`, which every rule's cycle writes) is",
-        "filled from its history when it is created.",
+        "filled from its history when it is created. A DuckDB file created before the time-keyed tables",
+        "lost their key index keeps it (the loader then upserts on it) until `storefence warehouse upgrade",
+        "--warehouse <url>` rebuilds those tables without it, in one transaction: run it with the DAGs",
+        "paused; it needs free disk for a copy of the largest of them (on the 365-day bench file,",
+        "`tracking_events`).",
         "",
         "Conventions:",
         "- Every timestamp is UTC (`TIMESTAMP WITH TIME ZONE`). Each shop has an IANA timezone in",
@@ -605,7 +674,13 @@ def render_markdown() -> str:
         "  use it: `created_at AT TIME ZONE s.timezone` works on both DuckDB and PostgreSQL.",
         "- Money is `NUMERIC(14, 2)` in the shop's currency.",
         "- Tables and columns may be added; none is ever renamed.",
-        "- *Key* marks the primary key; loaders upsert on it, so a row is never stored twice.",
+        "- *Key* marks the primary key; loaders upsert on it, so a row is never stored twice. On DuckDB the",
+        "  tables whose key holds their time (`inventory_snapshots`, `tracking_events`, `traffic`, `ad_spend`",
+        "  and `rule_results`) are created without the key's index: an index over the largest, ever-growing",
+        "  tables made every opening and closing of the file cost more with the history it holds (each",
+        "  domain's cycle opens it once). The loader keeps their keys unique: it replaces a batch's keys",
+        "  within the batch's time range, which DuckDB's zone maps narrow to the row groups of that range.",
+        "  Write to these tables through the loader (`warehouse.bulk_load`), not with plain `INSERT`s.",
         "- *Changes tracked by* is the column incremental extraction reads (`updated_since`).",
         "",
         "## Rules read; they never write",
