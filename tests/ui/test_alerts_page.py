@@ -363,6 +363,42 @@ def test_who_holds_an_alert_is_named_in_the_pages_language(alerts_page_stack, se
     expect(zh.get_by_test_id("detail-escalation")).to_contain_text(f"处理人：{name.zh}")
 
 
+def test_the_pages_language_is_kept_across_navigation_and_reloads(alerts_page_stack, seeded, browser, login):
+    """Airflow mounts the page again on every navigation inside it (a row's Details) and on a
+    reload: the switch's choice is remembered (localStorage, with Airflow's language it was made
+    under), so the page and the drawer stay Chinese; Airflow's own language changed later wins."""
+    from threshold_operators.alerting.routing import load_routing
+
+    stack = alerts_page_stack
+    fp = seeded.fp("stock_cover_red")
+    name = load_routing().people["zhao.lei"].name
+    page = open_alerts(login(browser.new_page(lang="en-US"), "admin"), stack)
+    lang = page.get_by_test_id("lang-switch")
+    expect(lang).to_have_attribute("data-lang", "en")
+    switch_language(page)  # the page's own switch: Chinese
+    expect(lang).to_have_attribute("data-lang", "zh")
+
+    def still_chinese():
+        expect(lang).to_have_attribute("data-lang", "zh")
+        expect(page.get_by_test_id("tab-firing")).to_have_text(CJK)
+        drawer = page.get_by_test_id("alert-detail")
+        expect(drawer).to_have_attribute("data-fingerprint", fp)
+        expect(drawer.get_by_test_id("detail-escalation")).to_contain_text(f"处理人：{name.zh}")
+
+    row(page, fp).get_by_test_id("details-link").click()  # a navigation inside the page
+    page.wait_for_url(re.compile(rf"[?&]alert={fp}"))
+    still_chinese()
+    page.reload()
+    expect(page.get_by_test_id("updated-at")).to_be_visible()
+    still_chinese()
+
+    # Airflow's language changed since (its user menu writes i18nextLng): Airflow's (German: en) wins
+    page.evaluate("localStorage.setItem('i18nextLng', 'de')")
+    open_alerts(page, stack, alert=fp)
+    expect(lang).to_have_attribute("data-lang", "en")
+    expect(page.get_by_test_id("detail-escalation")).to_contain_text(f"held by {name.en}")
+
+
 # --- screenshots (docs/images) -----------------------------------------------------------------
 def test_screenshots_of_the_page(alerts_page_stack, seeded, browser, login, screenshot):
     """The page on a desktop and a phone, an alert's detail with its chart, in English and Chinese:

@@ -1,8 +1,9 @@
 // Every label of the page, in English and Chinese.
 //
 // The starting language is Airflow's own (localStorage "i18nextLng": zh* -> zh, anything else ->
-// en); the switch on the page changes it for this page only. `zh` is typed as a record of the same
-// keys as `en`, so a label missing in one language does not compile. `{name}` in a label is
+// en); the switch on the page changes it for this page only, remembered (localStorage
+// "storefence.alerts.lang") until Airflow's own language changes. `zh` is typed as a record of the
+// same keys as `en`, so a label missing in one language does not compile. `{name}` in a label is
 // replaced by t(key, {name: ...}); `{name:s}` is "s" unless that number is 1 (English plurals).
 import { createContext, useContext } from "react";
 
@@ -323,12 +324,40 @@ export function langOf(tag: string | null | undefined): Lang {
   return tag?.toLowerCase().startsWith("zh") ? "zh" : "en";
 }
 
-/** Airflow's language (its i18next setting in localStorage), as this page's zh or en. */
+// The switch's choice, kept in localStorage with the Airflow language it was made under: Airflow
+// mounts the page again on every navigation inside it (a row's Details) and on a reload.
+const LANG_KEY = "storefence.alerts.lang";
+
+interface SavedLang {
+  lang: Lang;
+  airflow: string | null; // Airflow's "i18nextLng" when the switch was used
+}
+
+/** The switch's last choice, while Airflow's language is still the one it was made under; else
+ *  Airflow's language (its i18next setting in localStorage), as this page's zh or en. */
 export function initialLang(): Lang {
   try {
-    return langOf(globalThis.localStorage?.getItem("i18nextLng"));
+    const airflow = globalThis.localStorage?.getItem("i18nextLng") ?? null;
+    let saved: Partial<SavedLang> | null = null;
+    try {
+      saved = JSON.parse(globalThis.localStorage?.getItem(LANG_KEY) ?? "null") as Partial<SavedLang> | null;
+    } catch {
+      // not ours (not JSON): ignored
+    }
+    if ((saved?.lang === "en" || saved?.lang === "zh") && saved.airflow === airflow) return saved.lang;
+    return langOf(airflow);
   } catch {
     return "en"; // storage blocked
+  }
+}
+
+/** Remember the switch's choice for the next mount (storage blocked: for this mount only). */
+export function saveLang(lang: Lang): void {
+  try {
+    const airflow = globalThis.localStorage?.getItem("i18nextLng") ?? null;
+    globalThis.localStorage?.setItem(LANG_KEY, JSON.stringify({ lang, airflow } satisfies SavedLang));
+  } catch {
+    // storage blocked
   }
 }
 

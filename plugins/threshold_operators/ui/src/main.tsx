@@ -12,7 +12,7 @@
 import { useMemo, useState } from "react";
 
 import { AlertsPage } from "./components/AlertsPage";
-import { I18nContext, initialLang, makeI18n, type Lang } from "./i18n";
+import { I18nContext, initialLang, makeI18n, saveLang, type Lang } from "./i18n";
 
 /** The props Airflow passes to a plugin page (unused: this page is not about one DAG or task). */
 export interface PluginProps {
@@ -24,7 +24,8 @@ export interface PluginProps {
 
 export default function StorefenceAlertsPage(_props: PluginProps) {
   const [lang, setLang] = useState<Lang>(initialLang);
-  const i18n = useMemo(() => makeI18n(lang, setLang), [lang]);
+  // the switch's choice is also saved: Airflow mounts the page again on every navigation
+  const i18n = useMemo(() => makeI18n(lang, (next) => { saveLang(next); setLang(next); }), [lang]);
   return (
     <I18nContext.Provider value={i18n}>
       <AlertsPage />
