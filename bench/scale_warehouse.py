@@ -618,13 +618,17 @@ FROM cells ORDER BY hour_s, shop, cs, n"""
 
 
 def _duckdb_ddl() -> str:
-    """The warehouse schema's DDL on DuckDB (``create_schema``'s tables, keys and types)."""
+    """The warehouse schema's DDL on DuckDB (``create_schema``'s tables, keys, types and indexes)."""
     from duckdb_engine import Dialect
-    from sqlalchemy.schema import CreateTable
+    from sqlalchemy.schema import CreateIndex, CreateTable
 
     from threshold_operators.warehouse.schema import metadata
 
-    return "\n".join(str(CreateTable(t).compile(dialect=Dialect())) for t in metadata.sorted_tables)
+    dialect = Dialect()
+    out = [str(CreateTable(t).compile(dialect=dialect)) for t in metadata.sorted_tables]
+    out += sorted(str(CreateIndex(ix).compile(dialect=dialect)) for t in metadata.sorted_tables for ix in t.indexes
+                  if ix.info.get("dialect") == "duckdb")
+    return "\n".join(out)
 
 
 # --- building the file ----------------------------------------------------------------------------

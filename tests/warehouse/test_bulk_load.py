@@ -279,3 +279,29 @@ def test_upgrade_rebuilds_an_earlier_files_time_keyed_tables_without_their_index
     assert _scan_rows(hook) == [("p1", 0, "picked_up"), ("p1", 30, "delivered")]
     assert main(["warehouse", "upgrade", "--warehouse", url]) == 0  # again: nothing to do
     assert "nothing (none held one)" in capsys.readouterr().out
+
+
+def test_order_lines_lookup_reads_an_index_on_duckdb(tmp_path):
+    """The loader finds the stored versions of a batch's order lines by order_id (the first column
+    of their compound key): on DuckDB through an index of its own, not a scan growing with the
+    history; set-up adds the index to a file that lacks it."""
+    from threshold_operators.warehouse.hook import WarehouseHook
+    from threshold_operators.warehouse.schema import create_schema
+
+    hook = WarehouseHook(url=f"duckdb:///{tmp_path / 'w.duckdb'}")
+    create_schema(hook.engine)
+    with hook.engine.begin() as con:  # a file made before the index
+        con.execute(sa.text("DROP INDEX order_items_order_id"))
+    create_schema(hook.engine)
+    with hook.engine.connect() as con:
+        assert con.execute(sa.text("SELECT count(*) FROM duckdb_indexes() WHERE index_name = 'order_items_order_id'")
+                           ).scalar_one() == 1
+    with hook.engine.begin() as con:
+        con.execute(sa.text("INSERT INTO order_items SELECT 'o' || i::VARCHAR, 1, 's1', 'k', 1, 1.0, "
+                            "TIMESTAMPTZ '2026-03-01 00:00:00+00' FROM range(20000) r(i)"))
+    with hook.engine.connect() as con:
+        con.execute(sa.text("CHECKPOINT"))  # (rows still in the WAL are scanned, not looked up)
+        plan = "\n".join(r[1] for r in con.execute(sa.text(
+            "EXPLAIN ANALYZE SELECT DISTINCT created_at FROM order_items WHERE order_id IN ('o1', 'o2')")).all())
+    hook.engine.dispose()
+    assert "INDEX_SCAN" in plan.upper().replace(" ", "_"), plan
