@@ -123,6 +123,7 @@ bench-cycle: $(VENV)/.installed
 # warehouse is cached).
 bench-load-bookkeeping: $(VENV)/.installed
 	$(BIN)/python bench/load_bookkeeping.py
+	$(BIN)/python bench/load_bookkeeping.py --days 365 --out bench/results/load_bookkeeping_365.json
 
 # The same cycle under the real scheduler (LocalExecutor, PostgreSQL metadata DB on 127.0.0.1:5432):
 # the wall time of all domains after one extract, against the cycle in one process (about 3 minutes

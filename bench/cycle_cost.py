@@ -28,7 +28,7 @@ figures are medians over the typical cycles (not on the hour), the top-of-hour c
 Targets (issue 13): cycle <= 1.5x floor; 24 months <= 1.1x one month; rollups <= 20% of a load.
 
     PYTHONPATH=$PWD/plugins STOREFENCE_HOME=$PWD .venv/bin/python bench/cycle_cost.py \\
-        [--days 30,365] [--slices 14] [--shops 10 --skus 20000 --orders-per-day 3000]
+        [--days 30,365] [--slices 26] [--shops 10 --skus 20000 --orders-per-day 3000]
 
 Results: ``bench/results/cycle_cost.json`` and a table on stdout.
 """
@@ -169,7 +169,7 @@ def median(xs):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--days", default="30,365")
-    ap.add_argument("--slices", type=int, default=14, help="slices landed (the first two warm up)")
+    ap.add_argument("--slices", type=int, default=26, help="slices landed (the first two warm up; 22 typical cycles)")
     ap.add_argument("--shops", type=int, default=10)
     ap.add_argument("--skus", type=int, default=20_000)
     ap.add_argument("--orders-per-day", type=int, default=3_000)
