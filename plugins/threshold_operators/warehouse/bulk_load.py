@@ -236,17 +236,16 @@ class DuckDBBulkLoader(BulkLoader):
         in_range = f"t.{column} BETWEEN ? AND ?"
         cols = ", ".join(spec.columns)
         updated = spec.updated_field
-        if updated and updated not in spec.key:  # keep a stored version newer than the batch's
-            self.con.execute(f"DELETE FROM {table} t WHERE {in_range} AND EXISTS "
-                             f"(SELECT 1 FROM _storefence_batch b WHERE {same} AND b.{updated} >= t.{updated})",
-                             [lo, hi])
+        keep_newer = bool(updated) and updated not in spec.key  # a stored version newer than the batch's stays
+        newer = f" AND b.{updated} >= t.{updated}" if keep_newer else ""
+        self.con.execute(f"DELETE FROM {table} t WHERE {in_range} AND EXISTS "
+                         f"(SELECT 1 FROM _storefence_batch b WHERE {same}{newer})", [lo, hi])
+        if keep_newer:  # what is left of the batch's keys in the range is newer: not inserted
             self.con.execute(f"INSERT INTO {table} ({cols}) SELECT {', '.join('b.' + c for c in spec.columns)} "
                              f"FROM _storefence_batch b WHERE NOT EXISTS (SELECT 1 FROM {table} t "
                              f"WHERE {in_range} AND {same})", [lo, hi])
-            return
-        self.con.execute(f"DELETE FROM {table} t WHERE {in_range} AND EXISTS "
-                         f"(SELECT 1 FROM _storefence_batch b WHERE {same})", [lo, hi])
-        self.con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _storefence_batch")
+        else:
+            self.con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _storefence_batch")
 
     def _values_where(self, table: str, column: str, where: str, values: list) -> list:
         # an IN list of at most IN_LIST values: DuckDB probes the key's index (ART) instead of
