@@ -110,12 +110,20 @@ def test_late_and_updated_rows_reach_the_rollup(catalogue, warehouse):
     assert after and after[0][2] == "firing"
     raw = compile_rule(loaded, catalogue.get, source="query")
     assert after == _walk(evaluate(raw, warehouse_query(warehouse), start, end, now=end))
-    # an update of a loaded row (same key) re-marks its slice; nothing changes twice
+    # the same rows delivered again (the extract's overlap) change nothing a rollup reads: no mark
     _load(warehouse, _items([T0 + 20 * timedelta(minutes=1)], first=100))
+    assert _maintain(warehouse, catalogue, "sales.rolling_count", T0)[0].ranges == []
+    # an update of a loaded row (same key) in a column the rollup reads re-marks its slice
+    changed = _items([T0 + 20 * timedelta(minutes=1)], first=100)
+    changed[0]["quantity"] = 3
+    _load(warehouse, changed)
     third = _maintain(warehouse, catalogue, "sales.rolling_count", T0)
     assert third[0].ranges == [(T0 + 20 * timedelta(minutes=1), T0 + 25 * timedelta(minutes=1))]
-    assert _walk(evaluate(compiled, warehouse_query(warehouse), start, end, now=end)) == after
-    # nothing new: nothing recomputed
+    assert _walk(evaluate(compiled, warehouse_query(warehouse), start, end, now=end)) == \
+        _walk(evaluate(raw, warehouse_query(warehouse), start, end, now=end))
+    # one the rollup does not read (the price) marks nothing
+    changed[0]["unit_price"] = 12
+    _load(warehouse, changed)
     assert _maintain(warehouse, catalogue, "sales.rolling_count", T0)[0].ranges == []
 
 
@@ -226,8 +234,9 @@ def test_catalogue_rollups_share_one_table_per_query(catalogue):
     assert set(r.rules) == {"sales.rolling_count", "sales.rolling_tail", "sales.rolling_trailing", "sales.rolling_long", "compound.either"}
 
 
-def test_a_load_notes_its_slices_in_its_own_transaction(warehouse):
+def test_a_load_notes_its_slices_in_its_own_transaction(catalogue, warehouse):
     create_schema(warehouse.engine)
+    _maintain(warehouse, catalogue, "sales.rolling_count", T0)  # a rollup reads order_items from now on
     with pytest.raises(RuntimeError), bulk_loader(warehouse) as loader:
         loader.upsert("order_items", arrow_table("order_items", {
             c: [v] for c, v in _items([T0 + timedelta(minutes=7)])[0].items()}))
@@ -238,6 +247,36 @@ def test_a_load_notes_its_slices_in_its_own_transaction(warehouse):
     with warehouse.engine.connect() as con:
         rows = con.execute(sa.text("SELECT table_name, slice FROM rollup_dirty ORDER BY slice")).all()
     assert [(t, s.astimezone(UTC)) for t, s in rows] == [("order_items", T0 + M5), ("order_items", T0 + 2 * M5)]
+
+
+def test_loads_mark_only_what_a_rollup_reads(catalogue, warehouse):
+    """The registry (rollup_reads): nothing is marked before any rollup reads the table, nor for a
+    table no rollup reads; a rollup kept by an earlier version (no registry row) makes every load
+    mark every row again."""
+    def marks() -> list:
+        with warehouse.engine.connect() as con:
+            return [r[0] for r in con.execute(sa.text("SELECT table_name FROM rollup_dirty ORDER BY seq"))]
+
+    _load(warehouse, _items([T0 + timedelta(minutes=7)]))
+    assert marks() == []  # no rollup yet: its build reads the facts themselves
+    rollup = catalogue_rollups(catalogue)["rollup_sales_orders_by_sku_slice"]
+    assert rollup.reads == {"order_items": ("created_at", "order_id", "quantity", "shop_id", "sku")}
+    maintain(warehouse, rollup, T0, NOW)
+    _load(warehouse, _items([T0 + timedelta(minutes=8)], first=1))
+    with bulk_loader(warehouse) as loader:  # payments: no rollup of this catalogue reads them
+        loader.upsert("payments", arrow_table("payments", {
+            "payment_id": ["p1"], "order_id": ["o-A-1"], "shop_id": ["s1"], "gateway": ["alipay"], "status": ["failed"],
+            "failure_code": ["timeout"], "attempted_at": [T0 + timedelta(minutes=8)]}))
+    assert marks() == ["order_items"]
+    # the registry row of the rollup gone (as after an upgrade from a version without it): every row
+    with warehouse.engine.begin() as con:
+        con.execute(sa.text("DELETE FROM rollup_reads"))
+        con.execute(sa.text("DELETE FROM rollup_dirty"))
+    _load(warehouse, _items([T0 + timedelta(minutes=8)], first=1))  # the same row again
+    assert marks() == ["order_items"]
+    maintain(warehouse, rollup, T0, NOW)  # registers again, without a rebuild
+    with warehouse.engine.connect() as con:
+        assert con.execute(sa.text("SELECT COUNT(*) FROM rollup_reads")).scalar() == 1
 
 
 def test_a_changed_query_rebuilds_the_rollup(catalogue, warehouse):
@@ -364,3 +403,44 @@ def test_trailing_ratio_baseline_by_running_sums_equals_the_join(warehouse, monk
         joined = _scored(monkeypatch, warehouse, "finance.refund_rate", False, a, b)
         assert joined and _scored(monkeypatch, warehouse, "finance.refund_rate", True, a, b) == joined
     assert any(r["level"] for r in joined)  # the surge breaches
+
+
+def test_a_rollup_registering_waits_for_a_load_that_read_the_registry_before(catalogue, pg_schema):
+    """PostgreSQL: a load holds ROW EXCLUSIVE on rollup_dirty from its registry read to its commit,
+    so a rollup's first build (which registers under SHARE) waits for it and then reads its rows:
+    a load that marked nothing, because no rollup read the table yet, is never missed."""
+    import threading
+
+    from tests.conftest import PG_ADMIN_URL
+    from threshold_operators.warehouse.hook import WarehouseHook
+
+    hook = WarehouseHook(url=PG_ADMIN_URL, search_path=pg_schema)
+    create_schema(hook.engine)
+    rollup = catalogue_rollups(catalogue)["rollup_sales_orders_by_sku_slice"]
+    loader = bulk_loader(hook)
+    loader.open()
+    rows = _items([T0 + timedelta(minutes=7)])
+    loader.upsert("order_items", arrow_table("order_items", {c: [r[c] for r in rows] for c in rows[0]}))
+    assert loader._registry().columns("order_items") is None  # nothing reads order_items: no mark
+    done: list = []
+    builder = threading.Thread(target=lambda: done.append(maintain(hook, rollup, T0, NOW)))
+    builder.start()
+    try:
+        with hook.engine.connect() as con:  # the build is waiting for the load's lock, not done
+            waiting = 0
+            for _ in range(200):
+                waiting = con.execute(sa.text(
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE 'LOCK TABLE rollup_dirty IN SHARE MODE%'")).scalar()
+                if waiting:
+                    break
+                builder.join(0.05)
+        assert waiting == 1 and not done
+    finally:
+        loader.commit()
+        loader.close()
+        builder.join(30)
+    assert done and done[0].rebuilt and done[0].rows == 1  # the build saw the load's row
+    with hook.engine.connect() as con:
+        assert con.execute(sa.text("SELECT SUM(orders) FROM rollup_sales_orders_by_sku_slice")).scalar() == 1
+    hook.engine.dispose()

@@ -7,8 +7,9 @@ an hour. Instead the rule's metric query (additive metrics per entity and ``slic
 materialised once in ``rollup_<domain>_<query>`` (the entity keys, ``bucket`` = the slice's
 start, one DOUBLE PRECISION column per metric), and a cycle reads only rollup rows.
 
-Kept exact under late and updated rows: every load notes the slices it wrote in
-``rollup_dirty`` in its own transaction (``warehouse.rollup_tables``); ``maintain`` recomputes
+Kept exact under late and updated rows: every load notes the slices it changed for some rollup
+in ``rollup_dirty`` in its own transaction (``warehouse.rollup_tables``; what a rollup reads is
+in ``rollup_reads``, which ``maintain`` writes before the rollup reads any fact); ``maintain`` recomputes
 exactly the dirty slices of the tables the query reads, from the raw facts of those slices, and
 records how far it got in ``rollup_state`` (``through_seq``). A rollup holds every slice from
 ``built_from`` on; a cycle (or a backtest) that needs older history extends it backwards first.
@@ -34,6 +35,7 @@ from functools import lru_cache
 
 from threshold_operators.rules.model import ENTITY_KEYS, SLICE
 from threshold_operators.rules.sql_template import ROLLUP_READ_DAYS, rollup_table
+from threshold_operators.warehouse.rollup_tables import register_reads
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,11 @@ class Rollup:
     metrics: tuple[str, ...]
     tables: tuple[str, ...]
     rules: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def reads(self) -> dict[str, tuple[str, ...] | None]:
+        """The columns the query reads, per table (``query_reads``): what ``rollup_reads`` holds."""
+        return dict(query_reads(self.template, self.params))
 
     @property
     def sql(self) -> str:
@@ -100,6 +107,37 @@ def query_columns(template: str, params: tuple = ()) -> tuple[tuple[str, ...], t
     tables = sorted({t.name for t in stmt.find_all(exp.Table) if t.name and t.name not in ctes})
     return (tuple(n for n in names if n in KEY_COLUMNS),
             tuple(n for n in names if n not in KEY_COLUMNS and n != "bucket"), tuple(tables))
+
+
+@lru_cache(maxsize=256)
+def query_reads(template: str, params: tuple = ()) -> tuple[tuple[str, tuple[str, ...] | None], ...]:
+    """(warehouse table, the columns the query reads of it) for each table a slice query reads: its
+    columns qualified by sqlglot against the schema, scope by scope (a CTE's alias is not a table).
+    ``None`` for a table's columns when they cannot be told (a column sqlglot cannot place): a load
+    then counts every change of that table."""
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import SqlglotError
+    from sqlglot.optimizer.qualify import qualify
+    from sqlglot.optimizer.scope import traverse_scope
+
+    from threshold_operators.rules.sql_template import RenderContext, render
+    from threshold_operators.warehouse.schema import TABLE_NAMES, table_spec
+
+    stmt = sqlglot.parse_one(render(template, RenderContext(n_ranges=1, params=dict(params))), read="duckdb")
+    tables = sorted({t.name for t in stmt.find_all(exp.Table) if t.name in TABLE_NAMES})
+    try:
+        schema = {t: {c: "VARCHAR" for c in table_spec(t).columns} for t in tables}
+        stmt = qualify(stmt, schema=schema, dialect="duckdb", validate_qualify_columns=True)
+        reads: dict[str, set[str]] = {t: set() for t in tables}
+        for scope in traverse_scope(stmt):
+            for column in scope.columns:
+                source = scope.sources.get(column.table)
+                if isinstance(source, exp.Table) and source.name in reads:
+                    reads[source.name].add(column.name)
+    except SqlglotError:
+        return tuple((t, None) for t in tables)
+    return tuple((t, tuple(sorted(c))) for t, c in sorted(reads.items()))
 
 
 def rollup_of_query(query: str, template: str, params: dict | None = None, rules: tuple[str, ...] = ()) -> Rollup:
@@ -251,6 +289,10 @@ def maintain(hook, rollup: Rollup, need_from: datetime, now: datetime) -> Mainte
             if postgres:
                 con.execute(text("LOCK TABLE rollup_dirty IN SHARE MODE"))
             state = _state(con, rollup.name)
+            # what the query reads, before it reads: a load that starts later marks what it can see
+            # change (on PostgreSQL a load holds ROW EXCLUSIVE on rollup_dirty from its registry
+            # read to its commit, so one in flight finishes before this SHARE lock is granted)
+            register_reads(con, rollup.name, qhash, rollup.reads)
             max_seq = con.execute(text("SELECT COALESCE(MAX(seq), 0) FROM rollup_dirty")).scalar()
             if state is None or state["query_hash"] != qhash:
                 done.rebuilt, ranges, built_from = True, [(need_from, FAR_FUTURE)], need_from

@@ -28,6 +28,7 @@ class BulkLoader:
     def __init__(self, hook: WarehouseHook):
         self.hook = hook
         self.rows_written: dict[str, int] = {}
+        self._rollup_registry = None  # rollup_tables.Registry, read once per transaction
 
     def __enter__(self):
         self.open()
@@ -54,7 +55,8 @@ class BulkLoader:
             return
         self._append(table, self._conform(table, data))
         self.rows_written[table] = self.rows_written.get(table, 0) + data.num_rows
-        self._mark_dirty(table, data)
+        if self._registry().columns(table) is not None:  # some rollup reads the table
+            self._mark_dirty(table, data)
         self._keep_latest(table, data)
 
     def upsert(self, table: str, data: pa.Table) -> None:
@@ -66,11 +68,68 @@ class BulkLoader:
         """
         if data.num_rows == 0:
             return
-        replaced = self._replaced_slices(table, data)
+        marks = self._changed_slices(table, data)
         self._upsert(table, self._conform(table, data))
         self.rows_written[table] = self.rows_written.get(table, 0) + data.num_rows
-        self._mark_dirty(table, data, also=replaced)
+        if marks:
+            self._insert_dirty([(table, s) for s in sorted(marks)])
         self._keep_latest(table, data)
+
+    def _registry(self):
+        """What the rollups read (``rollup_tables.rollup_reads``), read once per transaction; on
+        PostgreSQL under ROW EXCLUSIVE on ``rollup_dirty`` (what the INSERT of its marks takes
+        anyway), held to the commit, so a rollup that registers meanwhile waits for this load."""
+        from threshold_operators.warehouse.rollup_tables import REGISTRY_SQL, registry_of
+
+        if self._rollup_registry is None:
+            self._lock_marks()
+            self._rollup_registry = registry_of(tuple(r.values()) for r in self._rows(REGISTRY_SQL))
+        return self._rollup_registry
+
+    def _lock_marks(self) -> None:
+        """Hold, to the commit, the lock under which marks are written (PostgreSQL)."""
+
+    def _changed_slices(self, table: str, data: pa.Table) -> set:
+        """The slices an upsert of ``data`` changes for some rollup: none for a table no rollup reads;
+        where the rollups' columns are known and the event time is not part of the key, the slices
+        of the rows that are new, and the old and new slices of the rows that moved or changed in a
+        column a rollup reads (``_slices_of_changes``); otherwise every row's slice and those of the
+        stored versions it replaces (``_replaced_slices``)."""
+        from threshold_operators.warehouse.rollup_tables import EVERY_COLUMN, dirty_slices, is_sliced
+
+        if not is_sliced(table):
+            return set()
+        columns = self._registry().columns(table)
+        if columns is None:
+            return set()
+        spec = table_spec(table)
+        if EVERY_COLUMN in columns or spec.event_field in spec.key:
+            return set(dirty_slices(table, data)) | self._replaced_slices(table, data)
+        return self._slices_of_changes(table, data, columns)
+
+    def _slices_of_changes(self, table: str, data: pa.Table, columns: frozenset[str]) -> set:
+        """Compare the batch with the stored versions of its keys (one lookup by the key's first
+        column, as ``_replaced_slices``), on the event time's slice and the columns ``columns``."""
+        from threshold_operators.warehouse.rollup_tables import slices_of
+
+        spec = table_spec(table)
+        key, event = list(spec.key), spec.event_field
+        compared = [c for c in spec.columns if c in columns and c not in key and c != event]
+        values = [v for v in data.column(key[0]).unique().to_pylist() if v is not None]
+        stored: dict[tuple, tuple] = {}
+        for row in self._select_where(table, [*key, event, *compared], key[0], values) if values else ():
+            old_slice = slices_of([row[len(key)]])
+            stored[tuple(row[:len(key)])] = (next(iter(old_slice), None), tuple(row[len(key) + 1:]))
+        out: set = set()
+        for row in data.select([*key, event, *compared]).to_pylist():
+            new_slice = next(iter(slices_of([row[event]])), None)
+            old = stored.get(tuple(row[k] for k in key))
+            if old is None:  # a new row
+                out.add(new_slice)
+            elif old != (new_slice, tuple(row[c] for c in compared)):  # moved, or changed where a rollup looks
+                out.update((old[0], new_slice))
+        out.discard(None)
+        return out
 
     def _keep_latest(self, table: str, data: pa.Table) -> None:
         """Move the latest-state table of ``table`` (``schema.LATEST_OF``), in this transaction: a
@@ -81,15 +140,12 @@ class BulkLoader:
         if latest is not None:
             self._upsert(latest, self._conform(latest, data))
 
-    def _mark_dirty(self, table: str, data: pa.Table, also: set | None = None) -> None:
-        """Note, in this transaction, the 5-minute slices the rows fall in (``rollup_dirty``), and
-        ``also`` (the slices of the versions they replace): the rollups recompute them, so a late,
-        updated or moved row reaches every rolling rule exactly."""
+    def _mark_dirty(self, table: str, data: pa.Table) -> None:
+        """Note, in this transaction, the 5-minute slices the rows fall in (``rollup_dirty``): the
+        rollups recompute them, so a late row reaches every rolling rule exactly."""
         from threshold_operators.warehouse.rollup_tables import dirty_slices
 
-        slices = dirty_slices(table, data)
-        slices += sorted(set(also or ()) - set(slices))
-        if slices:
+        if slices := dirty_slices(table, data):
             self._insert_dirty([(table, s) for s in slices])
 
     def _replaced_slices(self, table: str, data: pa.Table) -> set:
@@ -163,6 +219,7 @@ class BulkLoader:
 
     def _execute(self, sql: str, params: tuple) -> None: ...
     def _values_where(self, table: str, column: str, where: str, values: list) -> list: ...
+    def _select_where(self, table: str, columns: list[str], where: str, values: list) -> list[tuple]: ...
     def _insert_dirty(self, rows: list[tuple]) -> None: ...
     def open(self) -> None: ...
     def _append(self, table: str, data: pa.Table) -> None: ...
@@ -257,6 +314,14 @@ class DuckDBBulkLoader(BulkLoader):
             out.update(r[0] for r in self.con.execute(sql, chunk).fetchall())
         return list(out)
 
+    def _select_where(self, table: str, columns: list[str], where: str, values: list) -> list[tuple]:
+        out: list[tuple] = []
+        for i in range(0, len(values), IN_LIST):  # (an IN list probes the key's index, as above)
+            chunk = values[i:i + IN_LIST]
+            sql = f"SELECT {', '.join(columns)} FROM {table} WHERE {where} IN ({', '.join('?' * len(chunk))})"
+            out += self.con.execute(sql, chunk).fetchall()
+        return out
+
     def _scalar(self, sql: str):
         return self.con.execute(sql).fetchall()[0][0]
 
@@ -270,10 +335,12 @@ class DuckDBBulkLoader(BulkLoader):
 
     def commit(self) -> None:
         self.con.execute("COMMIT")
+        self._rollup_registry = None
         self.con.execute("BEGIN TRANSACTION")
 
     def rollback(self) -> None:
         self.con.execute("ROLLBACK")
+        self._rollup_registry = None
 
     def close(self) -> None:
         self.con.close()
@@ -318,6 +385,15 @@ class PostgresBulkLoader(BulkLoader):
             cur.execute(f"SELECT DISTINCT {column} FROM {table} WHERE {where} = ANY(%s)", (list(values),))
             return [r[0] for r in cur.fetchall()]
 
+    def _select_where(self, table: str, columns: list[str], where: str, values: list) -> list[tuple]:
+        with self.con.cursor() as cur:
+            cur.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE {where} = ANY(%s)", (list(values),))
+            return [tuple(r) for r in cur.fetchall()]
+
+    def _lock_marks(self) -> None:
+        with self.con.cursor() as cur:
+            cur.execute("LOCK TABLE rollup_dirty IN ROW EXCLUSIVE MODE")
+
     def _scalar(self, sql: str):
         with self.con.cursor() as cur:
             cur.execute(sql)
@@ -335,10 +411,12 @@ class PostgresBulkLoader(BulkLoader):
 
     def commit(self) -> None:
         self.con.commit()
+        self._rollup_registry = None  # (and the lock under which it was read)
         self.hook.apply_transaction_settings(self.con)  # SET LOCAL ends with its transaction
 
     def rollback(self) -> None:
         self.con.rollback()
+        self._rollup_registry = None
         self.hook.apply_transaction_settings(self.con)
 
     def close(self) -> None:
@@ -410,6 +488,19 @@ class SQLAlchemyBulkLoader(BulkLoader):
         t = metadata.tables[table]
         return list(self.con.execute(t.select().with_only_columns(t.c[column]).where(t.c[where].in_(values)).distinct()).scalars())
 
+    def _select_where(self, table: str, columns: list[str], where: str, values: list) -> list[tuple]:
+        from threshold_operators.warehouse.schema import metadata
+
+        t = metadata.tables[table]
+        return [tuple(r) for r in self.con.execute(t.select().with_only_columns(*(t.c[c] for c in columns))
+                                                   .where(t.c[where].in_(values)))]
+
+    def _lock_marks(self) -> None:
+        if self.con.dialect.name == "postgresql":  # (PostgreSQL through another driver)
+            from sqlalchemy import text
+
+            self.con.execute(text("LOCK TABLE rollup_dirty IN ROW EXCLUSIVE MODE"))
+
     def _scalar(self, sql: str):
         from sqlalchemy import text
 
@@ -431,10 +522,12 @@ class SQLAlchemyBulkLoader(BulkLoader):
 
     def commit(self) -> None:
         self.tx.commit()
+        self._rollup_registry = None
         self.tx = self.con.begin()
 
     def rollback(self) -> None:
         self.tx.rollback()
+        self._rollup_registry = None
 
     def close(self) -> None:
         self.con.close()

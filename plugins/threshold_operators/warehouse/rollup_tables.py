@@ -5,13 +5,20 @@ and 5-minute slice (``engine.rollups``). Two tables keep the rollups exact under
 updated rows without the loader knowing any rule:
 
 - ``rollup_dirty (seq, table_name, slice)``: every load appends, **in its own transaction**,
-  the slices (of the table's ``event_field``) of the rows it wrote, and of the stored versions
-  those rows replace where an update can move the event time (a corrected ``created_at``: the
-  old slice loses the row, ``movable_event``); ``seq`` comes from a
+  the slices (of the table's ``event_field``) of the rows it changed for some rollup, and of the
+  stored versions those rows replace where an update moved the event time (a corrected
+  ``created_at``: the old slice loses the row, ``movable_event``); ``seq`` comes from a
   sequence, so a row appended after a reader looked has a larger ``seq`` than any it saw;
 - ``rollup_state (rollup, query_hash, through_seq, built_from, updated_at)``: how far each
   rollup has got: it holds every slice from ``built_from`` on, recomputed for every
-  ``rollup_dirty`` row up to ``through_seq``.
+  ``rollup_dirty`` row up to ``through_seq``;
+- ``rollup_reads (rollup, query_hash, table_name, read_columns)``: what each rollup's query reads,
+  table by table, written by the rollup before it builds (``engine.rollups``). A load reads it
+  (``read_registry``) so that it marks only what some rollup can see change: nothing for a table
+  no rollup reads (shipments, stock), and for an upsert only the rows that are new, moved to
+  another slice, or changed in a column a rollup reads (an order's status changing, days after it
+  was placed, does not change the orders per slice of the refund rate). A rollup without its row
+  here (one built by an earlier version) makes every load mark every row, as before.
 
 Created with explicit DDL (a sequence-backed column differs between DuckDB and PostgreSQL);
 documented in docs/warehouse.md (``BOOKKEEPING_DOC``).
@@ -27,10 +34,12 @@ DIMENSIONS = ("shops", "products", "warehouses")  # read whole; not sliced
 BOOKKEEPING_DOC = """\
 ### rollup_dirty
 
-The 5-minute slices (of the table's event time) that a load wrote rows into, and those of the
-stored versions its rows replace where an update can move the event time (the event time is not
-part of the key); appended in the load's own transaction. The rollups of rolling rules recompute
-exactly these slices. Rows of these tables are replaced, never deleted.
+The 5-minute slices (of the table's event time) in which a load changed something a rollup reads
+(`rollup_reads`): the slices of its new rows, and the old and new slices of the rows it replaced
+that moved (the event time is not part of the key) or changed in a column a rollup reads;
+nothing for a table no rollup reads. Appended in the load's own transaction. The rollups of
+rolling rules recompute exactly these slices. Rows of these tables are replaced, never deleted.
+A tool other than Storefence's loader that fills these tables may mark every slice it writes.
 
 | column | type | description |
 |---|---|---|
@@ -50,6 +59,19 @@ How far each rollup (`rollup_<domain>_<query>`: a rolling rule's metric query pe
 | through_seq | BIGINT | The last `rollup_dirty.seq` applied. |
 | built_from | TIMESTAMPTZ | First slice held (every later slice is held). |
 | updated_at | TIMESTAMPTZ | Wall-clock time of the last maintenance. |
+
+### rollup_reads
+
+What each rollup's query reads, table by table (the columns qualified by `sqlglot` against the
+schema): a load marks in `rollup_dirty` only the rows some rollup can see change (new, moved to
+another slice, or changed in a column listed here), and nothing for a table no rollup reads.
+
+| column | type | description |
+|---|---|---|
+| rollup | VARCHAR(128) | Rollup table. |
+| query_hash | VARCHAR(64) | The `rollup_state.query_hash` these rows describe. |
+| table_name | VARCHAR(64) | Warehouse table the query reads. |
+| read_columns | VARCHAR(2000) | Its columns the query reads, comma-separated; `*` when they could not be told (every change counts). |
 """
 
 
@@ -57,11 +79,11 @@ def _dialect(engine) -> str:
     return engine.dialect.name
 
 
-BOOKKEEPING_VERSION = "rollup-bookkeeping-1"  # change it with the statements below (schema_once)
+BOOKKEEPING_VERSION = "rollup-bookkeeping-2"  # change it with the statements below (schema_once)
 
 
 def create_rollup_bookkeeping(bind) -> None:
-    """Create ``rollup_dirty`` and ``rollup_state`` if missing (idempotent). ``bind``: an engine,
+    """Create ``rollup_dirty``, ``rollup_state`` and ``rollup_reads`` if missing (idempotent). ``bind``: an engine,
     or a connection whose transaction the statements join."""
     from sqlalchemy import text
     from sqlalchemy.engine import Connection
@@ -81,6 +103,8 @@ def create_rollup_bookkeeping(bind) -> None:
         "CREATE TABLE IF NOT EXISTS rollup_state (rollup VARCHAR(128) PRIMARY KEY, query_hash VARCHAR(64) NOT NULL, "
         "through_seq BIGINT NOT NULL, built_from TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL)",
         "CREATE INDEX IF NOT EXISTS rollup_dirty_table ON rollup_dirty (table_name, seq)",
+        "CREATE TABLE IF NOT EXISTS rollup_reads (rollup VARCHAR(128) NOT NULL, query_hash VARCHAR(64) NOT NULL, "
+        "table_name VARCHAR(64) NOT NULL, read_columns VARCHAR(2000) NOT NULL, PRIMARY KEY (rollup, table_name))",
     ]
     if isinstance(bind, Connection):
         for sql in statements:
@@ -89,6 +113,60 @@ def create_rollup_bookkeeping(bind) -> None:
     with bind.begin() as con:
         for sql in statements:
             con.execute(text(sql))
+
+
+EVERY_COLUMN = "*"
+
+
+class Registry:
+    """What the rollups read, as a load sees it (``read_registry``): for a table, ``None`` when no
+    rollup reads it, else the columns they read (``EVERY_COLUMN`` among them: not known)."""
+
+    def __init__(self, reads: dict[str, frozenset[str]], conservative: bool):
+        self.reads = reads
+        self.conservative = conservative  # a rollup without its row: every table, every column
+
+    def columns(self, table: str) -> frozenset[str] | None:
+        if self.conservative:
+            return frozenset({EVERY_COLUMN})
+        return self.reads.get(table)
+
+
+REGISTRY_SQL = ("SELECT s.rollup, r.table_name, r.read_columns FROM rollup_state s LEFT JOIN rollup_reads r "
+                "ON r.rollup = s.rollup AND r.query_hash = s.query_hash "
+                "UNION ALL SELECT rollup, table_name, read_columns FROM rollup_reads")
+
+
+def registry_of(rows) -> Registry:
+    """The registry from ``REGISTRY_SQL``'s rows: every rollup being built or kept with what it
+    reads; a kept rollup whose query has no row (built before the registry) makes it conservative."""
+    reads: dict[str, set[str]] = {}
+    conservative = False
+    for _rollup, table, columns in rows:
+        if table is None:
+            conservative = True
+            continue
+        reads.setdefault(table, set()).update(c for c in columns.split(",") if c)
+    return Registry({t: frozenset(c) for t, c in reads.items()}, conservative)
+
+
+def register_reads(con, rollup: str, query_hash: str, reads: dict[str, tuple[str, ...] | None]) -> bool:
+    """Write what ``rollup`` (built with ``query_hash``) reads, unless it is there already; in the
+    caller's transaction (``con``: a SQLAlchemy connection), before the rollup reads any fact. True
+    when written."""
+    from sqlalchemy import text
+
+    held = con.execute(text("SELECT COUNT(*) FROM rollup_reads WHERE rollup = :r AND query_hash = :h"),
+                       {"r": rollup, "h": query_hash}).scalar()
+    if held:
+        return False
+    con.execute(text("DELETE FROM rollup_reads WHERE rollup = :r"), {"r": rollup})
+    rows = [{"r": rollup, "h": query_hash, "t": table, "c": EVERY_COLUMN if columns is None else ",".join(columns)}
+            for table, columns in reads.items()]
+    if rows:
+        con.execute(text("INSERT INTO rollup_reads (rollup, query_hash, table_name, read_columns) VALUES (:r, :h, :t, :c)"),
+                    rows)
+    return True
 
 
 def is_sliced(table: str) -> bool:

@@ -808,7 +808,7 @@ def render_markdown() -> str:
 
     lines += ["# The rollups' bookkeeping", "",
               "Rolling rules read rollups (`rollup_<query path>`: a slice query's rows per entity and 5-minute",
-              "slice, created and maintained by the engine: docs/rules.md, Rolling windows). Two tables keep",
+              "slice, created and maintained by the engine: docs/rules.md, Rolling windows). Three tables keep",
               "them exact; created with the schema.", "", BOOKKEEPING_DOC.replace("### ", "## ")]
     return "\n".join(lines)
 
