@@ -118,8 +118,8 @@ bench-detection: $(VENV)/.installed
 bench-cycle: $(VENV)/.installed
 	$(BIN)/python bench/cycle_cost.py $(CYCLE_ARGS)
 
-# What the rollups' bookkeeping adds to a load (the lookup of the versions an upsert replaces):
-# the same slices landed with and without it, alternately (about 3 minutes once the 30-day
+# What the rollups' bookkeeping adds to a load (the marks, and the lookup of the versions an upsert
+# replaces, for the tables a rollup reads): the same slices landed with and without it, alternately (about 3 minutes once the 30-day
 # warehouse is cached).
 bench-load-bookkeeping: $(VENV)/.installed
 	$(BIN)/python bench/load_bookkeeping.py

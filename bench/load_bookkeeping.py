@@ -77,7 +77,7 @@ def main() -> int:
             hook = WarehouseHook(url=f"duckdb:///{path}")
             with hook.engine.begin() as con:
                 for rollup in rollups:
-                    register_reads(con, rollup.name, rollup.query_hash, rollup.reads)
+                    register_reads(con, rollup.name, rollup.query_hash, lambda r=rollup: r.reads)
             hook.engine.dispose()
         for k in range(args.slices):
             rows = source.rows(k)

@@ -444,3 +444,23 @@ def test_a_rollup_registering_waits_for_a_load_that_read_the_registry_before(cat
     with hook.engine.connect() as con:
         assert con.execute(sa.text("SELECT SUM(orders) FROM rollup_sales_orders_by_sku_slice")).scalar() == 1
     hook.engine.dispose()
+
+
+def test_a_duckdb_session_maintains_a_rollup_once_until_it_writes_what_the_rollup_reads(catalogue, tmp_path):
+    """In a DuckDB session the file is the process's alone: a rollup brought up to date by one rule
+    is not asked again by the next, until a load in the same session marks a slice."""
+    from threshold_operators.warehouse.hook import WarehouseHook
+
+    hook = WarehouseHook(url=f"duckdb:///{tmp_path / 'w.duckdb'}")
+    _load(hook, _items(_spread(T0, [1] * 12)))
+    rollup = catalogue_rollups(catalogue)["rollup_sales_orders_by_sku_slice"]
+    with hook.session():
+        assert maintain(hook, rollup, T0, NOW).rebuilt
+        assert maintain(hook, rollup, T0, NOW).earlier  # the next rule: nothing asked
+        assert not maintain(hook, rollup, T0 - H, NOW).earlier  # more history than it holds: asked
+        _load(hook, _items([T0 + 20 * timedelta(minutes=1)], first=100))  # a new row, in the session
+        again = maintain(hook, rollup, T0, NOW)
+        assert not again.earlier and again.ranges == [(T0 + 20 * timedelta(minutes=1), T0 + 25 * timedelta(minutes=1))]
+    assert hook.session_memo is None
+    assert not maintain(hook, rollup, T0, NOW).earlier  # outside a session: always asked
+    hook.engine.dispose()

@@ -219,8 +219,11 @@ class Maintenance:
     rows: int = 0
     through_seq: int = 0
     attempts: int = 0
+    earlier: bool = False  # brought up to date earlier in this DuckDB session: nothing asked
 
     def describe(self) -> str:
+        if self.earlier:
+            return f"{self.rollup}: up to date (maintained earlier in this session)"
         what = "rebuilt" if self.rebuilt else f"{len(self.ranges)} range(s) recomputed"
         if self.extended_to:
             what += f", extended back to {self.extended_to.isoformat()}"
@@ -282,6 +285,9 @@ def maintain(hook, rollup: Rollup, need_from: datetime, now: datetime) -> Mainte
     postgres = hook.dialect_name == "postgresql"
     tables = [t for t in rollup.tables if t not in ("shops", "products", "warehouses")]
     qhash = rollup.query_hash
+    memo = getattr(hook, "session_memo", None)  # a DuckDB session: nobody else writes the file meanwhile
+    if memo is not None and (held := memo.get((rollup.name, qhash))) is not None and held <= need_from:
+        return Maintenance(rollup.name, earlier=True)
     for attempt in range(1, MAX_ATTEMPTS + 1):
         done = Maintenance(rollup.name, attempts=attempt)
         # 1. what to recompute, read while no load that marked slices is still open
@@ -292,7 +298,7 @@ def maintain(hook, rollup: Rollup, need_from: datetime, now: datetime) -> Mainte
             # what the query reads, before it reads: a load that starts later marks what it can see
             # change (on PostgreSQL a load holds ROW EXCLUSIVE on rollup_dirty from its registry
             # read to its commit, so one in flight finishes before this SHARE lock is granted)
-            register_reads(con, rollup.name, qhash, rollup.reads)
+            register_reads(con, rollup.name, qhash, lambda: rollup.reads)
             max_seq = con.execute(text("SELECT COALESCE(MAX(seq), 0) FROM rollup_dirty")).scalar()
             if state is None or state["query_hash"] != qhash:
                 done.rebuilt, ranges, built_from = True, [(need_from, FAR_FUTURE)], need_from
@@ -311,6 +317,8 @@ def maintain(hook, rollup: Rollup, need_from: datetime, now: datetime) -> Mainte
         seen_seq = None if state is None else state["through_seq"]
         done.ranges, done.through_seq = ranges, max_seq
         if not done.rebuilt and not ranges and seen_seq == max_seq:
+            if memo is not None:
+                memo[(rollup.name, qhash)] = built_from
             return done  # nothing landed since: no write at all
         # 2. the query's rows for those slices (read-only connection)
         data = _read(hook, rollup, ranges) if ranges else None
@@ -340,6 +348,8 @@ def maintain(hook, rollup: Rollup, need_from: datetime, now: datetime) -> Mainte
                            "VALUES (?, ?, ?, ?, ?)", (rollup.name, qhash, max_seq, built_from, now))
             # slices every rollup has applied are not needed any more
             loader.execute("DELETE FROM rollup_dirty WHERE seq <= (SELECT MIN(through_seq) FROM rollup_state)")
+        if memo is not None:
+            memo[(rollup.name, qhash)] = built_from
         return done
     raise RuntimeError(f"{rollup.name}: maintained concurrently {MAX_ATTEMPTS} times in a row; try again")
 

@@ -73,6 +73,8 @@ class BulkLoader:
         self.rows_written[table] = self.rows_written.get(table, 0) + data.num_rows
         if marks:
             self._insert_dirty([(table, s) for s in sorted(marks)])
+            if self.hook.session_memo is not None:  # the rollups this session brought up to date are not
+                self.hook.session_memo.clear()
         self._keep_latest(table, data)
 
     def _registry(self):
@@ -83,11 +85,18 @@ class BulkLoader:
 
         if self._rollup_registry is None:
             self._lock_marks()
-            self._rollup_registry = registry_of(tuple(r.values()) for r in self._rows(REGISTRY_SQL))
+            if self._has_registry():
+                self._rollup_registry = registry_of(tuple(r.values()) for r in self._rows(REGISTRY_SQL))
+            else:  # a warehouse whose set-up has not run since the registry came: every row, as before
+                self._rollup_registry = registry_of([("?", None, None)])
         return self._rollup_registry
 
     def _lock_marks(self) -> None:
         """Hold, to the commit, the lock under which marks are written (PostgreSQL)."""
+
+    def _has_registry(self) -> bool:
+        """Whether the warehouse has ``rollup_reads`` (asked without failing the transaction)."""
+        return True
 
     def _changed_slices(self, table: str, data: pa.Table) -> set:
         """The slices an upsert of ``data`` changes for some rollup: none for a table no rollup reads;
@@ -147,6 +156,8 @@ class BulkLoader:
 
         if slices := dirty_slices(table, data):
             self._insert_dirty([(table, s) for s in slices])
+            if self.hook.session_memo is not None:
+                self.hook.session_memo.clear()
 
     def _replaced_slices(self, table: str, data: pa.Table) -> set:
         """Before an upsert: the slices of the stored rows that the batch's keys may replace, on a
@@ -314,6 +325,9 @@ class DuckDBBulkLoader(BulkLoader):
             out.update(r[0] for r in self.con.execute(sql, chunk).fetchall())
         return list(out)
 
+    def _has_registry(self) -> bool:
+        return bool(self._scalar("SELECT COUNT(*) FROM duckdb_tables() WHERE table_name = 'rollup_reads'"))
+
     def _select_where(self, table: str, columns: list[str], where: str, values: list) -> list[tuple]:
         out: list[tuple] = []
         for i in range(0, len(values), IN_LIST):  # (an IN list probes the key's index, as above)
@@ -393,6 +407,9 @@ class PostgresBulkLoader(BulkLoader):
     def _lock_marks(self) -> None:
         with self.con.cursor() as cur:
             cur.execute("LOCK TABLE rollup_dirty IN ROW EXCLUSIVE MODE")
+
+    def _has_registry(self) -> bool:
+        return self._scalar("SELECT to_regclass('rollup_reads') IS NOT NULL")
 
     def _scalar(self, sql: str):
         with self.con.cursor() as cur:
@@ -500,6 +517,11 @@ class SQLAlchemyBulkLoader(BulkLoader):
             from sqlalchemy import text
 
             self.con.execute(text("LOCK TABLE rollup_dirty IN ROW EXCLUSIVE MODE"))
+
+    def _has_registry(self) -> bool:
+        from sqlalchemy import inspect
+
+        return inspect(self.con).has_table("rollup_reads")
 
     def _scalar(self, sql: str):
         from sqlalchemy import text

@@ -204,6 +204,7 @@ class WarehouseHook(DbApiHook):
         self._evaluation_role = evaluation_role
         self._in_session = False  # in a session(), on DuckDB: every connection is a cursor of _shared
         self._shared = None  # the session's database, opened at its first use
+        self.session_memo: dict | None = None  # lives as long as a DuckDB session (``session``)
 
     # --- configuration -------------------------------------------------------------------------
     @cached_property
@@ -427,10 +428,14 @@ class WarehouseHook(DbApiHook):
             yield self  # (an in-memory database is one per connection: nothing to share)
             return
         self._in_session = True
+        # the file is this process's alone until the block ends: what the engine learnt of it (the
+        # rollups brought up to date) holds until this process writes what a rollup reads
+        self.session_memo = {}
         try:
             yield self
         finally:
             self._in_session = False
+            self.session_memo = None
             for engine in ("engine", "evaluation_engine"):  # their connections are the session's cursors
                 if engine in self.__dict__:
                     self.__dict__[engine].dispose()

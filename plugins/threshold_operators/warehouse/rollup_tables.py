@@ -150,19 +150,36 @@ def registry_of(rows) -> Registry:
     return Registry({t: frozenset(c) for t, c in reads.items()}, conservative)
 
 
-def register_reads(con, rollup: str, query_hash: str, reads: dict[str, tuple[str, ...] | None]) -> bool:
-    """Write what ``rollup`` (built with ``query_hash``) reads, unless it is there already; in the
-    caller's transaction (``con``: a SQLAlchemy connection), before the rollup reads any fact. True
-    when written."""
-    from sqlalchemy import text
+_REGISTRY_AT: set[str] = set()  # databases seen holding rollup_reads (a table is never dropped)
 
+
+def register_reads(con, rollup: str, query_hash: str, reads) -> bool:
+    """Write what ``rollup`` (built with ``query_hash``) reads, unless it is there already; in the
+    caller's transaction (``con``: a SQLAlchemy connection), before the rollup reads any fact.
+    ``reads``: a callable giving ``{table: columns or None}``, called only when the rows are
+    written (qualifying the query costs about 20 ms a process). True when written."""
+    from sqlalchemy import inspect, text
+
+    where = f"{con.engine.url}#{con.dialect.default_schema_name}"
+    if where not in _REGISTRY_AT:
+        dialect = con.dialect.name
+        if dialect == "duckdb":
+            sql = "SELECT COUNT(*) FROM duckdb_tables() WHERE table_name = 'rollup_reads'"
+            present = con.execute(text(sql)).scalar()
+        elif dialect == "postgresql":
+            present = con.execute(text("SELECT to_regclass('rollup_reads') IS NOT NULL")).scalar()
+        else:
+            present = inspect(con).has_table("rollup_reads")
+        if not present:  # set-up not run since it came: loads mark every row, as before
+            return False
+        _REGISTRY_AT.add(where)
     held = con.execute(text("SELECT COUNT(*) FROM rollup_reads WHERE rollup = :r AND query_hash = :h"),
                        {"r": rollup, "h": query_hash}).scalar()
     if held:
         return False
     con.execute(text("DELETE FROM rollup_reads WHERE rollup = :r"), {"r": rollup})
     rows = [{"r": rollup, "h": query_hash, "t": table, "c": EVERY_COLUMN if columns is None else ",".join(columns)}
-            for table, columns in reads.items()]
+            for table, columns in reads().items()]
     if rows:
         con.execute(text("INSERT INTO rollup_reads (rollup, query_hash, table_name, read_columns) VALUES (:r, :h, :t, :c)"),
                     rows)
