@@ -35,7 +35,7 @@ from functools import lru_cache
 
 from threshold_operators.rules.model import ENTITY_KEYS, SLICE
 from threshold_operators.rules.sql_template import ROLLUP_READ_DAYS, rollup_table
-from threshold_operators.warehouse.rollup_tables import register_reads
+from threshold_operators.warehouse.rollup_tables import has_registry, register_reads
 
 log = logging.getLogger(__name__)
 
@@ -239,12 +239,19 @@ def _ddl(hook, rollup: Rollup) -> list[str]:
     return out
 
 
-def _state(con, name: str) -> dict | None:
+def _state(con, name: str, qhash: str) -> tuple[dict | None, int, bool | None]:
+    """(the rollup's ``rollup_state`` row or None, the newest ``rollup_dirty.seq``, whether
+    ``rollup_reads`` holds the query ``qhash``: None where it has no such table), in one query."""
     from sqlalchemy import text
 
-    row = con.execute(text("SELECT query_hash, through_seq, built_from FROM rollup_state WHERE rollup = :r"),
-                      {"r": name}).mappings().first()
-    return dict(row) if row else None
+    registered = "(SELECT COUNT(*) FROM rollup_reads r WHERE r.rollup = :r AND r.query_hash = :h)" \
+        if has_registry(con) else "NULL"
+    row = con.execute(text(f"SELECT m.max_seq, s.query_hash, s.through_seq, s.built_from, {registered} AS registered "
+                           "FROM (SELECT COALESCE(MAX(seq), 0) AS max_seq FROM rollup_dirty) m "
+                           "LEFT JOIN rollup_state s ON s.rollup = :r"), {"r": name, "h": qhash}).mappings().one()
+    state = {k: row[k] for k in ("query_hash", "through_seq", "built_from")}
+    held = None if row["registered"] is None else bool(row["registered"])
+    return (state if state["query_hash"] is not None else None), row["max_seq"], held
 
 
 def _read(hook, rollup: Rollup, ranges: list[tuple[datetime, datetime]]):
@@ -294,12 +301,12 @@ def maintain(hook, rollup: Rollup, need_from: datetime, now: datetime) -> Mainte
         with hook.engine.begin() as con:
             if postgres:
                 con.execute(text("LOCK TABLE rollup_dirty IN SHARE MODE"))
-            state = _state(con, rollup.name)
+            state, max_seq, registered = _state(con, rollup.name, qhash)
             # what the query reads, before it reads: a load that starts later marks what it can see
             # change (on PostgreSQL a load holds ROW EXCLUSIVE on rollup_dirty from its registry
             # read to its commit, so one in flight finishes before this SHARE lock is granted)
-            register_reads(con, rollup.name, qhash, lambda: rollup.reads)
-            max_seq = con.execute(text("SELECT COALESCE(MAX(seq), 0) FROM rollup_dirty")).scalar()
+            if registered is False:
+                register_reads(con, rollup.name, qhash, lambda: rollup.reads, held=False)
             if state is None or state["query_hash"] != qhash:
                 done.rebuilt, ranges, built_from = True, [(need_from, FAR_FUTURE)], need_from
             else:
@@ -327,9 +334,18 @@ def maintain(hook, rollup: Rollup, need_from: datetime, now: datetime) -> Mainte
         with bulk_loader(hook) as loader:
             if postgres:
                 loader.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (rollup.name,))
-            current = loader.rows(f"SELECT through_seq, query_hash FROM rollup_state WHERE rollup = '{rollup.name}'")
-            now_seq = current[0]["through_seq"] if current else None
-            if now_seq != seen_seq:  # another task maintained it since step 1: start again from its state
+            if seen_seq is not None and not done.rebuilt:  # the usual case: move the mark if it is where it was
+                moved = loader.execute("UPDATE rollup_state SET through_seq = ?, built_from = ?, updated_at = ? "
+                                       "WHERE rollup = ? AND through_seq = ? AND query_hash = ?",
+                                       (max_seq, built_from, now, rollup.name, seen_seq, qhash))
+                if moved is None:  # a driver that does not count: ask
+                    moved = len(loader.rows(f"SELECT 1 FROM rollup_state WHERE rollup = '{rollup.name}' "
+                                            f"AND through_seq = {int(max_seq)}"))
+                claimed = moved == 1
+            else:
+                current = loader.rows(f"SELECT through_seq FROM rollup_state WHERE rollup = '{rollup.name}'")
+                claimed = (current[0]["through_seq"] if current else None) == seen_seq
+            if not claimed:  # another task maintained it since step 1: start again from its state
                 log.info("%s: maintained by another task meanwhile; again", rollup.name)
                 continue
             if done.rebuilt:
@@ -343,9 +359,10 @@ def maintain(hook, rollup: Rollup, need_from: datetime, now: datetime) -> Mainte
                                    tuple(t for r in part for t in r))
             if data is not None:
                 loader.append_rows(rollup.name, data)
-            loader.execute("DELETE FROM rollup_state WHERE rollup = ?", (rollup.name,))
-            loader.execute("INSERT INTO rollup_state (rollup, query_hash, through_seq, built_from, updated_at) "
-                           "VALUES (?, ?, ?, ?, ?)", (rollup.name, qhash, max_seq, built_from, now))
+            if seen_seq is None or done.rebuilt:
+                loader.execute("DELETE FROM rollup_state WHERE rollup = ?", (rollup.name,))
+                loader.execute("INSERT INTO rollup_state (rollup, query_hash, through_seq, built_from, updated_at) "
+                               "VALUES (?, ?, ?, ?, ?)", (rollup.name, qhash, max_seq, built_from, now))
             # slices every rollup has applied are not needed any more
             loader.execute("DELETE FROM rollup_dirty WHERE seq <= (SELECT MIN(through_seq) FROM rollup_state)")
         if memo is not None:

@@ -208,9 +208,10 @@ class BulkLoader:
         if data.num_rows:
             self._append_any(table, data)
 
-    def execute(self, sql: str, params: tuple = ()) -> None:
-        """One statement with ``?`` placeholders, in this loader's transaction."""
-        self._execute(sql, tuple(params))
+    def execute(self, sql: str, params: tuple = ()) -> int | None:
+        """One statement with ``?`` placeholders, in this loader's transaction; the rows it changed
+        (an UPDATE's or DELETE's count; None where the driver does not tell)."""
+        return self._execute(sql, tuple(params))
 
     def delete_keys(self, table: str, keys: list[tuple]) -> None:
         """Delete the rows of ``table`` with these primary keys (in this loader's transaction).
@@ -228,7 +229,7 @@ class BulkLoader:
     def _append_any(self, table: str, data: pa.Table) -> None:
         self._append(table, data)
 
-    def _execute(self, sql: str, params: tuple) -> None: ...
+    def _execute(self, sql: str, params: tuple) -> int | None: ...
     def _values_where(self, table: str, column: str, where: str, values: list) -> list: ...
     def _select_where(self, table: str, columns: list[str], where: str, values: list) -> list[tuple]: ...
     def _insert_dirty(self, rows: list[tuple]) -> None: ...
@@ -251,8 +252,12 @@ class DuckDBBulkLoader(BulkLoader):
     def _insert_dirty(self, rows: list[tuple]) -> None:
         self.con.executemany("INSERT INTO rollup_dirty (table_name, slice) VALUES (?, ?)", rows)
 
-    def _execute(self, sql: str, params: tuple) -> None:
-        self.con.execute(sql, list(params))
+    def _execute(self, sql: str, params: tuple) -> int | None:
+        cur = self.con.execute(sql, list(params))
+        if cur.description is not None and [d[0] for d in cur.description] == ["Count"]:  # DML: its count
+            row = cur.fetchone()
+            return row[0] if row else None
+        return None
 
     def _append(self, table: str, data: pa.Table) -> None:
         cols = ", ".join(data.column_names)
@@ -368,9 +373,10 @@ class PostgresBulkLoader(BulkLoader):
         with self.con.cursor() as cur:
             cur.executemany("INSERT INTO rollup_dirty (table_name, slice) VALUES (%s, %s)", rows)
 
-    def _execute(self, sql: str, params: tuple) -> None:
+    def _execute(self, sql: str, params: tuple) -> int | None:
         with self.con.cursor() as cur:
             cur.execute(sql.replace("?", "%s"), params)
+            return cur.rowcount if cur.rowcount >= 0 else None
 
     def _append(self, table: str, data: pa.Table) -> None:
         import pyarrow.csv as pcsv
@@ -451,12 +457,13 @@ class SQLAlchemyBulkLoader(BulkLoader):
         self.con.execute(text("INSERT INTO rollup_dirty (table_name, slice) VALUES (:t, :s)"),
                          [{"t": t, "s": s} for t, s in rows])
 
-    def _execute(self, sql: str, params: tuple) -> None:
+    def _execute(self, sql: str, params: tuple) -> int | None:
         from sqlalchemy import text
 
         parts = sql.split("?")
         named = "".join(part + (f":p{i}" if i < len(parts) - 1 else "") for i, part in enumerate(parts))
-        self.con.execute(text(named), {f"p{i}": v for i, v in enumerate(params)})
+        result = self.con.execute(text(named), {f"p{i}": v for i, v in enumerate(params)})
+        return result.rowcount if result.rowcount >= 0 else None
 
     def _append_any(self, table: str, data: pa.Table) -> None:
         from sqlalchemy import text

@@ -153,29 +153,39 @@ def registry_of(rows) -> Registry:
 _REGISTRY_AT: set[str] = set()  # databases seen holding rollup_reads (a table is never dropped)
 
 
-def register_reads(con, rollup: str, query_hash: str, reads) -> bool:
-    """Write what ``rollup`` (built with ``query_hash``) reads, unless it is there already; in the
-    caller's transaction (``con``: a SQLAlchemy connection), before the rollup reads any fact.
-    ``reads``: a callable giving ``{table: columns or None}``, called only when the rows are
-    written (qualifying the query costs about 20 ms a process). True when written."""
+def has_registry(con) -> bool:
+    """Whether the warehouse of ``con`` (a SQLAlchemy connection) holds ``rollup_reads`` (asked once
+    a process and database once it does: set-up creates it, nothing drops it)."""
     from sqlalchemy import inspect, text
 
     where = f"{con.engine.url}#{con.dialect.default_schema_name}"
-    if where not in _REGISTRY_AT:
-        dialect = con.dialect.name
-        if dialect == "duckdb":
-            sql = "SELECT COUNT(*) FROM duckdb_tables() WHERE table_name = 'rollup_reads'"
-            present = con.execute(text(sql)).scalar()
-        elif dialect == "postgresql":
-            present = con.execute(text("SELECT to_regclass('rollup_reads') IS NOT NULL")).scalar()
-        else:
-            present = inspect(con).has_table("rollup_reads")
-        if not present:  # set-up not run since it came: loads mark every row, as before
-            return False
+    if where in _REGISTRY_AT:
+        return True
+    dialect = con.dialect.name
+    if dialect == "duckdb":
+        present = con.execute(text("SELECT COUNT(*) FROM duckdb_tables() WHERE table_name = 'rollup_reads'")).scalar()
+    elif dialect == "postgresql":
+        present = con.execute(text("SELECT to_regclass('rollup_reads') IS NOT NULL")).scalar()
+    else:
+        present = inspect(con).has_table("rollup_reads")
+    if present:
         _REGISTRY_AT.add(where)
-    held = con.execute(text("SELECT COUNT(*) FROM rollup_reads WHERE rollup = :r AND query_hash = :h"),
-                       {"r": rollup, "h": query_hash}).scalar()
-    if held:
+    return bool(present)
+
+
+def register_reads(con, rollup: str, query_hash: str, reads, held: bool | None = None) -> bool:
+    """Write what ``rollup`` (built with ``query_hash``) reads, unless it is there already (``held``:
+    whether it is, when the caller asked; else asked here); in the caller's transaction (``con``: a
+    SQLAlchemy connection), before the rollup reads any fact. ``reads``: a callable giving
+    ``{table: columns or None}``, called only when the rows are written (qualifying the query costs
+    about 20 ms a process). True when written; False as well where set-up has not created the
+    table yet (loads then mark every row, as before it)."""
+    from sqlalchemy import text
+
+    if held or not has_registry(con):
+        return False
+    if held is None and con.execute(text("SELECT COUNT(*) FROM rollup_reads WHERE rollup = :r AND query_hash = :h"),
+                                    {"r": rollup, "h": query_hash}).scalar():
         return False
     con.execute(text("DELETE FROM rollup_reads WHERE rollup = :r"), {"r": rollup})
     rows = [{"r": rollup, "h": query_hash, "t": table, "c": EVERY_COLUMN if columns is None else ",".join(columns)}
