@@ -471,3 +471,47 @@ def test_a_duckdb_session_maintains_a_rollup_once_until_it_writes_what_the_rollu
     assert hook.session_memo is None
     assert not maintain(hook, rollup, T0, NOW).earlier  # outside a session: always asked
     hook.engine.dispose()
+
+
+def test_the_refund_rate_rollup_sees_new_refunds_not_order_status_changes(warehouse):
+    """The shipped refund-rate rollup reads orders (shop, time) and refunds (shop, time): an order
+    paid, shipped and completed hours after it was placed marks nothing; a refund and a late order
+    mark their slices; the rollup stays the raw query's answer."""
+    from threshold_operators.rules.catalogue import load_catalogue
+
+    rollup = catalogue_rollups(load_catalogue())["rollup_finance_refund_rate_by_shop_slice"]
+    assert rollup.reads == {"orders": ("created_at", "shop_id"), "refunds": ("requested_at", "shop_id")}
+    create_schema(warehouse.engine)
+    seen = [0]
+
+    def order(n, status, updated):
+        return {"order_id": f"o{n}", "shop_id": "s1", "channel": "app", "customer_id": "c", "status": status,
+                "amount": 10, "currency": "CNY", "created_at": T0 + n * M5, "paid_at": None, "updated_at": updated}
+
+    def land(table, rows):
+        with bulk_loader(warehouse) as loader:
+            loader.upsert(table, arrow_table(table, {c: [r[c] for r in rows] for c in rows[0]}))
+
+    def new_marks():
+        with warehouse.engine.connect() as con:
+            rows = con.execute(sa.text("SELECT seq, table_name, slice FROM rollup_dirty WHERE seq > :s ORDER BY seq"),
+                               {"s": seen[0]}).all()
+        seen[0] = max([seen[0], *(r[0] for r in rows)])
+        return [(t, s.astimezone(UTC)) for _, t, s in rows]
+
+    land("orders", [order(n, "pending", T0 + n * M5) for n in range(6)])
+    assert maintain(warehouse, rollup, T0, NOW).rebuilt  # built from the facts, and registered
+    new_marks()
+    land("orders", [order(n, "completed", T0 + 3 * H) for n in range(6)])  # status changes only
+    assert new_marks() == []
+    land("refunds", [{"refund_id": "r1", "order_id": "o2", "shop_id": "s1", "sku": "A", "amount": 10,
+                      "reason": "quality", "requested_at": T0 + 2 * M5 + timedelta(seconds=30)}])
+    land("orders", [order(6, "pending", T0 + 3 * H)])  # a late order
+    assert new_marks() == [("refunds", T0 + 2 * M5), ("orders", T0 + 6 * M5)]
+    assert maintain(warehouse, rollup, T0, NOW).ranges == [(T0 + 2 * M5, T0 + 7 * M5)]
+    with warehouse.engine.connect() as con:
+        rolled = sorted((r[0], r[1].astimezone(UTC), r[2], r[3]) for r in con.execute(sa.text(
+            f"SELECT shop_id, bucket, orders, refunds FROM {rollup.name}")))
+        raw = sorted((r.shop_id, r.bucket.astimezone(UTC), r.orders, r.refunds) for r in con.execute(
+            sa.text(rollup.sql), rollup.bind(T0, T0 + 2 * H)))
+    assert rolled == raw and sum(r[2] for r in raw) == 7 and sum(r[3] for r in raw) == 1
