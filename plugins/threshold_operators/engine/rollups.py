@@ -338,9 +338,6 @@ def maintain(hook, rollup: Rollup, need_from: datetime, now: datetime) -> Mainte
                 moved = loader.execute("UPDATE rollup_state SET through_seq = ?, built_from = ?, updated_at = ? "
                                        "WHERE rollup = ? AND through_seq = ? AND query_hash = ?",
                                        (max_seq, built_from, now, rollup.name, seen_seq, qhash))
-                if moved is None:  # a driver that does not count: ask
-                    moved = len(loader.rows(f"SELECT 1 FROM rollup_state WHERE rollup = '{rollup.name}' "
-                                            f"AND through_seq = {int(max_seq)}"))
                 claimed = moved == 1
             else:
                 current = loader.rows(f"SELECT through_seq FROM rollup_state WHERE rollup = '{rollup.name}'")

@@ -14,6 +14,18 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING
 
+from threshold_operators.warehouse.rollup_tables import (
+    CONSERVATIVE,
+    EVERY_COLUMN,
+    LOCK_MARKS_SQL,
+    REGISTRY_PRESENT_SQL,
+    REGISTRY_SQL,
+    dirty_slices,
+    is_sliced,
+    movable_event,
+    registry_of,
+    slices_of,
+)
 from threshold_operators.warehouse.schema import as_utc, table_spec
 
 if TYPE_CHECKING:
@@ -55,8 +67,8 @@ class BulkLoader:
             return
         self._append(table, self._conform(table, data))
         self.rows_written[table] = self.rows_written.get(table, 0) + data.num_rows
-        if self._registry().columns(table) is not None:  # some rollup reads the table
-            self._mark_dirty(table, data)
+        if self._rollup_columns(table) is not None:  # some rollup reads the table
+            self._mark(table, dirty_slices(table, data))
         self._keep_latest(table, data)
 
     def upsert(self, table: str, data: pa.Table) -> None:
@@ -71,32 +83,42 @@ class BulkLoader:
         marks = self._changed_slices(table, data)
         self._upsert(table, self._conform(table, data))
         self.rows_written[table] = self.rows_written.get(table, 0) + data.num_rows
-        if marks:
-            self._insert_dirty([(table, s) for s in sorted(marks)])
-            if self.hook.session_memo is not None:  # the rollups this session brought up to date are not
-                self.hook.session_memo.clear()
+        self._mark(table, marks)
         self._keep_latest(table, data)
+
+    def _mark(self, table: str, slices) -> None:
+        """Note, in this transaction, the 5-minute slices of ``table`` the rollups must recompute
+        (``rollup_dirty``); the rollups a DuckDB session brought up to date are not any more."""
+        if slices:
+            self._insert_dirty([(table, s) for s in sorted(slices)])
+            if self.hook.session_memo is not None:
+                self.hook.session_memo.clear()
+
+    def _rollup_columns(self, table: str) -> frozenset[str] | None:
+        """The columns of ``table`` some rollup reads (``EVERY_COLUMN`` among them: not known); None
+        for a table no rollup reads, or one that is not sliced (asked without reading the registry)."""
+        return self._registry().columns(table) if is_sliced(table) else None
 
     def _registry(self):
         """What the rollups read (``rollup_tables.rollup_reads``), read once per transaction; on
         PostgreSQL under ROW EXCLUSIVE on ``rollup_dirty`` (what the INSERT of its marks takes
         anyway), held to the commit, so a rollup that registers meanwhile waits for this load."""
-        from threshold_operators.warehouse.rollup_tables import REGISTRY_SQL, registry_of
-
         if self._rollup_registry is None:
             self._lock_marks()
             if self._has_registry():
                 self._rollup_registry = registry_of(tuple(r.values()) for r in self._rows(REGISTRY_SQL))
             else:  # a warehouse whose set-up has not run since the registry came: every row, as before
-                self._rollup_registry = registry_of([("?", None, None)])
+                self._rollup_registry = CONSERVATIVE
         return self._rollup_registry
 
     def _lock_marks(self) -> None:
         """Hold, to the commit, the lock under which marks are written (PostgreSQL)."""
+        if self.hook.dialect_name == "postgresql":
+            self._execute(LOCK_MARKS_SQL, ())
 
     def _has_registry(self) -> bool:
         """Whether the warehouse has ``rollup_reads`` (asked without failing the transaction)."""
-        return True
+        return bool(self._scalar(REGISTRY_PRESENT_SQL[self.hook.dialect_name]))
 
     def _changed_slices(self, table: str, data: pa.Table) -> set:
         """The slices an upsert of ``data`` changes for some rollup: none for a table no rollup reads;
@@ -104,11 +126,7 @@ class BulkLoader:
         of the rows that are new, and the old and new slices of the rows that moved or changed in a
         column a rollup reads (``_slices_of_changes``); otherwise every row's slice and those of the
         stored versions it replaces (``_replaced_slices``)."""
-        from threshold_operators.warehouse.rollup_tables import EVERY_COLUMN, dirty_slices, is_sliced
-
-        if not is_sliced(table):
-            return set()
-        columns = self._registry().columns(table)
+        columns = self._rollup_columns(table)
         if columns is None:
             return set()
         spec = table_spec(table)
@@ -119,8 +137,6 @@ class BulkLoader:
     def _slices_of_changes(self, table: str, data: pa.Table, columns: frozenset[str]) -> set:
         """Compare the batch with the stored versions of its keys (one lookup by the key's first
         column, as ``_replaced_slices``), on the event time's slice and the columns ``columns``."""
-        from threshold_operators.warehouse.rollup_tables import slices_of
-
         spec = table_spec(table)
         key, event = list(spec.key), spec.event_field
         compared = [c for c in spec.columns if c in columns and c not in key and c != event]
@@ -149,22 +165,10 @@ class BulkLoader:
         if latest is not None:
             self._upsert(latest, self._conform(latest, data))
 
-    def _mark_dirty(self, table: str, data: pa.Table) -> None:
-        """Note, in this transaction, the 5-minute slices the rows fall in (``rollup_dirty``): the
-        rollups recompute them, so a late row reaches every rolling rule exactly."""
-        from threshold_operators.warehouse.rollup_tables import dirty_slices
-
-        if slices := dirty_slices(table, data):
-            self._insert_dirty([(table, s) for s in slices])
-            if self.hook.session_memo is not None:
-                self.hook.session_memo.clear()
-
     def _replaced_slices(self, table: str, data: pa.Table) -> set:
         """Before an upsert: the slices of the stored rows that the batch's keys may replace, on a
         table where an update can move a row's event time (``rollup_tables.movable_event``);
         a slice the row leaves is recomputed as well as the one it enters."""
-        from threshold_operators.warehouse.rollup_tables import movable_event, slices_of
-
         movable = movable_event(table)
         if movable is None:
             return set()
@@ -188,6 +192,10 @@ class BulkLoader:
         spec = table_spec(table)
         order = f"{spec.updated_field} DESC" if spec.updated_field else "1"
         return ", ".join(spec.key), order
+
+    def _values_where(self, table: str, column: str, where: str, values: list) -> list:
+        """The distinct values of ``table.column`` where ``table.where`` is one of ``values``."""
+        return list({row[0] for row in self._select_where(table, [column], where, values)})
 
     def existing(self, table: str, column: str, values: list) -> set:
         """The ``values`` that ``table.column`` holds (in this loader's transaction)."""
@@ -217,7 +225,6 @@ class BulkLoader:
         """Delete the rows of ``table`` with these primary keys (in this loader's transaction).
         Only for tables no rollup reads (the held rows): a sliced fact table is never deleted
         from, its rows are replaced by newer versions (``upsert``)."""
-        from threshold_operators.warehouse.rollup_tables import is_sliced
 
         if not keys:
             return
@@ -230,7 +237,6 @@ class BulkLoader:
         self._append(table, data)
 
     def _execute(self, sql: str, params: tuple) -> int | None: ...
-    def _values_where(self, table: str, column: str, where: str, values: list) -> list: ...
     def _select_where(self, table: str, columns: list[str], where: str, values: list) -> list[tuple]: ...
     def _insert_dirty(self, rows: list[tuple]) -> None: ...
     def open(self) -> None: ...
@@ -320,22 +326,11 @@ class DuckDBBulkLoader(BulkLoader):
         else:
             self.con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _storefence_batch")
 
-    def _values_where(self, table: str, column: str, where: str, values: list) -> list:
-        # an IN list of at most IN_LIST values: DuckDB probes the key's index (ART) instead of
-        # scanning the table, so the cost follows the batch, not the history kept
-        out: set = set()
-        for i in range(0, len(values), IN_LIST):
-            chunk = values[i:i + IN_LIST]
-            sql = f"SELECT DISTINCT {column} FROM {table} WHERE {where} IN ({', '.join('?' * len(chunk))})"
-            out.update(r[0] for r in self.con.execute(sql, chunk).fetchall())
-        return list(out)
-
-    def _has_registry(self) -> bool:
-        return bool(self._scalar("SELECT COUNT(*) FROM duckdb_tables() WHERE table_name = 'rollup_reads'"))
-
     def _select_where(self, table: str, columns: list[str], where: str, values: list) -> list[tuple]:
         out: list[tuple] = []
-        for i in range(0, len(values), IN_LIST):  # (an IN list probes the key's index, as above)
+        # an IN list of at most IN_LIST values: DuckDB probes the key's index (ART) instead of
+        # scanning the table, so the cost follows the batch, not the history kept
+        for i in range(0, len(values), IN_LIST):
             chunk = values[i:i + IN_LIST]
             sql = f"SELECT {', '.join(columns)} FROM {table} WHERE {where} IN ({', '.join('?' * len(chunk))})"
             out += self.con.execute(sql, chunk).fetchall()
@@ -400,22 +395,10 @@ class PostgresBulkLoader(BulkLoader):
             cur.execute(self._upsert_sql(table, "_storefence_batch"))
             cur.execute("DROP VIEW _storefence_batch; DROP TABLE _storefence_raw")
 
-    def _values_where(self, table: str, column: str, where: str, values: list) -> list:
-        with self.con.cursor() as cur:
-            cur.execute(f"SELECT DISTINCT {column} FROM {table} WHERE {where} = ANY(%s)", (list(values),))
-            return [r[0] for r in cur.fetchall()]
-
     def _select_where(self, table: str, columns: list[str], where: str, values: list) -> list[tuple]:
         with self.con.cursor() as cur:
             cur.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE {where} = ANY(%s)", (list(values),))
             return [tuple(r) for r in cur.fetchall()]
-
-    def _lock_marks(self) -> None:
-        with self.con.cursor() as cur:
-            cur.execute("LOCK TABLE rollup_dirty IN ROW EXCLUSIVE MODE")
-
-    def _has_registry(self) -> bool:
-        return self._scalar("SELECT to_regclass('rollup_reads') IS NOT NULL")
 
     def _scalar(self, sql: str):
         with self.con.cursor() as cur:
@@ -506,12 +489,6 @@ class SQLAlchemyBulkLoader(BulkLoader):
         if fresh:
             self.con.execute(t.insert(), fresh)
 
-    def _values_where(self, table: str, column: str, where: str, values: list) -> list:
-        from threshold_operators.warehouse.schema import metadata
-
-        t = metadata.tables[table]
-        return list(self.con.execute(t.select().with_only_columns(t.c[column]).where(t.c[where].in_(values)).distinct()).scalars())
-
     def _select_where(self, table: str, columns: list[str], where: str, values: list) -> list[tuple]:
         from threshold_operators.warehouse.schema import metadata
 
@@ -519,15 +496,11 @@ class SQLAlchemyBulkLoader(BulkLoader):
         return [tuple(r) for r in self.con.execute(t.select().with_only_columns(*(t.c[c] for c in columns))
                                                    .where(t.c[where].in_(values)))]
 
-    def _lock_marks(self) -> None:
-        if self.con.dialect.name == "postgresql":  # (PostgreSQL through another driver)
-            from sqlalchemy import text
-
-            self.con.execute(text("LOCK TABLE rollup_dirty IN ROW EXCLUSIVE MODE"))
-
     def _has_registry(self) -> bool:
         from sqlalchemy import inspect
 
+        if self.hook.dialect_name in REGISTRY_PRESENT_SQL:
+            return super()._has_registry()
         return inspect(self.con).has_table("rollup_reads")
 
     def _scalar(self, sql: str):

@@ -150,7 +150,14 @@ def registry_of(rows) -> Registry:
     return Registry({t: frozenset(c) for t, c in reads.items()}, conservative)
 
 
+CONSERVATIVE = Registry({}, conservative=True)  # what a load assumes before set-up made rollup_reads
+
 _REGISTRY_AT: set[str] = set()  # databases seen holding rollup_reads (a table is never dropped)
+
+# Whether rollup_reads exists, asked without failing the transaction (None: ask SQLAlchemy's inspector).
+REGISTRY_PRESENT_SQL = {"duckdb": "SELECT COUNT(*) > 0 FROM duckdb_tables() WHERE table_name = 'rollup_reads'",
+                        "postgresql": "SELECT to_regclass('rollup_reads') IS NOT NULL"}
+LOCK_MARKS_SQL = "LOCK TABLE rollup_dirty IN ROW EXCLUSIVE MODE"  # PostgreSQL: a load's, to its commit
 
 
 def has_registry(con) -> bool:
@@ -161,13 +168,8 @@ def has_registry(con) -> bool:
     where = f"{con.engine.url}#{con.dialect.default_schema_name}"
     if where in _REGISTRY_AT:
         return True
-    dialect = con.dialect.name
-    if dialect == "duckdb":
-        present = con.execute(text("SELECT COUNT(*) FROM duckdb_tables() WHERE table_name = 'rollup_reads'")).scalar()
-    elif dialect == "postgresql":
-        present = con.execute(text("SELECT to_regclass('rollup_reads') IS NOT NULL")).scalar()
-    else:
-        present = inspect(con).has_table("rollup_reads")
+    sql = REGISTRY_PRESENT_SQL.get(con.dialect.name)
+    present = con.execute(text(sql)).scalar() if sql else inspect(con).has_table("rollup_reads")
     if present:
         _REGISTRY_AT.add(where)
     return bool(present)
