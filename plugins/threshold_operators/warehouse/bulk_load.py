@@ -225,7 +225,6 @@ class BulkLoader:
         """Delete the rows of ``table`` with these primary keys (in this loader's transaction).
         Only for tables no rollup reads (the held rows): a sliced fact table is never deleted
         from, its rows are replaced by newer versions (``upsert``)."""
-
         if not keys:
             return
         if is_sliced(table):
