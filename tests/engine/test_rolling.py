@@ -433,15 +433,16 @@ def test_a_rollup_registering_waits_for_a_load_that_read_the_registry_before(cat
     builder = threading.Thread(target=build)
     builder.start()
     try:
-        with hook.engine.connect() as con:  # the build is waiting for the load's lock, not done
-            waiting = 0
-            for _ in range(600):  # (30 s at most: a busy machine)
+        waiting: list = []  # the build is waiting for the load's lock, not done
+        for _ in range(600):  # (30 s at most: a busy machine)
+            # a transaction per look: PostgreSQL reads pg_stat_activity once per transaction
+            with hook.engine.begin() as con:
                 waiting = con.execute(sa.text(
                     "SELECT query FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                     "AND query LIKE 'LOCK TABLE rollup_dirty IN SHARE MODE%' AND datname = current_database()")).all()
-                if waiting or done:
-                    break
-                builder.join(0.05)
+            if waiting or done:
+                break
+            builder.join(0.05)
         assert len(waiting) >= 1 and not done, done
     finally:
         loader.commit()
