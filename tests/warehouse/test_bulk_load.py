@@ -203,6 +203,27 @@ def test_upsert_of_a_time_keyed_table_keeps_one_row_a_key(warehouse):
                                      ("p2", 50, "in_transit")]
 
 
+def test_append_of_a_present_key_fails_with_or_without_a_key_index(warehouse):
+    """``append`` takes new keys only: a key stored already, or twice in the batch, fails the load
+    as the key's index makes it fail where there is one (PostgreSQL), and nothing is written; the
+    rollups would otherwise count the row twice."""
+    create_schema(warehouse.engine)
+    warehouse.engine.dispose()
+    with bulk_loader(warehouse) as loader:
+        loader.append("tracking_events", _scans([("p1", 0, "picked_up"), ("p1", 30, "in_transit")]))
+    for batch in (_scans([("p2", 5, "picked_up"), ("p1", 30, "in_transit")]),  # p1 at 30 is stored
+                  _scans([("p3", 5, "picked_up"), ("p3", 5, "picked_up")])):  # twice in the batch
+        with pytest.raises(Exception, match="(?i)duplicate key") as failed, bulk_loader(warehouse) as loader:
+            loader.append("tracking_events", batch)
+        if warehouse.is_duckdb:
+            assert "tracking_events" in str(failed.value)
+    assert _scan_rows(warehouse) == [("p1", 0, "picked_up"), ("p1", 30, "in_transit")]
+    with bulk_loader(warehouse) as loader:  # a new scan of p1, in the range of the stored ones
+        loader.append("tracking_events", _scans([("p1", 15, "sorted"), ("p2", 45, "picked_up")]))
+    assert _scan_rows(warehouse) == [("p1", 0, "picked_up"), ("p1", 15, "sorted"), ("p1", 30, "in_transit"),
+                                     ("p2", 45, "picked_up")]
+
+
 def _results(rows):
     """rows: (entity, bucket hour, state, evaluated hour) -> rule_results"""
     base = datetime(2026, 3, 1, tzinfo=UTC)

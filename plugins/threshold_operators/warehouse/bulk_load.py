@@ -268,9 +268,32 @@ class DuckDBBulkLoader(BulkLoader):
         cols = ", ".join(data.column_names)
         self.con.register("_storefence_batch", data)
         try:
+            if (column := self._keyless_time_key(table)) is not None:
+                self._refuse_present_keys(table, column, data)
             self.con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _storefence_batch")
         finally:
             self.con.unregister("_storefence_batch")
+
+    def _refuse_present_keys(self, table: str, column: str, data: pa.Table) -> None:
+        """What the key's index does for a table that has one: an append of a key the batch holds
+        twice, or that is stored already, fails (and the transaction with it). The stored versions
+        are looked for in the batch's range of ``column`` only, as ``_replace_in_range`` does."""
+        import duckdb
+        import pyarrow.compute as pc
+
+        key = table_spec(table).key
+        bounds = pc.min_max(data.column(column)).as_py()
+        picked = ", ".join(f"b.{k}" for k in key)
+        same = " AND ".join(f"b.{k} = t.{k}" for k in key)
+        found = self.con.execute(
+            f"(SELECT {picked} FROM _storefence_batch b GROUP BY {picked} HAVING COUNT(*) > 1 LIMIT 1) UNION ALL "
+            f"(SELECT {picked} FROM _storefence_batch b JOIN {table} t ON {same} "
+            f"WHERE t.{column} BETWEEN ? AND ? LIMIT 1) LIMIT 1", [bounds["min"], bounds["max"]]).fetchall()
+        if found:
+            row = found[0]
+            shown = ", ".join(f"{k}: {v}" for k, v in zip(key, row, strict=True))
+            raise duckdb.ConstraintException(f'Duplicate key "{shown}" in {table}: an append takes new keys only '
+                                             f"(an upsert replaces a stored version)")
 
     def _upsert(self, table: str, data: pa.Table) -> None:
         key, order = self._latest_per_key(table)
