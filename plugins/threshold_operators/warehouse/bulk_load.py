@@ -264,15 +264,22 @@ class DuckDBBulkLoader(BulkLoader):
             return row[0] if row else None
         return None
 
-    def _append(self, table: str, data: pa.Table) -> None:
+    def _append_any(self, table: str, data: pa.Table) -> None:
         cols = ", ".join(data.column_names)
         self.con.register("_storefence_batch", data)
         try:
-            if (column := self._keyless_time_key(table)) is not None:
-                self._refuse_present_keys(table, column, data)
             self.con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _storefence_batch")
         finally:
             self.con.unregister("_storefence_batch")
+
+    def _append(self, table: str, data: pa.Table) -> None:
+        if (column := self._keyless_time_key(table)) is not None:
+            self.con.register("_storefence_batch", data)
+            try:
+                self._refuse_present_keys(table, column, data)
+            finally:
+                self.con.unregister("_storefence_batch")
+        self._append_any(table, data)
 
     def _refuse_present_keys(self, table: str, column: str, data: pa.Table) -> None:
         """What the key's index does for a table that has one: an append of a key the batch holds
@@ -320,7 +327,7 @@ class DuckDBBulkLoader(BulkLoader):
         keyed = self._keyed
         if table not in keyed:
             # (about 1 ms; duckdb_constraints() costs 15 ms at a database's first call)
-            keyed[table] = bool(self.con.execute("SELECT bool_or(pk) FROM pragma_table_info(?)", [table]).fetchone()[0])
+            keyed[table] = bool(self.con.execute("SELECT bool_or(pk) FROM pragma_table_info(?)", [table]).fetchall()[0][0])
         return None if keyed[table] else column
 
     def _replace_in_range(self, table: str, column: str, data: pa.Table) -> None:
