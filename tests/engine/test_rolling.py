@@ -516,3 +516,30 @@ def test_the_refund_rate_rollup_sees_new_refunds_not_order_status_changes(wareho
         raw = sorted((r.shop_id, r.bucket.astimezone(UTC), r.orders, r.refunds) for r in con.execute(
             sa.text(rollup.sql), rollup.bind(T0, T0 + 2 * H)))
     assert rolled == raw and sum(r[2] for r in raw) == 7 and sum(r[3] for r in raw) == 1
+
+
+def test_once_every_mark_is_applied_the_newest_stays(catalogue, warehouse):
+    """The marks every rollup has applied are deleted but the newest, so the newest seq is known
+    with nothing pending: a rollup with nothing new writes nothing and keeps its mark (with an
+    empty table the newest was taken for 0, and the mark moved back to it in a write each cycle)."""
+    hook = warehouse
+    rollup = catalogue_rollups(catalogue)["rollup_sales_orders_by_sku_slice"]
+
+    def marks():
+        with hook.engine.connect() as con:
+            return (con.execute(sa.text("SELECT COUNT(*), MAX(seq) FROM rollup_dirty")).one(),
+                    con.execute(sa.text("SELECT through_seq FROM rollup_state")).scalar_one())
+
+    _load(hook, _items(_spread(T0, [1] * 12)))
+    assert maintain(hook, rollup, T0, NOW).rebuilt
+    for n in range(3):  # a load, the rollup applies it; the load before is pruned, the newest kept
+        _load(hook, _items([T0 + (20 + n) * M5], first=100 + n))
+        applied = maintain(hook, rollup, T0, NOW)
+        assert applied.ranges == [(T0 + (20 + n) * M5, T0 + (21 + n) * M5)] and applied.rows == 1
+        (count, newest), through = marks()
+        assert count == 1 and through == newest == applied.through_seq
+        idle = maintain(hook, rollup, T0, NOW)  # nothing new: no write, the mark where it was
+        assert not idle.ranges and marks() == ((1, newest), newest)
+    with hook.engine.connect() as con:
+        assert con.execute(sa.text("SELECT SUM(orders) FROM rollup_sales_orders_by_sku_slice")).scalar() == 15
+    hook.engine.dispose()

@@ -360,8 +360,10 @@ def maintain(hook, rollup: Rollup, need_from: datetime, now: datetime) -> Mainte
                 loader.execute("DELETE FROM rollup_state WHERE rollup = ?", (rollup.name,))
                 loader.execute("INSERT INTO rollup_state (rollup, query_hash, through_seq, built_from, updated_at) "
                                "VALUES (?, ?, ?, ?, ?)", (rollup.name, qhash, max_seq, built_from, now))
-            # slices every rollup has applied are not needed any more
-            loader.execute("DELETE FROM rollup_dirty WHERE seq <= (SELECT MIN(through_seq) FROM rollup_state)")
+            # slices every rollup has applied are not needed any more, but the newest: it tells the
+            # newest seq when nothing is pending (an empty table read as 0 moved every mark back)
+            loader.execute("DELETE FROM rollup_dirty WHERE seq <= (SELECT MIN(through_seq) FROM rollup_state) "
+                           "AND seq < (SELECT MAX(seq) FROM rollup_dirty)")
         if memo is not None:
             memo[(rollup.name, qhash)] = built_from
         return done

@@ -38,8 +38,9 @@ The 5-minute slices (of the table's event time) in which a load changed somethin
 (`rollup_reads`): the slices of its new rows, and the old and new slices of the rows it replaced
 that moved (the event time is not part of the key) or changed in a column a rollup reads;
 nothing for a table no rollup reads. Appended in the load's own transaction. The rollups of
-rolling rules recompute exactly these slices. Rows of these tables are replaced, never deleted.
-A tool other than Storefence's loader that fills these tables may mark every slice it writes.
+rolling rules recompute exactly these slices; the rows every rollup has applied are deleted,
+but the newest (it tells the newest `seq` when nothing is pending). Rows of these tables are
+replaced, never deleted. A tool other than Storefence's loader that fills these tables may mark every slice it writes.
 
 | column | type | description |
 |---|---|---|
