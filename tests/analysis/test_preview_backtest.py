@@ -129,6 +129,10 @@ def test_a_metric_csv_lists_its_episodes_and_shows_the_one_asked_for(series, cap
     (["preview", RULE, "--backtest", "--series", "SERIES", "--state", "sqlite:///x"], "give one"),
     (["preview", RULE, "--episode", "2"], "--episode: only with --backtest"),
     (["preview", RULE, "--backtest", "--start", "2026-09-10T00:00:00Z", "--days", "2"], "not allowed with"),
+    # tune and backtest take a series' range the same way
+    (["backtest", RULE, "--series", "SERIES", "--start", "2030-01-01T00:00:00Z"], "is not before the end"),
+    (["tune", RULE, "--series", "SERIES", "--start", "2030-01-01T00:00:00Z", "--param", "condition.threshold",
+      "--values", "2"], "is not before the end"),
 ])
 def test_bad_input_is_one_line_and_status_2(series, capsys, args, message):
     try:

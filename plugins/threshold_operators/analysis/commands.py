@@ -74,6 +74,27 @@ def _range(args, hook, loaded) -> tuple[datetime, datetime]:
     return start, end
 
 
+def _series_range(args, loaded, rows) -> tuple[datetime, datetime]:
+    """The range a --series run evaluates, the same for backtest, preview and tune: --end or the
+    series' end; --start, else the --days before the end, else the series' start less the rule's
+    warm-up (the history its baselines need)."""
+    from threshold_operators.analysis.backtest import warm_up
+
+    end = args.end or max(r["bucket"] for r in rows) + loaded.rule.grain_delta
+    if args.start:
+        start = args.start
+    elif getattr(args, "days", None) is not None:
+        start = end - _span(args)
+    else:
+        start = min(r["bucket"] for r in rows) + warm_up(loaded.rule)
+    if start >= end and (args.start or getattr(args, "days", None) is not None):
+        raise _usage(f"--start {start.isoformat()} is not before the end {end.isoformat()}")
+    if start >= end:
+        raise _usage(f"{args.series}: the series is shorter than the history {loaded.rule.id} "
+                     f"needs before its first evaluation ({warm_up(loaded.rule)})")
+    return start, end
+
+
 def _series_rows(args, loaded, catalogue):
     from threshold_operators.analysis.series import SeriesError, read_csv
 
@@ -86,21 +107,13 @@ def _series_rows(args, loaded, catalogue):
 def _run_backtest(args, catalogue, loaded, settings, hook):
     """(Backtest, query function, lookup, windows, rule as evaluated) on the warehouse or the series."""
     from threshold_operators.analysis.backtest import backtest, windows
-    from threshold_operators.analysis.series import SeriesError, warehouse_for
+    from threshold_operators.analysis.series import warehouse_for
     from threshold_operators.engine.evaluate import warehouse_query
 
     if args.series:
         rows = _series_rows(args, loaded, catalogue)
+        start, end = _series_range(args, loaded, rows)
         wh, rule, lookup = warehouse_for(loaded, catalogue.get, rows)
-        from threshold_operators.analysis.backtest import warm_up
-
-        first = min(r["bucket"] for r in rows)
-        end = args.end or max(r["bucket"] for r in rows) + loaded.rule.grain_delta
-        days = getattr(args, "days", None)
-        start = args.start or (end - _span(args) if days is not None else first + warm_up(loaded.rule))
-        if start >= end:
-            raise _usage(str(SeriesError(f"{args.series}: the series is shorter than the history {loaded.rule.id} "
-                                         f"needs before its first evaluation ({warm_up(loaded.rule)})")))
         bt = backtest(rule, lookup, wh.query, start, end, settings, f"series {args.series}", stepwise=False)
         return bt, wh.query, lookup, rule, windows(rule, start, end, stepwise=False), wh
     start, end = _range(args, hook, loaded)
@@ -225,10 +238,7 @@ def cmd_tune(args, hook_of) -> int:
     _overridden(loaded, [f"{args.param}={values[0]}"])  # a bad --param fails before any run
     if args.series:
         rows = _series_rows(args, loaded, catalogue)
-        start, end = args.start, args.end
-        if getattr(args, "days", None) is not None:  # the N days before --end (the series' end)
-            end = end or max(r["bucket"] for r in rows) + loaded.rule.grain_delta
-            start = end - _span(args)
+        start, end = _series_range(args, loaded, rows)
 
         def run(variant, settings):
             return backtest_series(variant, catalogue.get, rows, start, end, settings)
