@@ -78,6 +78,11 @@ def _group_of(item) -> str | None:
 
 
 def pytest_collection_modifyitems(config, items):
+    if not CLOCK:  # a check of the travel itself: deselected, not skipped, when no clock is pinned
+        kept = [item for item in items if not item.get_closest_marker("pinned_clock_only")]
+        if len(kept) < len(items):
+            config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+            items[:] = kept
     for item in items:
         group = None if item.get_closest_marker("xdist_group") else _group_of(item)
         if group:
