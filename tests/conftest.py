@@ -79,10 +79,10 @@ def _group_of(item) -> str | None:
 
 def pytest_collection_modifyitems(config, items):
     if not CLOCK:  # a check of the travel itself: deselected, not skipped, when no clock is pinned
-        kept = [item for item in items if not item.get_closest_marker("pinned_clock_only")]
-        if len(kept) < len(items):
-            config.hook.pytest_deselected(items=[item for item in items if item not in kept])
-            items[:] = kept
+        dropped = [item for item in items if item.get_closest_marker("pinned_clock_only")]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = [item for item in items if not item.get_closest_marker("pinned_clock_only")]
     for item in items:
         group = None if item.get_closest_marker("xdist_group") else _group_of(item)
         if group:

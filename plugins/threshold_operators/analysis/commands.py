@@ -68,10 +68,15 @@ def _range(args, hook, loaded) -> tuple[datetime, datetime]:
             raise _usage(f"the warehouse has no data for {loaded.rule.id} ({', '.join(loaded.tables)}); "
                          "give --start and --end, or --series")
         end = floor_to(landed, min(loaded.rule.grain_delta, timedelta(hours=1)))
+    return _start_before(args, end), end
+
+
+def _start_before(args, end: datetime) -> datetime:
+    """--start, else the --days (8 weeks) before ``end``; a usage error unless before ``end``."""
     start = args.start or end - _span(args)
     if start >= end:
-        raise _usage(f"--start {start.isoformat()} is not before --end {end.isoformat()}")
-    return start, end
+        raise _usage(f"--start {start.isoformat()} is not before the end {end.isoformat()}")
+    return start
 
 
 def _series_range(args, loaded, rows) -> tuple[datetime, datetime]:
@@ -81,14 +86,9 @@ def _series_range(args, loaded, rows) -> tuple[datetime, datetime]:
     from threshold_operators.analysis.backtest import warm_up
 
     end = args.end or max(r["bucket"] for r in rows) + loaded.rule.grain_delta
-    if args.start:
-        start = args.start
-    elif getattr(args, "days", None) is not None:
-        start = end - _span(args)
-    else:
-        start = min(r["bucket"] for r in rows) + warm_up(loaded.rule)
-    if start >= end and (args.start or getattr(args, "days", None) is not None):
-        raise _usage(f"--start {start.isoformat()} is not before the end {end.isoformat()}")
+    if args.start or getattr(args, "days", None) is not None:
+        return _start_before(args, end), end
+    start = min(r["bucket"] for r in rows) + warm_up(loaded.rule)
     if start >= end:
         raise _usage(f"{args.series}: the series is shorter than the history {loaded.rule.id} "
                      f"needs before its first evaluation ({warm_up(loaded.rule)})")
@@ -318,9 +318,7 @@ def cmd_evaluate_labels(args, hook_of) -> int:
         _rule(catalogue, args.rule)
         rule_ids = [args.rule]
     end = args.end or _ts(labels.get("window", {}).get("end") or max(i["end"] for i in labels["incidents"]))
-    start = args.start or end - DEFAULT_RANGE
-    if start >= end:
-        raise _usage(f"--start {start.isoformat()} is not before --end {end.isoformat()}")
+    start = _start_before(args, end)
     state_every = getattr(args, "state_every", None)
     scores, quiet = evaluate_all(catalogue, hook_of(args), labels, start, end, rule_ids, state_every)
     widened = [s.rule_id for s in scores if sampled(catalogue.get(s.rule_id), state_every) is not catalogue.get(s.rule_id)]
