@@ -123,3 +123,34 @@ def test_compound_rule_fires_in_the_cycle_of_its_part(catalogue, warehouse):
 def test_an_empty_window_is_up_to_date(catalogue, warehouse):
     ev = _run(catalogue, warehouse, "sales.high", T0, T0)
     assert ev.outcome == Outcome.UP_TO_DATE and ev.results == []
+
+
+def test_recorded_cycles_resume_from_their_states_without_the_lead_in(catalogue, warehouse, monkeypatch):
+    """The check task's cycles (``evaluate_rule``: recorded, each resuming from the states the one
+    before recorded) read no lead-in once a cycle continues the last recorded one, and give the
+    backfill's answer bucket for bucket (persistence 2, the recovery hold, a gap)."""
+    from threshold_operators.engine import evaluate as evaluate_module
+    from threshold_operators.operators.threshold_check import evaluate_rule
+
+    counts = [6, 11, 4, 4, 2, 6, 0, 6, 6, 2]
+    _load_orders(warehouse, {T0 + i * H: c for i, c in enumerate(counts)})
+    whole = _states(_run(catalogue, warehouse, "sales.high", T0, T0 + 10 * H))
+    resumed: list[bool] = []
+    real = evaluate_module.evaluate
+
+    def spy(*args, **kwargs):
+        resumed.append(kwargs.get("resume", False))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate_module, "evaluate", spy)
+    loaded = catalogue.get("sales.high")
+    for i in range(10):
+        start = T0 + i * H
+        evaluate_rule(warehouse, loaded, catalogue, start + 2 * H, "resume-test", window_start=start.isoformat(),
+                      window_end=(start + H).isoformat())
+    assert resumed == [False] + [True] * 9  # the first has no recorded cycle before it
+    with warehouse.engine.connect() as con:
+        got = con.execute(sa.text("SELECT bucket, state, severity FROM rule_results WHERE rule_id = 'sales.high' "
+                                  "ORDER BY bucket")).all()
+    assert [(b if b.tzinfo else b.replace(tzinfo=UTC), s, sev) for b, s, sev in got] == whole
+    assert any(s == "resolved" for _, s, _ in whole) and any(s == "pending" for _, s, _ in whole)

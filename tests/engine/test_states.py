@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from tests.engine.rules_in_memory import rule
 from threshold_operators.engine.compile import CompiledRule
@@ -141,3 +144,46 @@ def test_a_series_alert_its_lead_in_no_longer_sees_resolves():
     assert states(entity_states(rule(), rows(2, 2), T0, T0 + 2 * H, firing)) == [(0, "firing", "yellow"),
                                                                                  (1, "firing", "yellow")]
     assert entity_states(rule(), [], T0, T0 + 2 * H, firing, complete=False) == []
+
+
+# --- a window that continues the last one: resumed from the prior, no lead-in ------------------------
+def resumed(r, levels, hold=()):
+    """Hourly cycles of a rule over a series, each given its own bucket's row only (``resume``: the
+    query reads no lead-in) and the carry of the cycle before, as the live check resumes them."""
+    from threshold_operators.engine.states import carry
+
+    prior, out = {}, []
+    for k in range(len(levels)):
+        start = T0 + k * H
+        mine = [x for x in rows(*levels, hold=hold) if x["bucket"] == start]
+        got = entity_states(r, mine, start, start + H, prior, resume=k > 0)
+        out += got
+        prior = carry(prior, got)
+    return states(out)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_resumed_cycles_equal_one_walk_of_the_whole_span(seed):
+    """Streaks (``for``), holds between recover and breach, their ``hold_for`` and gaps: a walk that
+    resumes from the carry, bucket by bucket, says what one walk of every bucket says."""
+    rnd = random.Random(seed)
+    n = 30
+    levels = [rnd.choice([None, None, 0, 2, 3]) for _ in range(n)]
+    hold = {i for i, lv in enumerate(levels) if lv == 0 or (lv is not None and rnd.random() < 0.2)}
+    levels = [None if lv == 0 and i not in hold else lv for i, lv in enumerate(levels)]
+    r = rule(conditions=[{"metric": "orders", "above": 5, "recover": 3}], hold_for=f"{rnd.choice([1, 2, 3])}h",
+             **{"for": rnd.choice([1, 2, 3])})
+    whole = states(entity_states(r, rows(*levels, hold=hold), T0, T0 + n * H))
+    assert resumed(r, levels, hold) == whole
+
+
+def test_a_resumed_window_of_several_buckets_resolves_where_the_lead_in_would():
+    """A firing prior with no row in a resumed window of three buckets resolves at its first
+    bucket (the bucket after the prior's), not at its last."""
+    from threshold_operators.engine.states import Prior
+
+    r = rule()
+    prior = {"shop_id=s1": Prior({"shop_id": "s1"}, T0 - H, State.FIRING, "yellow", 1, T0 - H)}
+    got = entity_states(r, [], T0, T0 + 3 * H, prior, resume=True)
+    assert states(got) == [(0, "resolved", None)]
+    assert states(entity_states(r, rows(2, start=T0 - H), T0, T0 + 3 * H)) == states(got)

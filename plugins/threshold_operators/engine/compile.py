@@ -53,13 +53,14 @@ class CompiledRule:
     current_state: bool = False  # a metric of the state at the window's end (``LoadedRule.current_state``)
     inline: tuple[str, ...] = ()  # placeholder prefixes of rollup() read from the raw facts (source="query")
 
-    def params(self, start: datetime, end: datetime) -> dict:
-        """Every bound parameter for the window ``[start, end)``."""
-        return _bind(self, "", start, end)
+    def params(self, start: datetime, end: datetime, *, resume: bool = False) -> dict:
+        """Every bound parameter for the window ``[start, end)``; ``resume``: without the lead-in
+        (``windows.plan_cycle``; the rules a compound rule references keep theirs)."""
+        return _bind(self, "", start, end, resume=resume)
 
 
-def _bind(compiled: CompiledRule, prefix: str, start: datetime, end: datetime) -> dict:
-    plan = plan_cycle(compiled.rule, start, end)
+def _bind(compiled: CompiledRule, prefix: str, start: datetime, end: datetime, *, resume: bool = False) -> dict:
+    plan = plan_cycle(compiled.rule, start, end, resume=resume)
     out = {f"{prefix}{k}": v for k, v in plan.params().items()}
     out[f"{prefix}grid_first"] = plan.candidates_from + compiled.rule.grain_delta
     out.update({f"{prefix}{k}": v for k, v in compiled.static_params.items()})

@@ -116,16 +116,19 @@ def warehouse_query(hook) -> Query:
 
 def evaluate(compiled: CompiledRule, query: Query, start: datetime, end: datetime,
              now: datetime, clock: Callable[[], float] = time.perf_counter, *,
-             prior: dict[str, Prior] | None = None, complete: bool = True) -> Evaluation:
-    """Evaluate the buckets completing in ``[start, end)``, resuming from ``prior``. Errors
-    propagate to the caller, which decides between retrying and failing (see ``alerting.failures``)."""
+             prior: dict[str, Prior] | None = None, complete: bool = True, resume: bool = False) -> Evaluation:
+    """Evaluate the buckets completing in ``[start, end)``, resuming from ``prior``. ``resume``: the
+    window continues the one ``prior`` was left by, so the lead-in is not read again
+    (``engine.states``: the walk starts from ``prior``). Errors propagate to the caller, which
+    decides between retrying and failing (see ``alerting.failures``)."""
     rule = compiled.rule
     if end <= start:
         return Evaluation(rule.id, rule.mode, start, end, Outcome.UP_TO_DATE, evaluated_at=now,
                           detail="no new complete bucket", carry=dict(prior or {}), complete=complete)
     t0 = clock()
-    rows = query(compiled.sql, compiled.params(start, end))
-    results = entity_states(rule, rows, start, end, prior, current_state=compiled.current_state, complete=complete)
+    rows = query(compiled.sql, compiled.params(start, end, resume=resume))
+    results = entity_states(rule, rows, start, end, prior, current_state=compiled.current_state, complete=complete,
+                            resume=resume)
     outcome = Outcome.BREACH if any(r.state == State.FIRING for r in results) else Outcome.OK
     return Evaluation(rule.id, rule.mode, start, end, outcome, results, len(rows),
                       int((clock() - t0) * 1000), now,
@@ -135,8 +138,11 @@ def evaluate(compiled: CompiledRule, query: Query, start: datetime, end: datetim
 def evaluate_cycles(compiled: CompiledRule, query: Query, windows, prior: dict[str, Prior] | None = None):
     """Evaluate consecutive ``windows`` ((start, end) pairs) as the live cycles would, each resuming
     from what the one before left pending or firing (``Evaluation.carry``): a replay. Yields each
-    cycle's Evaluation."""
+    cycle's Evaluation. A window that starts where the one before ended resumes from its carry
+    without reading the lead-in again (``evaluate(resume=True)``); the first, and one after a gap,
+    read it."""
+    last_end = None
     for start, end in windows:
-        ev = evaluate(compiled, query, start, end, now=end, prior=prior)
-        prior = ev.carry
+        ev = evaluate(compiled, query, start, end, now=end, prior=prior, resume=start == last_end)
+        prior, last_end = ev.carry, end
         yield ev

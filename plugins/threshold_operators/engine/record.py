@@ -206,15 +206,17 @@ def _priors(rows: list[dict], rule: Rule, before: datetime) -> dict[str, Prior]:
 
 
 def live_evaluation(hook, compiled, start: datetime, end: datetime, now: datetime,
-                    failing_gates: dict | None = None) -> Evaluation:
+                    failing_gates: dict | None = None, *, resume: bool = False) -> Evaluation:
     """The check task's cycle over ``[start, end)``: it resumes from what ``rule_results`` left
     pending or firing, so an entity a complete cycle no longer returns resolves; a table the rule
     reads that failed its extract gate (``failing_gates``) makes the cycle incomplete: it
-    resolves nothing, and its entities keep their state until a complete cycle sees them."""
+    resolves nothing, and its entities keep their state until a complete cycle sees them.
+    ``resume``: the last recorded evaluation ended at ``start`` (``last_window_end``), so the walk
+    resumes from its states without reading the lead-in (``engine.states``)."""
     from threshold_operators.engine.evaluate import evaluate, warehouse_query
 
     ev = evaluate(compiled, warehouse_query(hook), start, end, now=now,
-                  prior=previous_states(hook, compiled.rule, start), complete=not failing_gates)
+                  prior=previous_states(hook, compiled.rule, start), complete=not failing_gates, resume=resume)
     if failing_gates:
         ev.detail = "incomplete (failing data gates: " + ", ".join(sorted(failing_gates)) + "): nothing resolved"
     return ev

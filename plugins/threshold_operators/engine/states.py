@@ -12,7 +12,12 @@ gives each entity's state at every bucket of the window, as Prometheus' alerting
   **resolves** a firing alert.
 
 Because the lead-in before the window is part of the rows, the answer depends only on the
-data: a backfill of a window gives what the live run gave.
+data: a backfill of a window gives what the live run gave. A window that continues the one
+evaluated last (a live cycle after the cycle before, each cycle of a replay after the first) is
+**resumed** instead (``resume=True``): its query computes the window's buckets only, without the
+lead-in (``windows.plan_cycle``), and each entity's walk starts where the last one left it
+(``Prior``: streak, firing, severity, last breach, the bucket it was at), which is what walking the
+lead-in again would rebuild; a gap after the prior's bucket is quiet buckets, as within a walk.
 
 A rule over a **current state** (stock now, parcels in transit now: ``LoadedRule.current_state``)
 cannot re-read its past: its query sees one bucket, the window's last, and returns only the
@@ -108,15 +113,18 @@ def _in_window(rule: Rule, bucket: datetime, start: datetime, end: datetime) -> 
 
 def entity_states(rule: Rule, rows: list[dict], start: datetime, end: datetime,
                   prior: Mapping[str, Prior] | None = None, *, current_state: bool = False,
-                  complete: bool = True) -> list[BucketResult]:
+                  complete: bool = True, resume: bool = False) -> list[BucketResult]:
     """Every (entity, bucket) of the window ``[start, end)`` that is pending, firing or resolved.
 
     ``current_state``: the rows are the rule's observation of the window's last bucket, and the
     walk resumes from ``prior``; an entity of ``prior`` missing from the rows is quiet there.
     ``prior`` of a rule over a series: a firing alert that the window does not show firing or
     resolving resolves at the window's first breaching bucket of the entity, else its last bucket.
-    ``complete=False``: nothing resolves (the results carry no resolved state)."""
+    ``complete=False``: nothing resolves (the results carry no resolved state). ``resume``: a rule
+    over a series whose rows hold the window's buckets only (no lead-in): each entity's walk
+    resumes from ``prior`` (see the module's docstring)."""
     prior = prior or {}
+    resume = resume and not current_state
     by_entity: dict[tuple, list[dict]] = {}
     for row in rows:
         by_entity.setdefault(tuple(row[k] for k in rule.keys), []).append(row)
@@ -130,7 +138,11 @@ def entity_states(rule: Rule, rows: list[dict], start: datetime, end: datetime,
         if current_state:
             out.extend(_walk(rule, entity, entity_rows, start, end, before, contiguous=False))
         else:
-            results = _walk(rule, entity, entity_rows, start, end)
+            if resume:
+                results = _walk(rule, entity, [r for r in entity_rows if _in_window(rule, r["bucket"], start, end)],
+                                start, end, before, resumed=True)
+            else:
+                results = _walk(rule, entity, entity_rows, start, end)
             out.extend(results)
             if before is not None and before.state == State.FIRING and not any(
                     r.state in (State.FIRING, State.RESOLVED) for r in results):
@@ -138,17 +150,19 @@ def entity_states(rule: Rule, rows: list[dict], start: datetime, end: datetime,
                 out.append(BucketResult(entity, at, State.RESOLVED, None, {}))
     for key, before in sorted(prior.items()):  # gone from the rows: quiet at the window's last bucket
         if key not in entities and before.state == State.FIRING and before.bucket < last:
-            out.append(BucketResult(dict(before.entity), last, State.RESOLVED, None, {}))
+            # resumed: quiet from the bucket after the prior's, as the lead-in's walk would find it
+            walked = _walk(rule, dict(before.entity), [], start, end, before, resumed=True) if resume else []
+            out.extend(walked or [BucketResult(dict(before.entity), last, State.RESOLVED, None, {})])
     if not complete:
         out = [r for r in out if r.state != State.RESOLVED]
     return sorted(out, key=lambda r: (tuple(str(v) for v in r.entity.values()), r.bucket))
 
 
 def _walk(rule: Rule, entity: dict, rows: list[dict], start: datetime, end: datetime,
-          before: Prior | None = None, contiguous: bool = True) -> list[BucketResult]:
+          before: Prior | None = None, contiguous: bool = True, resumed: bool = False) -> list[BucketResult]:
     """One entity's buckets in data-time order. ``contiguous``: the rows are every bucket evaluated,
     so a gap between two rows is quiet buckets; otherwise each row is one observation and the walk
-    starts from ``before``."""
+    starts from ``before``. ``resumed``: contiguous rows that continue ``before`` (from its bucket)."""
     g = rule.grain_delta
     out: list[BucketResult] = []
     streak, firing, severity = 0, False, None
@@ -158,6 +172,8 @@ def _walk(rule: Rule, entity: dict, rows: list[dict], start: datetime, end: date
         streak, last_breach = before.streak, before.last_breach
         firing = before.state == State.FIRING
         severity = before.severity if firing else None
+        if resumed:
+            prev = before.bucket
 
     def emit(bucket, state, sev, row, level=0):
         if _in_window(rule, bucket, start, end):

@@ -99,12 +99,14 @@ class CyclePlan:
         return out
 
 
-def plan_cycle(rule: Rule, start: datetime, end: datetime) -> CyclePlan:
-    """The plan for evaluating ``rule`` over the data window ``[start, end)``."""
+def plan_cycle(rule: Rule, start: datetime, end: datetime, *, resume: bool = False) -> CyclePlan:
+    """The plan for evaluating ``rule`` over the data window ``[start, end)``. ``resume``: the window
+    continues the one evaluated last, whose recorded states (streak, firing, last breach) the walk
+    resumes from, so no lead-in is read: only the window's own buckets are computed."""
     if end <= start:
         raise ValueError(f"empty window: {start} .. {end}")
     g = rule.grain_delta
-    candidates_from = start - g - lead_in(rule)
+    candidates_from = start - g - (timedelta(0) if resume else lead_in(rule))
     reach = candidates_from - reach_back(rule)
     current = (reach - trailing_reach(rule), end)
     history = tuple((reach - o, end - o) for o in history_offsets(rule))
