@@ -46,6 +46,14 @@ class Evaluation:
     detail: str | None = None
     carry: dict[str, Prior] = field(default_factory=dict, repr=False)  # the next cycle's prior
     complete: bool = True  # False: a data gate failed; nothing was resolved
+    _described: list[dict] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def described(self, rule) -> list[dict]:
+        """``describe`` of every result, in order, made once: the record and the notification's
+        breaches read the same dicts (a rule with hundreds of firing entities made them twice)."""
+        if self._described is None:
+            self._described = [describe(rule, r) for r in self.results]
+        return self._described
 
     def entities(self, state: State) -> set[str]:
         return {r.entity_key for r in self.results if r.state == state}
@@ -56,11 +64,11 @@ class Evaluation:
 
     def breaches(self, rule) -> list[dict]:
         """The latest firing bucket of each entity, for the notification: what, where, how bad."""
-        latest: dict[str, BucketResult] = {}
-        for r in self.firing:
-            if r.entity_key not in latest or r.bucket > latest[r.entity_key].bucket:
-                latest[r.entity_key] = r
-        return [describe(rule, r) for r in sorted(latest.values(), key=lambda r: r.entity_key)]
+        latest: dict[str, tuple[BucketResult, dict]] = {}
+        for r, d in zip(self.results, self.described(rule), strict=True):
+            if r.state == State.FIRING and (d["entity_key"] not in latest or r.bucket > latest[d["entity_key"]][0].bucket):
+                latest[d["entity_key"]] = (r, d)
+        return [d for _, (_, d) in sorted(latest.items())]
 
 
 def describe(rule, r: BucketResult) -> dict:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
-from threshold_operators.engine.evaluate import Evaluation, describe
+from threshold_operators.engine.evaluate import Evaluation
 from threshold_operators.engine.states import BucketResult, Prior, State
 from threshold_operators.rules.model import Rule
 from threshold_operators.warehouse.schema import arrow_table, as_utc, table_spec
@@ -126,7 +126,7 @@ def record(hook, evaluation: Evaluation, rule: Rule, run_id: str | None) -> None
             "run_id": [run_id], "evaluated_at": [ev.evaluated_at],
         }))
         if entities:
-            rows = [describe(rule, r) for r in ev.results]
+            rows = ev.described(rule)
             loader.upsert("rule_results", arrow_table("rule_results", {
                 "rule_id": [rule.id] * len(rows),
                 "entity_key": [d["entity_key"] for d in rows],
