@@ -125,16 +125,14 @@ def test_an_empty_window_is_up_to_date(catalogue, warehouse):
     assert ev.outcome == Outcome.UP_TO_DATE and ev.results == []
 
 
-def test_recorded_cycles_resume_from_their_states_without_the_lead_in(catalogue, warehouse, monkeypatch):
-    """The check task's cycles (``evaluate_rule``: recorded, each resuming from the states the one
-    before recorded) read no lead-in once a cycle continues the last recorded one, and give the
-    backfill's answer bucket for bucket (persistence 2, the recovery hold, a gap)."""
+def _recorded_cycles(catalogue, hook, monkeypatch, hours: int, incomplete=()) -> list[bool]:
+    """``evaluate_rule`` of ``sales.high`` hour by hour, as the check task runs it (recorded, each
+    resuming from the states the one before recorded); ``incomplete``: the hours whose gate on
+    ``orders`` fails. Whether each cycle resumed (read no lead-in)."""
     from threshold_operators.engine import evaluate as evaluate_module
+    from threshold_operators.engine.gates import CycleFacts
     from threshold_operators.operators.threshold_check import evaluate_rule
 
-    counts = [6, 11, 4, 4, 2, 6, 0, 6, 6, 2]
-    _load_orders(warehouse, {T0 + i * H: c for i, c in enumerate(counts)})
-    whole = _states(_run(catalogue, warehouse, "sales.high", T0, T0 + 10 * H))
     resumed: list[bool] = []
     real = evaluate_module.evaluate
 
@@ -144,13 +142,43 @@ def test_recorded_cycles_resume_from_their_states_without_the_lead_in(catalogue,
 
     monkeypatch.setattr(evaluate_module, "evaluate", spy)
     loaded = catalogue.get("sales.high")
-    for i in range(10):
+    for i in range(hours):
         start = T0 + i * H
-        evaluate_rule(warehouse, loaded, catalogue, start + 2 * H, "resume-test", window_start=start.isoformat(),
+        failing = {"orders": {"kind": "freshness", "detail": "late", "observed_at": start}} if i in incomplete else {}
+        monkeypatch.setattr(CycleFacts, "failing_tables", lambda self, tables, failing=failing: failing)
+        evaluate_rule(hook, loaded, catalogue, start + 2 * H, "resume-test", window_start=start.isoformat(),
                       window_end=(start + H).isoformat())
-    assert resumed == [False] + [True] * 9  # the first has no recorded cycle before it
-    with warehouse.engine.connect() as con:
+    return resumed
+
+
+def _recorded(hook) -> list[tuple]:
+    with hook.engine.connect() as con:
         got = con.execute(sa.text("SELECT bucket, state, severity FROM rule_results WHERE rule_id = 'sales.high' "
                                   "ORDER BY bucket")).all()
-    assert [(b if b.tzinfo else b.replace(tzinfo=UTC), s, sev) for b, s, sev in got] == whole
+    return [(b if b.tzinfo else b.replace(tzinfo=UTC), s, sev) for b, s, sev in got]
+
+
+def test_recorded_cycles_resume_from_their_states_without_the_lead_in(catalogue, warehouse, monkeypatch):
+    """The check task's cycles read no lead-in once a cycle continues the last recorded one, and
+    give the backfill's answer bucket for bucket (persistence 2, the recovery hold, a gap)."""
+    counts = [6, 11, 4, 4, 2, 6, 0, 6, 6, 2]
+    _load_orders(warehouse, {T0 + i * H: c for i, c in enumerate(counts)})
+    whole = _states(_run(catalogue, warehouse, "sales.high", T0, T0 + 10 * H))
+    assert _recorded_cycles(catalogue, warehouse, monkeypatch, 10) == [False] + [True] * 9  # the first: nothing before
+    assert _recorded(warehouse) == whole
     assert any(s == "resolved" for _, s, _ in whole) and any(s == "pending" for _, s, _ in whole)
+
+
+def test_a_cycle_after_an_incomplete_one_reads_the_lead_in_again(catalogue, warehouse, monkeypatch):
+    """An incomplete cycle (a failing gate) resolves nothing and its states are not where the next
+    walk resumes: the next cycle reads the lead-in, so rows that landed late count as they would
+    have; the cycles after it resume again."""
+    counts = [6, 11, 4, 4, 2, 6, 0, 6]
+    _load_orders(warehouse, {T0 + i * H: c for i, c in enumerate(counts)})
+    assert _recorded_cycles(catalogue, warehouse, monkeypatch, 8, incomplete={4}) == \
+        [False, True, True, True, True, False, True, True]
+    got = _recorded(warehouse)
+    assert (T0 + 4 * H, "resolved", None) not in got  # the held alert's end, in the incomplete hour: not told
+    whole = _states(_run(catalogue, warehouse, "sales.high", T0, T0 + 8 * H))
+    assert (T0 + 4 * H, "resolved", None) in whole
+    assert [r for r in got if r[0] >= T0 + 5 * H] == [r for r in whole if r[0] >= T0 + 5 * H]

@@ -28,6 +28,7 @@ from threshold_operators.warehouse.schema import arrow_table, as_utc, table_spec
 
 DIMENSIONS = ("shops", "products", "warehouses")  # read whole; they do not say how far the facts have landed
 WALK_KEYS = ("level", "streak", "last_breach")  # the state walk's position, kept in rule_results.metrics
+INCOMPLETE = "incomplete (failing data gates"  # how rule_evaluations.detail tells an incomplete cycle
 
 
 def _scalar(hook, sql: str, params: dict):
@@ -76,9 +77,23 @@ def table_mark(hook, table: str) -> datetime | None:
 
 
 def last_window_end(hook, rule_id: str) -> datetime | None:
-    mark = _scalar(hook, "SELECT MAX(window_end) FROM rule_evaluations WHERE rule_id = :r AND outcome <> 'error'",
-                   {"r": rule_id})
-    return as_utc(mark) if mark is not None else None
+    return last_evaluation(hook, rule_id)[0]
+
+
+def last_evaluation(hook, rule_id: str) -> tuple[datetime | None, bool]:
+    """Where the rule's last recorded evaluation ended, and whether it was complete (no failing
+    data gate): a cycle starting there resumes from its states (``live_evaluation(resume=...)``).
+    After an incomplete one the next cycle reads the lead-in again, so rows that landed late
+    count for persistence as they would have."""
+    from sqlalchemy import text
+
+    sql = text("SELECT window_end, detail FROM rule_evaluations WHERE rule_id = :r AND outcome <> 'error' "
+               "ORDER BY window_end DESC LIMIT 1")
+    with hook.engine.connect() as con:
+        row = con.execute(sql, {"r": rule_id}).first()
+    if row is None:
+        return None, False
+    return as_utc(row[0]), INCOMPLETE not in (row[1] or "")
 
 
 def floor_hour(t: datetime) -> datetime:
@@ -211,14 +226,15 @@ def live_evaluation(hook, compiled, start: datetime, end: datetime, now: datetim
     pending or firing, so an entity a complete cycle no longer returns resolves; a table the rule
     reads that failed its extract gate (``failing_gates``) makes the cycle incomplete: it
     resolves nothing, and its entities keep their state until a complete cycle sees them.
-    ``resume``: the last recorded evaluation ended at ``start`` (``last_window_end``), so the walk
-    resumes from its states without reading the lead-in (``engine.states``)."""
+    ``resume``: the last recorded evaluation ended at ``start`` and was complete
+    (``last_evaluation``), so the walk resumes from its states without reading the lead-in
+    (``engine.states``)."""
     from threshold_operators.engine.evaluate import evaluate, warehouse_query
 
     ev = evaluate(compiled, warehouse_query(hook), start, end, now=now,
                   prior=previous_states(hook, compiled.rule, start), complete=not failing_gates, resume=resume)
     if failing_gates:
-        ev.detail = "incomplete (failing data gates: " + ", ".join(sorted(failing_gates)) + "): nothing resolved"
+        ev.detail = f"{INCOMPLETE}: " + ", ".join(sorted(failing_gates)) + "): nothing resolved"
     return ev
 
 

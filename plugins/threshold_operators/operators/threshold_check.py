@@ -178,7 +178,7 @@ def evaluate_rule(hook, loaded, catalogue, now: datetime, run_id: str | None, *,
     from threshold_operators.engine.evaluate import Evaluation, Outcome
     from threshold_operators.engine.gates import CycleFacts
     from threshold_operators.engine.record import (
-        last_window_end,
+        last_evaluation,
         live_evaluation,
         next_window,
         record,
@@ -193,7 +193,7 @@ def evaluate_rule(hook, loaded, catalogue, now: datetime, run_id: str | None, *,
     judged = {"failing_tables": gates, "gates_checked": sorted(loaded.tables), "gates_checked_at": now.isoformat()}
     start, end = _parse_time(window_start), _parse_time(window_end)
     note = "explicit window"
-    last_end = last_window_end(hook, rule.id)
+    last_end, last_complete = last_evaluation(hook, rule.id)
     if start is None or end is None:
         start, end, note = next_window(rule, last_end, facts.landed_until(loaded.tables), max_catchup)
     if end <= start:
@@ -203,9 +203,10 @@ def evaluate_rule(hook, loaded, catalogue, now: datetime, run_id: str | None, *,
     if maintain and rollups_needed(loaded, catalogue):  # a rolling rule: its rollups first take in what landed
         for done in maintain_for(hook, loaded, catalogue, start, end, now):
             log.info("rollup %s", done.describe())
-    # the window continues the last recorded one: its states are where the walk resumes (no lead-in)
+    # the window continues the last recorded one, which was complete: its states are where the walk
+    # resumes (no lead-in)
     ev = live_evaluation(hook, compile_rule(loaded, catalogue.get, source="rollup"), start, end, now, gates,
-                         resume=last_end == start)
+                         resume=last_complete and last_end == start)
     ev.detail = note if ev.detail is None else f"{note}; {ev.detail}"
     record(hook, ev, rule, run_id)
     summary = ThresholdCheckOperator._summary(ev, rule) | judged
