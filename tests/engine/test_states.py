@@ -187,3 +187,22 @@ def test_a_resumed_window_of_several_buckets_resolves_where_the_lead_in_would():
     got = entity_states(r, [], T0, T0 + 3 * H, prior, resume=True)
     assert states(got) == [(0, "resolved", None)]
     assert states(entity_states(r, rows(2, start=T0 - H), T0, T0 + 3 * H)) == states(got)
+
+
+def test_a_replay_resumes_each_window_that_continues_the_one_before():
+    """``evaluate_cycles``: the first window and one after a gap read the lead-in; a window that
+    starts where the one before ended reads its own buckets only."""
+    from threshold_operators.engine.evaluate import evaluate_cycles
+    from threshold_operators.engine.windows import lead_in
+
+    seen = []
+
+    def query(sql, params):
+        seen.append(params["candidates_from"])
+        return []
+
+    r = rule(**{"for": 3})
+    windows = [(T0, T0 + H), (T0 + H, T0 + 2 * H), (T0 + 3 * H, T0 + 4 * H)]
+    list(evaluate_cycles(CompiledRule(r, "SELECT 1", {}), query, windows))
+    assert lead_in(r) >= 3 * H
+    assert seen == [T0 - H - lead_in(r), T0, T0 + 2 * H - lead_in(r)]
