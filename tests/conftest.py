@@ -79,10 +79,12 @@ def _group_of(item) -> str | None:
 
 def pytest_collection_modifyitems(config, items):
     if not CLOCK:  # a check of the travel itself: deselected, not skipped, when no clock is pinned
-        dropped = [item for item in items if item.get_closest_marker("pinned_clock_only")]
+        kept, dropped = [], []
+        for item in items:
+            (dropped if item.get_closest_marker("pinned_clock_only") else kept).append(item)
         if dropped:
             config.hook.pytest_deselected(items=dropped)
-            items[:] = [item for item in items if not item.get_closest_marker("pinned_clock_only")]
+            items[:] = kept
     for item in items:
         group = None if item.get_closest_marker("xdist_group") else _group_of(item)
         if group:

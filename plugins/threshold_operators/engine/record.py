@@ -76,10 +76,6 @@ def table_mark(hook, table: str) -> datetime | None:
     return max(as_utc(own), as_utc(mark)) if mark is not None else as_utc(own)
 
 
-def last_window_end(hook, rule_id: str) -> datetime | None:
-    return last_evaluation(hook, rule_id)[0]
-
-
 def last_evaluation(hook, rule_id: str) -> tuple[datetime | None, bool]:
     """Where the rule's last recorded evaluation ended, and whether it was complete (no failing
     data gate): a cycle starting there resumes from its states (``live_evaluation(resume=...)``).
