@@ -125,10 +125,11 @@ def test_an_empty_window_is_up_to_date(catalogue, warehouse):
     assert ev.outcome == Outcome.UP_TO_DATE and ev.results == []
 
 
-def _recorded_cycles(catalogue, hook, monkeypatch, hours: int, incomplete=()) -> list[bool]:
+def _recorded_cycles(catalogue, hook, monkeypatch, hours: int, incomplete=(), edited=None) -> list[bool]:
     """``evaluate_rule`` of ``sales.high`` hour by hour, as the check task runs it (recorded, each
     resuming from the states the one before recorded); ``incomplete``: the hours whose gate on
-    ``orders`` fails. Whether each cycle resumed (read no lead-in)."""
+    ``orders`` fails; ``edited``: (hour, the rule as edited then). Whether each cycle resumed (read
+    no lead-in)."""
     from threshold_operators.engine import evaluate as evaluate_module
     from threshold_operators.engine.gates import CycleFacts
     from threshold_operators.operators.threshold_check import evaluate_rule
@@ -144,6 +145,8 @@ def _recorded_cycles(catalogue, hook, monkeypatch, hours: int, incomplete=()) ->
     loaded = catalogue.get("sales.high")
     for i in range(hours):
         start = T0 + i * H
+        if edited is not None and i == edited[0]:
+            loaded = edited[1]
         failing = {"orders": {"kind": "freshness", "detail": "late", "observed_at": start}} if i in incomplete else {}
         monkeypatch.setattr(CycleFacts, "failing_tables", lambda self, tables, failing=failing: failing)
         evaluate_rule(hook, loaded, catalogue, start + 2 * H, "resume-test", window_start=start.isoformat(),
@@ -151,11 +154,12 @@ def _recorded_cycles(catalogue, hook, monkeypatch, hours: int, incomplete=()) ->
     return resumed
 
 
-def _recorded(hook) -> list[tuple]:
+def _recorded(hook, since: datetime = T0) -> list[tuple]:
     with hook.engine.connect() as con:
         got = con.execute(sa.text("SELECT bucket, state, severity FROM rule_results WHERE rule_id = 'sales.high' "
                                   "ORDER BY bucket")).all()
-    return [(b if b.tzinfo else b.replace(tzinfo=UTC), s, sev) for b, s, sev in got]
+    got = [(b if b.tzinfo else b.replace(tzinfo=UTC), s, sev) for b, s, sev in got]
+    return [r for r in got if r[0] >= since]
 
 
 def test_recorded_cycles_resume_from_their_states_without_the_lead_in(catalogue, warehouse, monkeypatch):
@@ -182,3 +186,33 @@ def test_a_cycle_after_an_incomplete_one_reads_the_lead_in_again(catalogue, ware
     whole = _states(_run(catalogue, warehouse, "sales.high", T0, T0 + 8 * H))
     assert (T0 + 4 * H, "resolved", None) in whole
     assert [r for r in got if r[0] >= T0 + 5 * H] == [r for r in whole if r[0] >= T0 + 5 * H]
+
+
+def test_the_first_cycle_after_an_edit_reads_the_lead_in_again(catalogue, warehouse, monkeypatch):
+    """States walked under one definition are not resumed from under another: after the yellow
+    threshold goes from 5 to 7, the breach of the hour before the edit (6 orders, pending under
+    the old rule with for: 2) is no breach, so the edited rule fires an hour later than a resumed
+    streak would have it; the cycles after the edit resume again. A change of the texts alone
+    keeps the definition (and the resume)."""
+    import dataclasses
+
+    from threshold_operators.engine.compile import compile_rule
+    from threshold_operators.rules.model import Rule
+
+    original = catalogue.get("sales.high")
+    fields = original.rule.model_dump(by_alias=True, exclude_unset=True)
+    fields["conditions"][0]["above"] = {"yellow": 7, "red": 10}
+    edited = dataclasses.replace(original, rule=Rule.model_validate(fields))
+    reworded = dataclasses.replace(original, rule=original.rule.model_copy(update={"runbook": "call the supplier"}))
+    assert compile_rule(reworded, catalogue.get).definition == compile_rule(original, catalogue.get).definition
+    assert compile_rule(edited, catalogue.get).definition != compile_rule(original, catalogue.get).definition
+
+    counts = [2, 2, 2, 2, 6, 8, 8, 2]
+    _load_orders(warehouse, {T0 + i * H: c for i, c in enumerate(counts)})
+    assert _recorded_cycles(catalogue, warehouse, monkeypatch, 8, edited=(5, edited)) == \
+        [False, True, True, True, True, False, True, True]
+    compiled = compile_rule(edited, catalogue.get)
+    whole = _states(evaluate(compiled, warehouse_query(warehouse), T0, T0 + 8 * H, now=T0 + 8 * H))
+    assert [r for r in whole if r[0] >= T0 + 5 * H] == \
+        [(T0 + 5 * H, "pending", "yellow"), (T0 + 6 * H, "firing", "yellow"), (T0 + 7 * H, "resolved", None)]
+    assert _recorded(warehouse, since=T0 + 5 * H) == [r for r in whole if r[0] >= T0 + 5 * H]

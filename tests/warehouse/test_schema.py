@@ -131,3 +131,24 @@ def test_the_loader_keeps_the_latest_stock_and_a_new_table_starts_from_the_histo
         con.execute(sa.text("DROP TABLE inventory_latest"))
     assert create_schema(warehouse.engine) == ["inventory_latest"]
     assert latest() == {"A": 7, "B": 4}
+
+
+def test_an_upgrade_adds_the_columns_a_later_version_defines(warehouse):
+    """A warehouse made before ``rule_evaluations.definition`` existed: the set-up adds the column
+    (empty for the rows before), keeps the rows, and a cycle records into it."""
+    create_schema(warehouse.engine)
+    with warehouse.engine.begin() as con:
+        con.execute(sa.text("DROP TABLE rule_evaluations"))
+        con.execute(sa.text("CREATE TABLE rule_evaluations (rule_id VARCHAR(128) NOT NULL, window_start TIMESTAMPTZ "
+                            "NOT NULL, window_end TIMESTAMPTZ NOT NULL, mode VARCHAR(8), outcome VARCHAR(16), firing "
+                            "INTEGER, pending INTEGER, resolved INTEGER, candidates INTEGER, detail TEXT, duration_ms "
+                            "INTEGER, run_id VARCHAR(250), evaluated_at TIMESTAMPTZ, "
+                            "PRIMARY KEY (rule_id, window_start, window_end))"))
+        con.execute(sa.text("INSERT INTO rule_evaluations (rule_id, window_start, window_end, outcome) VALUES "
+                            "('sales.x', TIMESTAMPTZ '2026-09-01 00:00:00+00', TIMESTAMPTZ '2026-09-01 01:00:00+00', "
+                            "'ok')"))
+    assert create_schema(warehouse.engine) == []
+    with warehouse.engine.connect() as con:
+        cols = list(con.execute(sa.text("SELECT * FROM rule_evaluations LIMIT 0")).keys())
+        assert cols[-1] == "definition" and set(cols) == {c.name for c in metadata.tables["rule_evaluations"].columns}
+        assert con.execute(sa.text("SELECT rule_id, definition FROM rule_evaluations")).all() == [("sales.x", None)]

@@ -44,6 +44,11 @@ RUNNING_SUMS = True
 GATE = 99  # level of a plain (untiered) condition that holds: never caps a tiered one
 
 
+# Rule fields that say how a breach is told, not when: an edit of these keeps the recorded states
+_DESCRIPTIVE = {"name", "description", "runbook", "owner", "audience", "notify", "actions", "metric_labels", "labels",
+                "mode", "attributes"}
+
+
 @dataclass
 class CompiledRule:
     rule: Rule
@@ -52,6 +57,22 @@ class CompiledRule:
     referenced: dict[str, CompiledRule] = field(default_factory=dict)  # prefix -> compiled rule
     current_state: bool = False  # a metric of the state at the window's end (``LoadedRule.current_state``)
     inline: tuple[str, ...] = ()  # placeholder prefixes of rollup() read from the raw facts (source="query")
+
+    @property
+    def definition(self) -> str:
+        """A digest of what the rule's states depend on: the statement, its bound constants, and the
+        rule's conditions, persistence and hold (its names, texts, routing and mode are left out),
+        the referenced rules' included. A cycle resumes from recorded states only of the same
+        definition (``engine.record.last_evaluation``): after an edit the walk reads the lead-in
+        again, so a streak counted under the old threshold does not carry into the new one."""
+        import hashlib
+        import json
+
+        parts = [self.sql, json.dumps(self.rule.model_dump(mode="json", by_alias=True, exclude=_DESCRIPTIVE),
+                                      sort_keys=True, default=str)]
+        parts += [f"{k}={v!r}" for k, v in sorted(self.static_params.items())]
+        parts += [f"{prefix}:{sub.definition}" for prefix, sub in sorted(self.referenced.items())]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
     def params(self, start: datetime, end: datetime, *, resume: bool = False) -> dict:
         """Every bound parameter for the window ``[start, end)``; ``resume``: without the lead-in

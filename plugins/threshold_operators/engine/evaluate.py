@@ -46,6 +46,7 @@ class Evaluation:
     detail: str | None = None
     carry: dict[str, Prior] = field(default_factory=dict, repr=False)  # the next cycle's prior
     complete: bool = True  # False: a data gate failed; nothing was resolved
+    definition: str | None = None  # CompiledRule.definition: what the recorded states were walked under
     _described: list[dict] | None = field(default=None, init=False, repr=False, compare=False)
 
     def described(self, rule) -> list[dict]:
@@ -132,7 +133,8 @@ def evaluate(compiled: CompiledRule, query: Query, start: datetime, end: datetim
     rule = compiled.rule
     if end <= start:
         return Evaluation(rule.id, rule.mode, start, end, Outcome.UP_TO_DATE, evaluated_at=now,
-                          detail="no new complete bucket", carry=dict(prior or {}), complete=complete)
+                          detail="no new complete bucket", carry=dict(prior or {}), complete=complete,
+                          definition=compiled.definition)
     t0 = clock()
     rows = query(compiled.sql, compiled.params(start, end, resume=resume))
     results = entity_states(rule, rows, start, end, prior, current_state=compiled.current_state, complete=complete,
@@ -140,7 +142,7 @@ def evaluate(compiled: CompiledRule, query: Query, start: datetime, end: datetim
     outcome = Outcome.BREACH if any(r.state == State.FIRING for r in results) else Outcome.OK
     return Evaluation(rule.id, rule.mode, start, end, outcome, results, len(rows),
                       int((clock() - t0) * 1000), now,
-                      carry=carry(prior, results, complete), complete=complete)
+                      carry=carry(prior, results, complete), complete=complete, definition=compiled.definition)
 
 
 def evaluate_cycles(compiled: CompiledRule, query: Query, windows, prior: dict[str, Prior] | None = None):

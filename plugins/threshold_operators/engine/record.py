@@ -19,6 +19,7 @@ letting them read a half-loaded hour as a collapse in sales.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from threshold_operators.engine.evaluate import Evaluation
@@ -76,20 +77,35 @@ def table_mark(hook, table: str) -> datetime | None:
     return max(as_utc(own), as_utc(mark)) if mark is not None else as_utc(own)
 
 
-def last_evaluation(hook, rule_id: str) -> tuple[datetime | None, bool]:
-    """Where the rule's last recorded evaluation ended, and whether it was complete (no failing
-    data gate): a cycle starting there resumes from its states (``live_evaluation(resume=...)``).
-    After an incomplete one the next cycle reads the lead-in again, so rows that landed late
-    count for persistence as they would have."""
+@dataclass(frozen=True)
+class LastEvaluation:
+    """The rule's last recorded evaluation (not an error): where it ended, whether it was complete
+    (no failing data gate), and the definition it evaluated (``CompiledRule.definition``)."""
+
+    end: datetime | None = None
+    complete: bool = False
+    definition: str | None = None
+
+    def resumable(self, start: datetime, definition: str) -> bool:
+        """Whether a cycle from ``start`` under ``definition`` resumes from the recorded states
+        (``live_evaluation(resume=...)``): it continues this evaluation, which was complete, of the
+        same definition. After an incomplete one the lead-in is read again, so rows that landed
+        late count for persistence as they would have; after an edit of the rule (or one recorded
+        before definitions were), so a streak counted under the old thresholds does not carry over."""
+        return self.complete and self.end == start and self.definition == definition
+
+
+def last_evaluation(hook, rule_id: str) -> LastEvaluation:
+    """The rule's last recorded evaluation (``LastEvaluation``; empty when there is none)."""
     from sqlalchemy import text
 
-    sql = text("SELECT window_end, detail FROM rule_evaluations WHERE rule_id = :r AND outcome <> 'error' "
-               "ORDER BY window_end DESC LIMIT 1")
+    sql = text("SELECT window_end, detail, definition FROM rule_evaluations WHERE rule_id = :r "
+               "AND outcome <> 'error' ORDER BY window_end DESC LIMIT 1")
     with hook.engine.connect() as con:
         row = con.execute(sql, {"r": rule_id}).first()
     if row is None:
-        return None, False
-    return as_utc(row[0]), INCOMPLETE not in (row[1] or "")
+        return LastEvaluation()
+    return LastEvaluation(as_utc(row[0]), INCOMPLETE not in (row[1] or ""), row[2])
 
 
 def floor_hour(t: datetime) -> datetime:
@@ -134,7 +150,7 @@ def record(hook, evaluation: Evaluation, rule: Rule, run_id: str | None) -> None
             "pending": [len({r.entity_key for r in ev.results if r.state == "pending"})],
             "resolved": [len({r.entity_key for r in ev.results if r.state == "resolved"})],
             "candidates": [ev.candidates], "detail": [ev.detail], "duration_ms": [ev.duration_ms],
-            "run_id": [run_id], "evaluated_at": [ev.evaluated_at],
+            "run_id": [run_id], "evaluated_at": [ev.evaluated_at], "definition": [ev.definition],
         }))
         if entities:
             rows = ev.described(rule)

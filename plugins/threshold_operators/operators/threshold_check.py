@@ -193,9 +193,9 @@ def evaluate_rule(hook, loaded, catalogue, now: datetime, run_id: str | None, *,
     judged = {"failing_tables": gates, "gates_checked": sorted(loaded.tables), "gates_checked_at": now.isoformat()}
     start, end = _parse_time(window_start), _parse_time(window_end)
     note = "explicit window"
-    last_end, last_complete = last_evaluation(hook, rule.id)
+    last = last_evaluation(hook, rule.id)
     if start is None or end is None:
-        start, end, note = next_window(rule, last_end, facts.landed_until(loaded.tables), max_catchup)
+        start, end, note = next_window(rule, last.end, facts.landed_until(loaded.tables), max_catchup)
     if end <= start:
         log.info("%s: nothing to evaluate (%s)", rule.id, note)
         ev = Evaluation(rule.id, rule.mode, start, end, Outcome.UP_TO_DATE, evaluated_at=now, detail=note)
@@ -203,10 +203,10 @@ def evaluate_rule(hook, loaded, catalogue, now: datetime, run_id: str | None, *,
     if maintain and rollups_needed(loaded, catalogue):  # a rolling rule: its rollups first take in what landed
         for done in maintain_for(hook, loaded, catalogue, start, end, now):
             log.info("rollup %s", done.describe())
-    # the window continues the last recorded one, which was complete: its states are where the walk
-    # resumes (no lead-in)
-    ev = live_evaluation(hook, compile_rule(loaded, catalogue.get, source="rollup"), start, end, now, gates,
-                         resume=last_complete and last_end == start)
+    # the window continues the last recorded one, which was complete and of this definition: its
+    # states are where the walk resumes (no lead-in)
+    compiled = compile_rule(loaded, catalogue.get, source="rollup")
+    ev = live_evaluation(hook, compiled, start, end, now, gates, resume=last.resumable(start, compiled.definition))
     ev.detail = note if ev.detail is None else f"{note}; {ev.detail}"
     record(hook, ev, rule, run_id)
     summary = ThresholdCheckOperator._summary(ev, rule) | judged
