@@ -153,3 +153,47 @@ def test_the_simulated_shop_names_its_incidents_entities(incident_shop):
         assert b["names"]["entity"] and b["names"]["shop"], b
     warehouse = next(b for b in with_names(hook, breaches) if "warehouse_id" in b["entity"])
     assert warehouse["names"]["entity"].endswith("仓") and warehouse["names"]["about"]
+
+
+def test_products_are_found_by_shop_and_sku_in_one_lookup(warehouse, monkeypatch):
+    """Two shops selling the same SKU code under different titles each get their own; 1,200
+    SKUs are found in one statement (not a scan of products per 500 SKUs)."""
+    from threshold_operators.warehouse.schema import create_schema
+
+    hook = warehouse
+    create_schema(hook.engine)
+    with hook.engine.begin() as con:
+        for shop in ("shop-01", "shop-02"):
+            con.execute(sa.text("INSERT INTO shops VALUES (:s, :s, 'Asia/Shanghai', 'CNY')"), {"s": shop})
+        con.execute(sa.text("INSERT INTO products (shop_id, sku, name, brand, category, batch_id, unit_cost, "
+                            "lead_time_days, supplier_id, updated_at) VALUES (:shop, :sku, :name, 'B', 'c', 'b1', 5, "
+                            "7, 'SUP-1', TIMESTAMP '2026-01-01 00:00:00')"),
+                    [{"shop": shop, "sku": f"SKU-{i:04d}", "name": f"{shop} title {i}"}
+                     for shop in ("shop-01", "shop-02") for i in range(600)])
+    statements = []
+    monkeypatch.setattr(hook, "evaluation_connection", _counting(hook.evaluation_connection, statements))
+    breaches = [_breach(shop, f"SKU-{i:04d}") for shop in ("shop-01", "shop-02") for i in range(600)]
+    named = {b["entity_key"]: b["names"]["entity"] for b in with_names(hook, breaches)}
+    assert named["shop_id=shop-01/sku=SKU-0007"] == "shop-01 title 7"
+    assert named["shop_id=shop-02/sku=SKU-0007"] == "shop-02 title 7"
+    assert len(named) == 1200
+    assert sum("FROM products" in s for s in statements) == 1
+
+
+def _counting(connect, statements: list):
+    """``evaluation_connection`` noting the statements each connection runs."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def counted():
+        with connect() as con:
+            real = con.execute
+
+            def execute(stmt, *args, **kwargs):
+                statements.append(str(stmt))
+                return real(stmt, *args, **kwargs)
+
+            con.execute = execute
+            yield con
+
+    return counted

@@ -10,7 +10,8 @@ The statement wraps the rule's metric query in CTEs:
              a trailing window (mean or median, with the number of points found)
     plan, b<i>_planned   during a planned event (planned_events), the baseline times the plan's
              factor for the entity and bucket (``Rule.plans``; docs/rules.md, "Planned events")
-    r<j>_*   a referenced rule's own pipeline (compound rules)
+    r<j>_*   a referenced rule's own pipeline (compound rules), over the entities of ``cur`` only
+             (``ask<j>x<k>``): a breach of another entity would join no row
     scored   per condition: the compared value (value, ratio, percent change, delta) and the
              tier it reaches; the volume guard; the combined severity level; the recovery hold
 
@@ -127,6 +128,10 @@ class _Builder:
         self.offset_k: dict[timedelta, int] = {}  # a rolling rule's offset -> its number in mx
         self.run: str | None = None  # a rolling rule's running sums (``rolling_by_differences``)
         self.baselines: dict[tuple[str, str], str] = {}  # (metric, baseline) -> its CTE: conditions share one
+        # a referenced rule's pipeline computes only the entities the compound rule has rows for:
+        # (the CTE of their keys, the keys); each entity's states depend on its own rows alone
+        self.only: tuple[str, tuple[str, ...]] | None = None
+        self.cur: str | None = None  # the rows evaluated (``current``)
 
     def bind(self, name: str, value) -> str:
         self.params[name] = value
@@ -137,6 +142,14 @@ class _Builder:
 
     def on(self, a: str, b: str, keys=None) -> str:
         return " AND ".join(f"{a}.{q(k)} = {b}.{q(k)}" for k in (keys or self.rule.keys))
+
+    def only_entities(self, alias: str) -> str:
+        """The join that keeps ``alias``'s rows to the entities of ``self.only`` ("": all). Their CTE
+        holds each entity once: the join drops rows, never repeats one."""
+        if self.only is None:
+            return ""
+        name, keys = self.only
+        return f" JOIN {name} o ON {self.on('o', alias, keys)}"
 
     def cte(self, name: str, body: str) -> str:
         full = f"{self.p}{name}"
@@ -151,6 +164,8 @@ class _Builder:
         if self.source == "query":  # rollup(): the query itself over the raw facts of the 35 days
             ctx.rollup_sql = self.inline_rollup
         sql = render(self.template, ctx)
+        if self.only is not None:  # the query as written, its rows kept to the entities asked for
+            sql = f"SELECT x.* FROM (\n{sql}\n) x{self.only_entities('x')}"
         if self.source != "query":
             self.tables_read |= {rollup_table(path) for path in ctx.rollups_used}
         for name, value in self.rule.params.items():
@@ -167,12 +182,13 @@ class _Builder:
         if self.slices:
             ranges = " OR ".join(f"(x.bucket >= :{p}scan_{i}_start AND x.bucket < :{p}scan_{i}_end)"
                                  for i in range(ctx.n_ranges))
-            rs = self.cte("rs", f"SELECT {', '.join(f'x.{c}' for c in cols.split(', '))} FROM {self.slices} x "
-                                f"WHERE {ranges}")
+            rs = self.cte("rs", f"SELECT {', '.join(f'x.{c}' for c in cols.split(', '))} FROM {self.slices} x"
+                                f"{self.only_entities('x')} WHERE {ranges}")
         else:
             for name, value in r.params.items():
                 self.params[f"p_{name}"] = value
-            rs = self.cte("rs", f"SELECT {cols} FROM ({render(self.template, ctx)}) x")
+            picked = ", ".join(f"x.{c}" for c in cols.split(", "))
+            rs = self.cte("rs", f"SELECT {picked} FROM ({render(self.template, ctx)}) x{self.only_entities('x')}")
         if self.running_sums():
             return self.rolling_by_differences(rs)
         offsets = history_offsets(r)
@@ -468,12 +484,19 @@ class _Builder:
     def reference(self, j: int, cond: Condition) -> tuple[str, tuple[str, ...]]:
         """The buckets at which the referenced rule (or any of a list of them) breaches, per entity."""
         finals, keys = [], ()
+        asked: dict[tuple[str, ...], str] = {}  # the referenced keys -> the CTE of this rule's entities
         for k, target in enumerate(cond.rules):
             loaded = self.lookup(target)
             sub_prefix = f"r{j}_" if k == 0 else f"r{j}x{k}_"
             sub = _Builder(loaded.rule, loaded.template, self.p + sub_prefix, self.lookup,
                            _slices_of(loaded, self.source), self.source)
             sub.scale_by_plans = sub.scale_by_plans and self.scale_by_plans
+            # only the entities this rule evaluates: a breach of another entity joins no row of cur
+            ref_keys = loaded.rule.keys
+            if ref_keys not in asked:
+                asked[ref_keys] = self.cte(f"ask{j}x{k}", f"SELECT DISTINCT {', '.join(f'c.{q(c)}' for c in ref_keys)} "
+                                                          f"FROM {self.cur} c")
+            sub.only = (asked[ref_keys], ref_keys)
             finals.append(sub.build())
             self.ctes.extend(sub.ctes)
             self.tables_read |= sub.tables_read
@@ -491,7 +514,7 @@ class _Builder:
     def build(self) -> str:
         r = self.rule
         m = self.metric()
-        cur = self.current(m)
+        cur = self.cur = self.current(m)
         joins, values, tiers, selects = [], {}, [], []
         for i, cond in enumerate(r.conditions):
             if cond.rule is not None:
