@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from threshold_operators.engine.windows import baseline_offsets, history_offsets, plan_cycle, scan_range_count
@@ -59,7 +59,7 @@ class CompiledRule:
     current_state: bool = False  # a metric of the state at the window's end (``LoadedRule.current_state``)
     inline: tuple[str, ...] = ()  # placeholder prefixes of rollup() read from the raw facts (source="query")
 
-    @property
+    @cached_property
     def definition(self) -> str:
         """A digest of what the rule's states depend on: the statement, its bound constants, and the
         rule's conditions, persistence and hold (its names, texts, routing and mode are left out),
