@@ -112,6 +112,64 @@ def test_a_rule_error_is_not_tried_again(warehouse, monkeypatch):
     assert calls == ["sales.high"] and ti.xcom["evaluations"]["sales.high"]["error"]["kind"] == "rule"
 
 
+def _recorded(url) -> dict[str, str]:
+    engine = sa.create_engine(url)
+    with engine.connect() as con:
+        got = dict(con.execute(sa.text("SELECT rule_id, outcome FROM rule_evaluations")).all())
+    engine.dispose()
+    return got
+
+
+def test_the_domains_cycles_are_recorded_in_one_transaction(warehouse, monkeypatch):
+    from threshold_operators.engine import record as record_module
+
+    real, batches = record_module.record_many, []
+
+    def spy(hook, evaluated, run_id):
+        batches.append(sorted(rule.id for _, rule in evaluated))
+        return real(hook, evaluated, run_id)
+
+    monkeypatch.setattr(record_module, "record_many", spy)
+    _operator(warehouse, RULES).execute({"ti": _TI(), "run_id": "r1"})
+    assert batches == [sorted(RULES)]  # one write for the four rules (record() would be one each)
+    assert set(_recorded(warehouse)) == set(RULES)
+
+
+def test_a_failed_domain_record_falls_back_to_each_rule_and_loses_only_the_failing_one(warehouse, monkeypatch):
+    """The transaction of the domain's records fails (a rule's row the warehouse refuses): each
+    rule is recorded alone; the one whose record fails is an error outcome, told; the others are
+    recorded and told as they were; the next cycle takes the failed rule's window again."""
+    from threshold_operators.engine import record as record_module
+
+    real_many, real_record = record_module.record_many, record_module.record
+
+    def refused(hook, evaluated, run_id):
+        raise sa.exc.IntegrityError("INSERT INTO rule_evaluations", {}, Exception("Constraint Error: value too long"))
+
+    def record(hook, ev, rule, run_id):
+        if rule.id == "sales.drop":
+            raise sa.exc.IntegrityError("INSERT INTO rule_evaluations", {}, Exception("Constraint Error: value too long"))
+        return real_many(hook, [(ev, rule)], run_id)
+
+    monkeypatch.setattr(record_module, "record_many", refused)
+    monkeypatch.setattr(record_module, "record", record)
+    ti = _TI()
+    told = _operator(warehouse, RULES).execute({"ti": ti, "run_id": "r1"})
+    evaluations = ti.xcom["evaluations"]
+    assert evaluations["sales.drop"]["outcome"] == "error" and evaluations["sales.drop"]["error"]["kind"] == "rule"
+    assert "value too long" in evaluations["sales.drop"]["error"]["message"]
+    assert evaluations["sales.high"]["outcome"] == "breach"
+    assert {s["rule_id"] for s in told} == {"sales.high", "sales.drop"}
+    assert set(_recorded(warehouse)) == set(RULES) - {"sales.drop"}
+    monkeypatch.setattr(record_module, "record", real_record)
+    monkeypatch.setattr(record_module, "record_many", real_many)
+    again = _TI()
+    _operator(warehouse, RULES).execute({"ti": again, "run_id": "r2"})
+    assert again.xcom["evaluations"]["sales.drop"]["outcome"] == "ok"  # its window, evaluated again
+    assert again.xcom["evaluations"]["sales.high"]["outcome"] == "up_to_date"
+    assert set(_recorded(warehouse)) == set(RULES)
+
+
 def test_what_has_news():
     quiet = {"rule_id": "r", "mode": "live", "outcome": "ok", "firing": 0, "breaches": [], "resolved_entities": [],
              "failing_tables": {}, "gates_checked": ["orders"]}

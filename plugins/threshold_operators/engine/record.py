@@ -138,38 +138,63 @@ def next_window(rule: Rule, last_end: datetime | None, landed: datetime | None,
 
 def record(hook, evaluation: Evaluation, rule: Rule, run_id: str | None) -> None:
     """Write the cycle and its entity results; idempotent for the same window."""
+    record_many(hook, [(evaluation, rule)], run_id)
+
+
+def record_many(hook, evaluations: list[tuple[Evaluation, Rule]], run_id: str | None) -> None:
+    """Write several rules' cycles and results in one transaction (a domain's cycle: one upsert per
+    table and one commit instead of one per rule); all or none, idempotent for the same windows."""
     from threshold_operators.warehouse.bulk_load import bulk_loader
 
-    ev = evaluation
-    entities = {r.entity_key for r in ev.results}
+    if not evaluations:
+        return
+    cycles: dict[str, list] = {}
+    results: dict[str, list] = {}
+    for ev, rule in evaluations:
+        for column, values in _cycle_columns(ev, rule, run_id).items():
+            cycles.setdefault(column, []).extend(values)
+        for column, values in _result_columns(ev, rule).items():
+            results.setdefault(column, []).extend(values)
     with bulk_loader(hook) as loader:
-        loader.upsert("rule_evaluations", arrow_table("rule_evaluations", {
-            "rule_id": [rule.id], "window_start": [ev.window_start], "window_end": [ev.window_end],
-            "mode": [rule.mode], "outcome": [str(ev.outcome)],
-            "firing": [len({r.entity_key for r in ev.firing})],
-            "pending": [len({r.entity_key for r in ev.results if r.state == "pending"})],
-            "resolved": [len({r.entity_key for r in ev.results if r.state == "resolved"})],
-            "candidates": [ev.candidates], "detail": [ev.detail], "duration_ms": [ev.duration_ms],
-            "run_id": [run_id], "evaluated_at": [ev.evaluated_at], "definition": [ev.definition],
-        }))
-        if entities:
-            rows = ev.described(rule)
-            loader.upsert("rule_results", arrow_table("rule_results", {
-                "rule_id": [rule.id] * len(rows),
-                "entity_key": [d["entity_key"] for d in rows],
-                "bucket": [r.bucket for r in ev.results],
-                "state": [d["state"] for d in rows],
-                "severity": [d["severity"] for d in rows],
-                "value": [d["value"] for d in rows],
-                "baseline": [d["baseline"] for d in rows],
-                "threshold": [d["threshold"] for d in rows],
-                "entity": [json.dumps(d["entity"], ensure_ascii=False) for d in rows],
-                "metrics": [json.dumps({**d["metrics"], **d.get("attributes", {}), **_walk_position(r)},
-                                       ensure_ascii=False, default=str) for d, r in zip(rows, ev.results, strict=True)],
-                "mode": [rule.mode] * len(rows),
-                "window_end": [ev.window_end] * len(rows),
-                "evaluated_at": [ev.evaluated_at] * len(rows),
-            }))
+        loader.upsert("rule_evaluations", arrow_table("rule_evaluations", cycles))
+        if results.get("rule_id"):
+            loader.upsert("rule_results", arrow_table("rule_results", results))
+
+
+def _cycle_columns(ev: Evaluation, rule: Rule, run_id: str | None) -> dict[str, list]:
+    """The cycle's ``rule_evaluations`` row, column by column."""
+    return {
+        "rule_id": [rule.id], "window_start": [ev.window_start], "window_end": [ev.window_end],
+        "mode": [rule.mode], "outcome": [str(ev.outcome)],
+        "firing": [len({r.entity_key for r in ev.firing})],
+        "pending": [len({r.entity_key for r in ev.results if r.state == "pending"})],
+        "resolved": [len({r.entity_key for r in ev.results if r.state == "resolved"})],
+        "candidates": [ev.candidates], "detail": [ev.detail], "duration_ms": [ev.duration_ms],
+        "run_id": [run_id], "evaluated_at": [ev.evaluated_at], "definition": [ev.definition],
+    }
+
+
+def _result_columns(ev: Evaluation, rule: Rule) -> dict[str, list]:
+    """The cycle's ``rule_results`` rows (an entity and bucket pending, firing or resolved), column by column."""
+    if not ev.results:
+        return {}
+    rows = ev.described(rule)
+    return {
+        "rule_id": [rule.id] * len(rows),
+        "entity_key": [d["entity_key"] for d in rows],
+        "bucket": [r.bucket for r in ev.results],
+        "state": [d["state"] for d in rows],
+        "severity": [d["severity"] for d in rows],
+        "value": [d["value"] for d in rows],
+        "baseline": [d["baseline"] for d in rows],
+        "threshold": [d["threshold"] for d in rows],
+        "entity": [json.dumps(d["entity"], ensure_ascii=False) for d in rows],
+        "metrics": [json.dumps({**d["metrics"], **d.get("attributes", {}), **_walk_position(r)},
+                               ensure_ascii=False, default=str) for d, r in zip(rows, ev.results, strict=True)],
+        "mode": [rule.mode] * len(rows),
+        "window_end": [ev.window_end] * len(rows),
+        "evaluated_at": [ev.evaluated_at] * len(rows),
+    }
 
 
 def _walk_position(r: BucketResult) -> dict:

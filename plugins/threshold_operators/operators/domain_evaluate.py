@@ -4,7 +4,8 @@ What a domain's alert DAG runs once per extract cycle (``alerts.dag_factory``). 
 scheduler every task is a process start; a task per rule made a domain of six rules six
 processes every 5 minutes (and six more to notify). This operator evaluates the domain's rules
 in turn in one task, on one ``WarehouseHook`` in one ``session()`` (on DuckDB the file opened
-once for the cycle; the rule catalogue read once); the rollups a rolling rule reads are maintained by the first rule that
+once for the cycle; the rule catalogue read once; the rules' cycles recorded together after the
+last, in one transaction: ``_record``); the rollups a rolling rule reads are maintained by the first rule that
 needs them, and are up to date for the next (``engine.rollups.maintain`` writes nothing when
 nothing landed since).
 
@@ -95,11 +96,14 @@ class DomainEvaluateOperator(BaseOperator):
         hook = self.get_db_hook()
         summaries: dict[str, dict] = {}
         tables = {t for r in self.rule_ids if (loaded := catalogue.rules.get(r)) is not None for t in loaded.tables}
+        run_id = context.get("run_id")
         try:
             with hook.session():  # one warehouse session for the domain's cycle
                 facts = CycleFacts(hook, tables)  # the gates and landed marks, asked once for every rule
+                evaluated: list = []  # (evaluation, rule), recorded together after the last rule
                 for rule_id in self.rule_ids:
-                    summaries[rule_id] = self._evaluate_one(hook, catalogue, rule_id, context.get("run_id"), facts)
+                    summaries[rule_id] = self._evaluate_one(hook, catalogue, rule_id, run_id, facts, evaluated)
+                self._record(hook, evaluated, summaries, run_id)
         finally:
             hook.engine.dispose()
         context["ti"].xcom_push(key="evaluations", value=summaries)
@@ -112,7 +116,39 @@ class DomainEvaluateOperator(BaseOperator):
         self.log.info("%s", report(summaries, {s["rule_id"] for s in tell}))
         return tell
 
-    def _evaluate_one(self, hook, catalogue, rule_id: str, run_id: str | None, facts=None) -> dict:
+    def _record(self, hook, evaluated: list, summaries: dict[str, dict], run_id: str | None) -> None:
+        """The domain's evaluations in one transaction (``record_many``: an upsert per table and
+        one commit for all the rules), retried as a rule is; when it still fails, each rule's
+        alone, so a rule whose record fails loses only its own cycle: its summary becomes that
+        error (the notification says "could not evaluate"; the next cycle takes the same window)."""
+        from threshold_operators.engine.record import record, record_many
+        from threshold_operators.operators.failures import FailureKind, kind_of
+        from threshold_operators.operators.threshold_check import error_summary
+
+        for attempt in range(1, self.attempts + 1):
+            try:
+                record_many(hook, evaluated, run_id)
+                return
+            except Exception as exc:  # noqa: BLE001 - every failure is a recorded outcome
+                if kind_of(exc) is FailureKind.INFRASTRUCTURE and attempt < self.attempts:
+                    self.log.warning("recording the domain's cycle: %s (attempt %d of %d); again in %.0f s", exc,
+                                     attempt, self.attempts, self.retry_pause * attempt)
+                    time.sleep(self.retry_pause * attempt)
+                    continue
+                self.log.warning("recording the domain's cycle in one transaction failed (%s: %s); each rule's alone",
+                                 type(exc).__name__, str(exc)[:200])
+                break
+        for ev, rule in evaluated:
+            try:
+                record(hook, ev, rule, run_id)
+            except Exception as exc:  # noqa: BLE001 - this rule's outcome, not the others'
+                kind = kind_of(exc)
+                summaries[rule.id] = error_summary(rule, kind, exc)
+                self.log.error("%s: its cycle was evaluated but not recorded: %s (%s)", rule.id,
+                               summaries[rule.id]["error"]["message"], kind)
+
+    def _evaluate_one(self, hook, catalogue, rule_id: str, run_id: str | None, facts=None,
+                      evaluated: list | None = None) -> dict:
         """One rule's summary; every failure is its recorded outcome, never an exception."""
         from datetime import UTC, datetime
 
@@ -127,7 +163,7 @@ class DomainEvaluateOperator(BaseOperator):
             try:  # the real clock at each rule: a cycle's rules do not share one stale "now"
                 return evaluate_rule(hook, loaded, catalogue, datetime.now(UTC), run_id, window_start=self.window_start,
                                      window_end=self.window_end, max_catchup=self.max_catchup, log=self.log,
-                                     facts=facts if attempt == 1 else None)
+                                     facts=facts if attempt == 1 else None, record_to=evaluated)
             except Exception as exc:  # noqa: BLE001 - every failure is a recorded outcome
                 kind = kind_of(exc)
                 if kind is FailureKind.INFRASTRUCTURE and attempt < self.attempts:

@@ -164,14 +164,16 @@ def told_in_full(hook, loaded, catalogue, breaches: list[dict], start: datetime,
 
 def evaluate_rule(hook, loaded, catalogue, now: datetime, run_id: str | None, *, window_start=None, window_end=None,
                   max_catchup: timedelta = timedelta(hours=48), maintain: bool = True, log=None,
-                  facts=None) -> dict:
+                  facts=None, record_to: list | None = None) -> dict:
     """One cycle of one rule on an open ``hook``: the gates of its tables, its window (explicit, or
     the buckets completed since its last evaluation), its rollups (``maintain=False`` when the
     caller maintained them already), the evaluation, recorded; returns the summary the
     notification reads (``ThresholdCheckOperator._summary`` plus the gates judged). ``facts``: the
     domain cycle's ``engine.gates.CycleFacts`` (gates and landed marks asked once for all its
-    rules); None asks for this rule alone. Raises what the warehouse raised: the caller
-    classifies it (``operators.failures``)."""
+    rules); None asks for this rule alone. ``record_to``: a list the evaluation is appended to
+    (with the rule), for the caller to record with the rest of its domain's
+    (``engine.record.record_many``); None records it here. Raises what the warehouse raised: the
+    caller classifies it (``operators.failures``)."""
     import logging
 
     from threshold_operators.engine.compile import compile_rule
@@ -208,7 +210,8 @@ def evaluate_rule(hook, loaded, catalogue, now: datetime, run_id: str | None, *,
     compiled = compile_rule(loaded, catalogue.get, source="rollup")
     ev = live_evaluation(hook, compiled, start, end, now, gates, resume=last.resumable(start, compiled.definition))
     ev.detail = note if ev.detail is None else f"{note}; {ev.detail}"
-    record(hook, ev, rule, run_id)
+    if record_to is None:
+        record(hook, ev, rule, run_id)
     summary = ThresholdCheckOperator._summary(ev, rule) | judged
     if summary["breaches"] and rule.mode == "live":  # what the messages say besides the numbers
         summary["breaches"] = told_in_full(hook, loaded, catalogue, summary["breaches"], start, end, now, log)
@@ -217,4 +220,6 @@ def evaluate_rule(hook, loaded, catalogue, now: datetime, run_id: str | None, *,
     log.info("%s [%s] %s .. %s: %s, %d firing, %d pending, %d resolved (%d candidate rows, %d ms; %s)",
              rule.id, rule.mode, start.isoformat(), end.isoformat(), ev.outcome, summary["firing"],
              summary["pending"], summary["resolved"], ev.candidates, ev.duration_ms, note)
+    if record_to is not None:  # last: a retry of a rule that failed before this point adds nothing twice
+        record_to.append((ev, rule))
     return summary
