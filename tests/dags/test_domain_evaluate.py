@@ -157,6 +157,8 @@ def test_a_failed_domain_record_falls_back_to_each_rule_and_loses_only_the_faili
     told = _operator(warehouse, RULES).execute({"ti": ti, "run_id": "r1"})
     evaluations = ti.xcom["evaluations"]
     assert evaluations["sales.drop"]["outcome"] == "error" and evaluations["sales.drop"]["error"]["kind"] == "rule"
+    assert evaluations["sales.drop"]["error"]["message"].startswith(
+        "sales.drop: evaluated, but its cycle could not be recorded: IntegrityError")
     assert "value too long" in evaluations["sales.drop"]["error"]["message"]
     assert evaluations["sales.high"]["outcome"] == "breach"
     assert {s["rule_id"] for s in told} == {"sales.high", "sales.drop"}

@@ -120,7 +120,7 @@ class DomainEvaluateOperator(BaseOperator):
         """The domain's evaluations in one transaction (``record_many``: an upsert per table and
         one commit for all the rules), retried as a rule is; when it still fails, each rule's
         alone, so a rule whose record fails loses only its own cycle: its summary becomes that
-        error (the notification says "could not evaluate"; the next cycle takes the same window)."""
+        error ("evaluated, but its cycle could not be recorded"; the next cycle takes the same window)."""
         from threshold_operators.engine.record import record, record_many
         from threshold_operators.operators.failures import FailureKind, kind_of
         from threshold_operators.operators.threshold_check import error_summary
@@ -143,9 +143,8 @@ class DomainEvaluateOperator(BaseOperator):
                 record(hook, ev, rule, run_id)
             except Exception as exc:  # noqa: BLE001 - this rule's outcome, not the others'
                 kind = kind_of(exc)
-                summaries[rule.id] = error_summary(rule, kind, exc)
-                self.log.error("%s: its cycle was evaluated but not recorded: %s (%s)", rule.id,
-                               summaries[rule.id]["error"]["message"], kind)
+                summaries[rule.id] = error_summary(rule, kind, exc, "evaluated, but its cycle could not be recorded")
+                self.log.error("%s (%s)", summaries[rule.id]["error"]["message"], kind)
 
     def _evaluate_one(self, hook, catalogue, rule_id: str, run_id: str | None, facts=None,
                       evaluated: list | None = None) -> dict:

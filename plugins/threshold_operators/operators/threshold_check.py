@@ -132,9 +132,10 @@ class ThresholdCheckOperator(BaseOperator):
         }
 
 
-def error_summary(rule, kind, exc: BaseException) -> dict:
-    """The XCom of a cycle that could not evaluate: the notification says "could not evaluate"."""
-    message = f"{rule.id}: could not evaluate: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:500]}"
+def error_summary(rule, kind, exc: BaseException, what: str = "could not evaluate") -> dict:
+    """The XCom of a cycle that could not evaluate: the notification says "could not evaluate".
+    ``what``: the step that failed, as the message says it."""
+    message = f"{rule.id}: {what}: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:500]}"
     return {"rule_id": rule.id, "mode": rule.mode, "outcome": "error", "error": {"kind": str(kind), "message": message}}
 
 
