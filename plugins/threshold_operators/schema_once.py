@@ -46,6 +46,24 @@ def digest(metadata, *extra: str) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
+def add_missing_columns(con, tables) -> list[str]:
+    """Add to each of ``tables`` (that exists) the columns of its definition it lacks, as a later
+    version defines them: their type, without NOT NULL (the rows before have no value); the columns
+    added. The columns present are those a query returns (duckdb-engine's reflection of columns
+    fails on DuckDB 2.0). The state store's and the warehouse's set-up both use it."""
+    from sqlalchemy import text
+
+    added = []
+    for table in tables:
+        have = set(con.execute(text(f"SELECT * FROM {table.name} LIMIT 0")).keys())  # noqa: S608 - schema names
+        for column in table.columns:
+            if column.name in have:
+                continue
+            con.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {column.type.compile(dialect=con.dialect)}')
+            added.append(f"{table.name}.{column.name}")
+    return added
+
+
 def current(engine, component: str) -> str | None:
     """The version recorded for ``component``; None when there is none (or no marker table)."""
     from sqlalchemy import text

@@ -238,13 +238,11 @@ class StateStore:
     def _create_missing(self, con) -> None:
         from sqlalchemy import inspect
 
+        from threshold_operators.schema_once import add_missing_columns
+
         metadata.create_all(con, checkfirst=True)
+        add_missing_columns(con, metadata.sorted_tables)
         for table in metadata.sorted_tables:
-            have = {c["name"] for c in inspect(con).get_columns(table.name)}
-            for column in table.columns:
-                if column.name not in have:
-                    kind = column.type.compile(dialect=con.dialect)
-                    con.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
             indexed = {i["name"] for i in inspect(con).get_indexes(table.name)}
             for index in table.indexes:  # an index added since the store was made
                 if index.name not in indexed:

@@ -83,8 +83,13 @@ def _lookup(hook, log, what: str, sql: str, keys: list[str], **params) -> list[d
     with keys beats none)."""
     if not keys:
         return []
+    return _guarded(log, what, lambda: _rows(hook, sql, keys, "ids", **params))
+
+
+def _guarded(log, what: str, read) -> list[dict]:
+    """``read()``'s rows; none, logged, when it fails (a message with keys beats none)."""
     try:
-        return _rows(hook, sql, keys, "ids", **params)
+        return read()
     except Exception as exc:  # noqa: BLE001 - logged, not fatal: the entities keep their keys
         log.warning("%s were not looked up (%s: %s); their entities keep their keys",
                     what, type(exc).__name__, str(exc)[:200])
@@ -109,14 +114,12 @@ def _product_rows(hook, log, rule: str, breaches: list[dict]) -> list[dict]:
                        "WHERE sku IN :ids", _keys(breaches, "sku"))
     from sqlalchemy import text
 
-    try:
+    def read() -> list[dict]:
         with hook.evaluation_connection() as con:
             return [dict(r._mapping) for r in con.execute(text(_PRODUCTS_BY_KEY), {
                 "shops": [s for s, _ in pairs], "skus": [k for _, k in pairs]})]
-    except Exception as exc:  # noqa: BLE001 - logged, not fatal: the entities keep their keys
-        log.warning("%s: the products were not looked up (%s: %s); their entities keep their keys",
-                    rule, type(exc).__name__, str(exc)[:200])
-        return []
+
+    return _guarded(log, f"{rule}: the products", read)
 
 
 def _keys(breaches: list[dict], column: str) -> list[str]:

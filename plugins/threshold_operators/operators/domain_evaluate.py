@@ -122,22 +122,15 @@ class DomainEvaluateOperator(BaseOperator):
         alone, so a rule whose record fails loses only its own cycle: its summary becomes that
         error ("evaluated, but its cycle could not be recorded"; the next cycle takes the same window)."""
         from threshold_operators.engine.record import record, record_many
-        from threshold_operators.operators.failures import FailureKind, kind_of
+        from threshold_operators.operators.failures import kind_of
         from threshold_operators.operators.threshold_check import error_summary
 
-        for attempt in range(1, self.attempts + 1):
-            try:
-                record_many(hook, evaluated, run_id)
-                return
-            except Exception as exc:  # noqa: BLE001 - every failure is a recorded outcome
-                if kind_of(exc) is FailureKind.INFRASTRUCTURE and attempt < self.attempts:
-                    self.log.warning("recording the domain's cycle: %s (attempt %d of %d); again in %.0f s", exc,
-                                     attempt, self.attempts, self.retry_pause * attempt)
-                    time.sleep(self.retry_pause * attempt)
-                    continue
-                self.log.warning("recording the domain's cycle in one transaction failed (%s: %s); each rule's alone",
-                                 type(exc).__name__, str(exc)[:200])
-                break
+        try:
+            self._retried("recording the domain's cycle", lambda attempt: record_many(hook, evaluated, run_id))
+            return
+        except Exception as exc:  # noqa: BLE001 - every failure is a recorded outcome
+            self.log.warning("recording the domain's cycle in one transaction failed (%s: %s); each rule's alone",
+                             type(exc).__name__, str(exc)[:200])
         for ev, rule in evaluated:
             try:
                 record(hook, ev, rule, run_id)
@@ -158,22 +151,32 @@ class DomainEvaluateOperator(BaseOperator):
         if loaded is None:  # the catalogue changed under a running DAG: told, not a crash
             return {"rule_id": rule_id, "mode": "live", "outcome": "error",
                     "error": {"kind": str(FailureKind.RULE), "message": f"{rule_id}: not in the catalogue (storefence lint)"}}
+        try:  # the real clock at each rule: a cycle's rules do not share one stale "now"
+            return self._retried(rule_id, lambda attempt: evaluate_rule(
+                hook, loaded, catalogue, datetime.now(UTC), run_id, window_start=self.window_start,
+                window_end=self.window_end, max_catchup=self.max_catchup, log=self.log,
+                facts=facts if attempt == 1 else None, record_to=evaluated))
+        except Exception as exc:  # noqa: BLE001 - every failure is a recorded outcome
+            kind = kind_of(exc)
+            summary = error_summary(loaded.rule, kind, exc)
+            self.log.error("%s (%s)", summary["error"]["message"], kind)
+            return summary
+
+    def _retried(self, what: str, call):
+        """``call(attempt)``, again after an infrastructure error (``attempts`` times in all, the
+        pause growing); any other error, or the last, is raised for the caller to record."""
+        from threshold_operators.operators.failures import FailureKind, kind_of
+
         for attempt in range(1, self.attempts + 1):
-            try:  # the real clock at each rule: a cycle's rules do not share one stale "now"
-                return evaluate_rule(hook, loaded, catalogue, datetime.now(UTC), run_id, window_start=self.window_start,
-                                     window_end=self.window_end, max_catchup=self.max_catchup, log=self.log,
-                                     facts=facts if attempt == 1 else None, record_to=evaluated)
-            except Exception as exc:  # noqa: BLE001 - every failure is a recorded outcome
-                kind = kind_of(exc)
-                if kind is FailureKind.INFRASTRUCTURE and attempt < self.attempts:
-                    self.log.warning("%s: %s (attempt %d of %d); again in %.0f s", rule_id, exc, attempt,
-                                     self.attempts, self.retry_pause * attempt)
-                    time.sleep(self.retry_pause * attempt)
-                    continue
-                summary = error_summary(loaded.rule, kind, exc)
-                self.log.error("%s (%s)", summary["error"]["message"], kind)
-                return summary
-        raise AssertionError("unreachable: the last attempt returns")
+            try:
+                return call(attempt)
+            except Exception as exc:
+                if kind_of(exc) is not FailureKind.INFRASTRUCTURE or attempt == self.attempts:
+                    raise
+                self.log.warning("%s: %s (attempt %d of %d); again in %.0f s", what, exc, attempt, self.attempts,
+                                 self.retry_pause * attempt)
+                time.sleep(self.retry_pause * attempt)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def report(summaries: dict[str, dict], told: set[str]) -> str:

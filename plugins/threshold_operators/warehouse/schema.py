@@ -646,35 +646,17 @@ def schema_version() -> str:
     return digest(metadata, BOOKKEEPING_VERSION)
 
 
-def _add_missing_columns(con, existing: set[str]) -> None:
-    """A column a later version added to a table that exists (``rule_evaluations.definition``):
-    added empty. Such columns are nullable: the rows before the upgrade have no value for them."""
-    from sqlalchemy import text
-
-    for table in metadata.sorted_tables:
-        if table.name not in existing:
-            continue
-        # the columns as a query sees them (duckdb-engine's reflection of columns fails on DuckDB 2.0)
-        have = set(con.execute(text(f"SELECT * FROM {table.name} LIMIT 0")).keys())  # noqa: S608 - schema names
-        for column in table.columns:
-            if column.name in have:
-                continue
-            if not column.nullable:
-                raise RuntimeError(f"{table.name}.{column.name}: a required column cannot be added to a table that "
-                                   f"has rows; this version needs a migration")
-            kind = column.type.compile(dialect=con.dialect)
-            con.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
-
-
 def _create_missing(con) -> list[str]:
     """In one transaction (``con``), under the set-up lock."""
     from sqlalchemy import inspect
 
+    from threshold_operators.schema_once import add_missing_columns
     from threshold_operators.warehouse.rollup_tables import create_rollup_bookkeeping
 
     existing = set(inspect(con).get_table_names())
     metadata.create_all(con, checkfirst=True)
-    _add_missing_columns(con, existing)
+    # a column a later version added to a table that exists (``rule_evaluations.definition``)
+    add_missing_columns(con, [t for t in metadata.sorted_tables if t.name in existing])
     for history, latest in LATEST_OF.items():  # a latest-state table created now starts from its history
         if latest not in existing and history in existing:
             fill_latest(con, history)
