@@ -195,3 +195,67 @@ def test_the_logs_closing_table():
                                  "  -> a.x                                breach, 2 firing",
                                  "     a.y                                ok, 1 resolved",
                                  "  -> a.z                                error (rule): a.z: could not evaluate"]
+
+
+@pytest.fixture
+def rolling_warehouse(monkeypatch, tmp_path):
+    """A DuckDB warehouse with 3 hours of orders and the engine tests' rolling rules, which read
+    one rollup (``rollup_sales_orders_by_sku_slice``) through the shipped query."""
+    import shutil
+
+    from tests.engine.test_rolling import DATA, REPO, SHIPPED, _items, _load, _spread
+    from threshold_operators.warehouse.hook import WarehouseHook
+
+    sql = tmp_path / "sql"
+    shutil.copytree(DATA / "sql", sql)
+    for path in SHIPPED:
+        (sql / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / "include" / "sql" / path, sql / path)
+    monkeypatch.setenv("STOREFENCE_RULES_DIR", str(DATA / "rules"))
+    monkeypatch.setenv("STOREFENCE_SQL_DIR", str(sql))
+    monkeypatch.setenv("AIRFLOW_CONN_STOREFENCE_STATE",
+                       json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "state.sqlite")}))
+    url = f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
+    hook = WarehouseHook(url=url)
+    _load(hook, _items(_spread(T0, [1] * 36)))
+    hook.engine.dispose()
+    return url
+
+
+ROLLING = ["sales.rolling_count", "sales.rolling_long"]
+
+
+def test_the_domains_rollups_are_maintained_once_before_its_rules(rolling_warehouse, monkeypatch):
+    """The rollups the domain's rules read are brought up to date before the first rule, in one
+    call and one write; the rules find them held (no write of their own)."""
+    from threshold_operators.engine import rollups
+
+    real, calls = rollups.maintain_many, []
+
+    def spy(hook, needs, now):
+        done = real(hook, needs, now)
+        calls.append([(m.rollup, m.rebuilt, m.earlier) for m in done])
+        return done
+
+    monkeypatch.setattr(rollups, "maintain_many", spy)
+    ti = _TI()
+    _operator(rolling_warehouse, ROLLING).execute({"ti": ti, "run_id": "r1"})
+    assert calls[0] == [("rollup_sales_orders_by_sku_slice", True, False)]  # the domain's, first: built
+    assert calls[1:] == [[("rollup_sales_orders_by_sku_slice", False, True)]] * len(ROLLING)  # each rule: held
+    assert {s["outcome"] for s in ti.xcom["evaluations"].values()} <= {"ok", "breach"}
+
+
+def test_when_the_domains_rollups_fail_each_rule_maintains_its_own(rolling_warehouse, monkeypatch):
+    from threshold_operators.engine import rollups
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the rollups of the domain could not be maintained")
+
+    monkeypatch.setattr(rollups, "maintain_cycle", broken)
+    ti = _TI()
+    _operator(rolling_warehouse, ROLLING).execute({"ti": ti, "run_id": "r1"})
+    assert {s["outcome"] for s in ti.xcom["evaluations"].values()} <= {"ok", "breach"}  # logged, not an error
+    engine = sa.create_engine(rolling_warehouse)
+    with engine.connect() as con:  # the first rule built the rollup itself
+        assert con.execute(sa.text("SELECT SUM(orders) FROM rollup_sales_orders_by_sku_slice")).scalar() == 36
+    engine.dispose()

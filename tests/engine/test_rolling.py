@@ -543,3 +543,69 @@ def test_once_every_mark_is_applied_the_newest_stays(catalogue, warehouse):
     with hook.engine.connect() as con:
         assert con.execute(sa.text("SELECT SUM(orders) FROM rollup_sales_orders_by_sku_slice")).scalar() == 15
     hook.engine.dispose()
+
+
+def test_a_domain_maintains_its_rollups_in_one_write_and_a_lost_claim_is_planned_again(warehouse, monkeypatch):
+    """``maintain_many`` (a domain's cycle, before its rules): every rollup in one write transaction
+    (one commit, not one a rollup); a rollup that another maintainer moved between the plan and
+    the write is left out of that write and planned again, the others written; each rollup equals
+    its raw query afterwards."""
+    from threshold_operators.engine import rollups as rollups_mod
+    from threshold_operators.warehouse import bulk_load
+
+    every = catalogue_rollups(load_catalogue())
+    refunds = every["rollup_finance_refund_rate_by_shop_slice"]
+    payments = every["rollup_finance_payment_failures_by_gateway_slice"]
+    create_schema(warehouse.engine)
+
+    def land(first: int, n: int) -> None:
+        times = [T0 + (first + k) * M5 + timedelta(seconds=30) for k in range(n)]
+        ids = [f"x{first + k}" for k in range(n)]
+        with bulk_loader(warehouse) as loader:
+            loader.upsert("orders", arrow_table("orders", {
+                "order_id": ids, "shop_id": ["s1"] * n, "channel": ["app"] * n, "customer_id": ["c"] * n,
+                "status": ["paid"] * n, "amount": [10.0] * n, "currency": ["CNY"] * n, "created_at": times,
+                "paid_at": times, "updated_at": times}))
+            loader.upsert("refunds", arrow_table("refunds", {
+                "refund_id": ids, "order_id": ids, "shop_id": ["s1"] * n, "sku": ["A"] * n, "amount": [10.0] * n,
+                "reason": ["quality"] * n, "requested_at": times}))
+            loader.upsert("payments", arrow_table("payments", {
+                "payment_id": ids, "order_id": ids, "shop_id": ["s1"] * n, "gateway": ["alipay"] * n,
+                "status": ["failed" if k % 2 else "succeeded" for k in range(n)], "failure_code": [None] * n,
+                "attempted_at": times}))
+
+    writes = [0]
+    real_loader = bulk_load.bulk_loader
+
+    def counted(hook):
+        writes[0] += 1
+        return real_loader(hook)
+
+    monkeypatch.setattr(bulk_load, "bulk_loader", counted)
+    land(0, 6)
+    built = rollups_mod.maintain_many(warehouse, [(refunds, T0), (payments, T0)], NOW)
+    assert [m.rebuilt for m in built] == [True, True] and writes[0] == 1  # both in one write
+
+    land(6, 3)  # new slices for both rollups; another maintainer takes the payments' rollup meanwhile
+    real_read = rollups_mod._read
+
+    def read_then_race(hook, rollup, ranges):
+        if rollup.name == payments.name and not raced:
+            raced.append(None)  # (the other maintainer's own read comes here too)
+            raced[0] = rollups_mod.maintain(hook, payments, T0, NOW)
+        return real_read(hook, rollup, ranges)
+
+    raced: list = []
+    monkeypatch.setattr(rollups_mod, "_read", read_then_race)
+    writes[0] = 0
+    done = {m.rollup: m for m in rollups_mod.maintain_many(warehouse, [(refunds, T0), (payments, T0)], NOW)}
+    assert raced and raced[0].ranges == [(T0 + 6 * M5, T0 + 9 * M5)]  # the other maintainer applied it
+    assert done[refunds.name].ranges == [(T0 + 6 * M5, T0 + 9 * M5)] and done[refunds.name].attempts == 1
+    # the claim on the payments' rollup failed: planned again, found up to date, not written twice
+    assert done[payments.name].attempts == 2 and done[payments.name].ranges == []
+    for rollup, cols in ((refunds, "orders, refunds"), (payments, "attempts, failures")):
+        with warehouse.engine.connect() as con:
+            rolled = sorted(tuple(r) for r in con.execute(sa.text(f"SELECT {cols} FROM {rollup.name} ORDER BY bucket")))
+            raw = sorted(tuple(r) for r in con.execute(sa.text(f"SELECT {cols} FROM ({rollup.sql}) q ORDER BY bucket"),
+                                                       rollup.bind(T0, T0 + 2 * H)))
+        assert rolled == raw and len(raw) == 9, rollup.name

@@ -281,105 +281,192 @@ def _read(hook, rollup: Rollup, ranges: list[tuple[datetime, datetime]]):
     return table.sort_by([("bucket", "ascending")])
 
 
+@dataclass
+class _Plan:
+    """What one maintainer found to do for a rollup (step 1 of ``maintain_many``)."""
+
+    rollup: Rollup
+    done: Maintenance
+    ranges: list[tuple[datetime, datetime]]
+    built_from: datetime
+    seen_seq: int | None
+    max_seq: int
+
+    @property
+    def idle(self) -> bool:
+        """Nothing landed since and nothing to build or extend: no write at all."""
+        return not self.done.rebuilt and not self.ranges and self.seen_seq == self.max_seq
+
+
+def _plan(con, rollup: Rollup, need_from: datetime, attempt: int) -> _Plan:
+    """Which slices of ``rollup`` to recompute, read in the caller's transaction (on PostgreSQL
+    under its SHARE lock on ``rollup_dirty``)."""
+    from sqlalchemy import text
+
+    from threshold_operators.warehouse.schema import as_utc
+
+    tables = [t for t in rollup.tables if t not in ("shops", "products", "warehouses")]
+    qhash = rollup.query_hash
+    done = Maintenance(rollup.name, attempts=attempt)
+    state, max_seq, registered = _state(con, rollup.name, qhash)
+    # what the query reads, before it reads: a load that starts later marks what it can see
+    # change (on PostgreSQL a load holds ROW EXCLUSIVE on rollup_dirty from its registry
+    # read to its commit, so one in flight finishes before the SHARE lock is granted)
+    if registered is False:
+        register_reads(con, rollup.name, qhash, lambda: rollup.reads, held=False)
+    if state is None or state["query_hash"] != qhash:
+        done.rebuilt, ranges, built_from = True, [(need_from, FAR_FUTURE)], need_from
+    else:
+        built_from = as_utc(state["built_from"])
+        ranges = []
+        if state["through_seq"] < max_seq and tables:
+            names = ", ".join(f"'{t}'" for t in tables)  # schema table names (identifiers)
+            dirty = con.execute(text(f"SELECT DISTINCT slice FROM rollup_dirty WHERE table_name IN ({names}) "
+                                     f"AND seq > :a AND seq <= :b AND slice >= :f"),
+                                {"a": state["through_seq"], "b": max_seq, "f": built_from}).scalars()
+            ranges = coalesce([as_utc(s) for s in dirty])
+        if need_from < built_from:
+            ranges = [(need_from, built_from), *ranges]
+            done.extended_to, built_from = need_from, need_from
+    done.ranges, done.through_seq = ranges, max_seq
+    return _Plan(rollup, done, ranges, built_from, None if state is None else state["through_seq"], max_seq)
+
+
+def _claim(loader, plan: _Plan, now: datetime) -> bool:
+    """Move ``plan``'s mark if it is where step 1 found it; False when another maintainer moved it."""
+    rollup, qhash = plan.rollup, plan.rollup.query_hash
+    if plan.seen_seq is not None and not plan.done.rebuilt:  # the usual case
+        return loader.execute("UPDATE rollup_state SET through_seq = ?, built_from = ?, updated_at = ? "
+                              "WHERE rollup = ? AND through_seq = ? AND query_hash = ?",
+                              (plan.max_seq, plan.built_from, now, rollup.name, plan.seen_seq, qhash)) == 1
+    current = loader.rows(f"SELECT through_seq FROM rollup_state WHERE rollup = '{rollup.name}'")
+    return (current[0]["through_seq"] if current else None) == plan.seen_seq
+
+
+def _write(hook, loader, plan: _Plan, data, now: datetime) -> None:
+    """Replace ``plan``'s slices with ``data`` (rebuild the table first when asked) and set its state."""
+    rollup = plan.rollup
+    if plan.done.rebuilt:
+        loader.execute(f"DROP TABLE IF EXISTS {rollup.name}")
+        for ddl in _ddl(hook, rollup):
+            loader.execute(ddl)
+    else:
+        for k in range(0, len(plan.ranges), READ_RANGES):
+            part = plan.ranges[k:k + READ_RANGES]
+            loader.execute(f"DELETE FROM {rollup.name} WHERE " + " OR ".join(["(bucket >= ? AND bucket < ?)"] * len(part)),
+                           tuple(t for r in part for t in r))
+    if data is not None:
+        loader.append_rows(rollup.name, data)
+    if plan.seen_seq is None or plan.done.rebuilt:
+        loader.execute("DELETE FROM rollup_state WHERE rollup = ?", (rollup.name,))
+        loader.execute("INSERT INTO rollup_state (rollup, query_hash, through_seq, built_from, updated_at) "
+                       "VALUES (?, ?, ?, ?, ?)", (rollup.name, rollup.query_hash, plan.max_seq, plan.built_from, now))
+
+
 def maintain(hook, rollup: Rollup, need_from: datetime, now: datetime) -> Maintenance:
     """Bring ``rollup`` up to date with every load noted so far, holding every slice from
     ``need_from`` on (builds it, rebuilds it after a query change, extends it backwards). Idempotent."""
+    return maintain_many(hook, [(rollup, need_from)], now)[0]
+
+
+def maintain_many(hook, needs: list[tuple[Rollup, datetime]], now: datetime) -> list[Maintenance]:
+    """``maintain`` for several rollups with one write transaction (and one commit) for all of
+    them instead of one each: what a domain's cycle does before its rules (``maintain_cycle``).
+
+    1. what to recompute, every rollup's in one read transaction; 2. the query's rows of each
+    (read-only connection); 3. one write: each rollup's mark is claimed (moved if it is where
+    step 1 found it; on PostgreSQL under an advisory lock per rollup, taken in name order), its
+    slices replaced; a rollup another maintainer moved meanwhile is left out of this write and
+    planned again. Idempotent; the results in the order of ``needs``."""
     from sqlalchemy import text
 
     from threshold_operators.warehouse.bulk_load import bulk_loader
-    from threshold_operators.warehouse.schema import as_utc
 
     postgres = hook.dialect_name == "postgresql"
-    tables = [t for t in rollup.tables if t not in ("shops", "products", "warehouses")]
-    qhash = rollup.query_hash
     memo = getattr(hook, "session_memo", None)  # a DuckDB session: nobody else writes the file meanwhile
-    if memo is not None and (held := memo.get((rollup.name, qhash))) is not None and held <= need_from:
-        return Maintenance(rollup.name, earlier=True)
+    out: dict[str, Maintenance] = {}
+    todo: dict[str, tuple[Rollup, datetime]] = {}
+    for rollup, need_from in needs:
+        if memo is not None and (held := memo.get((rollup.name, rollup.query_hash))) is not None and held <= need_from:
+            out.setdefault(rollup.name, Maintenance(rollup.name, earlier=True))
+        elif rollup.name not in todo or need_from < todo[rollup.name][1]:
+            todo[rollup.name] = (rollup, need_from)
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        done = Maintenance(rollup.name, attempts=attempt)
+        if not todo:
+            break
         # 1. what to recompute, read while no load that marked slices is still open
         with hook.engine.begin() as con:
             if postgres:
                 con.execute(text("LOCK TABLE rollup_dirty IN SHARE MODE"))
-            state, max_seq, registered = _state(con, rollup.name, qhash)
-            # what the query reads, before it reads: a load that starts later marks what it can see
-            # change (on PostgreSQL a load holds ROW EXCLUSIVE on rollup_dirty from its registry
-            # read to its commit, so one in flight finishes before this SHARE lock is granted)
-            if registered is False:
-                register_reads(con, rollup.name, qhash, lambda: rollup.reads, held=False)
-            if state is None or state["query_hash"] != qhash:
-                done.rebuilt, ranges, built_from = True, [(need_from, FAR_FUTURE)], need_from
-            else:
-                built_from = as_utc(state["built_from"])
-                ranges = []
-                if state["through_seq"] < max_seq and tables:
-                    names = ", ".join(f"'{t}'" for t in tables)  # schema table names (identifiers)
-                    dirty = con.execute(text(f"SELECT DISTINCT slice FROM rollup_dirty WHERE table_name IN ({names}) "
-                                             f"AND seq > :a AND seq <= :b AND slice >= :f"),
-                                        {"a": state["through_seq"], "b": max_seq, "f": built_from}).scalars()
-                    ranges = coalesce([as_utc(s) for s in dirty])
-                if need_from < built_from:
-                    ranges = [(need_from, built_from), *ranges]
-                    done.extended_to, built_from = need_from, need_from
-        seen_seq = None if state is None else state["through_seq"]
-        done.ranges, done.through_seq = ranges, max_seq
-        if not done.rebuilt and not ranges and seen_seq == max_seq:
-            if memo is not None:
-                memo[(rollup.name, qhash)] = built_from
-            return done  # nothing landed since: no write at all
-        # 2. the query's rows for those slices (read-only connection)
-        data = _read(hook, rollup, ranges) if ranges else None
-        done.rows = data.num_rows if data is not None else 0
-        # 3. replace the slices and move the mark, unless another maintainer moved it meanwhile
+            plans = [_plan(con, rollup, need_from, attempt) for rollup, need_from in todo.values()]
+        writes = []
+        for plan in plans:
+            if plan.idle:
+                _done(out, memo, plan)
+                todo.pop(plan.rollup.name)
+            else:  # 2. the query's rows for those slices
+                data = _read(hook, plan.rollup, plan.ranges) if plan.ranges else None
+                plan.done.rows = data.num_rows if data is not None else 0
+                writes.append((plan, data))
+        if not writes:
+            break
+        # 3. replace the slices and move the marks, unless another maintainer moved one meanwhile
+        claimed = []
         with bulk_loader(hook) as loader:
-            if postgres:
-                loader.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (rollup.name,))
-            if seen_seq is not None and not done.rebuilt:  # the usual case: move the mark if it is where it was
-                moved = loader.execute("UPDATE rollup_state SET through_seq = ?, built_from = ?, updated_at = ? "
-                                       "WHERE rollup = ? AND through_seq = ? AND query_hash = ?",
-                                       (max_seq, built_from, now, rollup.name, seen_seq, qhash))
-                claimed = moved == 1
-            else:
-                current = loader.rows(f"SELECT through_seq FROM rollup_state WHERE rollup = '{rollup.name}'")
-                claimed = (current[0]["through_seq"] if current else None) == seen_seq
-            if not claimed:  # another task maintained it since step 1: start again from its state
-                log.info("%s: maintained by another task meanwhile; again", rollup.name)
-                continue
-            if done.rebuilt:
-                loader.execute(f"DROP TABLE IF EXISTS {rollup.name}")
-                for ddl in _ddl(hook, rollup):
-                    loader.execute(ddl)
-            else:
-                for k in range(0, len(ranges), READ_RANGES):
-                    part = ranges[k:k + READ_RANGES]
-                    loader.execute(f"DELETE FROM {rollup.name} WHERE " + " OR ".join(["(bucket >= ? AND bucket < ?)"] * len(part)),
-                                   tuple(t for r in part for t in r))
-            if data is not None:
-                loader.append_rows(rollup.name, data)
-            if seen_seq is None or done.rebuilt:
-                loader.execute("DELETE FROM rollup_state WHERE rollup = ?", (rollup.name,))
-                loader.execute("INSERT INTO rollup_state (rollup, query_hash, through_seq, built_from, updated_at) "
-                               "VALUES (?, ?, ?, ?, ?)", (rollup.name, qhash, max_seq, built_from, now))
-            # slices every rollup has applied are not needed any more, but the newest: it tells the
-            # newest seq when nothing is pending (an empty table read as 0 moved every mark back)
-            loader.execute("DELETE FROM rollup_dirty WHERE seq <= (SELECT MIN(through_seq) FROM rollup_state) "
-                           "AND seq < (SELECT MAX(seq) FROM rollup_dirty)")
-        if memo is not None:
-            memo[(rollup.name, qhash)] = built_from
-        return done
-    raise RuntimeError(f"{rollup.name}: maintained concurrently {MAX_ATTEMPTS} times in a row; try again")
+            for plan, data in sorted(writes, key=lambda w: w[0].rollup.name):
+                if postgres:
+                    loader.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (plan.rollup.name,))
+                if not _claim(loader, plan, now):  # maintained by another task since step 1: planned again
+                    log.info("%s: maintained by another task meanwhile; again", plan.rollup.name)
+                    continue
+                _write(hook, loader, plan, data, now)
+                claimed.append(plan)
+            if claimed:
+                # slices every rollup has applied are not needed any more, but the newest: it tells the
+                # newest seq when nothing is pending (an empty table read as 0 moved every mark back)
+                loader.execute("DELETE FROM rollup_dirty WHERE seq <= (SELECT MIN(through_seq) FROM rollup_state) "
+                               "AND seq < (SELECT MAX(seq) FROM rollup_dirty)")
+        for plan in claimed:
+            _done(out, memo, plan)
+            todo.pop(plan.rollup.name)
+    if todo:
+        raise RuntimeError(f"{', '.join(todo)}: maintained concurrently {MAX_ATTEMPTS} times in a row; try again")
+    return [out[rollup.name] for rollup, _ in needs]
+
+
+def _done(out: dict, memo: dict | None, plan: _Plan) -> None:
+    out[plan.rollup.name] = plan.done
+    if memo is not None:
+        memo[(plan.rollup.name, plan.rollup.query_hash)] = plan.built_from
+
+
+def rollup_needs(loaded, catalogue, start: datetime) -> dict[str, tuple[Rollup, datetime]]:
+    """Every rollup a cycle of ``loaded`` starting at ``start`` reads, with the oldest slice it
+    needs: the window, lead-in and baselines of a rolling rule; the 35 days ``rollup()`` gives a query."""
+    from threshold_operators.engine.windows import history_needed
+
+    need: dict[str, tuple[Rollup, datetime]] = {}
+    for rollup, rule in rollups_needed(loaded, catalogue):
+        since = start - history_needed(rule) if rule.rolling and rollup.query == rule.query \
+            else start - timedelta(days=ROLLUP_READ_DAYS)
+        if rollup.name not in need or since < need[rollup.name][1]:
+            need[rollup.name] = (rollup, since)
+    return need
 
 
 def maintain_for(hook, loaded, catalogue, start: datetime, end: datetime, now: datetime) -> list[Maintenance]:
     """Maintain every rollup a cycle of ``loaded`` over ``[start, end)`` reads, holding the history
     its window, lead-in and baselines need."""
-    from threshold_operators.engine.windows import history_needed
+    return maintain_many(hook, list(rollup_needs(loaded, catalogue, start).values()), now)
 
+
+def maintain_cycle(hook, cycles: list[tuple[object, datetime]], catalogue, now: datetime) -> list[Maintenance]:
+    """Every rollup the rules of ``cycles`` ((loaded rule, its cycle's start)) read, in one write
+    transaction: a domain's cycle before its first rule. Each rule's own ``maintain_for`` then
+    finds them held (in a DuckDB session, without a query) unless its cycle starts earlier."""
     need: dict[str, tuple[Rollup, datetime]] = {}
-    for rollup, rule in rollups_needed(loaded, catalogue):
-        # a rolling rule reads its window and baselines; rollup() gives a query the 35 days before the end
-        since = start - history_needed(rule) if rule.rolling and rollup.query == rule.query \
-            else start - timedelta(days=ROLLUP_READ_DAYS)
-        if rollup.name not in need or since < need[rollup.name][1]:
-            need[rollup.name] = (rollup, since)
-    return [maintain(hook, rollup, since, now) for rollup, since in need.values()]
+    for loaded, start in cycles:
+        for name, (rollup, since) in rollup_needs(loaded, catalogue, start).items():
+            if name not in need or since < need[name][1]:
+                need[name] = (rollup, since)
+    return maintain_many(hook, list(need.values()), now) if need else []

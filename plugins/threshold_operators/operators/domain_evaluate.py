@@ -5,9 +5,10 @@ scheduler every task is a process start; a task per rule made a domain of six ru
 processes every 5 minutes (and six more to notify). This operator evaluates the domain's rules
 in turn in one task, on one ``WarehouseHook`` in one ``session()`` (on DuckDB the file opened
 once for the cycle; the rule catalogue read once; the rules' cycles recorded together after the
-last, in one transaction: ``_record``); the rollups a rolling rule reads are maintained by the first rule that
-needs them, and are up to date for the next (``engine.rollups.maintain`` writes nothing when
-nothing landed since).
+last, in one transaction: ``_record``); the rollups the domain's rules read are brought up to date
+before the first rule, all in one write transaction (``_maintain_rollups``: one commit, not one a
+rollup), so each rule finds them held; when that fails, each rule maintains its own as
+``ThresholdCheckOperator`` does, and a failure is that rule's outcome.
 
 Each rule is one ``threshold_check.evaluate_rule`` call, as ``ThresholdCheckOperator`` makes it,
 and its outcome is a recorded state, never an exception that stops the loop:
@@ -100,6 +101,7 @@ class DomainEvaluateOperator(BaseOperator):
         try:
             with hook.session():  # one warehouse session for the domain's cycle
                 facts = CycleFacts(hook, tables)  # the gates and landed marks, asked once for every rule
+                self._maintain_rollups(hook, catalogue, facts)
                 evaluated: list = []  # (evaluation, rule), recorded together after the last rule
                 for rule_id in self.rule_ids:
                     summaries[rule_id] = self._evaluate_one(hook, catalogue, rule_id, run_id, facts, evaluated)
@@ -115,6 +117,36 @@ class DomainEvaluateOperator(BaseOperator):
         tell = [s for s in summaries.values() if has_news(s, gated)]
         self.log.info("%s", report(summaries, {s["rule_id"] for s in tell}))
         return tell
+
+    def _maintain_rollups(self, hook, catalogue, facts) -> None:
+        """Every rollup the domain's rules read, for their usual cycle (from the newest complete
+        slice of landed data back one ``every``; an explicit window's start when the DAG gives one),
+        in one write transaction. A failure is only logged: each rule's evaluation maintains what
+        it reads itself, so an error there is that rule's recorded outcome, not the domain's."""
+        from datetime import UTC, datetime
+
+        from threshold_operators.engine.record import next_window
+        from threshold_operators.engine.rollups import maintain_cycle, rollups_needed
+        from threshold_operators.operators.threshold_check import parse_time
+
+        try:
+            cycles = []
+            for rule_id in self.rule_ids:
+                loaded = catalogue.rules.get(rule_id)
+                if loaded is None or not rollups_needed(loaded, catalogue):
+                    continue
+                start = parse_time(self.window_start)
+                if start is None:
+                    landed = facts.landed_until(loaded.tables)
+                    if landed is None:
+                        continue
+                    start = next_window(loaded.rule, None, landed, self.max_catchup)[0]
+                cycles.append((loaded, start))
+            for done in maintain_cycle(hook, cycles, catalogue, datetime.now(UTC)):
+                self.log.info("rollup %s", done.describe())
+        except Exception as exc:  # noqa: BLE001 - the rules maintain their own, and record what fails
+            self.log.warning("maintaining the domain's rollups together failed (%s: %s); each rule maintains its own",
+                             type(exc).__name__, str(exc)[:200])
 
     def _record(self, hook, evaluated: list, summaries: dict[str, dict], run_id: str | None) -> None:
         """The domain's evaluations in one transaction (``record_many``: an upsert per table and

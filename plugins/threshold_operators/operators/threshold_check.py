@@ -40,7 +40,8 @@ from threshold_operators.warehouse import WAREHOUSE_CONN_ID
 MAX_BREACHES_IN_XCOM = 200
 
 
-def _parse_time(value) -> datetime | None:
+def parse_time(value) -> datetime | None:
+    """A window bound as a DAG gives it (ISO text, templated, or a datetime; naive is UTC); None if unset."""
     if value in (None, "", "None"):
         return None
     from datetime import UTC
@@ -194,7 +195,7 @@ def evaluate_rule(hook, loaded, catalogue, now: datetime, run_id: str | None, *,
     gates = facts.failing_tables(loaded.tables)
     # the gates judged, and when: a table that passes resolves its gate alert (alerting.data_gates)
     judged = {"failing_tables": gates, "gates_checked": sorted(loaded.tables), "gates_checked_at": now.isoformat()}
-    start, end = _parse_time(window_start), _parse_time(window_end)
+    start, end = parse_time(window_start), parse_time(window_end)
     note = "explicit window"
     last = last_evaluation(hook, rule.id)
     if start is None or end is None:
