@@ -259,3 +259,36 @@ def test_when_the_domains_rollups_fail_each_rule_maintains_its_own(rolling_wareh
     with engine.connect() as con:  # the first rule built the rollup itself
         assert con.execute(sa.text("SELECT SUM(orders) FROM rollup_sales_orders_by_sku_slice")).scalar() == 36
     engine.dispose()
+
+
+def test_the_history_is_pruned_once_a_day_when_the_windows_cross_midnight(warehouse, monkeypatch):
+    """The cycle whose windows cross a UTC midnight (data time) prunes the domain's rules' history
+    older than ``keep_results`` before its end; other cycles do not; a failed prune is logged."""
+    from threshold_operators.engine import record as record_module
+    from threshold_operators.engine.record import crosses_midnight
+
+    assert crosses_midnight([{"window_start": "2026-09-09T23:55:00+00:00", "window_end": "2026-09-10T00:00:00+00:00"}])
+    assert not crosses_midnight([{"window_start": "2026-09-10T00:00:00+00:00", "window_end": "2026-09-10T00:05:00+00:00"},
+                                 {"rule_id": "x", "outcome": "error"}])
+    calls = []
+    monkeypatch.setattr(record_module, "prune", lambda hook, rule_ids, before: calls.append((rule_ids, before)) or (0, 0))
+    _operator(warehouse, RULES).execute({"ti": _TI(), "run_id": "r1"})  # 02:00 .. 06:00: no midnight
+    assert calls == []
+    end = T0 + 4 * H
+    _operator(warehouse, RULES, window_start="2026-09-09T22:00:00Z", window_end=end.isoformat(),
+              keep_results=timedelta(days=30)).execute({"ti": _TI(), "run_id": "r2"})
+    assert calls == [(RULES, end - timedelta(days=30))]
+
+    def broken(*args):
+        raise RuntimeError("the warehouse refused the delete")
+
+    monkeypatch.setattr(record_module, "prune", broken)
+    ti = _TI()
+    _operator(warehouse, RULES, window_start="2026-09-09T22:00:00Z", window_end=end.isoformat()).execute(
+        {"ti": ti, "run_id": "r3"})
+    assert "error" not in {s["outcome"] for s in ti.xcom["evaluations"].values()}
+    calls.clear()
+    monkeypatch.setattr(record_module, "prune", lambda hook, rule_ids, before: calls.append((rule_ids, before)) or (0, 0))
+    _operator(warehouse, RULES, window_start="2026-09-09T22:00:00Z", window_end=end.isoformat(),
+              keep_results=timedelta(0)).execute({"ti": _TI(), "run_id": "r4"})  # never prune
+    assert calls == []

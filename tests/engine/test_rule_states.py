@@ -81,3 +81,45 @@ def test_an_upgraded_warehouse_fills_the_states_from_its_results(catalogue, ware
         con.execute(sa.text("DROP TABLE rule_states"))
     assert "rule_states" in create_schema(warehouse.engine)
     assert _rows(warehouse, f"SELECT {COLUMNS} FROM rule_states") == expected
+
+
+def test_prune_deletes_history_before_the_cutoff_but_each_rules_newest_and_the_states(warehouse):
+    """``record.prune``: the rules' rule_results of earlier buckets and rule_evaluations that ended
+    earlier go, but each rule's newest evaluation (where its next cycle continues) and rule_states
+    (every entity's newest state) stay; other rules are not touched. On DuckDB and PostgreSQL."""
+    from datetime import UTC, datetime
+
+    from threshold_operators.engine.record import prune
+    from threshold_operators.warehouse.bulk_load import bulk_loader
+    from threshold_operators.warehouse.schema import arrow_table
+
+    day = timedelta(days=1)
+    d0 = datetime(2026, 6, 1, tzinfo=UTC)
+    create_schema(warehouse.engine)
+    ends = {"a": [d0 + k * day for k in range(1, 6)], "b": [d0 + day], "c": [d0 + day, d0 + 2 * day]}
+    cycles = [(rule, end) for rule, days in ends.items() for end in days]
+    results = [(rule, f"sku={n}", end - H) for rule, end in cycles for n in range(2)]
+    with bulk_loader(warehouse) as loader:
+        loader.upsert("rule_evaluations", arrow_table("rule_evaluations", {
+            "rule_id": [r for r, _ in cycles], "window_start": [e - day for _, e in cycles],
+            "window_end": [e for _, e in cycles], "mode": ["live"] * len(cycles), "outcome": ["breach"] * len(cycles),
+            "firing": [2] * len(cycles), "pending": [0] * len(cycles), "resolved": [0] * len(cycles),
+            "candidates": [2] * len(cycles), "detail": [None] * len(cycles), "duration_ms": [1] * len(cycles),
+            "run_id": ["r"] * len(cycles), "evaluated_at": [e for _, e in cycles], "definition": ["d"] * len(cycles)}))
+        loader.upsert("rule_results", arrow_table("rule_results", {
+            "rule_id": [r for r, _, _ in results], "entity_key": [k for _, k, _ in results],
+            "bucket": [b for _, _, b in results], "state": ["firing"] * len(results), "severity": ["red"] * len(results),
+            "value": [1.0] * len(results), "baseline": [None] * len(results), "threshold": [None] * len(results),
+            "entity": ["{}"] * len(results), "metrics": ["{}"] * len(results), "mode": ["live"] * len(results),
+            "window_end": [b + H for _, _, b in results], "evaluated_at": [b + H for _, _, b in results]}))
+    states = _rows(warehouse, "SELECT rule_id, entity_key, bucket FROM rule_states")
+    cutoff = d0 + 4 * day  # evaluations: a's of days 1-3 go (4 and 5 stay); b's one is its newest
+    # results (two entities a bucket, an hour before each end): a's of days 1-4 and b's go
+    assert prune(warehouse, ["a", "b"], cutoff) == (2 * 4 + 2, 3)
+    assert [(r, e.astimezone(cutoff.tzinfo)) for r, e in
+            _rows(warehouse, "SELECT rule_id, window_end FROM rule_evaluations")] == \
+        [("a", d0 + 4 * day), ("a", d0 + 5 * day), ("b", d0 + day), ("c", d0 + day), ("c", d0 + 2 * day)]
+    kept = _rows(warehouse, "SELECT rule_id, COUNT(*), MIN(bucket) FROM rule_results GROUP BY rule_id")
+    assert [(r, n, b.astimezone(cutoff.tzinfo)) for r, n, b in kept] == [("a", 2, d0 + 5 * day - H), ("c", 4, d0 + day - H)]
+    assert _rows(warehouse, "SELECT rule_id, entity_key, bucket FROM rule_states") == states  # untouched
+    assert prune(warehouse, ["a", "b"], cutoff) == (0, 0)  # idempotent

@@ -10,6 +10,9 @@
   ``streak``, ``last_breach``): ``previous_states`` reads it back as the next cycle's prior, so a
   rule over a current state resolves an entity the next complete cycle no longer returns.
 
+Both histories are kept ``KEEP_RESULTS`` (90 days): once a day a domain's ``evaluate`` task
+deletes its rules' older rows (``prune``; ``rule_states`` and each rule's newest evaluation stay).
+
 ``landed_until`` is how far the data of a rule's tables is complete: the oldest high-water
 mark among them (from ``extract_runs``, a sparse table's raised to its source's latest run; or
 the table itself when nothing was extracted, e.g. a simulated warehouse). A stalled extract therefore holds its rules back instead of
@@ -159,6 +162,44 @@ def record_many(hook, evaluations: list[tuple[Evaluation, Rule]], run_id: str | 
         loader.upsert("rule_evaluations", arrow_table("rule_evaluations", cycles))
         if results.get("rule_id"):
             loader.upsert("rule_results", arrow_table("rule_results", results))
+
+
+KEEP_RESULTS = timedelta(days=90)  # how long rule_results and rule_evaluations keep a rule's history
+
+
+def crosses_midnight(summaries) -> bool:
+    """Whether an evaluated window of ``summaries`` (``window_start``/``window_end``, ISO) crosses a
+    UTC midnight in data time: once a day for a rule evaluated every 5 minutes, whatever the clock.
+    Pure."""
+    for s in summaries:
+        a, b = s.get("window_start"), s.get("window_end")
+        if a and b and datetime.fromisoformat(a).date() != datetime.fromisoformat(b).date():
+            return True
+    return False
+
+
+def prune(hook, rule_ids: list[str], before: datetime) -> tuple[int, int]:
+    """Delete the history of ``rule_ids`` older than ``before``: ``rule_results`` rows of earlier
+    buckets, and ``rule_evaluations`` rows that ended before it but each rule's newest (what the
+    next cycle continues from). ``rule_states`` keeps every entity's newest state whatever its age,
+    so a walk resumes as before. One transaction; (results, evaluations) deleted.
+
+    A current-state rule writes every firing entity every cycle (``inventory.stock_cover`` with
+    500 SKUs low: about 1,100 rows each 5 minutes, 117 million a year); without this nothing
+    bounds the table."""
+    from sqlalchemy import bindparam, text
+
+    if not rule_ids:
+        return 0, 0
+    ids = bindparam("ids", expanding=True)
+    with hook.engine.begin() as con:
+        results = con.execute(text("DELETE FROM rule_results WHERE rule_id IN :ids AND bucket < :before")
+                              .bindparams(ids), {"ids": list(rule_ids), "before": before}).rowcount
+        evaluations = con.execute(text(
+            "DELETE FROM rule_evaluations WHERE rule_id IN :ids AND window_end < :before AND window_end < "
+            "(SELECT MAX(e.window_end) FROM rule_evaluations e WHERE e.rule_id = rule_evaluations.rule_id)")
+            .bindparams(ids), {"ids": list(rule_ids), "before": before}).rowcount
+    return max(results or 0, 0), max(evaluations or 0, 0)
 
 
 def _cycle_columns(ev: Evaluation, rule: Rule, run_id: str | None) -> dict[str, list]:

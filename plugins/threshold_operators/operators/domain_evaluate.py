@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -71,7 +71,7 @@ class DomainEvaluateOperator(BaseOperator):
 
     def __init__(self, *, rule_ids: Sequence[str], conn_id: str = WAREHOUSE_CONN_ID, window_start: str | None = None,
                  window_end: str | None = None, max_catchup: timedelta = timedelta(hours=48), attempts: int = 3,
-                 retry_pause: float = 5.0, **kwargs: Any):
+                 retry_pause: float = 5.0, keep_results: timedelta | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.rule_ids = list(rule_ids)
         self.conn_id = conn_id
@@ -80,6 +80,7 @@ class DomainEvaluateOperator(BaseOperator):
         self.max_catchup = max_catchup
         self.attempts = attempts
         self.retry_pause = retry_pause
+        self.keep_results = keep_results  # None: record.KEEP_RESULTS; timedelta(0): never prune
 
     def get_db_hook(self):
         from threshold_operators.warehouse.hook import WarehouseHook
@@ -106,6 +107,7 @@ class DomainEvaluateOperator(BaseOperator):
                 for rule_id in self.rule_ids:
                     summaries[rule_id] = self._evaluate_one(hook, catalogue, rule_id, run_id, facts, evaluated)
                 self._record(hook, evaluated, summaries, run_id)
+                self._prune(hook, summaries)
         finally:
             hook.engine.dispose()
         context["ti"].xcom_push(key="evaluations", value=summaries)
@@ -123,7 +125,7 @@ class DomainEvaluateOperator(BaseOperator):
         slice of landed data back one ``every``; an explicit window's start when the DAG gives one),
         in one write transaction. A failure is only logged: each rule's evaluation maintains what
         it reads itself, so an error there is that rule's recorded outcome, not the domain's."""
-        from datetime import UTC, datetime
+        from datetime import UTC
 
         from threshold_operators.engine.record import next_window
         from threshold_operators.engine.rollups import maintain_cycle, rollups_needed
@@ -171,10 +173,28 @@ class DomainEvaluateOperator(BaseOperator):
                 summaries[rule.id] = error_summary(rule, kind, exc, "evaluated, but its cycle could not be recorded")
                 self.log.error("%s (%s)", summaries[rule.id]["error"]["message"], kind)
 
+    def _prune(self, hook, summaries: dict[str, dict]) -> None:
+        """Once a day (the cycle whose windows cross a UTC midnight in data time), the domain's rules'
+        history older than ``keep_results`` (``record.prune``). A failure is only logged: the
+        rules' outcomes are recorded already, and the next day's prune takes what this one left."""
+        from threshold_operators.engine.record import KEEP_RESULTS, crosses_midnight, prune
+
+        keep = KEEP_RESULTS if self.keep_results is None else self.keep_results
+        if not keep or not crosses_midnight(summaries.values()):
+            return
+        end = max(datetime.fromisoformat(s["window_end"]) for s in summaries.values() if s.get("window_end"))
+        try:
+            results, evaluations = prune(hook, list(summaries), end - keep)
+            self.log.info("history before %s pruned: %d rule_results and %d rule_evaluations rows",
+                          (end - keep).isoformat(), results, evaluations)
+        except Exception as exc:  # noqa: BLE001 - housekeeping; the next day's prune catches up
+            self.log.warning("pruning the history before %s failed (%s: %s); tried again tomorrow",
+                             (end - keep).isoformat(), type(exc).__name__, str(exc)[:200])
+
     def _evaluate_one(self, hook, catalogue, rule_id: str, run_id: str | None, facts=None,
                       evaluated: list | None = None) -> dict:
         """One rule's summary; every failure is its recorded outcome, never an exception."""
-        from datetime import UTC, datetime
+        from datetime import UTC
 
         from threshold_operators.operators.failures import FailureKind, kind_of
         from threshold_operators.operators.threshold_check import error_summary, evaluate_rule

@@ -407,7 +407,8 @@ data_quality_events = _table(
 
 rule_evaluations = _table(
     "rule_evaluations",
-    "One row per rule and evaluation cycle: the data window evaluated and what came of it.",
+    "One row per rule and evaluation cycle: the data window evaluated and what came of it. Kept 90 days (each "
+    "rule's newest always; `DomainEvaluateOperator(keep_results=...)`, docs/rules.md step 5).",
     _col("rule_id", String(128), "Rule id (include/rules/<domain>.yaml).", key=True),
     _col("window_start", TS, "Start of the data window evaluated (buckets completing in it).", key=True, unit="UTC"),
     _col("window_end", TS, "End of the data window, exclusive.", key=True, unit="UTC"),
@@ -449,7 +450,8 @@ def _result(bucket: Column, metrics: str) -> tuple[Column, ...]:
 
 rule_results = _table(
     "rule_results",
-    "Entity-level results: every bucket at which an entity was pending, firing or resolved, with value, baseline, threshold and severity.",
+    "Entity-level results: every bucket at which an entity was pending, firing or resolved, with value, baseline, "
+    "threshold and severity. Kept 90 days (`DomainEvaluateOperator(keep_results=...)`, docs/rules.md step 5).",
     *_result(_col("bucket", TS, "Data time: start of the hour or shop-local day evaluated.", key=True, unit="UTC"),
              "Every metric, baseline and condition value of the bucket (JSON object)."),
     updated_field="evaluated_at",
