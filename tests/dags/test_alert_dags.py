@@ -50,6 +50,7 @@ def test_one_dag_per_domain_with_one_evaluate_task_and_a_notify_mapped_over_the_
         evaluate, notify = dag.get_task("evaluate"), dag.get_task("notify")
         assert evaluate.rule_ids == [r.id for r in rules] and evaluate.downstream_task_ids == {"notify"}
         assert evaluate.retries == 3 and evaluate.pool == "storefence_warehouse"
+        assert evaluate.keep_results is None  # the rules' history: record.KEEP_RESULTS (90 days)
         # the task's own failure (no rule evaluated at all) reaches the data engineers
         assert [type(c).__name__ for c in evaluate.on_failure_callback] == ["StorefenceNotifier"]
         assert isinstance(notify, MappedOperator) and notify.partial_kwargs["retries"] == 2
@@ -65,6 +66,15 @@ def test_one_dag_per_domain_with_one_evaluate_task_and_a_notify_mapped_over_the_
     assert {a.name for a in customer.timetable.asset_condition.objects} == {"storefence.source.shop_api",
                                                                             "storefence.source.reviews_api"}
     assert sales.timetable.timetable.expression == "10 * * * *"  # the fallback when no extract lands
+
+
+def test_a_dag_file_sets_how_long_the_rules_history_is_kept(airflow_db):
+    from datetime import timedelta
+
+    from threshold_operators.alerts.dag_factory import build_alert_dag
+
+    dag = build_alert_dag("sales", keep_results=timedelta(days=7))
+    assert dag.get_task("evaluate").keep_results == timedelta(days=7)
 
 
 def test_a_broken_rule_file_breaks_only_its_own_domains_dag(airflow_db, tmp_path, monkeypatch):

@@ -154,8 +154,10 @@ def schedule_for(source_ids: list[str]):
     return AssetOrTimeSchedule(timetable=timetable, assets=AssetAll(*(source_asset(s) for s in source_ids)))
 
 
-def build_alert_dag(domain: str, conn_id: str = WAREHOUSE_CONN_ID) -> DAG:
-    """The DAG of ``domain``; raises RuleFileError (an import error) when its rules have problems."""
+def build_alert_dag(domain: str, conn_id: str = WAREHOUSE_CONN_ID, keep_results: timedelta | None = None) -> DAG:
+    """The DAG of ``domain``; raises RuleFileError (an import error) when its rules have problems.
+    ``keep_results``: how long the warehouse keeps the rules' ``rule_results`` and
+    ``rule_evaluations`` (None: 90 days, ``engine.record.KEEP_RESULTS``; ``timedelta(0)``: always)."""
     from threshold_operators.extract.sources import load_sources
 
     rules = domain_rules(domain)
@@ -184,7 +186,7 @@ def build_alert_dag(domain: str, conn_id: str = WAREHOUSE_CONN_ID) -> DAG:
         },
     ) as dag:
         evaluate = DomainEvaluateOperator(task_id="evaluate", rule_ids=[r.id for r in rules], conn_id=conn_id,
-                                          pool=WAREHOUSE_POOL,
+                                          pool=WAREHOUSE_POOL, keep_results=keep_results,
                                           window_start=WINDOW_FROM_CONF.format("window_start"),
                                           window_end=WINDOW_FROM_CONF.format("window_end"),
                                           doc_md=f"Every rule of the {domain} domain, one cycle, one warehouse session.",
