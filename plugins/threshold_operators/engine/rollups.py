@@ -377,7 +377,8 @@ def maintain_many(hook, needs: list[tuple[Rollup, datetime]], now: datetime) -> 
     (read-only connection); 3. one write: each rollup's mark is claimed (moved if it is where
     step 1 found it; on PostgreSQL under an advisory lock per rollup, taken in name order), its
     slices replaced; a rollup another maintainer moved meanwhile is left out of this write and
-    planned again. Idempotent; the results in the order of ``needs``."""
+    planned again. A rollup named twice is held from the earlier of its two starts. Idempotent;
+    one result a rollup, in the order of ``needs``."""
     from sqlalchemy import text
 
     from threshold_operators.warehouse.bulk_load import bulk_loader
@@ -431,7 +432,7 @@ def maintain_many(hook, needs: list[tuple[Rollup, datetime]], now: datetime) -> 
             todo.pop(plan.rollup.name)
     if todo:
         raise RuntimeError(f"{', '.join(todo)}: maintained concurrently {MAX_ATTEMPTS} times in a row; try again")
-    return [out[rollup.name] for rollup, _ in needs]
+    return [out[name] for name in dict.fromkeys(rollup.name for rollup, _ in needs)]
 
 
 def _done(out: dict, memo: dict | None, plan: _Plan) -> None:
@@ -464,9 +465,5 @@ def maintain_cycle(hook, cycles: list[tuple[object, datetime]], catalogue, now: 
     """Every rollup the rules of ``cycles`` ((loaded rule, its cycle's start)) read, in one write
     transaction: a domain's cycle before its first rule. Each rule's own ``maintain_for`` then
     finds them held (in a DuckDB session, without a query) unless its cycle starts earlier."""
-    need: dict[str, tuple[Rollup, datetime]] = {}
-    for loaded, start in cycles:
-        for name, (rollup, since) in rollup_needs(loaded, catalogue, start).items():
-            if name not in need or since < need[name][1]:
-                need[name] = (rollup, since)
-    return maintain_many(hook, list(need.values()), now) if need else []
+    needs = [need for loaded, start in cycles for need in rollup_needs(loaded, catalogue, start).values()]
+    return maintain_many(hook, needs, now) if needs else []

@@ -133,11 +133,12 @@ class DomainEvaluateOperator(BaseOperator):
 
         try:
             cycles = []
+            explicit = parse_time(self.window_start)
             for rule_id in self.rule_ids:
                 loaded = catalogue.rules.get(rule_id)
                 if loaded is None or not rollups_needed(loaded, catalogue):
                     continue
-                start = parse_time(self.window_start)
+                start = explicit
                 if start is None:
                     landed = facts.landed_until(loaded.tables)
                     if landed is None:
